@@ -1,0 +1,58 @@
+"""Every error gpllm raises on purpose lives here.
+
+All derive from :class:`GPLLMError`, and each also derives from the builtin a
+caller would naturally catch (``ValueError`` for bad input, ``OSError`` for bad
+files), so ``except ValueError`` keeps working in user code. Messages name the
+offending array, file, gene or column, and are raised before anything is
+compiled.
+"""
+
+from __future__ import annotations
+
+
+class GPLLMError(Exception):
+    """Base class of all gpllm errors."""
+
+
+class InputError(GPLLMError, ValueError):
+    """An argument is malformed: wrong shape, NaN/inf, too few rows, bad value."""
+
+
+class NonFiniteError(InputError):
+    """An array holds NaN or inf where finite numbers are required."""
+
+
+class ShapeError(InputError):
+    """Arrays disagree in shape or rank."""
+
+
+class CholeskyError(GPLLMError, FloatingPointError):
+    """K + s2 I could not be factorised even after escalating the jitter."""
+
+
+class NotConvergedError(GPLLMError, RuntimeError):
+    """An optimiser stopped on a non-finite objective."""
+
+
+class DataError(GPLLMError, ValueError):
+    """A data file or table is unusable: missing column, no controls, duplicates, NaN."""
+
+
+class CorruptFileError(DataError, OSError):
+    """A file is truncated, corrupt, or not of the expected format."""
+
+
+class ChecksumError(CorruptFileError):
+    """A downloaded file's checksum does not match the registry."""
+
+
+class DownloadError(GPLLMError, OSError):
+    """A remote file could not be fetched."""
+
+
+class EmbeddingError(DataError):
+    """Embeddings are missing, of the wrong dimension, or do not overlap the perturbations."""
+
+
+class SplitError(InputError):
+    """A cross-validation split is empty or malformed."""
