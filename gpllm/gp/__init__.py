@@ -1,0 +1,46 @@
+"""The GP core: kernels, Eq. 1 with one shared Cholesky, fitting and prediction.
+
+Data flow: ``kernels`` build K -> ``objective`` evaluates Eq. 1 (``cholesky``
+keeps it finite) -> ``fit`` maximises it with optax -> ``posterior`` predicts
+from one factor; ``sharding`` spreads outputs over devices. ``api`` is the
+checked, jit-compiled surface re-exported here.
+"""
+
+from gpllm.gp.api import (
+    condition,
+    fit,
+    fit_batched,
+    log_marginal_likelihood,
+    params_from_values,
+    params_to_values,
+    predict,
+    sample,
+    value_and_grad,
+)
+from gpllm.gp.fit import FitResult
+from gpllm.gp.kernels import (
+    RBF,
+    Active,
+    Constant,
+    FunctionKernel,
+    GPJaxKernel,
+    Kernel,
+    Linear,
+    Matern12,
+    Matern32,
+    Matern52,
+    Product,
+    Sum,
+    White,
+)
+from gpllm.gp.objective import LML, GPParams, Targets, init_params, prepare_targets
+from gpllm.gp.posterior import Posterior
+
+__all__ = [
+    "RBF", "Active", "Constant", "FunctionKernel", "GPJaxKernel", "Kernel", "Linear",
+    "Matern12", "Matern32", "Matern52", "Product", "Sum", "White",
+    "GPParams", "Targets", "LML", "FitResult", "Posterior",
+    "init_params", "prepare_targets", "params_from_values", "params_to_values",
+    "log_marginal_likelihood", "value_and_grad", "fit", "fit_batched",
+    "condition", "predict", "sample",
+]

@@ -1,0 +1,91 @@
+"""Input checks that run on concrete arrays before anything is compiled.
+
+Each raises a :mod:`gpllm.errors` exception naming the argument, its shape and
+what is wrong. Under a user's own ``jax.jit`` the arrays are tracers; the
+value checks (NaN, positivity) are then skipped and only shapes are checked,
+since values do not exist yet.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from gpllm.errors import InputError, NonFiniteError, ShapeError
+
+
+def is_concrete(x) -> bool:
+    """True unless ``x`` is a tracer inside a transformation."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def as_float_array(name: str, x, dtype=None):
+    """``x`` as a floating JAX array; integer/bool inputs become the default float."""
+    arr = x if isinstance(x, jax.Array) else np.asarray(x)
+    if arr.dtype == object:
+        raise InputError(f"{name} must be numeric, got an object array")
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = np.asarray(arr, dtype=dtype or jax.numpy.result_type(float))
+    elif dtype is not None and arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    return jax.numpy.asarray(arr)
+
+
+def check_finite(name: str, x) -> None:
+    """NonFiniteError if ``x`` holds NaN or inf, with the count and first position."""
+    if not is_concrete(x):
+        return
+    values = np.asarray(x)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise NonFiniteError(
+            f"{name} has {int(bad.sum())} non-finite value(s) (NaN or inf); first at index {first}"
+        )
+
+
+def check_rank(name: str, x, ndim: int) -> None:
+    """ShapeError unless ``x`` has exactly ``ndim`` dimensions."""
+    if x.ndim != ndim:
+        raise ShapeError(f"{name} must be {ndim}-D, got shape {tuple(x.shape)}")
+
+
+def check_training_arrays(Z, Y, *, min_rows: int = 2, batched: bool = False) -> None:
+    """Z (N, Q) and Y (N, D) (or (B, N, ...) if ``batched``): rank, rows, size, finiteness."""
+    lead = 1 if batched else 0
+    check_rank("Z", Z, 2 + lead)
+    check_rank("Y", Y, 2 + lead)
+    if Z.shape[: lead + 1] != Y.shape[: lead + 1]:
+        raise ShapeError(
+            f"Z and Y must have the same number of rows: Z {tuple(Z.shape)} vs Y {tuple(Y.shape)}"
+        )
+    n = Z.shape[lead]
+    if n < min_rows:
+        raise InputError(f"need at least {min_rows} training rows, got N={n}")
+    if Z.shape[-1] == 0 or Y.shape[-1] == 0:
+        raise ShapeError(f"Z and Y need at least one column: Z {tuple(Z.shape)}, Y {tuple(Y.shape)}")
+    check_finite("Z", Z)
+    check_finite("Y", Y)
+
+
+def check_new_inputs(Z_new, n_features: int) -> None:
+    """Test inputs (M, Q) with the training Q, finite."""
+    check_rank("Z_new", Z_new, 2)
+    if Z_new.shape[1] != n_features:
+        raise ShapeError(
+            f"Z_new has {Z_new.shape[1]} columns but the model was trained on {n_features}"
+        )
+    check_finite("Z_new", Z_new)
+
+
+def check_positive_tree(name: str, tree) -> None:
+    """InputError if any leaf of a pytree of *constrained* values is <= 0 or non-finite."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if not is_concrete(leaf):
+            continue
+        values = np.asarray(leaf)
+        where = f"{name}{jax.tree_util.keystr(path)}"
+        if not np.all(np.isfinite(values)):
+            raise NonFiniteError(f"{where} is not finite: {values}")
+        if np.any(values <= 0):
+            raise InputError(f"{where} must be positive, got {values}")

@@ -1,0 +1,119 @@
+"""Maximise Eq. 1 with optax, the whole loop compiled as one ``lax.while_loop``.
+
+The loss is the negative LML per matrix entry, -log p(Y|Z) / (N D), so
+learning rates and tolerances do not depend on the data size. Two optimisers:
+
+- ``"lbfgs"`` (default): ``optax.lbfgs`` with its zoom line search; converges
+  in a few dozen iterations at the paper's size.
+- ``"adam"``: ``optax.adam(learning_rate)``; cheap steps, many of them.
+
+Convergence: the gradient norm falls below ``gtol`` or the loss changes by
+less than ``ftol * max(1, |loss|)`` between iterations, or ``max_steps`` is
+reached. The loss trace (LML per entry, NaN after the stop) is returned. The
+fit is pure in (Z, Y, params0), so ``jax.vmap`` runs it over a leading axis of
+datasets (e.g. CV folds of equal size) in one compiled call.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+import optax.tree_utils as otu
+from jax import lax
+
+from gpllm.gp.kernels import Kernel
+from gpllm.gp.objective import GPParams, Path, init_params, lml, prepare_targets
+
+Optimizer = Literal["lbfgs", "adam"]
+
+
+class FitResult(NamedTuple):
+    """Optimised parameters and how the optimiser got there."""
+
+    params: GPParams
+    lml: jax.Array  # () log p(Y|Z) at the optimum
+    jitter: jax.Array  # () jitter the final factorisation needed
+    trace: jax.Array  # (max_steps + 1,) LML per entry at each iterate; NaN after the stop
+    n_steps: jax.Array  # () iterations taken
+    converged: jax.Array  # () bool: a tolerance was met (not just max_steps)
+
+
+def make_optimizer(name: Optimizer, learning_rate: float) -> optax.GradientTransformationExtraArgs:
+    """The optax transformation for ``name``; both accept L-BFGS's extra arguments."""
+    if name == "lbfgs":
+        return optax.lbfgs()
+    if name == "adam":
+        return optax.with_extra_args_support(optax.adam(learning_rate))
+    raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {name!r}")
+
+
+def fit_traced(
+    kernel: Kernel,
+    Z: jax.Array,
+    Y: jax.Array,
+    params0: GPParams | None = None,
+    *,
+    optimizer: Optimizer = "lbfgs",
+    max_steps: int = 200,
+    learning_rate: float = 0.05,
+    gtol: float = 1e-6,
+    ftol: float = 1e-10,
+    path: Path = "auto",
+) -> FitResult:
+    """The fit as a traceable function (no input checks): jit or vmap it freely.
+
+    Z (N, Q), Y (N, D). ``params0`` defaults to :func:`init_params`.
+    """
+    if params0 is None:
+        params0 = init_params(kernel, Z, Y)
+    targets = prepare_targets(Y, path)
+    n_entries = Y.shape[0] * Y.shape[1]
+
+    def loss(params):
+        return -lml(kernel, params, Z, targets).value / n_entries
+
+    opt = make_optimizer(optimizer, learning_rate)
+    # L-BFGS's line search already evaluated the new iterate: reuse it.
+    value_and_grad = optax.value_and_grad_from_state(loss) if optimizer == "lbfgs" else jax.value_and_grad(loss)
+
+    trace0 = jnp.full((max_steps + 1,), jnp.nan, dtype=Y.dtype)
+
+    class Carry(NamedTuple):
+        params: GPParams
+        state: optax.OptState
+        step: jax.Array
+        previous: jax.Array
+        trace: jax.Array
+        stop: jax.Array
+        converged: jax.Array
+
+    def body(c: Carry) -> Carry:
+        if optimizer == "lbfgs":
+            value, grad = value_and_grad(c.params, state=c.state)
+        else:
+            value, grad = value_and_grad(c.params)
+        updates, state = opt.update(grad, c.state, c.params, value=value, grad=grad, value_fn=loss)
+        params = optax.apply_updates(c.params, updates)
+        trace = c.trace.at[c.step].set(-value)
+        small_grad = otu.tree_l2_norm(grad) < gtol
+        flat = jnp.abs(value - c.previous) < ftol * jnp.maximum(1.0, jnp.abs(value))
+        converged = small_grad | flat
+        # A non-finite loss means even the largest jitter failed: stop, keep the last good params.
+        bad = ~jnp.isfinite(value)
+        params = jax.tree.map(lambda new, old: jnp.where(bad, old, new), params, c.params)
+        return Carry(params, state, c.step + 1, value, trace, converged | bad, converged)
+
+    def keep_going(c: Carry):
+        return (~c.stop) & (c.step < max_steps)
+
+    start = Carry(
+        params0, opt.init(params0), jnp.zeros((), jnp.int32), jnp.asarray(jnp.inf, Y.dtype),
+        trace0, jnp.zeros((), bool), jnp.zeros((), bool),
+    )
+    final = lax.while_loop(keep_going, body, start)
+    final_lml = lml(kernel, final.params, Z, targets)
+    trace = final.trace.at[final.step].set(final_lml.value / n_entries)
+    return FitResult(final.params, final_lml.value, final_lml.jitter, trace, final.step, final.converged)

@@ -1,0 +1,101 @@
+"""Prediction from one factor: mean, per-point variance and samples.
+
+Conditioning on (Z, Y) factors A = K + s2 I = L L^T once and stores
+alpha = A^{-1} Y (N, D). For test inputs Z* (M, Q), with V = L^{-1} K(Z, Z*):
+
+    mean = K(Z*, Z) alpha                               (M, D)
+    cov  = K(Z*, Z*) - V^T V   (+ s2 I with noise)      (M, M), shared by all D outputs
+
+The outputs are independent given the kernel, so one variance per test point
+serves every gene.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from gpllm.gp.cholesky import cholesky_with_jitter
+from gpllm.gp.kernels import Kernel
+from gpllm.gp.objective import GPParams, covariance
+from gpllm.gp.transforms import positive
+
+
+class Posterior(NamedTuple):
+    """Everything prediction needs, computed once by :func:`condition`."""
+
+    params: GPParams
+    Z: jax.Array  # (N, Q) training inputs
+    L: jax.Array  # (N, N) lower Cholesky factor of K + (s2 + jitter) I
+    alpha: jax.Array  # (N, D) A^{-1} Y
+    jitter: jax.Array  # () jitter the factorisation needed
+
+
+def condition(kernel: Kernel, params: GPParams, Z: jax.Array, Y: jax.Array) -> Posterior:
+    """Factor A once and solve for alpha = A^{-1} Y; Z (N, Q), Y (N, D)."""
+    L, jitter = cholesky_with_jitter(covariance(kernel, params, Z))
+    alpha = lax.linalg.triangular_solve(
+        L, lax.linalg.triangular_solve(L, Y, left_side=True, lower=True),
+        left_side=True, lower=True, transpose_a=True,
+    )
+    return Posterior(params, Z, L, alpha, jitter)
+
+
+def _projection(kernel: Kernel, post: Posterior, Z_new: jax.Array):
+    K_cross = kernel.gram(post.params.kernel, post.Z, Z_new)  # (N, M)
+    V = lax.linalg.triangular_solve(post.L, K_cross, left_side=True, lower=True)
+    return K_cross, V
+
+
+def predict_mean(kernel: Kernel, post: Posterior, Z_new: jax.Array) -> jax.Array:
+    """Posterior mean K(Z*, Z) A^{-1} Y, (M, D)."""
+    return kernel.gram(post.params.kernel, Z_new, post.Z) @ post.alpha
+
+
+def predict(
+    kernel: Kernel, post: Posterior, Z_new: jax.Array, include_noise: bool = False
+) -> tuple[jax.Array, jax.Array]:
+    """Mean (M, D) and per-point variance (M,) = diag(K**) - |V[:, m]|^2 (+ s2).
+
+    The latent-function variance is clamped at zero, where rounding can push
+    it slightly negative for test points that coincide with training points.
+    """
+    K_cross, V = _projection(kernel, post, Z_new)
+    mean = K_cross.T @ post.alpha
+    var = jnp.maximum(kernel.diag(post.params.kernel, Z_new) - jnp.sum(V * V, axis=0), 0.0)
+    if include_noise:
+        var = var + positive(post.params.noise)
+    return mean, var
+
+
+def predictive_covariance(
+    kernel: Kernel, post: Posterior, Z_new: jax.Array, include_noise: bool = False
+) -> jax.Array:
+    """Joint (M, M) covariance K** - V^T V (+ s2 I), shared by all outputs."""
+    _, V = _projection(kernel, post, Z_new)
+    cov = kernel.gram(post.params.kernel, Z_new) - V.T @ V
+    if include_noise:
+        cov = cov + positive(post.params.noise) * jnp.eye(Z_new.shape[0], dtype=cov.dtype)
+    return 0.5 * (cov + cov.T)
+
+
+def sample(
+    kernel: Kernel,
+    post: Posterior,
+    Z_new: jax.Array,
+    key: jax.Array,
+    n_samples: int = 1,
+    include_noise: bool = True,
+) -> jax.Array:
+    """Joint draws from the predictive distribution, (n_samples, M, D).
+
+    Each output gets independent draws from N(mean[:, d], cov); the (M, M)
+    covariance is factorised once (with jitter if the test points repeat).
+    """
+    mean = predict_mean(kernel, post, Z_new)
+    chol, _ = cholesky_with_jitter(predictive_covariance(kernel, post, Z_new, include_noise))
+    eps = jax.random.normal(key, (n_samples,) + mean.shape, dtype=mean.dtype)
+    return mean[None] + jnp.einsum("ij,sjd->sid", chol, eps)
