@@ -85,7 +85,7 @@ def check_positive_tree(name: str, tree) -> None:
             continue
         values = np.asarray(leaf)
         where = f"{name}{jax.tree_util.keystr(path)}"
-        if not np.all(np.isfinite(values)):
-            raise NonFiniteError(f"{where} is not finite: {values}")
         if np.any(values <= 0):
             raise InputError(f"{where} must be positive, got {values}")
+        if not np.all(np.isfinite(values)):
+            raise NonFiniteError(f"{where} is not finite: {values}")

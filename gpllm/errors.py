@@ -56,3 +56,7 @@ class EmbeddingError(DataError):
 
 class SplitError(InputError):
     """A cross-validation split is empty or malformed."""
+
+
+class MissingFileError(DataError, FileNotFoundError):
+    """A data file that was asked for does not exist."""

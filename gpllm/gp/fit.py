@@ -98,7 +98,7 @@ def fit_traced(
         updates, state = opt.update(grad, c.state, c.params, value=value, grad=grad, value_fn=loss)
         params = optax.apply_updates(c.params, updates)
         trace = c.trace.at[c.step].set(-value)
-        small_grad = otu.tree_l2_norm(grad) < gtol
+        small_grad = otu.tree_norm(grad) < gtol
         flat = jnp.abs(value - c.previous) < ftol * jnp.maximum(1.0, jnp.abs(value))
         converged = small_grad | flat
         # A non-finite loss means even the largest jitter failed: stop, keep the last good params.

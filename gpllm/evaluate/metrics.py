@@ -1,0 +1,210 @@
+"""Per-perturbation metrics, as GEARS defines them, and their aggregation.
+
+For test perturbation p with measured profile x_p, prediction x_hat_p and a
+reference profile r (the control mean ctrl for GEARS' metrics; the training
+mean for Systema's):
+
+    delta = x_p - r,   delta_hat = x_hat_p - r
+    pearson_all = pearson(delta_hat, delta) over all G genes
+    pearson_de  = the same over p's top-20 DE genes
+    mae_all     = mean |x_hat_p - x_p| over all genes (equal to the MAE of deltas)
+    mae_de      = the same over p's top-20 DE genes
+
+A correlation is undefined when either side is constant over the gene set (zero
+variance, e.g. the Control baseline's zero delta); it is reported as 0, as
+GEARS does, and flagged so the caller can count and say so. "Constant" means
+all values exactly equal, as in ``scipy.stats.pearsonr``.
+"""
+
+from __future__ import annotations
+
+from statistics import NormalDist
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from gpllm.errors import InputError, ShapeError
+from gpllm.models.base import Array, as_checked_array
+
+#: The multiplier of the standard error in reported intervals (the paper's "± 1.96 SE").
+Z95 = 1.96
+
+
+class PerturbationMetrics(NamedTuple):
+    """The four metrics per test perturbation, each (M,), plus undefined flags.
+
+    undefined_de / undefined_all: (M,) bool, True where the Pearson correlation
+    was undefined (a constant side) and is reported as 0.
+    """
+
+    pearson_de: Array
+    pearson_all: Array
+    mae_de: Array
+    mae_all: Array
+    undefined_de: Array
+    undefined_all: Array
+
+
+def pearson_rows(a: Array, b: Array) -> tuple[Array, Array]:
+    """Row-wise Pearson correlation of a (M, K) and b (M, K) -> (r (M,), undefined (M,)).
+
+    r_m = sum_k (a_mk - a_m.)(b_mk - b_m.) / sqrt(sum_k (a_mk - a_m.)^2 sum_k (b_mk - b_m.)^2),
+    set to 0 where a row of a or of b is constant (then ``undefined`` is True).
+    """
+    undefined = (jnp.ptp(a, axis=1) == 0) | (jnp.ptp(b, axis=1) == 0)
+    ac = a - a.mean(axis=1, keepdims=True)
+    bc = b - b.mean(axis=1, keepdims=True)
+    denom = jnp.sqrt(jnp.sum(ac * ac, axis=1) * jnp.sum(bc * bc, axis=1))
+    r = jnp.sum(ac * bc, axis=1) / jnp.where(undefined, 1.0, denom)
+    return jnp.where(undefined, 0.0, jnp.clip(r, -1.0, 1.0)), undefined
+
+
+def perturbation_metrics(
+    Y_true: ArrayLike,
+    Y_pred: ArrayLike,
+    *,
+    reference: ArrayLike,
+    de: ArrayLike,
+) -> PerturbationMetrics:
+    """GEARS' metrics for M test perturbations.
+
+    Y_true, Y_pred: (M, G) measured and predicted expression (not deltas).
+    reference: (G,) (or (M, G)) profile the deltas are taken against: ctrl for
+        GEARS' metrics, the mean training profile for Systema's.
+    de: (M, K) int gene indices of each perturbation's top-K DE genes (K = 20).
+    Raises NonFiniteError for NaN/inf, ShapeError for mismatched shapes,
+    InputError for DE indices out of range or repeated within a row.
+    """
+    Y_true, Y_pred, reference, de = _check_metric_inputs(Y_true, Y_pred, reference, de)
+    return _metrics(Y_true, Y_pred, reference, de)
+
+
+@jax.jit
+def _metrics(Y_true: Array, Y_pred: Array, reference: Array, de: Array) -> PerturbationMetrics:
+    delta, delta_hat = Y_true - reference, Y_pred - reference
+    abs_err = jnp.abs(Y_pred - Y_true)
+    r_all, undef_all = pearson_rows(delta_hat, delta)
+    take = lambda x: jnp.take_along_axis(x, de, axis=1)  # noqa: E731
+    r_de, undef_de = pearson_rows(take(delta_hat), take(delta))
+    return PerturbationMetrics(
+        pearson_de=r_de,
+        pearson_all=r_all,
+        mae_de=take(abs_err).mean(axis=1),
+        mae_all=abs_err.mean(axis=1),
+        undefined_de=undef_de,
+        undefined_all=undef_all,
+    )
+
+
+def _check_metric_inputs(
+    Y_true: ArrayLike, Y_pred: ArrayLike, reference: ArrayLike, de: ArrayLike
+) -> tuple[Array, Array, Array, Array]:
+    Y_true = as_checked_array(Y_true, "Y_true", ndim=2)
+    Y_pred = as_checked_array(Y_pred, "Y_pred", ndim=2)
+    if Y_true.shape != Y_pred.shape:
+        raise ShapeError(f"Y_true {Y_true.shape} and Y_pred {Y_pred.shape} must have the same shape")
+    m, g = Y_true.shape
+    if m < 1 or g < 2:
+        raise ShapeError(f"Y_true {Y_true.shape}: need at least 1 perturbation and 2 genes")
+    # (G,) or (M, G): take the rank it has, if it is one of those two.
+    reference = as_checked_array(reference, "reference", ndim=2 if np.ndim(reference) == 2 else 1)
+    if reference.shape not in ((g,), (m, g)):
+        raise ShapeError(f"reference {reference.shape} must be ({g},) or ({m}, {g}) to match Y_true")
+    de = as_checked_array(de, "de", ndim=2, integer=True)
+    if de.shape[0] != m or de.shape[1] < 2:
+        raise ShapeError(f"de {de.shape} must be ({m}, K) with K >= 2 DE genes per perturbation")
+    de_np = np.asarray(de)
+    if de_np.min() < 0 or de_np.max() >= g:
+        row = int(np.argwhere((de_np < 0) | (de_np >= g))[0, 0])
+        raise InputError(f"de {de.shape}: row {row} holds gene indices outside [0, {g})")
+    sorted_de = np.sort(de_np, axis=1)
+    repeated = np.any(sorted_de[:, 1:] == sorted_de[:, :-1], axis=1)
+    if repeated.any():
+        raise InputError(
+            f"de {de.shape}: {int(repeated.sum())} row(s) repeat a gene index, "
+            f"first row {int(np.argmax(repeated))}"
+        )
+    dtype = jnp.result_type(Y_true.dtype, Y_pred.dtype, reference.dtype)
+    return Y_true.astype(dtype), Y_pred.astype(dtype), reference.astype(dtype), de
+
+
+class PredictiveScores(NamedTuple):
+    """Calibration of a Gaussian predictive distribution, per test perturbation (M,).
+
+    nll: mean over genes of -log N(x_g | mu_g, v).
+    coverage: fraction of genes whose measured value lies in the central
+        ``level`` interval mu_g +- z sqrt(v).
+    """
+
+    nll: Array
+    coverage: Array
+
+
+def predictive_scores(
+    Y_true: ArrayLike, mean: ArrayLike, var: ArrayLike, *, level: float = 0.9
+) -> PredictiveScores:
+    """Gaussian NLL per gene and central-interval coverage for M test perturbations.
+
+    Y_true, mean: (M, G); var: (M,) predictive variance shared by all genes of a
+    test point, > 0.  nll_m = 1/G sum_g [log(2 pi v_m)/2 + (x_mg - mu_mg)^2 / (2 v_m)].
+    """
+    Y_true = as_checked_array(Y_true, "Y_true", ndim=2)
+    mean = as_checked_array(mean, "mean", ndim=2)
+    var = as_checked_array(var, "var", ndim=1)
+    if Y_true.shape != mean.shape or var.shape != Y_true.shape[:1]:
+        raise ShapeError(
+            f"Y_true {Y_true.shape}, mean {mean.shape} and var {var.shape} must be (M, G), (M, G), (M,)"
+        )
+    if not bool(jnp.all(var > 0)):
+        raise InputError(f"var {var.shape} must be > 0; {int(jnp.sum(var <= 0))} value(s) are not")
+    if not 0 < level < 1:
+        raise InputError(f"level must be in (0, 1), not {level!r}")
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    dtype = jnp.result_type(Y_true.dtype, mean.dtype, var.dtype)
+    return _predictive_scores(Y_true.astype(dtype), mean.astype(dtype), var.astype(dtype), z)
+
+
+@jax.jit
+def _predictive_scores(Y_true: Array, mean: Array, var: Array, z: float) -> PredictiveScores:
+    sq = (Y_true - mean) ** 2
+    v = var[:, None]
+    nll = 0.5 * jnp.log(2 * jnp.pi * v) + sq / (2 * v)
+    inside = sq <= z**2 * v
+    return PredictiveScores(nll.mean(axis=1), inside.mean(axis=1, dtype=Y_true.dtype))
+
+
+class SplitSummary(NamedTuple):
+    """A metric summarised across splits.
+
+    mean: mean over splits of the per-split mean over test perturbations.
+    half_width: 1.96 * SE, SE = std(split means, ddof=1) / sqrt(n_splits)
+        (NaN when there is a single split).
+    n_splits: number of splits; split_means: (n_splits,) in sorted split order.
+    """
+
+    mean: float
+    half_width: float
+    n_splits: int
+    split_means: np.ndarray
+
+
+def summarize_over_splits(values: ArrayLike, split: ArrayLike) -> SplitSummary:
+    """Per-perturbation values (n,) labelled by split (n,) -> mean +- 1.96 SE across splits.
+
+    Each split's perturbations are averaged first, then the split means are
+    averaged: the paper's "mean and 1.96 standard error across splits".
+    """
+    values = np.asarray(as_checked_array(values, "values", ndim=1))
+    split = np.asarray(split)
+    if split.shape != values.shape:
+        raise ShapeError(f"split {split.shape} must label each of values {values.shape}")
+    if values.size == 0:
+        raise InputError("values (0,) is empty: nothing to summarise")
+    _, which = np.unique(split, return_inverse=True)
+    split_means = np.bincount(which, weights=values) / np.bincount(which)
+    n = split_means.size
+    se = split_means.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan
+    return SplitSummary(float(split_means.mean()), float(Z95 * se), n, split_means)

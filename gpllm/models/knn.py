@@ -1,0 +1,176 @@
+"""k-nearest-neighbour regression in embedding space.
+
+Prediction for a test embedding z: the mean of the expression profiles of the k
+training perturbations nearest to z,  y_hat(z) = 1/k sum_{j in N_k(z)} y_j.
+With ``k="tune"`` k is chosen on the training set alone by leave-one-out:
+each training point is predicted from its k nearest *other* training points,
+and the k of the grid with the smallest mean squared error wins.
+
+Ties in distance go to the lower training index (``lax.top_k``'s rule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gpllm.errors import InputError
+from gpllm.models.base import Array, Prediction, check_fit_inputs, check_predict_inputs
+
+Metric = Literal["euclidean", "cosine"]
+
+
+class KNNState(NamedTuple):
+    """Fitted kNN: the training set and the k in use.
+
+    Z: (N, Q) training embeddings (rows unit-normalised for the cosine metric).
+    Y: (N, G) training expression profiles.
+    k: () int, the number of neighbours used at predict time.
+    k_grid: (K,) int, the candidate k's scored by leave-one-out (tuned only; else (0,)).
+    loo_mse: (K,) leave-one-out mean squared error per candidate (tuned only; else (0,)).
+    """
+
+    Z: Array
+    Y: Array
+    k: Array
+    k_grid: Array
+    loo_mse: Array
+
+
+def pairwise_distances(A: Array, B: Array, metric: Metric) -> Array:
+    """Distances between rows of A (M, Q) and B (N, Q) -> (M, N).
+
+    euclidean: squared distance |a|^2 + |b|^2 - 2 a.b, clamped at 0 (rounding can
+    make it slightly negative); ranking by it equals ranking by distance.
+    cosine: 1 - a.b / (|a| |b|); a zero row has similarity 0 to everything.
+    """
+    if metric == "cosine":
+        return 1.0 - _unit_rows(A) @ _unit_rows(B).T
+    sq = jnp.sum(A * A, axis=1)[:, None] + jnp.sum(B * B, axis=1)[None, :] - 2.0 * (A @ B.T)
+    return jnp.maximum(sq, 0.0)
+
+
+def _unit_rows(A: Array) -> Array:
+    norm = jnp.linalg.norm(A, axis=1, keepdims=True)
+    return A / jnp.where(norm > 0, norm, 1.0)
+
+
+@dataclass(frozen=True)
+class KNN:
+    """Mean of the k nearest training profiles.
+
+    k: a positive int, or "tune" to pick k from ``k_grid`` by leave-one-out MSE
+        on the training set (grid entries above N - 1 are skipped; the state
+        records the grid actually scored).
+    metric: "euclidean" or "cosine".
+    """
+
+    k: int | Literal["tune"] = 1
+    metric: Metric = "euclidean"
+    k_grid: tuple[int, ...] = (1, 2, 3, 5, 10, 20, 30, 50)
+
+    def __post_init__(self) -> None:
+        if self.metric not in ("euclidean", "cosine"):
+            raise InputError(f"KNN metric must be 'euclidean' or 'cosine', not {self.metric!r}")
+        if self.k != "tune" and not (_is_int(self.k) and self.k >= 1):
+            raise InputError(f"KNN k must be a positive int or 'tune', not {self.k!r}")
+        grid = tuple(self.k_grid)
+        if not grid or not all(_is_int(k) and k >= 1 for k in grid):
+            raise InputError(f"KNN k_grid must be non-empty positive ints, not {self.k_grid!r}")
+        # Sorted and unique so that equal grids hash equal and ties pick the smaller k.
+        object.__setattr__(self, "k_grid", tuple(sorted(set(int(k) for k in grid))))
+
+    @property
+    def name(self) -> str:
+        k = "tuned" if self.k == "tune" else str(self.k)
+        return f"knn_k{k}" + ("_cosine" if self.metric == "cosine" else "")
+
+    def fit(self, Z_train: Array, Y_train: Array) -> KNNState:
+        """Z_train (N, Q), Y_train (N, G) -> KNNState (tunes k if asked)."""
+        tune = self.k == "tune"
+        Z, Y = check_fit_inputs(Z_train, Y_train, min_rows=2 if tune else 1)
+        n = Z.shape[0]
+        if not tune and self.k > n:
+            raise InputError(f"KNN k={self.k} exceeds the {n} training perturbations")
+        if tune and min(self.k_grid) > n - 1:
+            raise InputError(
+                f"KNN k_grid {self.k_grid} has no k <= N - 1 = {n - 1} for leave-one-out"
+            )
+        return _fit(self, Z, Y)
+
+    def predict(self, state: KNNState, Z_test: Array) -> Prediction:
+        """Z_test (M, Q) -> Prediction(mean (M, G), var None)."""
+        Z = check_predict_inputs(state.Z.shape[1], Z_test, dtype=state.Z.dtype)
+        return _predict(self, state, Z)
+
+    def _kmax(self, n_train: int) -> int:
+        """Static number of neighbours to fetch; the state's k <= this."""
+        if self.k == "tune":
+            return max(self._grid(n_train))
+        return self.k
+
+    def _grid(self, n_train: int) -> tuple[int, ...]:
+        return tuple(k for k in self.k_grid if k <= n_train - 1)
+
+
+def _is_int(k: object) -> bool:
+    return isinstance(k, int) and not isinstance(k, bool)
+
+
+@partial(jax.jit, static_argnums=0)
+def _fit(model: KNN, Z: Array, Y: Array) -> KNNState:
+    if model.metric == "cosine":
+        Z = _unit_rows(Z)
+    if model.k != "tune":
+        empty_i, empty_f = jnp.zeros((0,), jnp.int32), jnp.zeros((0,), Y.dtype)
+        return KNNState(Z, Y, jnp.asarray(model.k, jnp.int32), empty_i, empty_f)
+    grid = jnp.asarray(model._grid(Z.shape[0]), jnp.int32)
+    mse = loo_mse_all_k(Z, Y, model.metric, model._kmax(Z.shape[0]))[grid - 1]
+    k = grid[jnp.argmin(mse)]  # argmin takes the first minimum: the smallest such k
+    return KNNState(Z, Y, k, grid, mse)
+
+
+def loo_mse_all_k(Z: Array, Y: Array, metric: Metric, kmax: int) -> Array:
+    """Leave-one-out MSE of kNN for every k = 1..kmax at once -> (kmax,).
+
+    One distance matrix with an infinite diagonal (a point is not its own
+    neighbour) and one top_k give each point's kmax neighbours n_i1, n_i2, ...
+    With the Gram matrix S = Yc Yc^T (Yc centred, which leaves residuals
+    unchanged and limits cancellation), the squared LOO error for k is
+    |y_i - 1/k sum_{j<=k} y_nij|^2
+        = S_ii - 2/k sum_{j<=k} S_i,nij + 1/k^2 sum_{j,l<=k} S_nij,nil,
+    and prefix sums over j (and j, l) give all k from the same gathers:
+    O(N^2 (Q + G) + N kmax^2) instead of a pass per k.
+    """
+    n, g = Y.shape
+    D = pairwise_distances(Z, Z, metric)
+    D = D.at[jnp.diag_indices(n)].set(jnp.inf)
+    _, idx = jax.lax.top_k(-D, kmax)  # (N, kmax), nearest first
+    Yc = Y - Y.mean(axis=0)
+    S = Yc @ Yc.T
+    cross = jnp.cumsum(jnp.take_along_axis(S, idx, axis=1), axis=1)  # (N, kmax)
+    block = S[idx[:, :, None], idx[:, None, :]]  # (N, kmax, kmax)
+    block = jnp.cumsum(jnp.cumsum(block, axis=1), axis=2)
+    within = jnp.diagonal(block, axis1=1, axis2=2)  # (N, kmax): sum_{j,l<=k}
+    ks = jnp.arange(1, kmax + 1, dtype=Y.dtype)
+    sq_err = jnp.diag(S)[:, None] - 2.0 * cross / ks + within / ks**2
+    return jnp.maximum(sq_err.mean(axis=0), 0.0) / g
+
+
+@partial(jax.jit, static_argnums=0)
+def _predict(model: KNN, state: KNNState, Z: Array) -> Prediction:
+    if model.metric == "cosine":
+        Z = _unit_rows(Z)
+    kmax = model._kmax(state.Z.shape[0])
+    _, idx = jax.lax.top_k(-pairwise_distances(Z, state.Z, model.metric), kmax)
+    # Weights 1/k on the first k of the kmax fetched neighbours: k may be a
+    # traced (tuned) value while top_k needs a static size.
+    w = (jnp.arange(kmax) < state.k).astype(state.Y.dtype) / state.k
+    m = Z.shape[0]
+    W = jnp.zeros((m, state.Z.shape[0]), state.Y.dtype)
+    W = W.at[jnp.arange(m)[:, None], idx].add(jnp.broadcast_to(w, idx.shape))
+    return Prediction(W @ state.Y, None)

@@ -1,0 +1,74 @@
+"""Fitting: hyperparameter recovery, both optimisers, vmap over datasets, the trace."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gpllm import gp
+from gpllm.gp.objective import covariance
+
+TRUE = {"variance": 1.5, "lengthscale": 1.2}
+TRUE_NOISE = 0.1
+
+
+def draw_from_gp(n, d, seed):
+    """Y (n, d): d independent draws from the GP with known hyperparameters."""
+    rng = np.random.default_rng(seed)
+    Z = rng.normal(size=(n, 3))
+    A = np.asarray(covariance(gp.RBF(), gp.params_from_values(TRUE, TRUE_NOISE), jnp.asarray(Z)))
+    return Z, np.linalg.cholesky(A) @ rng.normal(size=(n, d))
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return draw_from_gp(n=250, d=40, seed=1)
+
+
+@pytest.mark.slow
+def test_lbfgs_recovers_known_hyperparameters(sample):
+    Z, Y = sample
+    result = gp.fit(gp.RBF(), Z, Y)
+    got = gp.params_to_values(result.params)
+    # 10,000 observed entries: the MLE sits within a few percent of the truth.
+    np.testing.assert_allclose(got["kernel"]["variance"], TRUE["variance"], rtol=0.15)
+    np.testing.assert_allclose(got["kernel"]["lengthscale"], TRUE["lengthscale"], rtol=0.1)
+    np.testing.assert_allclose(got["noise"], TRUE_NOISE, rtol=0.1)
+    assert bool(result.converged)
+    trace = np.asarray(result.trace)
+    steps = int(result.n_steps)
+    assert np.all(np.isfinite(trace[: steps + 1])) and np.all(np.isnan(trace[steps + 1 :]))
+    # L-BFGS's line search only accepts descent steps.
+    assert np.all(np.diff(trace[: steps + 1]) >= -1e-12)
+    np.testing.assert_allclose(trace[steps] * Y.size, float(result.lml), rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_adam_reaches_the_same_optimum(sample):
+    Z, Y = sample
+    lbfgs = gp.fit(gp.RBF(), Z, Y)
+    adam = gp.fit(gp.RBF(), Z, Y, optimizer="adam", max_steps=600, learning_rate=0.05)
+    np.testing.assert_allclose(float(adam.lml), float(lbfgs.lml), rtol=1e-4)
+
+
+def test_vmapped_fit_equals_separate_fits():
+    Z, Y = draw_from_gp(n=60, d=5, seed=3)
+    Zb = np.stack([Z[:40], Z[20:]])
+    Yb = np.stack([Y[:40], Y[20:]])
+    batched = gp.fit_batched(gp.RBF(), Zb, Yb, max_steps=100)
+    assert batched.lml.shape == (2,)
+    for i in range(2):
+        single = gp.fit(gp.RBF(), Zb[i], Yb[i], max_steps=100)
+        np.testing.assert_allclose(float(batched.lml[i]), float(single.lml), rtol=1e-8)
+        for a, b in zip(jax.tree.leaves(batched.params), jax.tree.leaves(single.params)):
+            np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-7)
+
+
+def test_default_initialisation_is_data_aware():
+    Z, Y = draw_from_gp(n=30, d=4, seed=4)
+    p = gp.params_to_values(gp.init_params(gp.RBF(), jnp.asarray(Z), jnp.asarray(Y * 10)))
+    total = np.mean(np.var(Y * 10, axis=0))
+    np.testing.assert_allclose(p["kernel"]["variance"] + p["noise"], total, rtol=1e-10)
+    assert p["noise"] < p["kernel"]["variance"]
