@@ -23,6 +23,32 @@ app.add_typer(bench_app, name="bench")
 app.command("embed-text")(embed_text)
 
 
+@bench_app.command(
+    "lml", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench_lml(ctx: typer.Context) -> None:
+    """LML value+gradient vs scikit-learn, GPJax, tinygp, NumPy (``benchmarks/lml.py``).
+
+    Options pass through, e.g. ``gpllm bench lml --quick``; needs a source checkout
+    and the ``bench`` extra.
+    """
+    _run_benchmark("lml", ctx.args)
+
+
+def _run_benchmark(name: str, args: list[str]) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / f"{name}.py").is_file():
+        typer.echo(f"benchmarks/{name}.py not found beside {root / 'gpllm'}: benchmarks ship "
+                   "with the source checkout, not the wheel", err=True)  # fmt: skip
+        raise typer.Exit(code=2)
+    done = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *args], cwd=root)
+    raise typer.Exit(code=done.returncode)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,0 +1,215 @@
+"""LML value+gradient benchmark: gpllm against its peers, at the paper's size, in ONE run.
+
+    python -m benchmarks.lml                     # N=1400, Q=100, D=2000, sweep, L-BFGS fit
+    python -m benchmarks.lml --quick             # small sizes, a minute (the README demo)
+    gpllm bench lml [--quick]                    # the same, from a source checkout
+
+Every case runs alone in a fresh process (``benchmarks.peers.run_isolated``) so that
+its peak memory is its own; times are medians of repeats after compilation. Printed:
+
+1. the machine's GEMM rate (jitted jnp.matmul, float64 and float32);
+2. the main table: each case's median time, peak memory, its ratio to gpllm in the same
+   dtype, and its agreement with gpllm's value;
+3. gpllm's FLOP count per path, the FLOP-bound time (FLOPs / GEMM rate) and the
+   fraction of it reached;
+4. a scaling sweep over N at fixed D;
+5. the wall time of a full L-BFGS fit at the main size.
+
+Results are also written as JSON (``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.peers import DEFAULT_MAX_BYTES, REPO_ROOT, run_isolated
+
+MIB = 1024**2
+
+
+def gpllm_flops(n: int, q: int, d: int, path: str) -> float:
+    """FLOPs of one gpllm value+gradient, by the standard LAPACK/BLAS counts.
+
+    potrf N^3/3; trsm with M right-hand sides N^2 M; GEMM (m,k)x(k,n) 2mkn. Forward: the
+    kernel's distance GEMM 2N^2Q, potrf, W = L^{-1}F (R = D direct, R = N gram).
+    Backward: W W^T (2N^2R) and two trsm with N right-hand sides (2N^3); the kernel's
+    backward is elementwise for a shared lengthscale.
+    """
+    r = d if path == "direct" else n
+    return 2 * n * n * q + n**3 / 3 + n * n * r + 2 * n * n * r + 2 * n**3
+
+
+def _gemm(dtype: str, n: int, repeats: int) -> dict:
+    import subprocess
+
+    cmd = [sys.executable, "-m", "benchmarks.peers", "--gemm", "--n", str(n), "--dtype", dtype,
+           "--repeats", str(repeats)]  # fmt: skip
+    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _progress(message: str) -> None:
+    print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+def run_cases(n, q, d, repeats, max_bytes, include_peers=True) -> list[dict]:
+    """All cases at one size; gpllm first, then the peers as their users write them."""
+    cases = [("gpllm-gram", "float64"), ("gpllm-direct", "float64"),
+             ("gpllm-gram", "float32"), ("gpllm-direct", "float32")]  # fmt: skip
+    if include_peers:
+        cases += [("numpy", "float64"), ("tinygp", "float64"), ("gpjax", "float64"),
+                  ("sklearn", "float64"), ("sklearn-value", "float64"),
+                  ("numpy", "float32"), ("tinygp", "float32"), ("gpjax", "float32")]  # fmt: skip
+    records = []
+    for name, dtype in cases:
+        _progress(f"{name} {dtype} at N={n}, Q={q}, D={d}")
+        reps = 3 if name == "gpjax" else repeats
+        records.append(run_isolated(name, n, q, d, dtype, reps, max_bytes=max_bytes, timeout=1800))
+    return records
+
+
+def main_table(records: list[dict]) -> list[dict]:
+    """Rows with the ratio of each case's time to the best gpllm path of its dtype."""
+    best = {}
+    for r in records:
+        if r["case"].startswith("gpllm") and "error" not in r:
+            best[r["dtype"]] = min(best.get(r["dtype"], np.inf), r["median_s"])
+    reference = {r["dtype"]: r["value"] for r in records if r["case"] == "gpllm-gram" and "error" not in r}
+    rows = []
+    for r in records:
+        if "error" in r:
+            rows.append({"case": r["case"], "dtype": r["dtype"], "error": r["error"]})
+            continue
+        rows.append({
+            "case": r["case"], "dtype": r["dtype"], "d_used": r.get("d_used"),
+            "median_s": r["median_s"], "peak_mib": r["peak_rss_bytes"] / MIB,
+            "ratio_to_gpllm": r["median_s"] / best[r["dtype"]],
+            "rel_diff_value": abs(r["value"] - reference[r["dtype"]]) / abs(reference[r["dtype"]]),
+            "note": r.get("note", ""),
+        })  # fmt: skip
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"{'case':<15}{'dtype':<9}{'D used':>7}{'median s':>10}{'peak MiB':>10}{'x gpllm':>9}{'|dLML|/LML':>12}")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['case']:<15}{r['dtype']:<9}  error: {r['error'][:80]}")
+            continue
+        print(f"{r['case']:<15}{r['dtype']:<9}{r['d_used'] or '':>7}{r['median_s']:>10.3f}"
+              f"{r['peak_mib']:>10.0f}{r['ratio_to_gpllm']:>9.2f}{r['rel_diff_value']:>12.1e}")  # fmt: skip
+    for r in rows:
+        if "error" not in r and r["d_used"] and r["case"].startswith("sklearn") and r["note"]:
+            print(f"  note [{r['case']}]: {r['note']}")
+
+
+def flop_report(records, gemm, n, q, d) -> list[dict]:
+    out = []
+    for r in records:
+        if not r["case"].startswith("gpllm") or "error" in r:
+            continue
+        path = r["case"].split("-", 1)[1]
+        flops = gpllm_flops(n, q, d, path)
+        rate = gemm[r["dtype"]]["jax_gflops"] * 1e9
+        bound = flops / rate
+        out.append({"case": r["case"], "dtype": r["dtype"], "gflop": flops / 1e9,
+                    "gemm_gflops": rate / 1e9, "flop_bound_s": bound, "median_s": r["median_s"],
+                    "fraction_of_gemm_rate": bound / r["median_s"]})  # fmt: skip
+    return out
+
+
+def time_full_fit(n, q, d, seed=0) -> dict:
+    """Wall time of gp.fit (L-BFGS) at one size: first call (with compile) and a rerun."""
+    import jax
+
+    from benchmarks.peers import make_problem
+    from gpllm import gp
+
+    Z, Y = make_problem(n, q, d, seed, np.float64)
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        result = jax.block_until_ready(gp.fit(gp.RBF(), Z, Y))
+        times.append(time.perf_counter() - t0)
+    values = gp.params_to_values(result.params)
+    return {"n": n, "q": q, "d": d, "first_call_s": times[0], "rerun_s": times[1],
+            "iterations": int(result.n_steps), "converged": bool(result.converged),
+            "lml": float(result.lml),
+            "fitted": {"variance": float(values["kernel"]["variance"]),
+                       "lengthscale": float(values["kernel"]["lengthscale"]),
+                       "noise": float(values["noise"])}}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.lml", description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=1400)
+    parser.add_argument("--q", type=int, default=100)
+    parser.add_argument("--d", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sweep", default="200,700,1400,2800,5600", help="N values at --d")
+    parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="sklearn gradient budget")
+    parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--no-fit", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="N=300, D=400, sweep 100,300: a fast demo")
+    parser.add_argument("--json", type=Path, default=Path("results/bench_lml.json"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.n, args.d, args.q, args.repeats, args.sweep = 300, 400, 50, 3, "100,300"
+
+    report = {"machine": platform.platform(), "processor": platform.processor(),
+              "size": {"n": args.n, "q": args.q, "d": args.d}}  # fmt: skip
+    _progress("GEMM rate")
+    gemm = {dt: _gemm(dt, 2000, 5) for dt in ("float64", "float32")}
+    report["gemm"] = gemm
+    print(f"GEMM 2000^3 (jitted jnp.matmul): float64 {gemm['float64']['jax_gflops']:.1f} GFLOP/s, "
+          f"float32 {gemm['float32']['jax_gflops']:.1f} GFLOP/s "
+          f"(np.dot: {gemm['float64']['numpy_gflops']:.1f} / {gemm['float32']['numpy_gflops']:.1f})")  # fmt: skip
+
+    records = run_cases(args.n, args.q, args.d, args.repeats, args.max_bytes, not args.no_peers)
+    rows = main_table(records)
+    report["cases"], report["table"] = records, rows
+    print(f"\nLML value+gradient, N={args.n}, Q={args.q}, D={args.d} (median of {args.repeats} after compile)")
+    print_table(rows)
+
+    flops = flop_report(records, gemm, args.n, args.q, args.d)
+    report["flops"] = flops
+    print("\nFLOP-bound check (FLOPs / GEMM rate vs measured)")
+    for f in flops:
+        print(f"{f['case']:<15}{f['dtype']:<9}{f['gflop']:>7.1f} GFLOP  bound {f['flop_bound_s']:.3f} s  "
+              f"measured {f['median_s']:.3f} s  -> {100 * f['fraction_of_gemm_rate']:.0f}% of GEMM rate")  # fmt: skip
+
+    sweep = []
+    print(f"\nScaling sweep, gpllm float64, D={args.d} (auto path: gram when D > N)")
+    for n in (int(x) for x in args.sweep.split(",")):
+        path = "gram" if args.d > n else "direct"
+        _progress(f"sweep N={n} ({path})")
+        r = run_isolated(f"gpllm-{path}", n, args.q, args.d, "float64", 3, timeout=1800)
+        r["flop_bound_s"] = gpllm_flops(n, args.q, args.d, path) / (gemm["float64"]["jax_gflops"] * 1e9)
+        sweep.append(r)
+        print(f"N={n:>5} {path:<7} median {r['median_s']:.3f} s  peak {r['peak_rss_bytes'] / MIB:.0f} MiB  "
+              f"{100 * r['flop_bound_s'] / r['median_s']:.0f}% of GEMM rate")  # fmt: skip
+    report["sweep"] = sweep
+
+    if not args.no_fit:
+        _progress("full L-BFGS fit")
+        fit = time_full_fit(args.n, args.q, args.d)
+        report["fit"] = fit
+        print(f"\nFull L-BFGS fit at N={args.n}, D={args.d}: {fit['rerun_s']:.2f} s "
+              f"({fit['first_call_s']:.2f} s with compilation), {fit['iterations']} iterations, "
+              f"converged={fit['converged']}")  # fmt: skip
+
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
