@@ -1,0 +1,88 @@
+"""The GP model: the paper's GP+LLM through the shared interface, checked against scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process import kernels as skk
+
+from gpllm import gp
+from gpllm.errors import NonFiniteError, ShapeError
+from gpllm.models.base import Model
+from gpllm.models.gp import GPModel
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(45, 3))
+    Y = 2.0 + np.tanh(Z @ rng.normal(size=(3, 6))) + 0.2 * rng.normal(size=(45, 6))
+    return Z[:35], Y[:35], Z[35:], Y[35:]
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    Z, Y, _, _ = data
+    model = GPModel()
+    return model, model.fit(Z, Y)
+
+
+def test_follows_the_model_protocol(fitted):
+    model, state = fitted
+    assert isinstance(model, Model)
+    assert hash(model) == hash(GPModel())
+    assert bool(state.fit.converged)
+
+
+def test_prediction_equals_sklearn_with_the_fitted_hyperparameters(data, fitted):
+    Z, Y, Zs, _ = data
+    model, state = fitted
+    values = gp.params_to_values(state.fit.params)
+    kernel = skk.ConstantKernel(float(values["kernel"]["variance"])) * skk.RBF(float(values["kernel"]["lengthscale"]))
+    sk = GaussianProcessRegressor(kernel + skk.WhiteKernel(float(values["noise"])), optimizer=None, alpha=0.0)
+    sk.fit(Z, Y - Y.mean(0))
+    sk_mean, sk_std = sk.predict(Zs, return_std=True)
+    pred = model.predict(state, Zs)
+    np.testing.assert_allclose(pred.mean, sk_mean + Y.mean(0), rtol=1e-8)
+    np.testing.assert_allclose(np.sqrt(pred.var), sk_std[:, 0], rtol=1e-7)
+
+
+def test_fit_maximises_the_likelihood(data, fitted):
+    Z, Y, _, _ = data
+    _, state = fitted
+    best = float(gp.log_marginal_likelihood(gp.RBF(), state.fit.params, Z, Y - Y.mean(0)).value)
+    for factor in (0.8, 1.25):
+        values = gp.params_to_values(state.fit.params)
+        moved = gp.params_from_values(
+            {"variance": values["kernel"]["variance"], "lengthscale": values["kernel"]["lengthscale"] * factor},
+            values["noise"],
+        )
+        assert float(gp.log_marginal_likelihood(gp.RBF(), moved, Z, Y - Y.mean(0)).value) < best
+
+
+def test_far_from_data_it_reverts_to_the_training_mean(data, fitted):
+    Z, Y, _, _ = data
+    model, state = fitted
+    far = np.full((1, 3), 1e3)
+    np.testing.assert_allclose(model.predict(state, far).mean[0], Y.mean(0), rtol=1e-10)
+
+
+def test_per_block_kernels_and_options():
+    rng = np.random.default_rng(1)
+    Z, Y = rng.normal(size=(30, 4)), rng.normal(size=(30, 3))
+    model = GPModel(
+        kernel=gp.Active(gp.RBF(), 0, 2) + gp.Active(gp.RBF(), 2, 4),
+        fit_options=(("optimizer", "adam"), ("max_steps", 20)),
+    )
+    state = model.fit(Z, Y)
+    assert int(state.fit.n_steps) <= 20
+    assert model.predict(state, Z[:2]).mean.shape == (2, 3)
+
+
+def test_bad_inputs_are_named(fitted):
+    model, state = fitted
+    with pytest.raises(NonFiniteError, match="Z_train"):
+        model.fit(np.array([[np.nan, 0, 0], [1, 1, 1]]), np.zeros((2, 2)))
+    with pytest.raises(ShapeError, match="embedding dimension 2"):
+        model.predict(state, np.zeros((1, 2)))
