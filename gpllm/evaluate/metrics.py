@@ -13,7 +13,10 @@ mean for Systema's):
 A correlation is undefined when either side is constant over the gene set (zero
 variance, e.g. the Control baseline's zero delta); it is reported as 0, as
 GEARS does, and flagged so the caller can count and say so. "Constant" means
-all values exactly equal, as in ``scipy.stats.pearsonr``.
+a spread (max - min) within the rounding of the subtraction x - r, i.e. at most
+4 eps max(|x|, |r|) over the gene set: a delta such as (ctrl + 0.7) - ctrl is
+constant, though its rounding noise would give ``scipy.stats.pearsonr`` a
+meaningless value (scipy flags only exactly equal values).
 """
 
 from __future__ import annotations
@@ -48,13 +51,16 @@ class PerturbationMetrics(NamedTuple):
     undefined_all: Array
 
 
-def pearson_rows(a: Array, b: Array) -> tuple[Array, Array]:
+def pearson_rows(
+    a: Array, b: Array, a_tol: Array | float = 0.0, b_tol: Array | float = 0.0
+) -> tuple[Array, Array]:
     """Row-wise Pearson correlation of a (M, K) and b (M, K) -> (r (M,), undefined (M,)).
 
     r_m = sum_k (a_mk - a_m.)(b_mk - b_m.) / sqrt(sum_k (a_mk - a_m.)^2 sum_k (b_mk - b_m.)^2),
-    set to 0 where a row of a or of b is constant (then ``undefined`` is True).
+    set to 0 where a row of a (or b) is constant, i.e. its max - min is <= a_tol
+    (b_tol), scalars or (M,); then ``undefined`` is True.
     """
-    undefined = (jnp.ptp(a, axis=1) == 0) | (jnp.ptp(b, axis=1) == 0)
+    undefined = (jnp.ptp(a, axis=1) <= a_tol) | (jnp.ptp(b, axis=1) <= b_tol)
     ac = a - a.mean(axis=1, keepdims=True)
     bc = b - b.mean(axis=1, keepdims=True)
     denom = jnp.sqrt(jnp.sum(ac * ac, axis=1) * jnp.sum(bc * bc, axis=1))
@@ -84,11 +90,20 @@ def perturbation_metrics(
 
 @jax.jit
 def _metrics(Y_true: Array, Y_pred: Array, reference: Array, de: Array) -> PerturbationMetrics:
+    reference = jnp.broadcast_to(reference, Y_true.shape)
     delta, delta_hat = Y_true - reference, Y_pred - reference
     abs_err = jnp.abs(Y_pred - Y_true)
-    r_all, undef_all = pearson_rows(delta_hat, delta)
     take = lambda x: jnp.take_along_axis(x, de, axis=1)  # noqa: E731
-    r_de, undef_de = pearson_rows(take(delta_hat), take(delta))
+
+    # Elementwise bound on the rounding error of x - reference: a row whose
+    # spread is within it is constant (see the module docstring).
+    eps4 = 4 * jnp.finfo(Y_true.dtype).eps
+    noise_hat = eps4 * jnp.maximum(jnp.abs(Y_pred), jnp.abs(reference))
+    noise = eps4 * jnp.maximum(jnp.abs(Y_true), jnp.abs(reference))
+    r_all, undef_all = pearson_rows(delta_hat, delta, noise_hat.max(axis=1), noise.max(axis=1))
+    r_de, undef_de = pearson_rows(
+        take(delta_hat), take(delta), take(noise_hat).max(axis=1), take(noise).max(axis=1)
+    )
     return PerturbationMetrics(
         pearson_de=r_de,
         pearson_all=r_all,
@@ -105,14 +120,18 @@ def _check_metric_inputs(
     Y_true = as_checked_array(Y_true, "Y_true", ndim=2)
     Y_pred = as_checked_array(Y_pred, "Y_pred", ndim=2)
     if Y_true.shape != Y_pred.shape:
-        raise ShapeError(f"Y_true {Y_true.shape} and Y_pred {Y_pred.shape} must have the same shape")
+        raise ShapeError(
+            f"Y_true {Y_true.shape} and Y_pred {Y_pred.shape} must have the same shape"
+        )
     m, g = Y_true.shape
     if m < 1 or g < 2:
         raise ShapeError(f"Y_true {Y_true.shape}: need at least 1 perturbation and 2 genes")
     # (G,) or (M, G): take the rank it has, if it is one of those two.
     reference = as_checked_array(reference, "reference", ndim=2 if np.ndim(reference) == 2 else 1)
     if reference.shape not in ((g,), (m, g)):
-        raise ShapeError(f"reference {reference.shape} must be ({g},) or ({m}, {g}) to match Y_true")
+        raise ShapeError(
+            f"reference {reference.shape} must be ({g},) or ({m}, {g}) to match Y_true"
+        )
     de = as_checked_array(de, "de", ndim=2, integer=True)
     if de.shape[0] != m or de.shape[1] < 2:
         raise ShapeError(f"de {de.shape} must be ({m}, K) with K >= 2 DE genes per perturbation")
@@ -156,7 +175,8 @@ def predictive_scores(
     var = as_checked_array(var, "var", ndim=1)
     if Y_true.shape != mean.shape or var.shape != Y_true.shape[:1]:
         raise ShapeError(
-            f"Y_true {Y_true.shape}, mean {mean.shape} and var {var.shape} must be (M, G), (M, G), (M,)"
+            f"Y_true {Y_true.shape}, mean {mean.shape} and var {var.shape} "
+            "must be (M, G), (M, G) and (M,)"
         )
     if not bool(jnp.all(var > 0)):
         raise InputError(f"var {var.shape} must be > 0; {int(jnp.sum(var <= 0))} value(s) are not")

@@ -70,18 +70,28 @@ class Split:
 
     def __post_init__(self) -> None:
         where = f"fold {self.fold} (size {self.size})"
+        if not (_is_int(self.fold) and _is_int(self.size)):
+            raise SplitError(f"{where}: fold and size must be ints")
+        object.__setattr__(self, "fold", int(self.fold))
+        object.__setattr__(self, "size", int(self.size))
         object.__setattr__(self, "train", _index_array(self.train, f"{where}: train"))
         object.__setattr__(self, "test", _index_array(self.test, f"{where}: test"))
         for name, idx in (("train", self.train), ("test", self.test)):
             if idx.size == 0:
                 raise SplitError(f"{where}: {name} set is empty")
             if np.any(idx[1:] == idx[:-1]):
-                raise SplitError(f"{where}: {name} set repeats index {int(idx[1:][idx[1:] == idx[:-1]][0])}")
+                first = int(idx[1:][idx[1:] == idx[:-1]][0])
+                raise SplitError(f"{where}: {name} set repeats index {first}")
         if self.train.size != self.size:
-            raise SplitError(f"{where}: train set holds {self.train.size} perturbations, not {self.size}")
+            raise SplitError(
+                f"{where}: train set holds {self.train.size} perturbations, not {self.size}"
+            )
         shared = np.intersect1d(self.train, self.test)
         if shared.size:
-            raise SplitError(f"{where}: {shared.size} perturbation(s) are in both train and test, e.g. index {int(shared[0])}")
+            raise SplitError(
+                f"{where}: {shared.size} perturbation(s) are in both train and test, "
+                f"e.g. index {int(shared[0])}"
+            )
 
     def _key(self) -> tuple:
         return (self.fold, self.size, self.train.tobytes(), self.test.tobytes())
@@ -110,6 +120,10 @@ class SplitPlan:
     splits: tuple[Split, ...]
 
     def __post_init__(self) -> None:
+        if not (_is_int(self.n_folds) and _is_int(self.seed)):
+            raise SplitError(f"n_folds {self.n_folds!r} and seed {self.seed!r} must be ints")
+        object.__setattr__(self, "n_folds", int(self.n_folds))
+        object.__setattr__(self, "seed", int(self.seed))
         object.__setattr__(self, "perts", tuple(self.perts))
         object.__setattr__(self, "sizes", tuple(int(s) for s in self.sizes))
         object.__setattr__(self, "splits", tuple(self.splits))
@@ -119,7 +133,9 @@ class SplitPlan:
             raise SplitError("the plan holds no splits")
         for sp in self.splits:
             if not 0 <= sp.fold < self.n_folds:
-                raise SplitError(f"fold {sp.fold} (size {sp.size}) is outside 0..{self.n_folds - 1}")
+                raise SplitError(
+                    f"fold {sp.fold} (size {sp.size}) is outside 0..{self.n_folds - 1}"
+                )
             hi = max(int(sp.train[-1]), int(sp.test[-1]))
             if int(sp.train[0]) < 0 or int(sp.test[0]) < 0 or hi >= p:
                 raise SplitError(
@@ -148,7 +164,9 @@ class SplitPlan:
         if not isinstance(d, dict) or d.get("format") != _FORMAT:
             raise SplitError(f"not a {_FORMAT} document (its 'format' field is missing or differs)")
         if d.get("version") != _VERSION:
-            raise SplitError(f"unsupported {_FORMAT} version {d.get('version')!r}, expected {_VERSION}")
+            raise SplitError(
+                f"unsupported {_FORMAT} version {d.get('version')!r}, expected {_VERSION}"
+            )
         try:
             splits = tuple(
                 Split(int(s["fold"]), int(s["size"]), s["train"], s["test"]) for s in d["splits"]
@@ -191,10 +209,18 @@ class SplitPlan:
         position = {name: i for i, name in enumerate(perts)}
         missing = [name for name in self.perts if name not in position]
         if missing:
-            raise SplitError(f"{len(missing)} perturbation(s) of the plan are missing, e.g. {missing[:5]}")
+            raise SplitError(
+                f"{len(missing)} perturbation(s) of the plan are missing, e.g. {missing[:5]}"
+            )
         new_index = np.array([position[name] for name in self.perts], np.int64)
-        splits = tuple(Split(s.fold, s.size, new_index[s.train], new_index[s.test]) for s in self.splits)
+        splits = tuple(
+            Split(s.fold, s.size, new_index[s.train], new_index[s.test]) for s in self.splits
+        )
         return SplitPlan(perts, self.n_folds, self.seed, self.sizes, splits)
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
 def _check_names(perts: tuple[str, ...]) -> None:
@@ -202,7 +228,9 @@ def _check_names(perts: tuple[str, ...]) -> None:
         raise SplitError("perturbation names must be strings")
     dupes = [name for name, c in Counter(perts).items() if c > 1]
     if dupes:
-        raise SplitError(f"{len(dupes)} perturbation name(s) occur more than once, e.g. {dupes[:5]}")
+        raise SplitError(
+            f"{len(dupes)} perturbation name(s) occur more than once, e.g. {dupes[:5]}"
+        )
 
 
 def make_plan(
@@ -222,9 +250,13 @@ def make_plan(
     """
     perts = tuple(perts)
     _check_names(perts)
+    if not _is_int(seed) or seed < 0:
+        raise SplitError(f"seed must be an int >= 0, not {seed!r}")
     p = len(perts)
+    if n_folds == "loo" and p < 2:
+        raise SplitError(f"leave-one-out needs at least 2 perturbations, got {p}")
     k = p if n_folds == "loo" else n_folds
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 2:
+    if not _is_int(k) or k < 2:
         raise SplitError(f"n_folds must be an int >= 2 or 'loo', not {n_folds!r}")
     if k > p:
         raise SplitError(f"{p} perturbation(s) cannot fill {k} folds: fold {p} would be empty")
@@ -240,14 +272,14 @@ def make_plan(
         test = order[pos]
         train_perm = np.random.default_rng(seq).permutation(np.setdiff1d(order, test))
         splits += [Split(f, s, train_perm[:s], test) for s in used]
-    return SplitPlan(perts, k, seed, used, tuple(splits))
+    return SplitPlan(perts, k, int(seed), used, tuple(splits))
 
 
 def _clip_sizes(sizes: Sequence[int] | None, n_train_min: int) -> tuple[int, ...]:
     if sizes is None:
         return (n_train_min,)
     sizes = tuple(sizes)
-    if not sizes or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in sizes):
+    if not sizes or not all(_is_int(s) and s >= 1 for s in sizes):
         raise SplitError(f"sizes must be positive ints, not {sizes!r}")
     clipped = sorted(s for s in set(sizes) if s > n_train_min)
     if clipped:

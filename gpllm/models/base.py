@@ -22,10 +22,10 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
-from gpllm.errors import InputError, NonFiniteError, ShapeError
+from gpllm.checks import check_finite, check_rank, is_concrete
+from gpllm.errors import InputError, ShapeError
 
 Array = jax.Array
 
@@ -73,17 +73,17 @@ def as_checked_array(
 
     Floating arrays keep their precision (float32 stays float32); integer or
     boolean input becomes the default float dtype unless ``integer``; ``dtype``
-    forces a dtype. Raises ShapeError (wrong rank), InputError (not numeric)
-    and NonFiniteError (NaN/inf, with a count and the first bad position).
-    Value checks are skipped for tracers, shape checks are not.
+    forces a dtype. Raises ShapeError (wrong rank), InputError (not a real
+    number type: strings, complex) and NonFiniteError (NaN/inf, with a count
+    and the first bad position). Rank and finiteness use :mod:`gpllm.checks`,
+    the checks the GP core runs too. Tracers get shape checks only.
     """
-    if not isinstance(x, jax.core.Tracer):
+    if is_concrete(x):
         try:
             x = jnp.asarray(x)
         except (TypeError, ValueError) as err:
             raise InputError(f"{name} is not a numeric array: {err}") from None
-    if x.ndim != ndim:
-        raise ShapeError(f"{_describe(name, x.shape)} must have rank {ndim}, not {x.ndim}")
+    check_rank(name, x, ndim)
     kind = jnp.dtype(x.dtype).kind
     if kind not in "biuf":
         raise InputError(f"{_describe(name, x.shape)} has non-numeric dtype {x.dtype}")
@@ -95,14 +95,7 @@ def as_checked_array(
         x = x.astype(dtype)
     elif kind != "f":
         x = x.astype(jnp.result_type(float))
-    if not isinstance(x, jax.core.Tracer):
-        finite = jnp.isfinite(x)
-        if not bool(finite.all()):
-            bad = np.argwhere(~np.asarray(finite))
-            raise NonFiniteError(
-                f"{_describe(name, x.shape)} holds {len(bad)} non-finite value(s) (NaN or inf), "
-                f"first at index {tuple(int(i) for i in bad[0])}"
-            )
+    check_finite(_describe(name, x.shape), x)
     return x
 
 

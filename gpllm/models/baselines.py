@@ -71,15 +71,12 @@ class RandomPerturbation:
     def predict(self, state: RandomPerturbationState, Z_test: Array) -> Prediction:
         """Z_test (M, Q) -> Prediction(mean (M, G): row i = Y[j_i], j_i ~ U{0..N-1}; var None)."""
         Z = check_predict_inputs(state.z_mean.shape[0], Z_test, dtype=state.Y.dtype)
-        return Prediction(_draw_rows(state.Y, state.key, Z.shape[0]), None)
-
-
-def _draw_rows(Y: Array, key: Array, m: int) -> Array:
-    return _draw_rows_at(Y, key, jnp.arange(m))
+        return Prediction(_draw_rows(state.Y, state.key, jnp.arange(Z.shape[0])), None)
 
 
 @jax.jit
-def _draw_rows_at(Y: Array, key: Array, rows: Array) -> Array:
+def _draw_rows(Y: Array, key: Array, rows: Array) -> Array:
+    """Y[j_i] for each test row i, j_i = randint(fold_in(key, i), 0, N): row i's draw is its own."""
     n = Y.shape[0]
     index = jax.vmap(lambda i: jax.random.randint(jax.random.fold_in(key, i), (), 0, n))(rows)
     return Y[index]

@@ -17,6 +17,7 @@ from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gpllm.errors import InputError
 from gpllm.models.base import Array, Prediction, check_fit_inputs, check_predict_inputs
@@ -78,6 +79,8 @@ class KNN:
             raise InputError(f"KNN metric must be 'euclidean' or 'cosine', not {self.metric!r}")
         if self.k != "tune" and not (_is_int(self.k) and self.k >= 1):
             raise InputError(f"KNN k must be a positive int or 'tune', not {self.k!r}")
+        if self.k != "tune":
+            object.__setattr__(self, "k", int(self.k))
         grid = tuple(self.k_grid)
         if not grid or not all(_is_int(k) and k >= 1 for k in grid):
             raise InputError(f"KNN k_grid must be non-empty positive ints, not {self.k_grid!r}")
@@ -118,7 +121,7 @@ class KNN:
 
 
 def _is_int(k: object) -> bool:
-    return isinstance(k, int) and not isinstance(k, bool)
+    return isinstance(k, (int, np.integer)) and not isinstance(k, bool)
 
 
 @partial(jax.jit, static_argnums=0)
