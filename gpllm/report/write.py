@@ -1,0 +1,100 @@
+"""Every table and figure of the paper from one results frame, into one folder."""
+
+from __future__ import annotations
+
+import logging
+from os import PathLike
+from pathlib import Path
+
+import polars as pl
+
+from gpllm.report.figures import FIGURE_3_X, FIGURE_3_Y, figure_1, figure_2, figure_3
+from gpllm.report.labels import NO_EMBEDDING, PAPER_CONFIGS, ModelKey, file_slug, model_label
+from gpllm.report.tables import (
+    REQUIRED_COLUMNS,
+    check_results,
+    make_table,
+    screens,
+    summarize,
+    write_csv,
+    write_markdown,
+)
+
+log = logging.getLogger(__name__)
+
+#: The paper's Figure 3 compares with GEARS; used whenever its results were merged in.
+GEARS = ModelKey("gears", NO_EMBEDDING)
+
+
+def missing_configurations(results: pl.DataFrame, screen: str) -> list[ModelKey]:
+    """The paper's configurations (:data:`~gpllm.report.labels.PAPER_CONFIGS`) absent for ``screen``."""
+    check_results(results, ["screen", "model", "embedding"], "missing_configurations")
+    present = {
+        ModelKey(*k)
+        for k in results.filter(pl.col("screen") == screen).select("model", "embedding").unique().iter_rows()
+    }
+    return [ModelKey(*k) for k in PAPER_CONFIGS if ModelKey(*k) not in present]
+
+
+def notes_markdown(results: pl.DataFrame) -> str:
+    """notes.md: per screen, which of the paper's configurations the results lack (or that none do)."""
+    lines = ["# Report notes", ""]
+    for screen in screens(results):
+        missing = missing_configurations(results, screen)
+        if missing:
+            names = ", ".join(model_label(*k) for k in missing)
+            lines.append(f"- {screen}: no results for {names}; left out of its table and figures.")
+        else:
+            lines.append(f"- {screen}: every configuration of the paper is present.")
+    return "\n".join(lines) + "\n"
+
+
+def figure_3_reference(results: pl.DataFrame) -> ModelKey:
+    """Figure 3's x model: GEARS when its results are present (as in the paper), else the non-control mean."""
+    has_gears = results.filter((pl.col("model") == GEARS.model) & (pl.col("embedding") == GEARS.embedding))
+    return GEARS if has_gears.height else FIGURE_3_X
+
+
+def write_report(
+    results: pl.DataFrame,
+    out_dir: str | PathLike,
+    *,
+    size: int | None = None,
+    figure_3_x: ModelKey | None = None,
+    figure_3_y: ModelKey = FIGURE_3_Y,
+) -> dict[str, Path]:
+    """Write the report of a sweep into ``out_dir``; returns {name: path}.
+
+    - ``summary``: summary.csv, every configuration x size x metric
+      (:func:`gpllm.report.tables.summarize`);
+    - ``notes``: notes.md, the paper's configurations missing per screen;
+    - per screen S: ``table_S_md`` / ``table_S_csv`` (Table 1 / S1 at ``size``,
+      default 1400 or the largest present), ``figure1_S`` (Figure 1 / S1) and
+      ``figure2_S`` (Figure 2);
+    - ``figure3``: per-perturbation ``figure_3_y`` vs ``figure_3_x`` (default:
+      GEARS if present, else the non-control mean), one panel per screen.
+
+    Missing models or embeddings are noted (notes.md, log, empty panels), not
+    errors. Raises InputError for an empty frame or missing columns before
+    writing anything.
+    """
+    check_results(results, REQUIRED_COLUMNS, "write_report")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"summary": out / "summary.csv", "notes": out / "notes.md"}
+    summarize(results).write_csv(paths["summary"])
+    notes = notes_markdown(results)
+    paths["notes"].write_text(notes, encoding="utf-8")
+    for screen in screens(results):
+        if missing := missing_configurations(results, screen):
+            log.warning("%s: no results for %s", screen, ", ".join(model_label(*k) for k in missing))
+        slug = file_slug(screen)
+        table = make_table(results, screen, size=size)
+        paths[f"table_{screen}_md"] = write_markdown(table, out / f"table_{slug}.md")
+        paths[f"table_{screen}_csv"] = write_csv(table, out / f"table_{slug}.csv")
+        paths[f"figure1_{screen}"] = figure_1(results, out / f"figure1_{slug}.png", screen=screen)
+        paths[f"figure2_{screen}"] = figure_2(results, out / f"figure2_{slug}.png", screen=screen)
+    x = figure_3_x if figure_3_x is not None else figure_3_reference(results)
+    paths["figure3"] = figure_3(results, out / "figure3.png", x=x, y=figure_3_y, size=size)
+    log.info("report: %d files in %s", len(paths), out)
+    return paths
