@@ -2,11 +2,153 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from gpllm.data.text_embedding import DEFAULT_MODEL as DEFAULT_TEXT_MODEL
 
 app = typer.Typer(help="Fetch, list and inspect data sources.", no_args_is_help=True)
 
 
-def embed_text() -> None:
-    """Embed gene descriptions locally with an open sentence-embedding model."""
-    raise typer.Exit(code=2)
+def embed_text(
+    input: Path = typer.Option(  # noqa: A002  (the option's name)
+        ..., "--input", "-i", help="JSON object gene symbol -> description (GenePT's summary layout)."
+    ),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Where to write: .pickle (GenePT-style dict) or .parquet/.csv table."
+    ),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, help="Descriptions per model call."),
+    model: str = typer.Option(
+        DEFAULT_TEXT_MODEL, "--model", "-m", help="A bundled model name or a local sentence-transformers folder."
+    ),
+) -> None:
+    """Embed gene descriptions locally with an open sentence-embedding model (no API key)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from gpllm.data.embedding_files import write_vectors
+    from gpllm.data.text_embedding import embed_descriptions, read_descriptions
+    from gpllm.errors import GPLLMError
+
+    try:
+        descriptions = read_descriptions(input)
+        columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, transient=True) as progress:
+            task = progress.add_task("embed", total=len(descriptions))
+            vectors = embed_descriptions(
+                descriptions, model=model, batch_size=batch_size,
+                on_batch=lambda done: progress.update(task, completed=done),
+            )
+        write_vectors(output, vectors)
+    except GPLLMError as err:  # a clear one-line message, not a traceback
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=1) from err
+    typer.echo(f"wrote {len(vectors)} {vectors.dim}-d vectors ({model}) to {output}")
+
+
+# ----------------------------------------------------------- data sources (list, fetch, synth)
+_SOURCES_FILE = typer.Option(
+    None, "--sources", envvar="GPLLM_SOURCES", help="JSON list of extra entries (same name replaces a built-in one)."
+)
+
+
+def _fail(err: Exception) -> typer.Exit:
+    """A one-line error on stderr and exit code 1, not a traceback."""
+    typer.echo(f"error: {err}", err=True)
+    return typer.Exit(code=1)
+
+
+def _human(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+@app.command("list")
+def list_sources(
+    sources_file: Path | None = _SOURCES_FILE,
+    dest: Path | None = typer.Option(None, "--dest", help="Folder to look in (default: the cache, $GPLLM_DATA)."),
+) -> None:
+    """Table of the known remote files: size, whether cached, whether a checksum is known."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from gpllm.data.sources import cache_dir, is_cached, recorded_checksum, registry
+    from gpllm.errors import GPLLMError
+
+    try:
+        reg = registry(sources_file)
+        where = dest if dest is not None else cache_dir()
+    except GPLLMError as err:
+        raise _fail(err) from err
+    table = Table(title=f"gpllm data sources (cache: {where})")
+    table.add_column("name", no_wrap=True)
+    for col in ("description", "size", "cached", "checksum"):
+        table.add_column(col, overflow="fold")
+    for s in reg.values():
+        cached = is_cached(s, where)
+        if s.verified:
+            known = "+".join(c.split(":")[0] for c in s.checksums)
+        elif recorded_checksum(where / s.filename):
+            known = "recorded sha256"
+        else:
+            known = "none (opt-in)"
+        table.add_row(s.name, s.description, _human(s.size), "yes" if cached else "no", known)
+    Console().print(table)
+
+
+@app.command("fetch")
+def fetch_source(
+    name: str = typer.Argument(..., help="Registry name, see `gpllm data list`."),
+    dest: Path | None = typer.Option(None, "--dest", help="Folder to download into (default: the cache, $GPLLM_DATA)."),
+    allow_unverified: bool = typer.Option(
+        False, "--allow-unverified", help="Fetch an entry with no known checksum; its sha256 is printed and recorded."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    sources_file: Path | None = _SOURCES_FILE,
+) -> None:
+    """Download a registered file, verify it, and print its local path (stdout)."""
+    from gpllm.data.sources import fetch, registry
+    from gpllm.errors import GPLLMError
+
+    try:
+        got = fetch(name, dest, allow_unverified=allow_unverified, progress=not quiet, sources=registry(sources_file))
+    except GPLLMError as err:
+        raise _fail(err) from err
+    how = "downloaded" if got.downloaded else "cached"
+    if got.checked:
+        typer.echo(f"{how}, verified by {'+'.join(got.checked)}: {got.path}", err=True)
+    else:
+        typer.echo(
+            f"{how} UNVERIFIED (no checksum known): {got.sha256} recorded in {got.path}.sha256; "
+            "later fetches are checked against it",
+            err=True,
+        )
+    typer.echo(str(got.path))
+
+
+@app.command("synth")
+def synth(
+    out_dir: Path = typer.Argument(..., help="Folder to write into (created if missing)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic draw."),
+    cells: bool = typer.Option(False, "--cells", help="Also write Replogle-style single cells."),
+    cells_per_pert: int = typer.Option(20, "--cells-per-pert", min=1, help="Cells sampled per perturbation."),
+    n_perts: int | None = typer.Option(None, "--n-perts", min=2, help="Perturbations (default: the real screen's)."),
+    n_genes: int | None = typer.Option(None, "--n-genes", min=20, help="Measured genes (default 2000)."),
+) -> None:
+    """Write a synthetic screen in the real files' formats (Replogle h5ad, GenePT pickle, UniProt h5)."""
+    from gpllm.data.synthetic import make_screens
+    from gpllm.data.synthetic_files import write_files
+    from gpllm.errors import GPLLMError
+
+    sizes = {k: v for k, v in (("n_perts", n_perts), ("n_genes", n_genes)) if v is not None}
+    try:
+        paths = write_files(make_screens(seed, **sizes), out_dir, cells=cells, cells_per_pert=cells_per_pert)
+    except GPLLMError as err:
+        raise _fail(err) from err
+    for key, path in paths.items():
+        typer.echo(f"{key}\t{path}")
