@@ -11,6 +11,7 @@ Two definitions, matching GEARS and DESIGN.md:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -55,22 +56,28 @@ def de_scanpy_ttest(
     Gene indices refer to ``adata.var_names``; X must be log-normalised. The
     result is written to and removed from ``adata.uns`` (pass a working copy).
     """
+    import pandas as pd
     import scanpy as sc
 
     if k > adata.n_vars:
         raise InputError(f"top-{k} DE genes requested but only {adata.n_vars} genes are measured")
     key = "gpllm_rank_genes_groups"
-    sc.tl.rank_genes_groups(
-        adata,
-        groupby=groupby,
-        groups=[*groups, reference],
-        reference=reference,
-        method="t-test",
-        rankby_abs=True,
-        n_genes=k,
-        use_raw=False,
-        key_added=key,
-    )
+    with warnings.catch_warnings():
+        # scanpy fills its result table column by column (pandas PerformanceWarning per
+        # group) and log2-fold-changes of non-log data warn; neither affects the scores
+        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sc.tl.rank_genes_groups(
+            adata,
+            groupby=groupby,
+            groups=[*groups, reference],
+            reference=reference,
+            method="t-test",
+            rankby_abs=True,
+            n_genes=k,
+            use_raw=False,
+            key_added=key,
+        )
     res = adata.uns.pop(key)
     pos = {g: i for i, g in enumerate(adata.var_names)}
     names = res["names"]

@@ -39,8 +39,8 @@ from gpllm.data.pseudobulk import (
     make_groups,
     normalise_log1p,
 )
-from gpllm.data.screen import PerturbationData
-from gpllm.data.validate import check_finite, check_unique, preview
+from gpllm.data.screen import MIN_PERTS, PerturbationData
+from gpllm.data.validate import check_expression, check_unique, preview
 from gpllm.errors import DataError, InputError
 
 log = logging.getLogger(__name__)
@@ -151,30 +151,54 @@ def _assemble(
     genes: tuple[str, ...],
     prov: dict[str, Any],
 ) -> Screen:
-    """Split groups into singles and combos, each its own PerturbationData."""
+    """Split groups into singles and combos, each its own PerturbationData.
+
+    Two-gene perturbations never enter the singles screen: their names and
+    count are recorded in the singles' provenance and logged. A combos screen
+    with fewer than MIN_PERTS perturbations is not built (also logged).
+    """
+    where = prov["source"]
+    idx = {kind: [k for k in de_rows if groups.kinds[k] == kind] for kind in (SINGLE, COMBO)}
+    combo_names = [groups.names[k] for k in idx[COMBO]]
+    if combo_names:
+        log.info(
+            "%s: %d two-gene perturbation(s) kept apart from the single-gene screen: %s",
+            where, len(combo_names), preview(combo_names),
+        )
+    if 0 < len(combo_names) < MIN_PERTS:
+        log.warning(
+            "%s: only %d two-gene perturbation(s) %s: no combo screen built",
+            where, len(combo_names), preview(combo_names),
+        )
     out: dict[int, PerturbationData | None] = {}
-    for kind in (SINGLE, COMBO):
-        idx = [k for k in de_rows if groups.kinds[k] == kind]
-        if not idx:
+    for kind, label in ((SINGLE, "single"), (COMBO, "combo")):
+        rows = idx[kind]
+        if len(rows) < MIN_PERTS:
             out[kind] = None
             continue
         p = dict(prov)
-        p["perturbation_kind"] = "single" if kind == SINGLE else "combo"
-        p["n_cells_median"] = float(np.median(n[idx]))
+        p["perturbation_kind"] = label
+        p["n_cells_median"] = float(np.median(n[rows]))
+        if kind == SINGLE:
+            p["n_combo_perturbations_excluded"] = len(combo_names)
+            p["combo_perturbations_excluded"] = combo_names
         out[kind] = PerturbationData(
-            Y=mean[idx],
+            Y=mean[rows],
             ctrl=mean[0],
-            de=np.stack([de_rows[k] for k in idx]),
-            perts=tuple(groups.names[k] for k in idx),
+            de=np.stack([de_rows[k] for k in rows]),
+            perts=tuple(groups.names[k] for k in rows),
             genes=genes,
             provenance=p,
         )
-    if out[SINGLE] is None:
-        raise DataError(f"{prov.get('source')}: no single-gene perturbation left to model")
     return Screen(singles=out[SINGLE], combos=out[COMBO])
 
 
 def _eligible(groups: Groups, n: np.ndarray, min_rows: int, where: str) -> tuple[list[int], list[str]]:
+    """Groups with >= min_rows rows (drops logged), checked before any statistics.
+
+    Raises :class:`DataError` if the controls have fewer rows or fewer than
+    MIN_PERTS single-gene perturbations remain.
+    """
     if n[0] < min_rows:
         raise DataError(f"{where}: only {n[0]} control row(s); at least {min_rows} needed")
     keep, drop = [], []
@@ -185,6 +209,14 @@ def _eligible(groups: Groups, n: np.ndarray, min_rows: int, where: str) -> tuple
         log.warning(
             "%s: dropped %d perturbation(s) with fewer than %d cells: %s",
             where, len(drop), min_rows, preview(names),
+        )
+    singles = [groups.names[k] for k in keep if groups.kinds[k] == SINGLE]
+    if len(singles) < MIN_PERTS:
+        n_combo = sum(groups.kinds[k] == COMBO for k in keep)
+        raise DataError(
+            f"{where}: {len(singles)} single-gene perturbation(s) left {preview(singles)}; "
+            f"at least {MIN_PERTS} needed ({len(drop)} dropped below {min_rows} cells, "
+            f"{n_combo} two-gene perturbation(s) kept apart)"
         )
     return keep, names
 
@@ -213,14 +245,15 @@ def _base_provenance(where: str, spec: ObsSpec, opts: Options, n_all: int, label
 
 
 # -------------------------------------------------------------------- cells
-def _cells_in_memory(adata, labels, groups, genes, opts, lognorm, prov, where) -> Screen:
+def _cells_in_memory(adata, labels, groups, keep, genes, opts, lognorm, prov, where) -> Screen:
     import anndata as ad
     import pandas as pd
     import scanpy as sc
 
-    X = adata.X[np.flatnonzero(labels.keep)]
+    rows = np.flatnonzero(labels.keep)
+    X = adata.X[rows]
     X = sp.csr_matrix(X, dtype=np.float64) if sp.issparse(X) else np.array(X, dtype=np.float64)
-    check_finite(X.data if sp.issparse(X) else X, "expression X", where)
+    check_expression(X, where, genes, adata.obs_names[rows])
     obs = pd.DataFrame(
         {"group": pd.Categorical([groups.names[c] for c in groups.codes])},
         index=[str(i) for i in range(X.shape[0])],
@@ -242,7 +275,6 @@ def _cells_in_memory(adata, labels, groups, genes, opts, lognorm, prov, where) -
     S = sp.csr_matrix((np.ones(len(groups.codes)), (groups.codes, np.arange(len(groups.codes)))), shape=(K, len(groups.codes)))
     n = np.bincount(groups.codes, minlength=K)
     mean = np.asarray((S @ work.X).todense() if sp.issparse(work.X) else S @ work.X) / n[:, None]
-    keep, dropped = _eligible(groups, n, opts.min_cells, where)
     de_method = "t-test" if opts.de_method == "auto" else opts.de_method
     if de_method == "t-test":
         top = de_mod.de_scanpy_ttest(work, "group", [groups.names[k] for k in keep], CONTROL_GROUP, opts.n_de)
@@ -251,13 +283,14 @@ def _cells_in_memory(adata, labels, groups, genes, opts, lognorm, prov, where) -
     prov.update(
         hvg_flavor=opts.hvg_flavor, n_hvg=int(hvg.sum()), de_method=de_method,
         de_reference="all control cells", chunked=False,
-        n_dropped_min_cells=len(dropped), dropped_min_cells=dropped[:50],
     )
-    prov["steps"].append("scanpy: normalize_total+log1p, highly_variable_genes, rank_genes_groups" if de_method == "t-test" else "scanpy: normalize_total+log1p, highly_variable_genes")
+    done = ([] if lognorm else ["normalize_total", "log1p"]) + ["highly_variable_genes"]
+    done += ["rank_genes_groups (t-test)"] if de_method == "t-test" else []
+    prov["steps"].append("scanpy: " + ", ".join(done))
     return _assemble(groups, n, mean, dict(zip(keep, top, strict=True)), genes, prov)
 
 
-def _cells_streamed(adata, labels, groups, genes, opts, lognorm, prov, where, chunk_size, on_chunk) -> Screen:
+def _cells_streamed(adata, labels, groups, keep, genes, opts, lognorm, prov, where, chunk_size, on_chunk) -> Screen:
     flavor = opts.hvg_flavor
     hvg_mod.check_flavor(flavor, hvg_mod.MOMENT_FLAVORS)
     K = len(groups.names)
@@ -272,7 +305,6 @@ def _cells_streamed(adata, labels, groups, genes, opts, lognorm, prov, where, ch
     mean, var = mom.mean_var()
     mean, var = mean[:, hvg], var[:, hvg]
     genes = tuple(np.asarray(genes, dtype=object)[hvg])
-    keep, dropped = _eligible(groups, mom.n, opts.min_cells, where)
     de_method = "t-test" if opts.de_method == "auto" else opts.de_method
     if de_method == "t-test":
         scores = de_mod.welch_t(mean[keep], var[keep], mom.n[keep], mean[0], var[0], int(mom.n[0]))
@@ -283,7 +315,6 @@ def _cells_streamed(adata, labels, groups, genes, opts, lognorm, prov, where, ch
         hvg_flavor=flavor, n_hvg=int(hvg.sum()), de_method=de_method,
         de_reference="all control cells", chunked=True, chunk_size=chunk_size,
         n_zero_total_cells=mom.n_zero_total,
-        n_dropped_min_cells=len(dropped), dropped_min_cells=dropped[:50],
     )
     prov["steps"].append(f"streamed moments in chunks of {chunk_size} rows; HVG and Welch t from moments")
     return _assemble(groups, mom.n, mean, dict(zip(keep, top, strict=True)), genes, prov)
@@ -314,7 +345,7 @@ def _row_weights(obs, spec: ObsSpec, where: str) -> tuple[np.ndarray, str]:
     return w, how
 
 
-def _bulk(adata, labels, groups, genes, opts, lognorm, prov, where, spec) -> Screen:
+def _bulk(adata, labels, groups, keep, genes, opts, lognorm, prov, where, spec) -> Screen:
     import anndata as ad
     import pandas as pd
 
@@ -322,7 +353,7 @@ def _bulk(adata, labels, groups, genes, opts, lognorm, prov, where, spec) -> Scr
     X = adata.X[rows]
     X = X.toarray() if sp.issparse(X) else np.asarray(X)
     X = X.astype(np.float64)
-    check_finite(X, "expression X", where, genes, [str(r) for r in adata.obs_names[rows]])
+    check_expression(X, where, genes, adata.obs_names[rows])
     w, how = _row_weights(adata.obs.iloc[rows], spec, where)
     K = len(groups.names)
     W = sp.csr_matrix((w, (groups.codes, np.arange(len(rows)))), shape=(K, len(rows)))
@@ -341,12 +372,11 @@ def _bulk(adata, labels, groups, genes, opts, lognorm, prov, where, spec) -> Scr
     if opts.de_method == "t-test":
         raise InputError(f"{where}: de_method 't-test' needs single cells; this input is pseudobulk")
     n_rows = np.bincount(groups.codes, minlength=K)
-    keep = list(range(1, K))
     top = de_mod.top_k_abs(pooled[keep] - pooled[0], opts.n_de)
     prov.update(
         hvg_flavor=opts.hvg_flavor, n_hvg=int(hvg.sum()), de_method="abs-delta",
         de_reference="pooled control rows", chunked=False, row_pooling=how,
-        n_rows_pooled=int(len(rows) - K), n_dropped_min_cells=0, dropped_min_cells=[],
+        n_rows_pooled=int(len(rows) - K),
     )
     prov["steps"].append(f"pooled {len(rows)} rows into {K} groups ({how}) before normalising")
     return _assemble(groups, n_rows, pooled, dict(zip(keep, top, strict=True)), genes, prov)
@@ -365,9 +395,14 @@ def _process(adata, spec, opts, where, *, backed, chunk_size=4096, on_chunk=None
         kind, why = opts.kind, "declared"
     prov["input_kind"] = kind
     prov["input_kind_reason"] = why
+    # checked before any pass over X: a hopeless screen fails in seconds, not after streaming
+    min_rows = opts.min_cells if kind == "cells" else 1
+    keep, dropped = _eligible(groups, np.bincount(groups.codes, minlength=len(groups.names)), min_rows, where)
+    prov.update(n_dropped_min_cells=len(dropped), dropped_min_cells=dropped[:50])
     if opts.lognorm is None:
-        first = np.flatnonzero(labels.keep)[:1000]
-        sample = adata.X[int(first[0]) : int(first[-1]) + 1] if backed else adata.X[first]
+        # a contiguous block from the first kept row: one cheap read when backed
+        start = int(np.flatnonzero(labels.keep)[0])
+        sample = adata.X[start : start + 1000]
         lognorm, reason = detect_lognorm(sample, adata.uns, where)
     else:
         lognorm, reason = opts.lognorm, "declared"
@@ -379,10 +414,10 @@ def _process(adata, spec, opts, where, *, backed, chunk_size=4096, on_chunk=None
     if kind == "bulk":
         if backed:
             adata = adata.to_memory()
-        return _bulk(adata, labels, groups, genes, opts, lognorm, prov, where, spec)
+        return _bulk(adata, labels, groups, keep, genes, opts, lognorm, prov, where, spec)
     if backed:
-        return _cells_streamed(adata, labels, groups, genes, opts, lognorm, prov, where, chunk_size, on_chunk)
-    return _cells_in_memory(adata, labels, groups, genes, opts, lognorm, prov, where)
+        return _cells_streamed(adata, labels, groups, keep, genes, opts, lognorm, prov, where, chunk_size, on_chunk)
+    return _cells_in_memory(adata, labels, groups, keep, genes, opts, lognorm, prov, where)
 
 
 def screen_from_anndata(

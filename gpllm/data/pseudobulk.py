@@ -23,8 +23,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from gpllm.data.labels import CONTROL, Labels
-from gpllm.data.validate import preview
-from gpllm.errors import DataError, NonFiniteError
+from gpllm.data.validate import check_expression
+from gpllm.errors import CorruptFileError
 
 log = logging.getLogger(__name__)
 
@@ -119,28 +119,25 @@ def normalise_log1p(X, target_sum: float):
     return np.log1p(X), X, int(zero.sum())
 
 
-def _expm1(X):
+def _map_values(X, fn):
+    """fn applied to every stored value of dense or sparse X (fn(0) must be 0)."""
     if sp.issparse(X):
         Y = X.copy()
-        Y.data = np.expm1(Y.data)
+        Y.data = fn(Y.data)
         return Y
-    return np.expm1(X)
+    return fn(X)
 
 
-def _check_chunk(X, start: int, genes, where: str) -> None:
-    data = X.data if sp.issparse(X) else X
-    if np.isfinite(data).all():
-        if (data < 0).any():
-            raise DataError(f"{where}: negative expression values in rows {start}.. (counts or log1p data cannot be negative)")
-        return
-    if sp.issparse(X):
-        bad_cols = np.unique(X.indices[~np.isfinite(X.data)])
-    else:
-        bad_cols = np.flatnonzero((~np.isfinite(X)).any(axis=0))
-    raise NonFiniteError(
-        f"{where}: expression holds NaN/inf in rows {start}..{start + X.shape[0] - 1}, "
-        f"gene(s) {preview([genes[j] for j in bad_cols])}"
-    )
+def _read_rows(X, a: int, b: int, where: str):
+    """Rows a..b-1 of a backed matrix; a read failure names the file and rows."""
+    try:
+        return X[a:b]
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        # h5py reports a damaged chunk only when it is read, long after opening
+        raise CorruptFileError(
+            f"{where}: cannot read expression rows {a}..{b - 1} ({type(err).__name__}: {err}); "
+            "the file is truncated or corrupt"
+        ) from err
 
 
 def _group_sums(X, codes: np.ndarray, K: int, out: np.ndarray) -> None:
@@ -203,26 +200,22 @@ def accumulate_moments(
             if on_chunk:
                 on_chunk(b, N_all)
             continue
-        Xc = X[a:b]
+        Xc = _read_rows(X, a, b, where)
         if sel.size < b - a:
             Xc = Xc[sel]
         c = c[sel]
-        _check_chunk(Xc, a, genes, where)
+        check_expression(Xc, where, genes, row_names=a + sel)  # file row numbers
         if lognorm:
             Xc = sp.csr_matrix(Xc, dtype=np.float64) if sp.issparse(Xc) else np.asarray(Xc, dtype=np.float64)
-            E = _expm1(Xc)
+            E = _map_values(Xc, np.expm1)
         else:
             Xc, E, z = normalise_log1p(Xc, target_sum)
             n_zero += z
         n += np.bincount(c, minlength=K)
         _group_sums(Xc, c, K, s)
-        _group_sums(Xc.multiply(Xc).tocsr() if sp.issparse(Xc) else Xc * Xc, c, K, q)
-        if sp.issparse(E):
-            e1 += np.asarray(E.sum(axis=0)).ravel()
-            e2 += np.asarray(E.multiply(E).sum(axis=0)).ravel()
-        else:
-            e1 += E.sum(axis=0)
-            e2 += (E * E).sum(axis=0)
+        _group_sums(_map_values(Xc, np.square), c, K, q)
+        e1 += np.asarray(E.sum(axis=0)).ravel()
+        e2 += np.asarray(_map_values(E, np.square).sum(axis=0)).ravel()
         if on_chunk:
             on_chunk(b, N_all)
     if n_zero:

@@ -9,6 +9,7 @@ metrics, sweeps) takes these arrays.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,9 +21,13 @@ import numpy as np
 from gpllm.data.validate import check_finite, check_unique, preview
 from gpllm.errors import DataError, InputError, ShapeError
 
+log = logging.getLogger(__name__)
+
 #: Key under ``AnnData.uns`` that marks an h5ad written by :meth:`PerturbationData.to_anndata`.
 UNS_KEY = "gpllm_perturbation_data"
 _FORMAT_VERSION = 1
+#: A screen with fewer perturbations cannot be split for training and testing.
+MIN_PERTS = 2
 
 
 def _readonly(x: np.ndarray) -> np.ndarray:
@@ -53,7 +58,8 @@ class PerturbationData:
         JSON-serialisable record of how the arrays were made (source file,
         normalisation, HVG flavour, DE method, counts of what was dropped).
 
-    Arrays are copied and made read-only; names must be unique and values finite.
+    Arrays are copied and made read-only; names must be unique, values finite,
+    and P >= ``MIN_PERTS`` (2).
     The response to perturbation p is ``delta[p] = Y[p] - ctrl``.
     """
 
@@ -71,6 +77,11 @@ class PerturbationData:
         ctrl = np.asarray(self.ctrl, dtype=np.float64)
         de = np.asarray(self.de)
         P, G = len(perts), len(genes)
+        if P < MIN_PERTS:
+            raise DataError(
+                f"PerturbationData ({self.provenance.get('source', 'no source')}): "
+                f"{P} perturbation(s) {preview(perts)}; at least {MIN_PERTS} needed"
+            )
         if Y.shape != (P, G):
             raise ShapeError(f"PerturbationData: Y has shape {Y.shape}, expected (P, G) = ({P}, {G})")
         if ctrl.shape != (G,):
@@ -190,6 +201,11 @@ class PerturbationData:
                 f"{where}: not a gpllm PerturbationData (needs uns[{UNS_KEY!r}], "
                 "obsm['de'] and var['ctrl']); process a screen with gpllm.data.perturbseq instead"
             )
+        version = int(meta.get("format_version", -1))
+        if version != _FORMAT_VERSION:
+            raise DataError(
+                f"{where}: PerturbationData format version {version}, this gpllm reads {_FORMAT_VERSION}"
+            )
         X = adata.X
         if hasattr(X, "toarray"):
             X = X.toarray()
@@ -223,20 +239,18 @@ def intersect_perturbations(*screens: PerturbationData) -> tuple[PerturbationDat
     recorded in its provenance (the paper keeps the 1774 perturbations shared by
     K562 and RPE1). Genes are left alone: each screen keeps its own HVGs.
     """
-    import logging
-
-    log = logging.getLogger(__name__)
     if not screens:
         raise InputError("intersect_perturbations: give at least one screen")
     shared = set(screens[0].perts)
     for s in screens[1:]:
         shared &= set(s.perts)
-    if not shared:
-        raise DataError(
-            "intersect_perturbations: the screens share no perturbation "
-            f"(first screen has {preview(screens[0].perts)})"
-        )
     keep = [p for p in screens[0].perts if p in shared]
+    if len(keep) < MIN_PERTS:
+        sources = [s.provenance.get("source", f"screen {i}") for i, s in enumerate(screens)]
+        raise DataError(
+            f"intersect_perturbations: screens {preview(sources)} share {len(keep)} perturbation(s) "
+            f"{preview(keep)}; at least {MIN_PERTS} needed (first screen has {preview(screens[0].perts)})"
+        )
     out = []
     for i, s in enumerate(screens):
         dropped = s.n_perts - len(keep)
@@ -249,4 +263,4 @@ def intersect_perturbations(*screens: PerturbationData) -> tuple[PerturbationDat
     return tuple(out)
 
 
-__all__ = ["PerturbationData", "intersect_perturbations", "UNS_KEY"]
+__all__ = ["MIN_PERTS", "PerturbationData", "UNS_KEY", "intersect_perturbations"]

@@ -11,8 +11,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
-from gpllm.errors import DataError, NonFiniteError
+from gpllm.errors import CorruptFileError, DataError, NonFiniteError
 
 
 def preview(items: Iterable[object], k: int = 5) -> str:
@@ -70,3 +71,68 @@ def require_columns(columns: Iterable[str], needed: Iterable[str], where: str) -
         raise DataError(
             f"{where}: missing column(s) {preview(missing)}; available: {preview(have, 20)}"
         )
+
+
+def check_sparse_layout(X, where: str) -> None:
+    """Raise :class:`CorruptFileError` unless sparse ``X`` has a valid CSR/CSC layout.
+
+    A damaged file can hold out-of-range column indices or a non-monotone
+    indptr; scipy builds such a matrix without complaint and later crashes or
+    reads foreign memory, so this full check runs before any arithmetic.
+    Dense X passes.
+    """
+    if not sp.issparse(X):
+        return
+    try:
+        X.check_format(full_check=True)
+    except ValueError as err:
+        raise CorruptFileError(
+            f"{where}: expression X is not a valid sparse matrix ({err}); "
+            "the file is corrupt: delete it and fetch it again"
+        ) from err
+
+
+def check_indptr(indptr: np.ndarray, n_rows: int, nnz: int, where: str) -> None:
+    """Raise :class:`CorruptFileError` unless ``indptr`` (n_rows + 1,) runs monotonely from 0 to nnz."""
+    ok = (
+        indptr.shape == (n_rows + 1,)
+        and indptr[0] == 0
+        and indptr[-1] == nnz
+        and bool((np.diff(indptr) >= 0).all())
+    )
+    if not ok:
+        raise CorruptFileError(
+            f"{where}: the sparse row pointer of X is inconsistent with {n_rows} rows and "
+            f"{nnz} stored values; the file is corrupt: delete it and fetch it again"
+        )
+
+
+def check_expression(X, where: str, genes: Sequence[str], row_names: Sequence[object] | None = None) -> None:
+    """Raise unless expression ``X`` (n, G), dense or sparse, is finite and >= 0.
+
+    Counts and log1p-normalised values are never negative. The message names
+    the genes and rows (``row_names``, (n,), e.g. cell IDs; default row numbers)
+    holding bad values: :class:`NonFiniteError` for NaN/inf, :class:`DataError`
+    for negatives; :class:`CorruptFileError` for a broken sparse layout.
+    """
+    check_sparse_layout(X, where)
+    if sp.issparse(X):
+        X = sp.csr_matrix(X)  # data must be in row order for the row lookup below
+    data = X.data if sp.issparse(X) else np.asarray(X)
+    bad = ~np.isfinite(data)
+    error, what = NonFiniteError, "NaN/inf"
+    if not bad.any():
+        bad = data < 0
+        error, what = DataError, "negative values (counts and log1p data cannot be negative)"
+        if not bad.any():
+            return
+    rows_named = list(range(X.shape[0])) if row_names is None else row_names
+    if sp.issparse(X):
+        rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[bad]
+        cols = X.indices[bad]
+    else:
+        rows, cols = np.nonzero(bad)
+    raise error(
+        f"{where}: expression holds {what} in gene(s) {preview([genes[j] for j in np.unique(cols)])}; "
+        f"row(s) {preview([rows_named[i] for i in np.unique(rows)])}"
+    )
