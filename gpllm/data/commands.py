@@ -40,9 +40,8 @@ def embed_text(
                 on_batch=lambda done: progress.update(task, completed=done),
             )
         write_vectors(output, vectors)
-    except GPLLMError as err:  # a clear one-line message, not a traceback
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=1) from err
+    except GPLLMError as err:
+        raise _fail(err) from err
     typer.echo(f"wrote {len(vectors)} {vectors.dim}-d vectors ({model}) to {output}")
 
 
