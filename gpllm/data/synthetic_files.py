@@ -168,7 +168,7 @@ def sample_cells(
     sizes = [*n_p.tolist(), int(n_ctrl)]
     labels = [*truth.perts, CONTROL]
     blocks, obs_rows = [], []
-    for label, y, n in zip(labels, profiles, sizes, strict=True):
+    for number, (label, y, n) in enumerate(zip(labels, profiles, sizes, strict=True), start=1):
         frac = np.expm1(y) / np.expm1(y).sum()
         d = cfg.depth * np.exp(0.3 * rng.standard_normal(n) - 0.045)
         lam = d[:, None] * frac * rng.gamma(1.0 / cfg.overdispersion, cfg.overdispersion, size=(n, frac.size))
@@ -179,7 +179,7 @@ def sample_cells(
         for g in guides:
             obs_rows.append((
                 label, gid, CONTROL if ctrl else "P1",
-                f"0_{_CONTROL_ID}" if ctrl else f"0_{label}_P1_{gid}",
+                f"{number}_{_CONTROL_ID}" if ctrl else f"{number}_{label}_P1_{gid}",
                 f"{label}_{g:03d}|{label}_{g:03d}b",
             ))  # fmt: skip
     X = np.vstack(blocks)

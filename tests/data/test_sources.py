@@ -286,3 +286,15 @@ def test_checksum_helpers(tmp_path):
     assert file_digests(f, ("md5", "sha256")) == {"md5": md5[4:], "sha256": sha[7:]}
     assert mismatches(f, (md5, sha), len(PAYLOAD)) == []
     assert mismatches(f, ("md5:" + "0" * 32,)) == [f"md5 {md5[4:]}, expected {'0' * 32}"]
+
+
+def test_unverified_file_placed_by_hand_is_recorded_not_downloaded(server, tmp_path):
+    (tmp_path / "blob.bin").write_bytes(PAYLOAD)
+    src = entry(server, checksums=())
+    with pytest.raises(ChecksumError, match="allow_unverified"):
+        fetch(src, tmp_path, progress=False)
+    got = fetch(src, tmp_path, allow_unverified=True, progress=False)
+    assert not got.downloaded and got.sha256 == recorded_checksum(got.path) and server.hits["blob.bin"] == 0
+    (tmp_path / "other.bin").write_bytes(b"12")  # a known size still catches a wrong file
+    with pytest.raises(ChecksumError, match="registry says 1"):
+        fetch(entry(server, "other.bin", checksums=(), size=1), tmp_path, allow_unverified=True, progress=False)
