@@ -48,7 +48,7 @@ class GPModel:
     kernel: Kernel = RBF()
     center: bool = True
     fit_options: tuple[tuple[str, object], ...] = ()
-    name: str = "GP"
+    name: str = "gp"
 
     def _offset(self, Y):
         return jnp.mean(Y, axis=0) if self.center else jnp.zeros(Y.shape[1], Y.dtype)
@@ -59,6 +59,25 @@ class GPModel:
         result = gp.fit(self.kernel, Z, Y - offset, **dict(self.fit_options))
         posterior = gp.condition(self.kernel, result.params, Z, Y - offset)
         return GPState(posterior, offset, result)
+
+    def fit_many(self, Z_train, Y_train) -> list[GPState]:
+        """B equal-size datasets in one vmapped, compiled fit: Z (B, N, Q), Y (B, N, G).
+
+        Each dataset (e.g. a CV fold at one training size) gets its own
+        hyperparameters; the result equals B separate :meth:`fit` calls.
+        """
+        Z, Y = (jnp.asarray(a) for a in (Z_train, Y_train))
+        for b in range(Z.shape[0]):
+            check_fit_inputs(Z[b], Y[b], min_rows=2)
+        offsets = jax.vmap(self._offset)(Y)
+        centred = Y - offsets[:, None, :]
+        result = gp.fit_batched(self.kernel, Z, centred, **dict(self.fit_options))
+        states = []
+        for b in range(Z.shape[0]):
+            fit_b = jax.tree.map(lambda x: x[b], result)
+            posterior = gp.condition(self.kernel, fit_b.params, Z[b], centred[b])
+            states.append(GPState(posterior, offsets[b], fit_b))
+        return states
 
     def predict(self, state: GPState, Z_test) -> Prediction:
         Z = check_predict_inputs(state.posterior.Z.shape[1], Z_test, dtype=state.posterior.Z.dtype)

@@ -1,0 +1,359 @@
+"""The embedded default: a synthetic Perturb-seq screen with the real one's shape and quirks.
+
+Generated in-process from a seed, deterministic, a few seconds at full size
+(1774 perturbations x 2000 genes, two cell lines, 1536-d text and 1024-d
+sequence embeddings).
+
+Generative model
+----------------
+Latent gene biology. Each perturbed gene p has a latent vector u_p in R^d
+(``latent_dim``): genes belong to pathways (``n_modules`` centroids
+c_m ~ N(0, I)); gene p mixes a primary and, with probability 0.4, a secondary
+module, u_p = sum_m w_pm c_m + ``within_sd`` * N(0, I).
+
+Response. Measured genes form ``n_programs`` co-regulated programs: gene g
+loads ``L[r, g]`` on its program r. For cell line l the log fold change of
+perturbation p is
+
+    Delta_p = a_l * s_p * ( kappa_p * b_l * chat_l            common response
+                            + A_l(u_p) @ L                    smooth in u_p
+                            + xi_p @ L * idio_sd )            idiosyncratic
+              + log(k_p) at the target gene, if it is measured  (knockdown)
+
+* A_l(u) = phi(u) H_l is a smooth (RBF-GP-like) function of the latent biology:
+  phi are ``n_features`` random Fourier features of an RBF kernel with
+  lengthscale ``lengthscale``; H_l = rho H_0 + sqrt(1 - rho^2) H'_l makes the
+  two lines share part of their response (``line_corr`` = rho).
+* chat_l is a common response (unit RMS, built from two "stress" programs plus
+  gene noise) shared by most perturbations: kappa_p ~ 1 + 0.3 N(0, 1) for a
+  fraction ``common_frac``, else 0. Its weight b_l (``common_weight``) sets how
+  strong the "non-control mean" baseline is (RPE1 stronger than K562, as in
+  the paper's Tables 1 and S1).
+* s_p = exp(``strength_sd`` * (0.6 g(u_p) + 0.8 N(0,1))) / normaliser: effect
+  size, heavy-tailed (few strong responders), partly a smooth function g of u_p.
+* xi_p ~ N(0, I): perturbation-specific variation no embedding can predict.
+* k_p ~ U(0.1, 0.35): CRISPRi knockdown of the target gene itself, for the
+  ``self_measured`` fraction of perturbed genes that are also measured.
+
+Expression. Control expression is mu_lg = exp(N(0, 1)) scaled to sum to
+``target_sum`` (log1p(mu) spans about [0, 4]). A perturbation's rates are
+m_p = mu * exp(Delta_p); its pseudobulk of n_p cells (n_p ~ 40 + Gamma, median
+~120, depth ``depth`` UMIs per cell) gets multiplicative counting noise
+exp(N(0, 1/(n_p depth m/target_sum) + phi/n_p)) (Poisson plus NB
+over-dispersion ``overdispersion``); Y_p = log1p(target_sum * m_p / sum(m_p)),
+i.e. exactly what total-count normalisation and log1p of the pseudobulk gives.
+
+Embeddings. Text sees the latent dims ``text_dims`` plus its own nuisance
+factors (what the literature says that has nothing to do with the screen),
+through a random tanh layer, projected to 1536 dims with isotropic noise and a
+large shared offset, then unit-normalised (as OpenAI ada vectors). Sequence
+sees a different subset ``seq_dims`` plus its own nuisance factors through a
+sine layer, 1024 dims plus noise (ProtT5-like scale). Each view therefore
+sees only part of u_p, non-linearly and noisily; together they see all of it.
+A few perturbed genes have no text (``missing_text``) or no sequence
+(``missing_seq``) vector, as the real resources.
+
+Files. :func:`gpllm.data.synthetic_files.write_files` writes the same formats as the real sources
+(Replogle bulk h5ad layout, GenePT pickle, UniProt per-protein.h5 with an
+idmapping TSV, optionally Replogle-style single cells) so the real loaders run
+end to end on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from gpllm.data.screen import PerturbationData
+from gpllm.data.vectors import GeneVectors
+from gpllm.errors import InputError
+
+#: Cell lines of the default screen.
+CELL_LINES = ("K562", "RPE1")
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Every knob of the generator (see the module docstring for the model)."""
+
+    n_perts: int = 1774
+    n_genes: int = 2000
+    cell_lines: tuple[str, ...] = CELL_LINES
+    latent_dim: int = 12
+    n_modules: int = 30
+    within_sd: float = 0.45
+    n_programs: int = 40
+    n_features: int = 256
+    lengthscale: float = 2.5
+    line_corr: float = 0.7
+    amplitude: tuple[float, ...] = (0.8, 0.8)
+    common_weight: tuple[float, ...] = (0.55, 1.0)
+    common_frac: float = 0.85
+    common_sd: float = 0.3
+    idio_sd: float = 0.55
+    strength_sd: float = 0.7
+    self_measured: float = 0.1
+    target_sum: float = 1e4
+    depth: float = 1e4
+    overdispersion: float = 0.2
+    text_dim: int = 1536
+    seq_dim: int = 1024
+    text_dims: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7)
+    seq_dims: tuple[int, ...] = (4, 5, 6, 7, 8, 9, 10, 11)
+    n_nuisance: int = 6
+    hidden: int = 96
+    text_noise: float = 0.6
+    seq_noise: float = 0.6
+    missing_text: float = 0.003
+    missing_seq: float = 0.01
+    n_extra_genes: int = 200
+    n_de: int = 20
+
+    def __post_init__(self) -> None:
+        if self.n_perts < 2 or self.n_genes < self.n_de or self.n_genes < 2:
+            raise InputError(
+                f"SyntheticConfig: need n_perts >= 2 and n_genes >= n_de={self.n_de}, "
+                f"got {self.n_perts}, {self.n_genes}"
+            )
+        for name in ("amplitude", "common_weight"):
+            if len(getattr(self, name)) != len(self.cell_lines):
+                raise InputError(f"SyntheticConfig: {name} needs one value per cell line {self.cell_lines}")
+        for name in ("text_dims", "seq_dims"):
+            dims = getattr(self, name)
+            if not dims or min(dims) < 0 or max(dims) >= self.latent_dim:
+                raise InputError(f"SyntheticConfig: {name} must index latent dims [0, {self.latent_dim})")
+
+
+@dataclass(frozen=True, eq=False)
+class SyntheticTruth:
+    """The generating parameters and noise-free quantities of one synthetic draw.
+
+    u : (P, d) latent biology of the perturbed genes (``perts`` order).
+    module : (P,) primary pathway of each perturbed gene.
+    strength : (P,) effect size s_p.  common : (P,) kappa_p.
+    program : (G,) program of each measured gene.  loadings : (R, G) L.
+    baseline : {line: (G,) control log1p-normalised expression}.
+    lfc : {line: (P, G) noise-free log fold changes Delta in rate space}.
+    Y_true : {line: (P, G) noise-free log1p-normalised profiles}.
+    n_cells : {line: (P,) cells per perturbation}; n_ctrl_cells : {line: int}.
+    target_gene : (P,) index of each perturbed gene among the measured genes, -1 if not measured.
+    text_missing, seq_missing : perturbed genes without that embedding.
+    """
+
+    config: SyntheticConfig
+    seed: int
+    perts: tuple[str, ...]
+    genes: tuple[str, ...]
+    u: np.ndarray
+    module: np.ndarray
+    strength: np.ndarray
+    common: np.ndarray
+    program: np.ndarray
+    loadings: np.ndarray
+    baseline: Mapping[str, np.ndarray]
+    lfc: Mapping[str, np.ndarray]
+    Y_true: Mapping[str, np.ndarray]
+    n_cells: Mapping[str, np.ndarray]
+    n_ctrl_cells: Mapping[str, int]
+    target_gene: np.ndarray
+    text_missing: tuple[str, ...]
+    seq_missing: tuple[str, ...]
+
+
+class SyntheticScreens(NamedTuple):
+    """``make_screens`` output: screens per cell line, raw embedding vectors, truth."""
+
+    screens: dict[str, PerturbationData]
+    vectors: dict[str, GeneVectors]
+    truth: SyntheticTruth
+
+
+# ------------------------------------------------------------------ pieces
+def _names(cfg: SyntheticConfig, rng: np.random.Generator):
+    """Perturbed gene symbols, measured genes (some perturbed ones among them), extras."""
+    perts = [f"SG{i:05d}" for i in range(cfg.n_perts)]
+    n_self = min(int(round(cfg.self_measured * cfg.n_perts)), cfg.n_genes)
+    self_idx = np.sort(rng.choice(cfg.n_perts, size=n_self, replace=False))
+    others = [f"SG{cfg.n_perts + j:05d}" for j in range(cfg.n_genes - n_self)]
+    genes = [perts[i] for i in self_idx] + others
+    order = rng.permutation(cfg.n_genes)
+    genes = [genes[i] for i in order]
+    pos = {g: j for j, g in enumerate(genes)}
+    target_gene = np.array([pos.get(p, -1) for p in perts], dtype=np.int64)
+    extras = [f"SG{cfg.n_perts + cfg.n_genes + j:05d}" for j in range(cfg.n_extra_genes)]
+    return perts, genes, target_gene, extras
+
+
+def _latent(cfg: SyntheticConfig, n: int, rng: np.random.Generator):
+    """u (n, d) as mixtures of module centroids; primary module (n,)."""
+    C = rng.standard_normal((cfg.n_modules, cfg.latent_dim))
+    # uneven pathway sizes, as real pathways: Zipf-like module probabilities
+    pm = 1.0 / np.arange(1, cfg.n_modules + 1) ** 0.7
+    pm /= pm.sum()
+    prim = rng.choice(cfg.n_modules, size=n, p=pm)
+    sec = rng.choice(cfg.n_modules, size=n, p=pm)
+    has_sec = rng.random(n) < 0.4
+    w = rng.uniform(0.6, 0.9, size=n)
+    u = C[prim] * np.where(has_sec, w, 1.0)[:, None] + C[sec] * np.where(has_sec, 1 - w, 0.0)[:, None]
+    u += cfg.within_sd * rng.standard_normal((n, cfg.latent_dim))
+    return u, prim
+
+
+def _rff(u: np.ndarray, n_features: int, lengthscale: float, rng: np.random.Generator) -> np.ndarray:
+    """Random Fourier features phi(u) (n, J) of an RBF kernel: phi(u) phi(v)^T ~ k(u, v)."""
+    W = rng.standard_normal((u.shape[1], n_features)) / lengthscale
+    b = rng.uniform(0, 2 * np.pi, n_features)
+    return np.sqrt(2.0 / n_features) * np.cos(u @ W + b)
+
+
+def _programs(cfg: SyntheticConfig, rng: np.random.Generator):
+    """Program of each gene (G,) and loadings L (R, G): one program per gene, plus a dense trickle."""
+    R, G = cfg.n_programs, cfg.n_genes
+    prog = rng.integers(0, R, size=G)
+    L = 0.08 * rng.standard_normal((R, G))
+    L[prog, np.arange(G)] += rng.standard_normal(G) * rng.uniform(0.5, 1.5, size=G)
+    return prog, L
+
+
+def _view(
+    x: np.ndarray, out_dim: int, hidden: int, noise: float, act, rng: np.random.Generator
+) -> np.ndarray:
+    """A noisy non-linear random view of x (n, k): act(x W1 + b1) W2 + noise, (n, out_dim)."""
+    k = x.shape[1]
+    W1 = rng.standard_normal((k, hidden)) / np.sqrt(k) * 1.5
+    b1 = rng.uniform(-1, 1, hidden)
+    H = act(x @ W1 + b1)
+    H = (H - H.mean(axis=0)) / (H.std(axis=0) + 1e-12)
+    W2 = rng.standard_normal((hidden, out_dim)) / np.sqrt(hidden)
+    Z = H @ W2
+    return Z + noise * rng.standard_normal(Z.shape)
+
+
+def _embeddings(cfg, u_all, names_all, perts, rng):
+    """Text (unit-norm, 1536-d) and sequence (1024-d) GeneVectors; some perturbed genes missing."""
+    n = u_all.shape[0]
+    out, missing = {}, {}
+    for view, dims, dim, noise, act, miss in (
+        ("text", cfg.text_dims, cfg.text_dim, cfg.text_noise, np.tanh, cfg.missing_text),
+        ("sequence", cfg.seq_dims, cfg.seq_dim, cfg.seq_noise, np.sin, cfg.missing_seq),
+    ):
+        nuis = rng.standard_normal((n, cfg.n_nuisance))
+        x = np.hstack([u_all[:, list(dims)], nuis])
+        Z = _view(x, dim, cfg.hidden, noise, act, rng)
+        if view == "text":
+            # ada vectors share a large common direction (cosine ~0.7 between any two genes)
+            offset = rng.standard_normal(dim)
+            Z = Z / np.linalg.norm(Z, axis=1, keepdims=True) + 1.2 * offset / np.linalg.norm(offset)
+            Z /= np.linalg.norm(Z, axis=1, keepdims=True)
+        else:
+            Z *= 0.05  # ProtT5 per-protein values are O(0.1)
+        n_miss = int(round(miss * len(perts)))
+        gone = set(rng.choice(len(perts), size=n_miss, replace=False).tolist()) if n_miss else set()
+        keep = [i for i in range(n) if i not in gone]
+        out[view] = GeneVectors(tuple(names_all[i] for i in keep), Z[keep], f"synthetic {view}")
+        missing[view] = tuple(perts[i] for i in sorted(gone))
+    return out, missing
+
+
+def _normalise_log(m: np.ndarray, target_sum: float) -> np.ndarray:
+    """log1p(target_sum * m / rowsum(m)) for rates m (..., G)."""
+    return np.log1p(target_sum * m / m.sum(axis=-1, keepdims=True))
+
+
+# ------------------------------------------------------------------- public
+def make_screens(seed: int = 0, config: SyntheticConfig | None = None, **overrides) -> SyntheticScreens:
+    """Generate the synthetic screens, embeddings and ground truth.
+
+    ``config`` (or keyword overrides of :class:`SyntheticConfig`, e.g.
+    ``n_perts=200, n_genes=300``) sets the sizes and knobs; ``seed`` makes the
+    draw reproducible. Returns ``SyntheticScreens(screens, vectors, truth)``:
+    ``screens[line]`` a PerturbationData (Y (P, G), ctrl (G,), de (P, 20) by
+    |x - ctrl|), ``vectors['text'|'sequence']`` GeneVectors keyed by symbol.
+    """
+    cfg = config if config is not None else SyntheticConfig()
+    if overrides:
+        cfg = SyntheticConfig(**{**asdict(cfg), **overrides})
+    rng = np.random.default_rng(seed)
+    perts, genes, target_gene, extras = _names(cfg, rng)
+    P, G = cfg.n_perts, cfg.n_genes
+    names_all = perts + [g for g in genes if g not in set(perts)] + extras
+    u_all, mod_all = _latent(cfg, len(names_all), rng)
+    u, module = u_all[:P], mod_all[:P]
+    prog, L = _programs(cfg, rng)
+    Lnorm = L / np.sqrt((L**2).sum(axis=0).mean())  # unit mean-square gene loading
+
+    phi = _rff(u, cfg.n_features, cfg.lengthscale, rng)
+    g_strength = _rff(u, cfg.n_features, cfg.lengthscale, rng) @ rng.standard_normal(cfg.n_features)
+    g_strength /= g_strength.std() + 1e-12
+    log_s = cfg.strength_sd * (0.6 * g_strength + 0.8 * rng.standard_normal(P))
+    strength = np.exp(log_s - np.median(log_s))
+    common = np.where(rng.random(P) < cfg.common_frac, 1.0 + cfg.common_sd * rng.standard_normal(P), 0.0)
+    H0 = rng.standard_normal((cfg.n_features, cfg.n_programs))
+    xi = rng.standard_normal((P, cfg.n_programs))
+    stress = rng.choice(cfg.n_programs, size=2, replace=False)
+    kd = rng.uniform(0.1, 0.35, size=P)
+
+    screens, baseline, lfc, Y_true, n_cells, n_ctrl = {}, {}, {}, {}, {}, {}
+    base0 = rng.standard_normal(G)
+    rho = cfg.line_corr
+    for li, line in enumerate(cfg.cell_lines):
+        H = rho * H0 + np.sqrt(1 - rho**2) * rng.standard_normal(H0.shape)
+        chat = Lnorm[stress].sum(axis=0) + 0.5 * rng.standard_normal(G)
+        chat /= np.sqrt((chat**2).mean())
+        smooth = phi @ H @ Lnorm
+        smooth /= np.sqrt((smooth**2).mean())
+        idio = xi @ Lnorm
+        idio /= np.sqrt((idio**2).mean())
+        D = cfg.amplitude[li] * strength[:, None] * (
+            cfg.common_weight[li] * common[:, None] * chat + smooth + cfg.idio_sd * idio
+        )
+        # responses saturate: no gene moves by more than a factor e^4 (~55)
+        D = 4.0 * np.tanh(D / 4.0)
+        hit = target_gene >= 0
+        D[np.flatnonzero(hit), target_gene[hit]] = np.log(kd[hit])
+        # line-specific baseline, correlated 0.8 across lines
+        mu = np.exp(0.8 * base0 + 0.6 * rng.standard_normal(G))
+        mu *= cfg.target_sum / mu.sum()
+        m = mu * np.exp(D)
+        n_p = (40 + rng.gamma(4.0, 20.0, size=P)).astype(np.int64)
+        n_c = int(rng.integers(8000, 12000))
+        frac = m / m.sum(axis=1, keepdims=True)
+        var = 1.0 / (n_p[:, None] * cfg.depth * frac) + cfg.overdispersion / n_p[:, None]
+        m_obs = m * np.exp(np.sqrt(var) * rng.standard_normal(m.shape))
+        fc = mu / mu.sum()
+        var_c = 1.0 / (n_c * cfg.depth * fc) + cfg.overdispersion / n_c
+        mu_obs = mu * np.exp(np.sqrt(var_c) * rng.standard_normal(G))
+        Y = _normalise_log(m_obs, cfg.target_sum)
+        ctrl = _normalise_log(mu_obs, cfg.target_sum)
+        de = np.argsort(-np.abs(Y - ctrl), axis=1, kind="stable")[:, : cfg.n_de]
+        screens[line] = PerturbationData(
+            Y=Y, ctrl=ctrl, de=de, perts=tuple(perts), genes=tuple(genes),
+            provenance={
+                "source": f"synthetic(seed={seed}, line={line})",
+                "input_kind": "synthetic pseudobulk",
+                "normalisation": f"generated as log1p of total-count-normalised ({cfg.target_sum:g}) pseudobulk",
+                "hvg_flavor": "none (all generated genes are variable)",
+                "n_hvg": G,
+                "de_method": "abs-delta",
+                "n_de": cfg.n_de,
+                "steps": ["gpllm.data.synthetic.make_screens"],
+            },
+        )
+        baseline[line] = _normalise_log(mu, cfg.target_sum)
+        lfc[line] = D
+        Y_true[line] = _normalise_log(m, cfg.target_sum)
+        n_cells[line] = n_p
+        n_ctrl[line] = n_c
+
+    vectors, missing = _embeddings(cfg, u_all, names_all, perts, rng)
+    truth = SyntheticTruth(
+        config=cfg, seed=seed, perts=tuple(perts), genes=tuple(genes), u=u, module=module,
+        strength=strength, common=common, program=prog, loadings=L, baseline=baseline,
+        lfc=lfc, Y_true=Y_true, n_cells=n_cells, n_ctrl_cells=n_ctrl, target_gene=target_gene,
+        text_missing=missing["text"], seq_missing=missing["sequence"],
+    )
+    return SyntheticScreens(screens, vectors, truth)
