@@ -35,6 +35,18 @@ def bench_lml(ctx: typer.Context) -> None:
     _run_benchmark("lml", ctx.args)
 
 
+@bench_app.command(
+    "pseudobulk", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench_pseudobulk(ctx: typer.Context) -> None:
+    """Chunked pseudobulk of a 500,000 x 8,000 h5ad from disk: time and peak memory.
+
+    Runs ``benchmarks/pseudobulk.py``; options pass through, e.g.
+    ``gpllm bench pseudobulk --quick`` or ``--workdir DIR``.
+    """
+    _run_benchmark("pseudobulk", ctx.args)
+
+
 def _run_benchmark(name: str, args: list[str]) -> None:
     import subprocess
     import sys

@@ -349,6 +349,10 @@ def _bulk(adata, labels, groups, keep, genes, opts, lognorm, prov, where, spec) 
     import anndata as ad
     import pandas as pd
 
+    if opts.de_method == "t-test":
+        raise InputError(f"{where}: de_method 't-test' needs single cells; this input is pseudobulk")
+    if opts.hvg_flavor == "seurat_v3" and len(genes) > opts.n_hvg:
+        raise InputError(f"{where}: hvg flavor 'seurat_v3' needs single-cell counts, not pseudobulk rows")
     rows = np.flatnonzero(labels.keep)
     X = adata.X[rows]
     X = X.toarray() if sp.issparse(X) else np.asarray(X)
@@ -363,14 +367,10 @@ def _bulk(adata, labels, groups, keep, genes, opts, lognorm, prov, where, spec) 
         pooled, _, _ = normalise_log1p(pooled, opts.target_sum)
     hvg = np.ones(len(genes), dtype=bool)
     if _select_hvg_count(len(genes), opts, where):
-        if opts.hvg_flavor == "seurat_v3":
-            raise InputError(f"{where}: hvg flavor 'seurat_v3' needs single-cell counts, not pseudobulk rows")
         tmp = ad.AnnData(X=pooled, var=pd.DataFrame(index=list(genes)))
         hvg = hvg_mod.hvg_scanpy(tmp, opts.n_hvg, opts.hvg_flavor)
     pooled = pooled[:, hvg]
     genes = tuple(np.asarray(genes, dtype=object)[hvg])
-    if opts.de_method == "t-test":
-        raise InputError(f"{where}: de_method 't-test' needs single cells; this input is pseudobulk")
     n_rows = np.bincount(groups.codes, minlength=K)
     top = de_mod.top_k_abs(pooled[keep] - pooled[0], opts.n_de)
     prov.update(

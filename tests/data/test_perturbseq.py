@@ -67,10 +67,28 @@ def test_replogle_bulk_pools_guides_weighted_then_normalises():
     assert "mean counts" in prov["normalisation"]
 
 
-def test_bulk_refuses_t_test():
+def test_bulk_h5ad_read_backed_equals_in_memory(tmp_path):
+    bulk, _ = replogle_bulk(nb_screen(n_genes=60, seed=12))
+    path = tmp_path / "K562_bulk.h5ad"
+    bulk.write_h5ad(path)
+    want = screen_from_anndata(bulk, REPLOGLE_BULK, n_hvg=30).singles
+    for chunked in (False, True):
+        got = read_screen(path, REPLOGLE_BULK, chunked=chunked, n_hvg=30).singles
+        assert got.perts == want.perts and got.genes == want.genes
+        np.testing.assert_array_equal(got.Y, want.Y)
+        np.testing.assert_array_equal(got.de, want.de)
+        assert got.provenance["source"] == str(path)
+
+
+@pytest.mark.parametrize(
+    ("option", "match"),
+    [({"de_method": "t-test"}, "'t-test' needs single cells"),
+     ({"hvg_flavor": "seurat_v3", "n_hvg": 10}, "'seurat_v3' needs single-cell counts")],
+)  # fmt: skip
+def test_bulk_refuses_single_cell_methods(option, match):
     bulk, _ = replogle_bulk(nb_screen(n_genes=40))
-    with pytest.raises(InputError, match="'t-test' needs single cells"):
-        screen_from_anndata(bulk, REPLOGLE_BULK, de_method="t-test", source="bulk.h5ad")
+    with pytest.raises(InputError, match=f"bulk.h5ad: .*{match}"):
+        screen_from_anndata(bulk, REPLOGLE_BULK, source="bulk.h5ad", **option)
 
 
 def test_already_lognormalised_input_is_detected_and_gives_the_same_screen(cells):
