@@ -10,6 +10,8 @@ import typer
 
 from gpllm.data.commands import app as data_app
 from gpllm.data.commands import embed_text
+from gpllm.evaluate.commands import evaluate_command
+from gpllm.models.commands import fit_command, predict_command
 
 app = typer.Typer(
     name="gpllm",
@@ -21,6 +23,9 @@ bench_app = typer.Typer(help="Benchmarks (speed and memory).", no_args_is_help=T
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
 app.command("embed-text")(embed_text)
+app.command("fit")(fit_command)
+app.command("predict")(predict_command)
+app.command("evaluate")(evaluate_command)
 
 
 @bench_app.command(

@@ -1,0 +1,218 @@
+"""Score predictions made by any tool (gpllm, GEARS, ...) against a measured screen.
+
+A prediction file is an h5ad with obs = predicted perturbations, var = genes,
+X = predicted mean expression (not deltas) and optionally a layer of
+predictive variances. Perturbation names may follow GEARS ('GENE+ctrl',
+'ctrl+GENE' for a single knockout, 'A+B' for a pair): they are normalised to
+the screen's convention ('GENE', 'A+B'). Scoring uses the sweep's metrics
+(:func:`~gpllm.evaluate.metrics.perturbation_metrics` against ctrl, the
+Systema variant against a training mean, and
+:func:`~gpllm.evaluate.metrics.predictive_scores` when a variance exists),
+one row per perturbation with the sweep's column names.
+
+Systema reference: the mean truth profile of the training perturbations
+(``train``). Without a training list, the mean of the truth's perturbations
+that were *not* predicted stands in for it (the usual held-out setting); if
+every truth perturbation was predicted, pearson_de_meanref is NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import polars as pl
+
+from gpllm.data.screen import PerturbationData
+from gpllm.data.validate import check_finite, check_unique, preview
+from gpllm.errors import DataError, InputError
+from gpllm.evaluate.metrics import perturbation_metrics, predictive_scores, summarize_over_splits
+
+#: Labels GEARS uses for the unperturbed half of a single-gene condition.
+CONTROL_LABELS = frozenset({"ctrl", "control"})
+#: The four headline metrics, in table order.
+METRICS = ("pearson_de", "pearson_all", "mae_de", "mae_all")
+
+
+def normalise_name(name: str) -> str:
+    """A GEARS condition as the screen names it: 'A+ctrl' / 'ctrl+A' -> 'A', 'A+B' stays.
+
+    InputError for a pure control ('ctrl'), which is no perturbation.
+    """
+    genes = [p.strip() for p in str(name).split("+")]
+    genes = [g for g in genes if g and g not in CONTROL_LABELS]
+    if not genes:
+        raise InputError(f"prediction row {name!r} is a control, not a perturbation")
+    return "+".join(genes)
+
+
+@dataclass(frozen=True, eq=False)
+class PredictionTable:
+    """M predicted perturbations over G genes.
+
+    perts: (M,) normalised names; genes: (G,); mean: (M, G) float64;
+    var: (M,) predictive variance shared by a row's genes, or None;
+    source: where it came from (used in messages).
+    """
+
+    perts: tuple[str, ...]
+    genes: tuple[str, ...]
+    mean: np.ndarray
+    var: np.ndarray | None
+    source: str
+
+
+def read_prediction(path: str | Path, variance_layer: str = "variance") -> tuple[PredictionTable, list[str]]:
+    """A prediction h5ad as a :class:`PredictionTable`, plus notes for the user.
+
+    Raises DataError for duplicated names (after normalisation) and NaN/inf
+    values (naming the perturbation and gene). A variance layer that differs
+    across a row's genes cannot be scored as the sweep does (one variance per
+    perturbation): it is ignored, with a note.
+    """
+    from gpllm.data.h5ad import read_h5ad
+
+    adata = read_h5ad(path)
+    where = str(path)
+    perts = tuple(normalise_name(p) for p in adata.obs_names)
+    genes = tuple(str(g) for g in adata.var_names)
+    check_unique(perts, "perturbation names (after GEARS normalisation)", where)
+    check_unique(genes, "gene names", where)
+    mean = _dense(adata.X)
+    check_finite(mean, "predicted expression X", where, genes, perts)
+    notes, var = [], None
+    if variance_layer in adata.layers:
+        layer = _dense(adata.layers[variance_layer])
+        check_finite(layer, f"layers[{variance_layer!r}]", where, genes, perts)
+        if np.allclose(layer, layer[:, :1], rtol=1e-12, atol=0.0):
+            var = layer[:, 0].copy()
+        else:
+            notes.append(f"layers[{variance_layer!r}] differs across genes within a perturbation: NLL and coverage skipped")
+    renamed = sum(a != b for a, b in zip(adata.obs_names, perts, strict=True))
+    if renamed:
+        notes.append(f"{renamed} GEARS-style perturbation name(s) normalised (e.g. 'GENE+ctrl' -> 'GENE')")
+    return PredictionTable(perts, genes, mean, var, where), notes
+
+
+def _dense(X) -> np.ndarray:
+    return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
+
+
+class Aligned(NamedTuple):
+    """Predictions and truth on common rows and genes.
+
+    mean (M, G) and var (M,) | None in truth gene order; rows: (M,) truth row
+    indices; notes: what alignment dropped or counted.
+    """
+
+    perts: tuple[str, ...]
+    mean: np.ndarray
+    var: np.ndarray | None
+    rows: np.ndarray
+    notes: list[str]
+
+
+def align_to_truth(pred: PredictionTable, truth: PerturbationData, *, skip_unknown: bool = False) -> Aligned:
+    """Match predictions to the truth by perturbation and gene name.
+
+    Every truth gene must be predicted (DataError names the missing ones);
+    extra predicted genes are dropped. Predicted perturbations unknown to the
+    truth raise DataError naming them, or with ``skip_unknown`` are dropped
+    and counted; truth perturbations without a prediction are counted.
+    """
+    gpos = {g: j for j, g in enumerate(pred.genes)}
+    missing = [g for g in truth.genes if g not in gpos]
+    if missing:
+        raise DataError(
+            f"{pred.source}: {len(missing)} of the truth's {truth.n_genes} genes have no prediction: {preview(missing)}"
+        )
+    notes = []
+    if len(pred.genes) > truth.n_genes:
+        notes.append(f"{len(pred.genes) - truth.n_genes} predicted gene(s) not in the truth were ignored")
+    known = set(truth.perts)
+    unknown = [p for p in pred.perts if p not in known]
+    if unknown and (not skip_unknown or len(unknown) == len(pred.perts)):
+        raise DataError(
+            f"{pred.source}: {len(unknown)} predicted perturbation(s) are not in the truth screen: {preview(unknown)}"
+            + ("" if skip_unknown else " (--skip-unknown scores the others)")
+        )
+    if unknown:
+        notes.append(f"{len(unknown)} predicted perturbation(s) not in the truth were skipped: {preview(unknown)}")
+    keep = [i for i, p in enumerate(pred.perts) if p in known]
+    perts = tuple(pred.perts[i] for i in keep)
+    not_predicted = truth.n_perts - len(perts)
+    if not_predicted:
+        notes.append(f"{not_predicted} of the truth's {truth.n_perts} perturbations have no prediction")
+    cols = np.array([gpos[g] for g in truth.genes])
+    var = None if pred.var is None else pred.var[keep]
+    return Aligned(perts, pred.mean[np.ix_(keep, cols)], var, truth.index(perts), notes)
+
+
+def systema_reference(truth: PerturbationData, rows: np.ndarray, train: Sequence[str] | None) -> tuple[np.ndarray | None, str]:
+    """(reference profile (G,) or None, how it was chosen) for pearson_de_meanref.
+
+    ``train`` given: their mean truth profile (InputError if any is among the
+    scored rows). Otherwise the mean of the truth rows not scored.
+    """
+    if train is not None:
+        idx = truth.index(list(train))
+        leak = sorted(set(idx.tolist()) & set(rows.tolist()))
+        if leak:
+            raise InputError(f"{len(leak)} training perturbation(s) are also predicted: {preview([truth.perts[i] for i in leak])}")
+        return truth.Y[idx].mean(axis=0), f"mean of the {len(idx)} --train perturbations"
+    rest = np.setdiff1d(np.arange(truth.n_perts), rows)
+    if rest.size == 0:
+        return None, "none: every truth perturbation was predicted and no --train was given (pearson_de_meanref is NaN)"
+    return truth.Y[rest].mean(axis=0), f"mean of the {rest.size} truth perturbations not predicted (no --train given)"
+
+
+def score(aligned: Aligned, truth: PerturbationData, reference: np.ndarray | None) -> pl.DataFrame:
+    """One row per scored perturbation: pert, the four metrics, pearson_de_meanref,
+    undefined_de, undefined_all, nll, coverage90 (NaN without a variance)."""
+    Y_true, de = truth.Y[aligned.rows], truth.de[aligned.rows]
+    m = len(aligned.perts)
+    ctrl_ref = perturbation_metrics(Y_true, aligned.mean, reference=truth.ctrl, de=de)
+    if reference is not None:
+        meanref = np.asarray(perturbation_metrics(Y_true, aligned.mean, reference=reference, de=de).pearson_de)
+    else:
+        meanref = np.full(m, np.nan)
+    if aligned.var is not None:
+        scores = predictive_scores(Y_true, aligned.mean, aligned.var)
+        nll, coverage = np.asarray(scores.nll), np.asarray(scores.coverage)
+    else:
+        nll = coverage = np.full(m, np.nan)
+    return pl.DataFrame({
+        "pert": list(aligned.perts),
+        **{name: np.asarray(getattr(ctrl_ref, name)) for name in METRICS},
+        "pearson_de_meanref": meanref,
+        "undefined_de": np.asarray(ctrl_ref.undefined_de), "undefined_all": np.asarray(ctrl_ref.undefined_all),
+        "nll": nll, "coverage90": coverage,
+    })  # fmt: skip
+
+
+class Summary(NamedTuple):
+    """A metric over the scored perturbations: mean, 1.96 SE half-width (NaN for one), n."""
+
+    metric: str
+    mean: float
+    half_width: float
+    n: int
+
+
+def summarise(rows: pl.DataFrame, metrics: Sequence[str] = (*METRICS, "pearson_de_meanref", "nll", "coverage90")) -> list[Summary]:
+    """Mean +- 1.96 SE across perturbations for each metric with finite values.
+
+    There are no folds here, so each perturbation counts as its own split in
+    :func:`summarize_over_splits`: SE = std(values, ddof=1) / sqrt(n).
+    """
+    out = []
+    for name in metrics:
+        values = rows[name].to_numpy()
+        if not np.isfinite(values).all():
+            continue
+        s = summarize_over_splits(values, np.arange(values.size))
+        out.append(Summary(name, s.mean, s.half_width, s.n_splits))
+    return out
