@@ -12,6 +12,7 @@ from gpllm.data.commands import app as data_app
 from gpllm.data.commands import embed_text
 from gpllm.evaluate.commands import evaluate_command
 from gpllm.models.commands import fit_command, predict_command
+from gpllm.evaluate.reproduce_command import reproduce_command
 
 app = typer.Typer(
     name="gpllm",
@@ -26,6 +27,7 @@ app.command("embed-text")(embed_text)
 app.command("fit")(fit_command)
 app.command("predict")(predict_command)
 app.command("evaluate")(evaluate_command)
+app.command("reproduce")(reproduce_command)
 
 
 @bench_app.command(

@@ -90,20 +90,22 @@ class SyntheticConfig:
     n_features: int = 256
     lengthscale: float = 2.5
     line_corr: float = 0.7
-    amplitude: tuple[float, ...] = (0.8, 0.8)
-    common_weight: tuple[float, ...] = (0.55, 1.0)
+    # Calibrated so the baselines and GP land near the paper's Tables 1 / S1 (MAE top-20
+    # ~0.28, MAE ~0.075-0.11; Pearson top-20 random ~0.1/0.24, non-control mean ~0.43/0.6).
+    amplitude: tuple[float, ...] = (0.035, 0.035)
+    common_weight: tuple[float, ...] = (0.4, 1.2)
     common_frac: float = 0.85
     common_sd: float = 0.3
-    idio_sd: float = 0.55
+    idio_sd: float = 2.0
     strength_sd: float = 0.7
     self_measured: float = 0.1
     target_sum: float = 1e4
     depth: float = 1e4
-    overdispersion: float = 0.2
+    overdispersion: float = 0.3
     text_dim: int = 1536
     seq_dim: int = 1024
-    text_dims: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7)
-    seq_dims: tuple[int, ...] = (4, 5, 6, 7, 8, 9, 10, 11)
+    text_dims: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
+    seq_dims: tuple[int, ...] = (5, 6, 7, 8, 9, 10, 11)
     n_nuisance: int = 6
     hidden: int = 96
     text_noise: float = 0.6
@@ -215,7 +217,8 @@ def _programs(cfg: SyntheticConfig, rng: np.random.Generator):
     R, G = cfg.n_programs, cfg.n_genes
     prog = rng.integers(0, R, size=G)
     L = 0.08 * rng.standard_normal((R, G))
-    L[prog, np.arange(G)] += rng.standard_normal(G) * rng.uniform(0.5, 1.5, size=G)
+    # magnitudes near 1: real responses are not dominated by a handful of extreme genes
+    L[prog, np.arange(G)] += rng.choice([-1.0, 1.0], size=G) * rng.uniform(0.6, 1.4, size=G)
     return prog, L
 
 

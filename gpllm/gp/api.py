@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gpllm import checks
-from gpllm.errors import CholeskyError
+from gpllm.errors import CholeskyError, InputError
 from gpllm.gp import fit as fit_module
 from gpllm.gp import posterior as posterior_module
 from gpllm.gp.cholesky import jitter_schedule
@@ -98,32 +98,50 @@ def _fit_jit(kernel, Z, Y, params0, **options):
     return fit_module.fit_traced(kernel, Z, Y, params0, **options)
 
 
-@partial(jax.jit, static_argnums=0, static_argnames=_FIT_OPTIONS)
-def _fit_batched_jit(kernel, Z, Y, params0, **options):
-    one = lambda z, y, p: fit_module.fit_traced(kernel, z, y, p, **options)
-    return jax.vmap(one)(Z, Y, params0)
+@partial(jax.jit, static_argnums=0, static_argnames=(*_FIT_OPTIONS, "batch_size"))
+def _fit_batched_jit(kernel, Z, Y, params0, batch_size, **options):
+    one = lambda args: fit_module.fit_traced(kernel, *args, **options)
+    if batch_size >= Z.shape[0]:
+        return jax.vmap(one)((Z, Y, params0))
+    return jax.lax.map(one, (Z, Y, params0), batch_size=None if batch_size == 1 else batch_size)
+
+
+def default_batch_size(n_datasets: int) -> int:
+    """How many datasets :func:`fit_batched` vmaps together by default.
+
+    All of them on GPU/TPU. One at a time on CPU: there vmapping turns each
+    Cholesky and triangular solve into a batched LAPACK call that fans out
+    over XLA's intra-op thread pool, and two such calls running at once can
+    each wait for the other's threads forever (seen on a 2-core machine with
+    jaxlib 0.10); the cores are already busy inside each solve anyway.
+    """
+    return n_datasets if jax.default_backend() != "cpu" else 1
 
 
 def fit(kernel: Kernel, Z, Y, params0: GPParams | None = None, **options) -> fit_module.FitResult:
     """Maximise Eq. 1 for Z (N, Q), Y (N, D); options as :func:`gpllm.gp.fit.fit_traced`."""
     Z, Y = _checked_data(Z, Y)
-    if params0 is None:
-        params0 = fit_module.init_params(kernel, Z, Y)
     result = _fit_jit(kernel, Z, Y, params0, **options)
     _raise_if_failed(result.lml, result.jitter, "fit")
     return result
 
 
-def fit_batched(kernel: Kernel, Z, Y, params0: GPParams | None = None, **options) -> fit_module.FitResult:
-    """One compiled, vmapped fit over a leading axis: Z (B, N, Q), Y (B, N, D).
+def fit_batched(
+    kernel: Kernel, Z, Y, params0: GPParams | None = None, *, batch_size: int | None = None, **options
+) -> fit_module.FitResult:
+    """One compiled fit over a leading axis: Z (B, N, Q), Y (B, N, D).
 
     Every dataset must have the same N (e.g. CV folds downsampled to one
-    size); each gets its own hyperparameters and convergence.
+    size); each gets its own hyperparameters and convergence. ``batch_size``
+    datasets are vmapped together (``lax.map`` runs the groups in turn, still
+    in one compiled call); default :func:`default_batch_size`.
     """
     Z, Y = _checked_data(Z, Y, batched=True)
-    if params0 is None:
-        params0 = jax.vmap(lambda z, y: fit_module.init_params(kernel, z, y))(Z, Y)
-    result = _fit_batched_jit(kernel, Z, Y, params0, **options)
+    if batch_size is None:
+        batch_size = default_batch_size(Z.shape[0])
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    result = _fit_batched_jit(kernel, Z, Y, params0, batch_size=int(batch_size), **options)
     _raise_if_failed(result.lml, result.jitter, "fit_batched")
     return result
 

@@ -42,36 +42,62 @@ class GPModel:
     :mod:`gpllm.gp.kernels` kernel works, e.g. one per embedding block via
     :class:`~gpllm.gp.kernels.Active`. ``fit_options`` go to :func:`gpllm.gp.fit`
     (``optimizer``, ``max_steps``, ``gtol``...), as a tuple of pairs so the
-    model stays hashable.
+    model stays hashable. ``dtype`` (e.g. ``"float32"``) casts the inputs
+    before fitting; None keeps theirs (float64 by default).
     """
 
     kernel: Kernel = RBF()
     center: bool = True
     fit_options: tuple[tuple[str, object], ...] = ()
     name: str = "gp"
+    dtype: str | None = None
 
     def _offset(self, Y):
         return jnp.mean(Y, axis=0) if self.center else jnp.zeros(Y.shape[1], Y.dtype)
 
-    def fit(self, Z_train, Y_train) -> GPState:
-        Z, Y = check_fit_inputs(Z_train, Y_train, min_rows=2)
+    def _cast(self, *arrays):
+        return arrays if self.dtype is None else tuple(jnp.asarray(a, self.dtype) for a in arrays)
+
+    def fit(self, Z_train, Y_train, params0: gp.GPParams | None = None) -> GPState:
+        """Fit Z (N, Q), Y (N, G); ``params0`` warm-starts the optimiser (default: data-aware init)."""
+        Z, Y = self._cast(*check_fit_inputs(Z_train, Y_train, min_rows=2))
         offset = self._offset(Y)
-        result = gp.fit(self.kernel, Z, Y - offset, **dict(self.fit_options))
+        result = gp.fit(self.kernel, Z, Y - offset, params0, **dict(self.fit_options))
         posterior = gp.condition(self.kernel, result.params, Z, Y - offset)
         return GPState(posterior, offset, result)
 
-    def fit_many(self, Z_train, Y_train) -> list[GPState]:
-        """B equal-size datasets in one vmapped, compiled fit: Z (B, N, Q), Y (B, N, G).
+    def usable_start(self, params: gp.GPParams, Z) -> bool:
+        """Whether ``params`` are a sensible warm start for inputs Z (N, Q).
+
+        A GP fitted on few points can settle on the plateau where the kernel
+        couples no two inputs (e.g. an RBF lengthscale far below the distance
+        between neighbours): it then predicts the training mean, and on more
+        data the optimiser cannot leave that plateau, because the LML's
+        gradient along the lengthscale vanishes there. Such params are
+        rejected: each row's strongest off-diagonal correlation
+        K_ij / sqrt(K_ii K_jj), averaged over rows, must reach 1e-3.
+        """
+        Z = jnp.asarray(self._cast(Z)[0])
+        K = self.kernel.gram(jax.tree.map(lambda p: jnp.asarray(p, Z.dtype), params.kernel), Z)
+        d = jnp.sqrt(jnp.clip(jnp.diag(K), 1e-300))
+        corr = jnp.abs(K) / d[:, None] / d[None, :]
+        corr = corr - jnp.diag(jnp.diag(corr))
+        return bool(jnp.mean(jnp.max(corr, axis=1)) >= 1e-3)
+
+    def fit_many(self, Z_train, Y_train, params0: gp.GPParams | None = None) -> list[GPState]:
+        """B equal-size datasets in one compiled fit: Z (B, N, Q), Y (B, N, G).
 
         Each dataset (e.g. a CV fold at one training size) gets its own
-        hyperparameters; the result equals B separate :meth:`fit` calls.
+        hyperparameters; ``params0`` (leaves with a leading B axis) warm-starts
+        them. The result equals B separate :meth:`fit` calls.
         """
         Z, Y = (jnp.asarray(a) for a in (Z_train, Y_train))
         for b in range(Z.shape[0]):
             check_fit_inputs(Z[b], Y[b], min_rows=2)
+        Z, Y = self._cast(Z, Y)
         offsets = jax.vmap(self._offset)(Y)
         centred = Y - offsets[:, None, :]
-        result = gp.fit_batched(self.kernel, Z, centred, **dict(self.fit_options))
+        result = gp.fit_batched(self.kernel, Z, centred, params0, **dict(self.fit_options))
         states = []
         for b in range(Z.shape[0]):
             fit_b = jax.tree.map(lambda x: x[b], result)

@@ -53,13 +53,15 @@ def test_adam_reaches_the_same_optimum(sample):
     np.testing.assert_allclose(float(adam.lml), float(lbfgs.lml), rtol=1e-4)
 
 
-def test_vmapped_fit_equals_separate_fits():
+@pytest.mark.parametrize("batch_size", [1, 2, 3])
+def test_batched_fit_equals_separate_fits(batch_size):
+    """vmapped (batch_size >= B), mapped one at a time (1) or in groups (2 of 3)."""
     Z, Y = draw_from_gp(n=60, d=5, seed=3)
-    Zb = np.stack([Z[:40], Z[20:]])
-    Yb = np.stack([Y[:40], Y[20:]])
-    batched = gp.fit_batched(gp.RBF(), Zb, Yb, max_steps=100)
-    assert batched.lml.shape == (2,)
-    for i in range(2):
+    Zb = np.stack([Z[:40], Z[20:], Z[10:50]])
+    Yb = np.stack([Y[:40], Y[20:], Y[10:50]])
+    batched = gp.fit_batched(gp.RBF(), Zb, Yb, max_steps=100, batch_size=batch_size)
+    assert batched.lml.shape == (3,)
+    for i in range(3):
         single = gp.fit(gp.RBF(), Zb[i], Yb[i], max_steps=100)
         np.testing.assert_allclose(float(batched.lml[i]), float(single.lml), rtol=1e-8)
         for a, b in zip(jax.tree.leaves(batched.params), jax.tree.leaves(single.params)):
@@ -72,3 +74,15 @@ def test_default_initialisation_is_data_aware():
     total = np.mean(np.var(Y * 10, axis=0))
     np.testing.assert_allclose(p["kernel"]["variance"] + p["noise"], total, rtol=1e-10)
     assert p["noise"] < p["kernel"]["variance"]
+
+
+def test_float32_fit_stays_float32_and_agrees_with_float64():
+    """optax's line search runs in float64 under x64; the model must stay in the data's dtype."""
+    Z, Y = draw_from_gp(n=80, d=6, seed=5)
+    single = gp.fit(gp.RBF(), Z.astype(np.float32), Y.astype(np.float32))
+    double = gp.fit(gp.RBF(), Z, Y)
+    assert single.lml.dtype == np.float32
+    assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves(single.params))
+    np.testing.assert_allclose(float(single.lml), float(double.lml), rtol=1e-4)
+    warm = gp.fit(gp.RBF(), Z.astype(np.float32), Y.astype(np.float32), double.params)
+    np.testing.assert_allclose(float(warm.lml), float(double.lml), rtol=1e-4)

@@ -1,0 +1,217 @@
+"""``gpllm reproduce``: the paper's whole evaluation from one config.
+
+Data flow::
+
+    config (TOML or defaults)
+      -> screens  {name: PerturbationData}   synthetic draw, or h5ad files (path or registry name)
+      -> vectors  {source: GeneVectors}      synthetic, GenePT pickle/table, ProtT5 h5, or
+                                             gene descriptions embedded locally
+      -> shared perturbations, embeddings {"text", "sequence", "text+sequence"} (PCA k per block)
+      -> run_sweep -> results.parquet -> write_report -> tables + figures
+
+With no config it runs the full grid on the embedded synthetic screens (two
+cell lines, 5 folds, sizes 100..1400, GP/kNN/ridge on three embeddings plus
+the two baselines). A config is a TOML file; see ``experiments/*.toml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import polars as pl
+
+from gpllm.data.embeddings import Embedding, build_embedding
+from gpllm.data.screen import PerturbationData, intersect_perturbations
+from gpllm.data.vectors import GeneVectors
+from gpllm.errors import InputError
+from gpllm.evaluate.store import RunStore, fingerprint
+from gpllm.evaluate.sweep import SweepConfig, run_sweep
+
+log = logging.getLogger(__name__)
+
+COMBINE = "+"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReproduceConfig:
+    """Everything one run needs; ``from_toml`` reads it from a file.
+
+    data: ``{"kind": "synthetic", "seed": 0, "overrides": {...}}`` or
+    ``{"kind": "files", "screens": {name: {...}}, "embeddings": {source: {...}}}``
+    (see :func:`load_screens` / :func:`load_vectors_from` for the entries).
+    embeddings: the inputs to compare; "a+b" concatenates sources a and b as blocks.
+    evaluate: the screens to run the grid on (default all); the others still
+    count for the shared perturbations (the paper keeps those K562 and RPE1 share).
+    """
+
+    name: str = "demo"
+    data: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"kind": "synthetic", "seed": 0})
+    embeddings: tuple[str, ...] = ("text", "sequence", "text+sequence")
+    pca_k: int | None = 50
+    missing: str = "drop"
+    sweep: SweepConfig = SweepConfig()
+    evaluate: tuple[str, ...] = ()
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> ReproduceConfig:
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"config {path} does not exist") from None
+        except tomllib.TOMLDecodeError as err:
+            raise InputError(f"config {path} is not valid TOML: {err}") from None
+        return cls.from_dict(raw, base=path.parent, where=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], base: Path = Path("."), where: str = "config") -> ReproduceConfig:
+        known = {"name", "data", "embeddings", "pca_k", "missing", "sweep", "evaluate"}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InputError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+        sweep_raw = dict(raw.get("sweep", {}))
+        fields = {f.name for f in dataclasses.fields(SweepConfig)}
+        bad = sorted(set(sweep_raw) - fields)
+        if bad:
+            raise InputError(f"{where}: unknown [sweep] key(s) {bad}; known: {sorted(fields)}")
+        embeddings = tuple(raw.get("embeddings", cls.embeddings))
+        sweep = SweepConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in sweep_raw.items()},
+                            **({} if "embeddings" in sweep_raw else {"embeddings": embeddings}))  # fmt: skip
+        data = _resolve_paths(dict(raw.get("data", {"kind": "synthetic", "seed": 0})), base)
+        pca_k = raw.get("pca_k", 50)
+        return cls(raw.get("name", "run"), data, embeddings, None if pca_k in (0, None) else int(pca_k),
+                   raw.get("missing", "drop"), sweep, tuple(raw.get("evaluate", ())))  # fmt: skip
+
+
+def _resolve_paths(data: dict, base: Path) -> dict:
+    """Relative ``path`` entries are relative to the config file's folder."""
+    for group in ("screens", "embeddings"):
+        for entry in data.get(group, {}).values():
+            for key in ("path", "idmapping"):
+                if key in entry and not Path(entry[key]).is_absolute():
+                    entry[key] = str((base / entry[key]).resolve())
+    return data
+
+
+class Inputs(NamedTuple):
+    """Screens restricted to shared perturbations, the raw vectors, and a data id for the run manifest."""
+
+    screens: dict[str, PerturbationData]
+    vectors: dict[str, GeneVectors]
+    data_id: str
+
+
+def _local_file(entry: Mapping[str, Any], where: str, key: str = "path") -> Path:
+    """An entry's file: ``entry[key]``, or the registry name ``entry[key + '_source']``
+    (``source`` for ``path``) fetched into the cache (``allow_unverified`` passed on)."""
+    source_key = "source" if key == "path" else f"{key}_source"
+    if key in entry:
+        return Path(entry[key])
+    if source_key in entry:
+        from gpllm.data.sources import fetch
+
+        return fetch(entry[source_key], allow_unverified=bool(entry.get("allow_unverified", False))).path
+    raise InputError(f"{where}: give {key!r} or {source_key!r} (a name from `gpllm data list`)")
+
+
+def load_screens(entries: Mapping[str, Mapping[str, Any]]) -> dict[str, PerturbationData]:
+    """``{name: {"path"|"source", "preset": "replogle_bulk"|"replogle_cells"|"norman19"|..., options}}``."""
+    from gpllm.data import labels
+    from gpllm.data.perturbseq import read_screen
+
+    screens = {}
+    for name, entry in entries.items():
+        where = f"screen {name!r}"
+        preset = entry.get("preset")
+        spec = getattr(labels, preset.upper(), None) if preset else labels.ObsSpec()
+        if not isinstance(spec, labels.ObsSpec):
+            raise InputError(f"{where}: unknown preset {preset!r}; use replogle_bulk, replogle_cells or norman19")
+        options = {k: v for k, v in entry.items() if k not in ("path", "source", "preset", "allow_unverified")}
+        screens[name] = read_screen(_local_file(entry, where), spec, **options).singles
+    return screens
+
+
+def load_vectors_from(source: str, entry: Mapping[str, Any]) -> GeneVectors:
+    """One embedding source: a vector file (GenePT pickle, table, ProtT5 h5 with ``idmapping``),
+    or ``descriptions`` (a JSON of gene descriptions) embedded locally (``text`` extra)."""
+    from gpllm.data import embedding_files
+
+    where = f"embedding {source!r}"
+    if "descriptions" in entry:
+        from gpllm.data.text_embedding import DEFAULT_MODEL, embed_descriptions, read_descriptions
+
+        texts = read_descriptions(entry["descriptions"])
+        return embed_descriptions(texts, model=entry.get("model", DEFAULT_MODEL))
+    path = _local_file(entry, where)
+    options = {k: v for k, v in entry.items() if k in ("dim", "index_col")}
+    if "idmapping" in entry or "idmapping_source" in entry:
+        mapping = _local_file(entry, where, key="idmapping")
+        options["id_mapping"] = embedding_files.read_uniprot_idmapping(mapping)
+    return embedding_files.load_vectors(path, **options)
+
+
+def load_inputs(config: ReproduceConfig) -> Inputs:
+    """The config's screens (restricted to the perturbations all of them share) and vectors."""
+    data = dict(config.data)
+    kind = data.get("kind", "synthetic")
+    if kind == "synthetic":
+        from gpllm.data.synthetic import make_screens
+
+        seed, overrides = int(data.get("seed", 0)), dict(data.get("overrides", {}))
+        draw = make_screens(seed, **overrides)
+        screens, vectors = draw.screens, draw.vectors
+    elif kind == "files":
+        if not data.get("screens") or not data.get("embeddings"):
+            raise InputError(f"config {config.name!r}: kind='files' needs [data.screens.*] and [data.embeddings.*]")
+        screens = load_screens(data["screens"])
+        vectors = {name: load_vectors_from(name, entry) for name, entry in data["embeddings"].items()}
+    else:
+        raise InputError(f"config {config.name!r}: data.kind must be 'synthetic' or 'files', got {kind!r}")
+    shared = intersect_perturbations(*screens.values())
+    return Inputs(dict(zip(screens, shared)), dict(vectors), fingerprint(data))
+
+
+def make_embeddings(
+    vectors: Mapping[str, GeneVectors], perts, names, *, k: int | None = 50, missing: str = "drop"
+) -> dict[str, Embedding]:
+    """``{"text": ..., "text+sequence": ...}``: each name's sources, PCA-reduced and concatenated."""
+    out = {}
+    for name in names:
+        sources = name.split(COMBINE)
+        absent = [s for s in sources if s not in vectors]
+        if absent:
+            raise InputError(f"embedding {name!r} needs source(s) {absent}; loaded: {sorted(vectors)}")
+        out[name] = build_embedding({s: vectors[s] for s in sources}, perts, k=k, missing=missing)
+    return out
+
+
+class Reproduction(NamedTuple):
+    results: pl.DataFrame
+    report: dict[str, Path]
+    out_dir: Path
+
+
+def reproduce(config: ReproduceConfig, out_dir: str | Path, *, progress: bool = True) -> Reproduction:
+    """Run (or resume) the config's sweep into ``out_dir`` and write its report there."""
+    from gpllm.report import write_report
+
+    out = Path(out_dir)
+    inputs = load_inputs(config)
+    if config.evaluate:
+        unknown = sorted(set(config.evaluate) - set(inputs.screens))
+        if unknown:
+            raise InputError(f"evaluate names screen(s) {unknown}; loaded: {sorted(inputs.screens)}")
+        inputs = inputs._replace(screens={k: v for k, v in inputs.screens.items() if k in config.evaluate})
+    first = next(iter(inputs.screens.values()))
+    embeddings = make_embeddings(inputs.vectors, first.perts, config.sweep.embeddings, k=config.pca_k,
+                                 missing=config.missing)  # fmt: skip
+    data_id = f"{config.name}:{inputs.data_id}:k={config.pca_k}:{config.missing}"
+    results = run_sweep(inputs.screens, embeddings, config.sweep, RunStore(out), data_id=data_id,
+                        progress=progress)  # fmt: skip
+    report = write_report(results, out / "report")
+    return Reproduction(results, report, out)

@@ -1,0 +1,99 @@
+"""``gpllm reproduce``: configs, the end-to-end run, and the paper's ordering on the synthetic screens."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from gpllm.cli import app
+from gpllm.errors import InputError
+from gpllm.evaluate.reproduce import ReproduceConfig, reproduce
+from gpllm.evaluate.sweep import SweepConfig
+from gpllm.report.tables import summarize
+
+SMALL = {"kind": "synthetic", "seed": 0, "overrides": {"n_perts": 90, "n_genes": 50}}
+
+
+def test_the_experiment_configs_parse(pytestconfig):
+    root = pytestconfig.rootpath / "experiments"
+    names = sorted(p.stem for p in root.glob("*.toml"))
+    assert {"demo", "paper", "table1_k562", "table_s1_rpe1", "norman_local_text"} <= set(names)
+    for path in root.glob("*.toml"):
+        config = ReproduceConfig.from_toml(path)
+        assert config.sweep.embeddings == config.embeddings
+    assert ReproduceConfig.from_toml(root / "demo.toml").sweep == SweepConfig()
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"name": "x", "colour": "red"}, "unknown key"),
+        ({"sweep": {"folds": 3}}, r"unknown \[sweep\] key"),
+        ({"sweep": {"models": ["gp", "gears"]}}, "unknown model"),
+        ({"data": {"kind": "sql"}}, "data.kind"),
+        ({"data": {"kind": "files"}}, "needs"),
+        ({"data": SMALL, "embeddings": ["text", "structure"]}, "structure"),
+        ({"data": SMALL, "evaluate": ["HepG2"]}, "HepG2"),
+    ],
+)
+def test_bad_configs_are_named(raw, message, tmp_path):
+    with pytest.raises(InputError, match=message):
+        config = ReproduceConfig.from_dict(raw)
+        reproduce(config, tmp_path, progress=False)
+
+
+def test_an_unreadable_config_file_is_named(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [unclosed")
+    with pytest.raises(InputError, match="bad.toml"):
+        ReproduceConfig.from_toml(bad)
+    with pytest.raises(InputError, match="does not exist"):
+        ReproduceConfig.from_toml(tmp_path / "none.toml")
+
+
+def test_cli_runs_the_grid_writes_the_report_and_prints_table_1(tmp_path):
+    config = tmp_path / "small.toml"
+    config.write_text(
+        'name = "small"\nembeddings = ["text", "text+sequence"]\npca_k = 5\n'
+        '[data]\nkind = "synthetic"\nseed = 0\n[data.overrides]\nn_perts = 90\nn_genes = 50\n'
+        '[sweep]\nmodels = ["gp", "knn_k1", "ridge", "random_perturbation", "nonctrl_mean"]\n'
+        "sizes = [20, 40]\nn_folds = 3\n"
+    )
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["reproduce", "--config", str(config), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "GP+LLM (text + sequence)" in result.output and "non-ctrl mean" in result.output
+    results = pl.read_parquet(out / "results.parquet")
+    assert set(results["screen"]) == {"K562", "RPE1"}
+    for name in ("table_K562.md", "table_RPE1.csv", "figure1_K562.png", "figure2_RPE1.png", "figure3.png"):
+        assert (out / "report" / name).stat().st_size > 0
+    again = CliRunner().invoke(app, ["reproduce", "--config", str(config), "--out", str(out), "--no-progress"])
+    assert again.exit_code == 0 and pl.read_parquet(out / "results.parquet").equals(results)
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["reproduce", "--config", str(tmp_path / "missing.toml")])
+    assert result.exit_code == 1
+    assert "does not exist" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_synthetic_screens_show_the_papers_ordering(tmp_path):
+    """Pearson top-20: GP text+seq >= GP text, and GP sequence > non-control mean > random
+    (Table 1's ordering), on a smaller draw of the default generator."""
+    config = ReproduceConfig(
+        name="ordering",
+        data={"kind": "synthetic", "seed": 0, "overrides": {"n_perts": 700}},
+        sweep=SweepConfig(models=("gp", "random_perturbation", "nonctrl_mean"), sizes=(500,), n_folds=3),
+    )
+    run = reproduce(config, tmp_path, progress=False)
+    summary = summarize(run.results, ["pearson_de"])
+    for screen in ("K562", "RPE1"):
+        score = {
+            (r["model"], r["embedding"]): r["mean"]
+            for r in summary.filter(screen=screen).iter_rows(named=True)
+        }
+        assert score[("gp", "text+sequence")] >= score[("gp", "text")], (screen, score)
+        assert score[("gp", "sequence")] > score[("nonctrl_mean", "none")], (screen, score)
+        assert score[("nonctrl_mean", "none")] > score[("random_perturbation", "none")], (screen, score)

@@ -1,0 +1,152 @@
+"""The sweep: grid rows, resumption after a crash, the run folder's guarantees."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from gpllm.data.embeddings import build_embedding
+from gpllm.data.synthetic import make_screens
+from gpllm.errors import DataError, InputError
+from gpllm.evaluate.metrics import perturbation_metrics
+from gpllm.evaluate.splits import SplitPlan
+from gpllm.evaluate.store import RunStore, atomic_write
+from gpllm.evaluate.sweep import NO_EMBEDDING, SweepConfig, decode_hyperparameters, run_sweep
+from gpllm.models.registry import build_model
+
+MODELS = ("gp", "knn_k1", "ridge", "nonctrl_mean", "random_perturbation")
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    draw = make_screens(1, n_perts=60, n_genes=40)
+    perts = draw.screens["K562"].perts
+    embeddings = {
+        "text": build_embedding({"text": draw.vectors["text"]}, perts, k=5),
+        "text+sequence": build_embedding(dict(draw.vectors), perts, k=5),
+    }
+    return draw.screens, embeddings
+
+
+CONFIG = SweepConfig(models=MODELS, embeddings=("text", "text+sequence"), sizes=(12, 24), n_folds=3, seed=2)
+
+
+@pytest.fixture(scope="module")
+def finished(inputs, tmp_path_factory):
+    screens, embeddings = inputs
+    root = tmp_path_factory.mktemp("sweep")
+    return root, run_sweep(screens, embeddings, CONFIG, RunStore(root), data_id="t", progress=False)
+
+
+def test_one_row_per_configuration_fold_and_test_perturbation(inputs, finished):
+    root, results = finished
+    screens, embeddings = inputs
+    plan = SplitPlan.load(root / "splits.json")
+    n_test = sum(len(s.test) for s in plan.splits if s.size == 12)  # every perturbation once
+    assert n_test == len(plan.perts)
+    configs_per_screen_and_size = 2 + 3 * 2  # two baselines + three embedded models on two embeddings
+    assert results.height == 2 * 2 * configs_per_screen_and_size * n_test
+    keys = ["screen", "model", "embedding", "size", "fold", "pert"]
+    assert results.select(keys).is_duplicated().sum() == 0
+    baselines = results.filter(pl.col("model").is_in(["nonctrl_mean", "random_perturbation"]))
+    assert set(baselines["embedding"]) == {NO_EMBEDDING}
+
+
+def test_rows_equal_an_independent_fit_and_score(inputs, finished):
+    """Recompute one GP chunk by hand: fit on the plan's training rows, score with the metrics."""
+    root, results = finished
+    screens, embeddings = inputs
+    plan = SplitPlan.load(root / "splits.json")
+    data = screens["RPE1"].select(plan.perts)
+    emb = embeddings["text"].select(plan.perts)
+    split = next(s for s in plan.splits if s.size == 12 and s.fold == 1)
+    model = build_model("ridge")
+    pred = model.predict(model.fit(emb.Z[split.train], data.Y[split.train]), emb.Z[split.test])
+    expected = perturbation_metrics(data.Y[split.test], np.asarray(pred.mean), reference=data.ctrl,
+                                    de=data.de[split.test])  # fmt: skip
+    rows = results.filter(screen="RPE1", model="ridge", embedding="text", size=12, fold=1)
+    assert rows["pert"].to_list() == [plan.perts[i] for i in split.test]
+    np.testing.assert_allclose(rows["pearson_de"].to_numpy(), np.asarray(expected.pearson_de), rtol=1e-12)
+    np.testing.assert_allclose(rows["mae_all"].to_numpy(), np.asarray(expected.mae_all), rtol=1e-12)
+
+
+def test_gp_rows_record_their_fitted_hyperparameters(finished):
+    _, results = finished
+    gp_rows = results.filter(model="gp")
+    for text in gp_rows["hyperparameters"].unique():
+        values = json.loads(text)
+        assert values["noise"] > 0 and values["kernel"]["lengthscale"] > 0
+        decode_hyperparameters(text)  # round-trips into GPParams
+    assert set(results.filter(pl.col("model") != "gp")["hyperparameters"]) == {""}
+
+
+class Crash(Exception):
+    pass
+
+
+def test_a_crashed_run_resumes_to_the_same_table(inputs, finished, tmp_path, monkeypatch):
+    """Kill the sweep after 5 parts; the rerun skips them and ends with identical numbers."""
+    screens, embeddings = inputs
+    _, uninterrupted = finished
+    written = []
+    original = RunStore.write_part
+
+    def write_then_crash(self, key, frame):
+        if len(written) == 5:
+            raise Crash("simulated kill")
+        written.append(key)
+        return original(self, key, frame)
+
+    monkeypatch.setattr(RunStore, "write_part", write_then_crash)
+    with pytest.raises(Crash):
+        run_sweep(screens, embeddings, CONFIG, RunStore(tmp_path), data_id="t", progress=False)
+    monkeypatch.setattr(RunStore, "write_part", original)
+    assert len(list((tmp_path / "parts").glob("*.parquet"))) == 5
+    assert not list((tmp_path / "parts").glob(".*.tmp"))
+
+    redone = []
+    monkeypatch.setattr(RunStore, "write_part", lambda self, k, f: redone.append(k) or original(self, k, f))
+    resumed = run_sweep(screens, embeddings, CONFIG, RunStore(tmp_path), data_id="t", progress=False)
+    assert not set(redone) & set(written)
+    assert resumed.equals(uninterrupted)
+
+
+def test_a_folder_of_another_run_is_refused(inputs, finished):
+    root, _ = finished
+    screens, embeddings = inputs
+    other = SweepConfig(models=MODELS, embeddings=("text",), sizes=(12,), n_folds=3, seed=3)
+    with pytest.raises(DataError, match="different run"):
+        run_sweep(screens, embeddings, other, RunStore(root), data_id="t", progress=False)
+
+
+def test_an_unreadable_part_is_named_not_used(inputs, tmp_path):
+    screens, embeddings = inputs
+    config = SweepConfig(models=("nonctrl_mean",), embeddings=("text",), sizes=(12,), n_folds=3)
+    run_sweep(screens, embeddings, config, RunStore(tmp_path), data_id="t", progress=False)
+    part = next((tmp_path / "parts").glob("*.parquet"))
+    part.write_bytes(part.read_bytes()[:50])
+    with pytest.raises(DataError, match=part.name):
+        run_sweep(screens, embeddings, config, RunStore(tmp_path), data_id="t", progress=False)
+
+
+def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
+    target = tmp_path / "x.json"
+
+    def half_then_fail(tmp):
+        tmp.write_text("{")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_write(target, half_then_fail)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_config_errors_name_the_problem(inputs, tmp_path):
+    screens, embeddings = inputs
+    with pytest.raises(InputError, match="unknown model"):
+        SweepConfig(models=("gp", "transformer"))
+    with pytest.raises(InputError, match="sequence"):
+        run_sweep(screens, embeddings, SweepConfig(embeddings=("sequence",)), RunStore(tmp_path), progress=False)
