@@ -54,6 +54,12 @@ def bench_pseudobulk(ctx: typer.Context) -> None:
     _run_benchmark("pseudobulk", ctx.args)
 
 
+@bench_app.command("sweep", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench_sweep(ctx: typer.Context) -> None:
+    """Wall time and peak memory of the default ``gpllm reproduce`` (``benchmarks/sweep.py``)."""
+    _run_benchmark("sweep", ctx.args)
+
+
 def _run_benchmark(name: str, args: list[str]) -> None:
     import subprocess
     import sys
