@@ -20,7 +20,9 @@ N_PERTS, N_GENES, CELLS = 60, 100, 20
 
 @pytest.fixture(scope="module")
 def draw():
-    return make_screens(0, n_perts=N_PERTS, n_genes=N_GENES)
+    # Effects 10x the calibrated default: with 20 cells per perturbation the realistic,
+    # small deltas drown in counting noise, and these tests check the file path, not biology.
+    return make_screens(0, n_perts=N_PERTS, n_genes=N_GENES, amplitude=(0.35, 0.35))
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +79,8 @@ def test_bulk_rows_must_be_pooled_by_cell_count(draw, files):
     """Unweighted pooling gives other profiles: the file really exercises the weights."""
     flat = dataclasses.replace(REPLOGLE_BULK, weight_cols=())
     got = read_screen(files["K562_bulk"], flat, n_hvg=N_GENES).singles
-    assert np.abs(got.ctrl - draw.screens["K562"].ctrl).max() > 1e-3
+    # 10x the 1e-5 to which the weighted pooling reproduces ctrl (test above)
+    assert np.abs(got.ctrl - draw.screens["K562"].ctrl).max() > 1e-4
 
 
 def test_files_are_deterministic(draw, tmp_path):
