@@ -7,19 +7,24 @@ learning rates and tolerances do not depend on the data size. Two optimisers:
   in a few dozen iterations at the paper's size.
 - ``"adam"``: ``optax.adam(learning_rate)``; cheap steps, many of them.
 
-Convergence: the gradient norm falls below ``gtol`` or the loss changes by
-less than ``ftol * max(1, |loss|)`` between iterations, or ``max_steps`` is
-reached. The loss trace (LML per entry, NaN after the stop) is returned. The
+Convergence: the gradient norm falls below ``gtol``, or the loss changes by
+less than ``ftol * max(1, |loss|)`` for ``FLAT_STEPS`` consecutive iterations,
+or ``max_steps`` is reached. Both tolerances are floored at what the dtype can
+resolve (ftol at 8 eps, gtol at sqrt(eps)), so a float32 fit stops when its
+loss stops moving instead of running to ``max_steps`` after a float64-sized
+target. The loss trace (LML per entry, NaN after the stop) is returned. The
 fit is pure in (Z, Y, params0), so ``jax.vmap`` runs it over a leading axis of
 datasets (e.g. CV folds of equal size) in one compiled call.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import optax.tree_utils as otu
 from jax import lax
@@ -49,6 +54,9 @@ def make_optimizer(name: Optimizer, learning_rate: float) -> optax.GradientTrans
         return optax.with_extra_args_support(optax.adam(learning_rate))
     raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {name!r}")
 
+
+#: Consecutive flat iterations that count as convergence.
+FLAT_STEPS = 3
 
 #: Noise fractions of the starting points :func:`initial_params` compares.
 NOISE_FRACTIONS = (0.1, 0.5, 0.9)
@@ -88,6 +96,7 @@ def fit_traced(
 
     Z (N, Q), Y (N, D). ``params0`` defaults to :func:`initial_params`.
     """
+    eps = float(np.finfo(Y.dtype).eps)
     targets = prepare_targets(Y, path)
     if params0 is None:
         params0 = initial_params(kernel, Z, Y, targets)
@@ -114,6 +123,7 @@ def fit_traced(
         trace: jax.Array
         stop: jax.Array
         converged: jax.Array
+        flat_run: jax.Array  # consecutive iterations whose loss change was below ftol
 
     def body(c: Carry) -> Carry:
         if optimizer == "lbfgs":
@@ -123,20 +133,23 @@ def fit_traced(
         updates, state = opt.update(grad, c.state, c.params, value=value, grad=grad, value_fn=loss)
         params = optax.apply_updates(c.params, updates)
         trace = c.trace.at[c.step].set(-value)
-        small_grad = otu.tree_norm(grad) < gtol
-        flat = jnp.abs(value - c.previous) < ftol * jnp.maximum(1.0, jnp.abs(value))
-        converged = small_grad | flat
+        small_grad = otu.tree_norm(grad) < max(gtol, math.sqrt(eps))
+        flat = jnp.abs(value - c.previous) < max(ftol, 8 * eps) * jnp.maximum(1.0, jnp.abs(value))
+        # One flat step is not enough: L-BFGS's first steps, before it has any
+        # curvature, can be tiny far from the optimum (seen on warm starts).
+        flat_run = jnp.where(flat, c.flat_run + 1, 0)
+        converged = small_grad | (flat_run >= FLAT_STEPS)
         # A non-finite loss means even the largest jitter failed: stop, keep the last good params.
         bad = ~jnp.isfinite(value)
         params = jax.tree.map(lambda new, old: jnp.where(bad, old, new), params, c.params)
-        return Carry(params, state, c.step + 1, value, trace, converged | bad, converged)
+        return Carry(params, state, c.step + 1, value, trace, converged | bad, converged, flat_run)
 
     def keep_going(c: Carry):
         return (~c.stop) & (c.step < max_steps)
 
     start = Carry(
         params0, opt.init(params0), jnp.zeros((), jnp.int32), jnp.asarray(jnp.inf, Y.dtype),
-        trace0, jnp.zeros((), bool), jnp.zeros((), bool),
+        trace0, jnp.zeros((), bool), jnp.zeros((), bool), jnp.zeros((), jnp.int32),
     )
     final = lax.while_loop(keep_going, body, start)
     final = final._replace(params=jax.tree.map(lambda p: p.astype(Z.dtype), final.params))

@@ -218,11 +218,7 @@ def restore(fitted: FittedModel) -> tuple[Model, Any]:
             f"fitted {fitted.model}: {len(fitted.gp_leaves)} hyperparameter arrays stored, the kernel has {treedef.num_leaves}"
         )
     params = jax.tree.unflatten(treedef, [jax.numpy.asarray(x) for x in fitted.gp_leaves])
-    # The offset rule is GPModel's own (centring by the training mean), so the
-    # restored state is the one GPModel.fit built.
-    offset = model._offset(jax.numpy.asarray(fitted.Y))
-    posterior = gp.condition(model.kernel, params, fitted.Z, fitted.Y - offset)
-    return model, GPState(posterior, offset, None)
+    return model, model.condition(params, fitted.Z, fitted.Y)
 
 
 def predict(fitted: FittedModel, sources: Mapping[str, GeneVectors], genes: Sequence[str]) -> Prediction:

@@ -61,10 +61,14 @@ class GPModel:
     def fit(self, Z_train, Y_train, params0: gp.GPParams | None = None) -> GPState:
         """Fit Z (N, Q), Y (N, G); ``params0`` warm-starts the optimiser (default: data-aware init)."""
         Z, Y = self._cast(*check_fit_inputs(Z_train, Y_train, min_rows=2))
+        result = gp.fit(self.kernel, Z, Y - self._offset(Y), params0, **dict(self.fit_options))
+        return self.condition(result.params, Z, Y, result)
+
+    def condition(self, params: gp.GPParams, Z_train, Y_train, fit: FitResult | None = None) -> GPState:
+        """The state for given hyperparameters, without optimising (e.g. a saved model's)."""
+        Z, Y = self._cast(*check_fit_inputs(Z_train, Y_train, min_rows=2))
         offset = self._offset(Y)
-        result = gp.fit(self.kernel, Z, Y - offset, params0, **dict(self.fit_options))
-        posterior = gp.condition(self.kernel, result.params, Z, Y - offset)
-        return GPState(posterior, offset, result)
+        return GPState(gp.condition(self.kernel, params, Z, Y - offset), offset, fit)
 
     def usable_start(self, params: gp.GPParams, Z) -> bool:
         """Whether ``params`` are a sensible warm start for inputs Z (N, Q).
@@ -95,15 +99,10 @@ class GPModel:
         for b in range(Z.shape[0]):
             check_fit_inputs(Z[b], Y[b], min_rows=2)
         Z, Y = self._cast(Z, Y)
-        offsets = jax.vmap(self._offset)(Y)
-        centred = Y - offsets[:, None, :]
+        centred = Y - jax.vmap(self._offset)(Y)[:, None, :]
         result = gp.fit_batched(self.kernel, Z, centred, params0, **dict(self.fit_options))
-        states = []
-        for b in range(Z.shape[0]):
-            fit_b = jax.tree.map(lambda x: x[b], result)
-            posterior = gp.condition(self.kernel, fit_b.params, Z[b], centred[b])
-            states.append(GPState(posterior, offsets[b], fit_b))
-        return states
+        fits = [jax.tree.map(lambda x: x[b], result) for b in range(Z.shape[0])]
+        return [self.condition(f.params, Z[b], Y[b], f) for b, f in enumerate(fits)]
 
     def predict(self, state: GPState, Z_test) -> Prediction:
         Z = check_predict_inputs(state.posterior.Z.shape[1], Z_test, dtype=state.posterior.Z.dtype)
