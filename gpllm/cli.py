@@ -75,7 +75,10 @@ def _run_benchmark(name: str, args: list[str]) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point; compiled JAX programs persist between runs (:mod:`gpllm.compilation_cache`)."""
+    from gpllm import compilation_cache
+
+    compilation_cache.enable()
     app()
 
 

@@ -39,11 +39,14 @@ from gpllm import gp
 from gpllm.data.embeddings import Embedding
 from gpllm.data.screen import PerturbationData
 from gpllm.errors import DataError, InputError
-from gpllm.gp.fit import initial_params
+from gpllm.gp.fit import FitResult, initial_params
+from gpllm.gp.kernels import Active, Constant, Kernel, Linear, Product, Stationary, Sum, White
 from gpllm.evaluate.metrics import perturbation_metrics, predictive_scores
 from gpllm.evaluate.splits import DEFAULT_SIZES, Split, SplitPlan, make_plan
 from gpllm.evaluate.store import RunStore, write_json
+from gpllm.models.base import Prediction
 from gpllm.models.gp import GPModel
+from gpllm.models.knn import KNN
 from gpllm.models.registry import BASELINES, build_model, check_model_names
 
 log = logging.getLogger(__name__)
@@ -148,9 +151,8 @@ def _fold_rows(chunk: Chunk, data: PerturbationData, split: Split, prediction, h
     }  # fmt: skip
 
 
-def encode_hyperparameters(state) -> str:
-    """A fitted GP state's positive hyperparameters (and LML) as JSON; "" for other models."""
-    fit = getattr(state, "fit", None)
+def encode_hyperparameters(fit: FitResult | None) -> str:
+    """A GP fit's positive hyperparameters (and LML, steps) as JSON; "" for other models."""
     if fit is None:
         return ""
     values = jax.tree.map(lambda v: np.asarray(v, np.float64).tolist(), gp.params_to_values(fit.params))
@@ -186,6 +188,29 @@ def warm_start(
     return jax.tree.map(lambda *xs: np.stack(xs), *starts)
 
 
+def zero_columns_are_ignored(kernel: Kernel) -> bool:
+    """Whether appending zero columns to the inputs leaves ``kernel`` and its
+    parameters unchanged: true for kernels of distances or dot products shared
+    by all columns, and for kernels restricted to a column block."""
+    if isinstance(kernel, Active):
+        return True
+    if isinstance(kernel, (Sum, Product)):
+        return all(zero_columns_are_ignored(k) for k in kernel.kernels)
+    if isinstance(kernel, Stationary):
+        return not kernel.ard
+    return isinstance(kernel, (Linear, Constant, White))
+
+
+def _pad_columns(Z: np.ndarray, width: int) -> np.ndarray:
+    return Z if Z.shape[1] >= width else np.pad(Z, ((0, 0), (0, width - Z.shape[1])))
+
+
+def _stack_rows(blocks: Sequence[np.ndarray]) -> np.ndarray:
+    """(B, M_max, Q): each block's rows, the shorter ones padded by repeating their first row."""
+    m = max(len(b) for b in blocks)
+    return np.stack([np.concatenate([b, np.repeat(b[:1], m - len(b), axis=0)]) for b in blocks])
+
+
 def run_chunk(
     chunk: Chunk,
     data: PerturbationData,
@@ -195,11 +220,15 @@ def run_chunk(
     *,
     gp_dtype: str | None = None,
     previous: pl.DataFrame | None = None,
+    pad_width: int = 0,
 ) -> pl.DataFrame:
     """Fit and score one chunk over all its folds; rows as in the module docstring.
 
     ``previous``: this (screen, embedding, model)'s rows at a smaller size,
-    whose fitted GP hyperparameters warm-start the fits.
+    whose fitted GP hyperparameters warm-start the fits. ``pad_width``: kNN
+    and GP inputs are padded with zero columns to this width where that
+    changes no distance or kernel value (:func:`zero_columns_are_ignored`), so
+    that every embedding's fits at one size share one compiled program.
     """
     blocks = embedding.blocks if embedding is not None else ()
     model = build_model(chunk.model, blocks=blocks, ctrl=data.ctrl, seed=seed)
@@ -207,15 +236,21 @@ def run_chunk(
     Z = embedding.Z if embedding is not None else np.zeros((data.n_perts, 1))
     if isinstance(model, GPModel):
         model = dataclasses.replace(model, dtype=gp_dtype)
+    if isinstance(model, KNN) or (isinstance(model, GPModel) and zero_columns_are_ignored(model.kernel)):
+        Z = _pad_columns(Z, pad_width)
     if isinstance(model, GPModel) and len({len(s.train) for s in splits}) == 1:
         Z_b, Y_b = np.stack([Z[s.train] for s in splits]), np.stack([data.Y[s.train] for s in splits])
-        states = model.fit_many(Z_b, Y_b, warm_start(model, previous, Z_b, Y_b, [s.fold for s in splits]))
+        params0 = warm_start(model, previous, Z_b, Y_b, [s.fold for s in splits])
+        fits, padded = model.fit_predict_many(Z_b, Y_b, _stack_rows([Z[s.test] for s in splits]), params0)
+        predictions = [
+            Prediction(p.mean[: len(s.test)], p.var[: len(s.test)]) for s, p in zip(splits, padded)
+        ]
+        hypers = [encode_hyperparameters(jax.tree.map(lambda x: x[b], fits)) for b in range(len(splits))]
     else:
         states = [model.fit(Z[s.train], data.Y[s.train]) for s in splits]
-    rows = [
-        _fold_rows(chunk, data, s, model.predict(state, Z[s.test]), encode_hyperparameters(state))
-        for s, state in zip(splits, states)
-    ]
+        predictions = [model.predict(state, Z[s.test]) for s, state in zip(splits, states)]
+        hypers = [encode_hyperparameters(getattr(state, "fit", None)) for state in states]
+    rows = [_fold_rows(chunk, data, s, p, h) for s, p, h in zip(splits, predictions, hypers)]
     frame = pl.concat([pl.DataFrame(r) for r in rows], how="vertical")
     return frame.with_columns(pl.col("size").cast(pl.Int64), pl.col("fold").cast(pl.Int64))
 
@@ -250,6 +285,7 @@ def run_sweep(
     chunks = plan_chunks(config, list(screens), plan.sizes)
     todo = [c for c in chunks if not store.has_part(c.key)]
     by_size = {size: [s for s in plan.splits if s.size == size] for size in plan.sizes}
+    pad_width = max((e.Z.shape[1] for e in aligned_emb.values()), default=0)
 
     with _progress(progress, len(chunks), len(chunks) - len(todo)) as advance:
         for chunk in todo:
@@ -258,6 +294,7 @@ def run_sweep(
             frame = run_chunk(
                 chunk, aligned[chunk.screen], emb, by_size[chunk.size], config.seed,
                 gp_dtype=config.gp_dtype, previous=_previous_part(store, chunk, plan.sizes, config.warm_start),
+                pad_width=pad_width,
             )  # fmt: skip
             store.write_part(chunk.key, frame)
         advance(None)

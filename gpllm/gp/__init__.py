@@ -10,6 +10,7 @@ from gpllm.gp.api import (
     condition,
     fit,
     fit_batched,
+    fit_predict_batched,
     log_marginal_likelihood,
     params_from_values,
     params_to_values,
@@ -41,6 +42,6 @@ __all__ = [
     "Matern12", "Matern32", "Matern52", "Product", "Sum", "White",
     "GPParams", "Targets", "LML", "FitResult", "Posterior",
     "init_params", "prepare_targets", "params_from_values", "params_to_values",
-    "log_marginal_likelihood", "value_and_grad", "fit", "fit_batched",
+    "log_marginal_likelihood", "value_and_grad", "fit", "fit_batched", "fit_predict_batched",
     "condition", "predict", "sample",
 ]

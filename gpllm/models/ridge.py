@@ -107,7 +107,7 @@ def _fit(model: Ridge, Z: Array, Y: Array) -> RidgeState:
     P = U.T @ Yc  # (r, G): Yc in the left singular basis
     if isinstance(model.lam, str):
         lam_grid = jnp.sum(s**2) / q * jnp.asarray(model.grid, Z.dtype)
-        score = partial(_cv_mse, U, s, keep, P, Yc, gcv=model.lam == "gcv")
+        score = partial(_cv_mse, U, s, keep, _ResidualMoments.of(U, P, Yc), gcv=model.lam == "gcv")
         cv_mse = jax.lax.map(score, lam_grid)
         # Tiny penalties can make 1 - H_ii round to 0 (an infinite LOO score):
         # such a lam is never the choice.
@@ -120,13 +120,41 @@ def _fit(model: Ridge, Z: Array, Y: Array) -> RidgeState:
     return RidgeState(W, y_bar - z_bar @ W, lam, lam_grid, cv_mse)
 
 
+class _ResidualMoments(NamedTuple):
+    """What every penalty's training residuals share, so that scoring one lam
+    costs O(N r^2) instead of a pass over the (N, G) residual matrix.
+
+    (I - H) Yc = E0 + U diag(1 - d) P with E0 = Yc - U P (the part outside Zc's
+    column space), hence per row
+    |e_i|^2 = |E0_i|^2 + 2 a_i . B_i + a_i C a_i^T,   a_i = U_i * (1 - d),
+    with B = E0 P^T (N, r) and C = P P^T (r, r).
+    """
+
+    outside_sq: Array  # (N,) |E0_i|^2
+    cross: Array  # (N, r) B
+    gram: Array  # (r, r) C
+    n_outputs: int  # G
+
+    @classmethod
+    def of(cls, U: Array, P: Array, Yc: Array) -> "_ResidualMoments":
+        E0 = Yc - U @ P
+        return cls(jnp.sum(E0 * E0, axis=1), E0 @ P.T, P @ P.T, Yc.shape[1])
+
+    def row_mean_sq(self, a: Array) -> Array:
+        """|e_i|^2 / G (N,) for a = U diag(1 - d) (N, r): each row's mean squared residual."""
+        quad = jnp.sum(a * (a @ self.gram), axis=1)
+        # Each term is a sum of squares up to rounding; clamp the total at 0.
+        total = self.outside_sq + 2.0 * jnp.sum(a * self.cross, axis=1) + quad
+        return jnp.maximum(total, 0.0) / self.n_outputs
+
+
 def _cv_mse(
-    U: Array, s: Array, keep: Array, P: Array, Yc: Array, lam: Array, *, gcv: bool
+    U: Array, s: Array, keep: Array, moments: _ResidualMoments, lam: Array, *, gcv: bool
 ) -> Array:
     """LOO (or GCV) mean squared error over all N x G entries for one lam.
 
     LOO: mean_i |e_i|^2 / (1 - H_ii)^2;  GCV: mean_i |e_i|^2 / (1 - tr(H)/N)^2,
-    with e = (I - H) Y the training residuals.
+    with e = (I - H) Yc the training residuals (rows from ``moments``).
     """
     n = U.shape[0]
     denom = jnp.where(keep, s**2 + lam, 1.0)
@@ -134,20 +162,18 @@ def _cv_mse(
     # 1 - d = lam / (s^2 + lam), formed directly: as 1 - d it would lose all
     # precision for small lam, exactly where LOO divides by it.
     one_minus_d = jnp.where(keep, lam / denom, 1.0)
-    # (I - H) Yc = (Yc - U P) + U diag(1 - d) P: the part outside Zc's column
-    # space plus the shrunk part, again without cancelling 1 - d.
-    resid = (Yc - U @ P) + U @ (one_minus_d[:, None] * P)
+    row_sq = moments.row_mean_sq(U * one_minus_d)
     if gcv:
         # N (1 - tr(H)/N) = N - 1 - sum_k d_k, summed from the 1 - d_k terms (the
         # r columns of U count r, the rest of R^N and the intercept N - r - 1).
         n_minus_trace = jnp.sum(one_minus_d) + (n - U.shape[1] - 1.0)
-        return jnp.mean(resid**2) / (n_minus_trace / n) ** 2
+        return jnp.mean(row_sq) / (n_minus_trace / n) ** 2
     # 1 - H_ii = (1 - 1/N - sum_k U_ik^2) + sum_k U_ik^2 (1 - d_k): the first
     # bracket is the leverage outside Zc's column space (often 0).
     u2 = jnp.where(keep, U**2, 0.0)
     outside = jnp.maximum(1.0 - 1.0 / n - jnp.sum(u2, axis=1), 0.0)
     one_minus_h = outside + u2 @ one_minus_d
-    return jnp.mean((resid / one_minus_h[:, None]) ** 2)
+    return jnp.mean(row_sq / one_minus_h**2)
 
 
 @jax.jit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -71,6 +72,29 @@ def test_rows_equal_an_independent_fit_and_score(inputs, finished):
     assert rows["pert"].to_list() == [plan.perts[i] for i in split.test]
     np.testing.assert_allclose(rows["pearson_de"].to_numpy(), np.asarray(expected.pearson_de), rtol=1e-12)
     np.testing.assert_allclose(rows["mae_all"].to_numpy(), np.asarray(expected.mae_all), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["gp", "knn_k1"])
+def test_padded_and_fused_chunks_equal_plain_fits(inputs, finished, name):
+    """The sweep pads "text" (5 columns) with zeros to "text+sequence"'s 10 and runs
+    GP folds as one fused fit+predict program; neither may change a number."""
+    root, results = finished
+    screens, embeddings = inputs
+    plan = SplitPlan.load(root / "splits.json")
+    data = screens["K562"].select(plan.perts)
+    emb = embeddings["text"].select(plan.perts)
+    assert emb.Z.shape[1] < embeddings["text+sequence"].Z.shape[1]
+    split = next(s for s in plan.splits if s.size == 12 and s.fold == 0)
+    model = build_model(name)
+    if name == "gp":
+        model = dataclasses.replace(model, dtype=CONFIG.gp_dtype)
+    pred = model.predict(model.fit(emb.Z[split.train], data.Y[split.train]), emb.Z[split.test])
+    expected = perturbation_metrics(data.Y[split.test], np.asarray(pred.mean, np.float64), reference=data.ctrl,
+                                    de=data.de[split.test])  # fmt: skip
+    rows = results.filter(screen="K562", model=name, embedding="text", size=12, fold=0)
+    tol = {"rtol": 1e-4, "atol": 1e-5} if name == "gp" else {"rtol": 1e-12}
+    np.testing.assert_allclose(rows["pearson_all"].to_numpy(), np.asarray(expected.pearson_all), **tol)
+    np.testing.assert_allclose(rows["mae_all"].to_numpy(), np.asarray(expected.mae_all), **tol)
 
 
 def test_gp_rows_record_their_fitted_hyperparameters(finished):

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gpllm import errors as gp_errors
 from gpllm import gp
 from gpllm.gp.objective import covariance
 
@@ -86,3 +87,26 @@ def test_float32_fit_stays_float32_and_agrees_with_float64():
     np.testing.assert_allclose(float(single.lml), float(double.lml), rtol=1e-4)
     warm = gp.fit(gp.RBF(), Z.astype(np.float32), Y.astype(np.float32), double.params)
     np.testing.assert_allclose(float(warm.lml), float(double.lml), rtol=1e-4)
+
+
+def test_fused_fit_and_predict_equals_fit_condition_predict():
+    """fit_predict_batched is fit_batched, then condition and predict per dataset."""
+    Z, Y = draw_from_gp(n=60, d=5, seed=4)
+    Zb, Yb = np.stack([Z[:40], Z[20:]]), np.stack([Y[:40], Y[20:]])
+    Z_new = np.stack([Z[40:47], Z[:7]])
+    fits, mean, var = gp.fit_predict_batched(gp.RBF(), Zb, Yb, Z_new, include_noise=True, max_steps=50)
+    separate = gp.fit_batched(gp.RBF(), Zb, Yb, max_steps=50)
+    np.testing.assert_allclose(np.asarray(fits.lml), np.asarray(separate.lml), rtol=1e-12)
+    for b in range(2):
+        params = jax.tree.map(lambda x: x[b], separate.params)
+        m, v = gp.predict(gp.RBF(), gp.condition(gp.RBF(), params, Zb[b], Yb[b]), Z_new[b], include_noise=True)
+        np.testing.assert_allclose(np.asarray(mean[b]), np.asarray(m), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(var[b]), np.asarray(v), rtol=1e-9)
+
+
+def test_fused_fit_and_predict_rejects_mismatched_new_inputs():
+    Z, Y = draw_from_gp(n=20, d=2, seed=5)
+    with pytest.raises(gp_errors.ShapeError, match="Z_new holds 1 datasets but Z holds 2"):
+        gp.fit_predict_batched(gp.RBF(), np.stack([Z, Z]), np.stack([Y, Y]), Z[None, :3])
+    with pytest.raises(gp_errors.ShapeError, match="Z_new must be 3-D"):
+        gp.fit_predict_batched(gp.RBF(), np.stack([Z, Z]), np.stack([Y, Y]), Z[:3])

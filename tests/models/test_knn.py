@@ -8,7 +8,7 @@ from scipy.spatial.distance import cdist
 from sklearn.neighbors import KNeighborsRegressor
 
 from gpllm.errors import InputError
-from gpllm.models.knn import KNN, loo_mse_all_k, pairwise_distances
+from gpllm.models.knn import CANDIDATE_MARGIN, KNN, loo_mse_all_k, nearest, pairwise_distances
 
 
 @pytest.mark.parametrize("metric,scipy_metric", [("euclidean", "sqeuclidean"), ("cosine", "cosine")])
@@ -23,6 +23,30 @@ def test_squared_distance_of_a_point_to_itself_is_clamped_nonnegative():
     A = np.random.default_rng(1).normal(size=(50, 8)) * 1e4 + 1e5
     D = np.asarray(pairwise_distances(A, A, "euclidean"))
     assert D.min() >= 0.0
+
+
+def _reference_nearest(D, k):
+    """k smallest per row by (value, index), in NumPy."""
+    cols = np.arange(D.shape[1])
+    return np.stack([np.lexsort((cols, row))[:k] for row in D])
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 40])
+@pytest.mark.parametrize(
+    "kind", ["random", "exact_ties", "float32_ties_within_margin", "float32_ties_past_margin"]
+)
+def test_nearest_is_exact_with_ties_to_the_lower_index(k, kind, dtype):
+    rng = np.random.default_rng(k)
+    D = rng.random((6, 60))
+    if kind == "exact_ties":
+        D = np.round(D * 4) / 4  # a handful of values, each tied many times
+    elif kind.startswith("float32_ties"):
+        # Distinct in float64 but one value in float32: the exact order can only
+        # come from float64, and past the margin only from the full-sort fallback.
+        width = 3 if kind.endswith("within_margin") else CANDIDATE_MARGIN + 5
+        D[:, 10 : 10 + width] = 0.01 * (1 + 1e-12 * rng.permutation(width))
+    D = D.astype(dtype)
+    np.testing.assert_array_equal(np.asarray(nearest(D, k)), _reference_nearest(D, k))
 
 
 @pytest.mark.parametrize("k", [1, 3])
