@@ -56,7 +56,7 @@ def make_optimizer(name: Optimizer, learning_rate: float) -> optax.GradientTrans
 
 
 #: Consecutive flat iterations that count as convergence.
-FLAT_STEPS = 2
+FLAT_STEPS = 3
 
 #: Noise fractions of the starting points :func:`initial_params` compares.
 NOISE_FRACTIONS = (0.1, 0.5, 0.9)
