@@ -89,10 +89,10 @@ class ReproduceConfig:
 
 
 def _resolve_paths(data: dict, base: Path) -> dict:
-    """Relative ``path`` entries are relative to the config file's folder."""
+    """Relative file entries (path, idmapping, descriptions) are relative to the config file's folder."""
     for group in ("screens", "embeddings"):
         for entry in data.get(group, {}).values():
-            for key in ("path", "idmapping"):
+            for key in ("path", "idmapping", "descriptions"):
                 if key in entry and not Path(entry[key]).is_absolute():
                     entry[key] = str((base / entry[key]).resolve())
     return data

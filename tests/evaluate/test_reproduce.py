@@ -25,6 +25,15 @@ def test_the_experiment_configs_parse(pytestconfig):
     assert ReproduceConfig.from_toml(root / "demo.toml").sweep == SweepConfig()
 
 
+def test_relative_files_in_a_config_are_relative_to_its_folder(pytestconfig):
+    """The Norman config names ../shared files from experiments/, whatever the working directory."""
+    root = pytestconfig.rootpath / "experiments"
+    data = ReproduceConfig.from_toml(root / "norman_local_text.toml").data
+    shared = (root / "../../shared/data").resolve()
+    assert data["screens"]["norman19"]["path"] == str(shared / "norman19_mcfaline23_devel.h5ad")
+    assert data["embeddings"]["text"]["descriptions"] == str(shared / "gene_summaries_k562_rpe1.json")
+
+
 @pytest.mark.parametrize(
     "raw, message",
     [
