@@ -40,7 +40,7 @@ from gpllm.data.embeddings import Embedding
 from gpllm.data.screen import PerturbationData
 from gpllm.errors import DataError, InputError
 from gpllm.gp.fit import FitResult, initial_params
-from gpllm.gp.kernels import Active, Constant, Kernel, Linear, Product, Stationary, Sum, White
+from gpllm.gp.kernels import zero_columns_are_ignored
 from gpllm.evaluate.metrics import perturbation_metrics, predictive_scores
 from gpllm.evaluate.splits import DEFAULT_SIZES, Split, SplitPlan, make_plan
 from gpllm.evaluate.store import RunStore, write_json
@@ -186,19 +186,6 @@ def warm_start(
             params = initial_params(model.kernel, *(jnp.asarray(a) for a in model._cast(Z[b], Y[b] - Y[b].mean(0))))
         starts.append(jax.tree.map(lambda p: np.asarray(p, np.float64), params))
     return jax.tree.map(lambda *xs: np.stack(xs), *starts)
-
-
-def zero_columns_are_ignored(kernel: Kernel) -> bool:
-    """Whether appending zero columns to the inputs leaves ``kernel`` and its
-    parameters unchanged: true for kernels of distances or dot products shared
-    by all columns, and for kernels restricted to a column block."""
-    if isinstance(kernel, Active):
-        return True
-    if isinstance(kernel, (Sum, Product)):
-        return all(zero_columns_are_ignored(k) for k in kernel.kernels)
-    if isinstance(kernel, Stationary):
-        return not kernel.ard
-    return isinstance(kernel, (Linear, Constant, White))
 
 
 def _pad_columns(Z: np.ndarray, width: int) -> np.ndarray:

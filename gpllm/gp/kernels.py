@@ -348,3 +348,19 @@ class GPJaxKernel(Kernel):
     def diag(self, params, X):
         module = self._module(params)
         return jax.vmap(lambda x: module(x, x))(X)
+
+
+# ------------------------------------------------------------------ queries
+
+
+def zero_columns_are_ignored(kernel: Kernel) -> bool:
+    """Whether appending zero columns to the inputs leaves ``kernel`` and its
+    parameters unchanged: true for kernels of distances or dot products shared
+    by all columns, and for kernels restricted to a column block."""
+    if isinstance(kernel, Active):
+        return True
+    if isinstance(kernel, (Sum, Product)):
+        return all(zero_columns_are_ignored(k) for k in kernel.kernels)
+    if isinstance(kernel, Stationary):
+        return not kernel.ard
+    return isinstance(kernel, (Linear, Constant, White))

@@ -12,6 +12,7 @@ from sklearn.gaussian_process import kernels as skk
 from gpllm import gp
 from gpllm.errors import InputError
 from gpllm.gp.distance import safe_sqrt, squared_distance
+from gpllm.gp.kernels import zero_columns_are_ignored
 from gpllm.gp.transforms import positive, unconstrain
 from tests.gp.helpers import problem, rbf_gram
 
@@ -155,3 +156,25 @@ def test_median_distance_init_and_duplicates():
     np.testing.assert_allclose(positive(p["lengthscale"]), np.median(d), rtol=1e-10)
     same = gp.RBF().init(jnp.ones((5, 3)))
     np.testing.assert_allclose(positive(same["lengthscale"]), 1.0)
+
+
+@pytest.mark.parametrize(
+    "kernel",
+    [gp.RBF(), gp.Matern32(), gp.Linear(), gp.RBF() + gp.White(), gp.Active(gp.RBF(ard=True), 0, 2) * gp.Linear()],
+    ids=["rbf", "matern32", "linear", "rbf+white", "active_ard*linear"],
+)
+def test_kernels_that_ignore_zero_columns_give_the_same_gram_and_init(kernel):
+    Z = np.random.default_rng(0).normal(size=(9, 3))
+    padded = np.pad(Z, ((0, 0), (0, 4)))
+    assert zero_columns_are_ignored(kernel)
+    params, params_padded = kernel.init(jnp.asarray(Z)), kernel.init(jnp.asarray(padded))
+    assert jax.tree.structure(params) == jax.tree.structure(params_padded)
+    np.testing.assert_allclose(np.asarray(kernel.gram(params_padded, padded)),
+                               np.asarray(kernel.gram(params, Z)), rtol=1e-14)  # fmt: skip
+
+
+def test_per_column_parameters_and_user_kernels_are_not_assumed_to_ignore_zero_columns():
+    assert not zero_columns_are_ignored(gp.RBF(ard=True))
+    assert not zero_columns_are_ignored(gp.RBF() + gp.Matern52(ard=True))
+    user = gp.FunctionKernel(lambda p, x1, x2: jnp.exp(-jnp.sum((x1 - x2) ** 2)), {})
+    assert not zero_columns_are_ignored(user)
