@@ -134,6 +134,15 @@ def default_batch_size(n_datasets: int) -> int:
     return n_datasets if jax.default_backend() != "cpu" else 1
 
 
+def _batch_size(batch_size: int | None, n_datasets: int) -> int:
+    """The caller's batch size (>= 1, else InputError), or :func:`default_batch_size`."""
+    if batch_size is None:
+        return default_batch_size(n_datasets)
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    return int(batch_size)
+
+
 def fit(kernel: Kernel, Z, Y, params0: GPParams | None = None, **options) -> fit_module.FitResult:
     """Maximise Eq. 1 for Z (N, Q), Y (N, D); options as :func:`gpllm.gp.fit.fit_traced`."""
     Z, Y = _checked_data(Z, Y)
@@ -153,11 +162,7 @@ def fit_batched(
     in one compiled call); default :func:`default_batch_size`.
     """
     Z, Y = _checked_data(Z, Y, batched=True)
-    if batch_size is None:
-        batch_size = default_batch_size(Z.shape[0])
-    if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1, got {batch_size}")
-    result = _fit_batched_jit(kernel, Z, Y, params0, batch_size=int(batch_size), **options)
+    result = _fit_batched_jit(kernel, Z, Y, params0, batch_size=_batch_size(batch_size, Z.shape[0]), **options)
     _raise_if_failed(result.lml, result.jitter, "fit_batched")
     return result
 
@@ -178,11 +183,9 @@ def fit_predict_batched(
     if Z_new.shape[0] != Z.shape[0]:
         raise ShapeError(f"Z_new holds {Z_new.shape[0]} datasets but Z holds {Z.shape[0]}")
     checks.check_new_inputs(Z_new.reshape(-1, Z_new.shape[-1]), Z.shape[-1])
-    batch_size = default_batch_size(Z.shape[0]) if batch_size is None else batch_size
-    if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     result, (mean, var) = _fit_predict_batched_jit(
-        kernel, Z, Y, params0, Z_new, batch_size=int(batch_size), include_noise=include_noise, **options
+        kernel, Z, Y, params0, Z_new, batch_size=_batch_size(batch_size, Z.shape[0]),
+        include_noise=include_noise, **options,
     )
     _raise_if_failed(result.lml, result.jitter, "fit_predict_batched")
     _raise_if_failed(var, None, "fit_predict_batched (conditioning)")

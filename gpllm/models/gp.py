@@ -85,30 +85,17 @@ class GPModel:
         Z = jnp.asarray(self._cast(Z)[0])
         return bool(_mean_strongest_correlation(self.kernel, params.kernel, Z) >= 1e-3)
 
-    def fit_many(self, Z_train, Y_train, params0: gp.GPParams | None = None) -> list[GPState]:
-        """B equal-size datasets in one compiled fit: Z (B, N, Q), Y (B, N, G).
-
-        Each dataset (e.g. a CV fold at one training size) gets its own
-        hyperparameters; ``params0`` (leaves with a leading B axis) warm-starts
-        them. The result equals B separate :meth:`fit` calls.
-        """
-        Z, Y = (jnp.asarray(a) for a in (Z_train, Y_train))
-        for b in range(Z.shape[0]):
-            check_fit_inputs(Z[b], Y[b], min_rows=2)
-        Z, Y = self._cast(Z, Y)
-        centred = Y - jax.vmap(self._offset)(Y)[:, None, :]
-        result = gp.fit_batched(self.kernel, Z, centred, params0, **dict(self.fit_options))
-        fits = [jax.tree.map(lambda x: x[b], result) for b in range(Z.shape[0])]
-        return [self.condition(f.params, Z[b], Y[b], f) for b, f in enumerate(fits)]
-
     def fit_predict_many(
         self, Z_train, Y_train, Z_test, params0: gp.GPParams | None = None
     ) -> tuple[FitResult, list[Prediction]]:
-        """:meth:`fit_many` and each dataset's :meth:`predict` at Z_test (B, M, Q), compiled as one program.
+        """B equal-size datasets (e.g. the CV folds at one size) fitted, then each
+        predicted at its own Z_test, in one compiled program: Z_train (B, N, Q),
+        Y_train (B, N, G), Z_test (B, M, Q).
 
-        Returns the fits (leaves with a leading B axis) and B predictions; the
-        same numbers as fitting and predicting separately, with one compile
-        per shape instead of three.
+        Each dataset gets its own hyperparameters; ``params0`` (leaves with a
+        leading B axis) warm-starts them. Returns the fits (leaves with a leading
+        B axis) and B predictions: the numbers B separate :meth:`fit` and
+        :meth:`predict` calls give, with one compile per shape instead of three.
         """
         Z, Y, Z_new = (jnp.asarray(a) for a in (Z_train, Y_train, Z_test))
         for b in range(Z.shape[0]):

@@ -78,8 +78,9 @@ def nearest(D: Array, k: int) -> Array:
     columns = jnp.broadcast_to(jnp.arange(D.shape[1], dtype=jnp.int32), D.shape)
     if k + CANDIDATE_MARGIN >= D.shape[1]:
         return _k_smallest(D, columns, k)
-    _, candidates = jax.lax.top_k(-D.astype(jnp.float32), k + CANDIDATE_MARGIN)
-    rounded = jnp.take_along_axis(D.astype(jnp.float32), candidates, axis=1)
+    D32 = D.astype(jnp.float32)
+    _, candidates = jax.lax.top_k(-D32, k + CANDIDATE_MARGIN)
+    rounded = jnp.take_along_axis(D32, candidates, axis=1)
     complete = jnp.all(rounded[:, -1] > rounded[:, k - 1])
     exact = jnp.take_along_axis(D, candidates, axis=1)
     return jax.lax.cond(
