@@ -8,10 +8,12 @@ Runs ``gpllm reproduce`` in a fresh child process into a new temporary folder
 (nothing is resumed) twice: first with an empty JAX compilation cache, so
 every program is compiled as on a first run ("cold"), then again with the
 programs the first run cached ("warm", as any later run; ``--cold-only``
-skips it). Prints each wall time, the children's peak resident memory
-(``getrusage(RUSAGE_CHILDREN)``) against the targets (5 minutes, 4 GiB), and
-where the time went: the seconds between consecutive result parts, summed per
-model and per training size.
+skips it). Prints each wall time and the peak resident memory of the child
+and its worker processes together (sampled from /proc every 0.2 s) against
+the targets (5 minutes, 4 GiB), and where the time went: the seconds each
+chunk took (the run's ``timings.jsonl``), summed per model and per training
+size; with several workers these worker-seconds add up to more than the
+wall time.
 """
 
 from __future__ import annotations
@@ -20,41 +22,66 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 
 from benchmarks.peers import REPO_ROOT
 from gpllm import compilation_cache
+from gpllm.evaluate.store import RunStore
+
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 TARGET_SECONDS = 300
 TARGET_BYTES = 4 * 1024**3
 
 
-def part_durations(out: Path, started: float) -> list[tuple[str, float]]:
-    """(chunk file stem, seconds since the previous part) in the order the parts were written."""
-    parts = sorted((p.stat().st_mtime, p.stem) for p in (out / "parts").glob("*.parquet"))
-    previous, rows = started, []
-    for mtime, stem in parts:
-        rows.append((stem.rsplit("-", 1)[0], mtime - previous))
-        previous = mtime
-    return rows
-
-
-def breakdown(rows: list[tuple[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
-    """Seconds per model and per size from part names ``<screen>_<embedding>_<model>_<size>``."""
+def breakdown(timings: list[dict]) -> tuple[dict[str, float], dict[str, float], int]:
+    """Worker-seconds per model and per size, and how many processes ran chunks, from
+    the run's ``timings.jsonl`` (chunk keys ``screen|embedding|model|size``)."""
     by_model, by_size = defaultdict(float), defaultdict(float)
-    for name, seconds in rows:
-        size = name.rsplit("_", 1)[1]
-        model = next(m for m in ("random_perturbation", "nonctrl_mean", "knn_ktuned", "knn_k1", "ridge", "linear",
-                                 "gp_blocks", "gp", "control") if f"_{m}_" in f"_{name}")  # fmt: skip
-        by_model[model] += seconds
-        by_size[size] += seconds
-    return dict(by_model), dict(by_size)
+    for row in timings:
+        _, _, model, size = row["chunk"].split("|")
+        by_model[model] += row["seconds"]
+        by_size[size] += row["seconds"]
+    return dict(by_model), dict(by_size), len({row["pid"] for row in timings})
+
+
+def tree_rss_bytes(root: int) -> int:
+    """Resident memory of process ``root`` and all its descendants (Linux /proc), in bytes."""
+    parents, rss = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parents[int(entry.name)] = int(fields[1])
+            rss[int(entry.name)] = int(fields[21]) * PAGE_BYTES
+        except (OSError, IndexError, ValueError):  # the process ended while we looked
+            continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier and pid not in tree]
+        tree.update(children)
+        frontier = children
+    return sum(rss.get(pid, 0) for pid in tree)
+
+
+class PeakSampler(threading.Thread):
+    """Samples :func:`tree_rss_bytes` of a process every ``interval`` seconds; ``peak`` is the largest."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self.pid, self.interval, self.peak = pid, interval, 0
+        self.finished = threading.Event()
+
+    def run(self) -> None:
+        while not self.finished.wait(self.interval):
+            self.peak = max(self.peak, tree_rss_bytes(self.pid))
 
 
 def run_once(args, cache: Path, tmp: Path, label: str) -> dict | None:
@@ -63,24 +90,34 @@ def run_once(args, cache: Path, tmp: Path, label: str) -> dict | None:
     command = [sys.executable, "-m", "gpllm.cli", "reproduce", "--out", str(out), "--no-progress"]
     if args.quick:
         command += ["--sizes", "100,400", "--folds", "2"]
+    if args.workers:
+        command += ["--workers", str(args.workers)]
     env = {**os.environ, compilation_cache.ENV: str(cache)}
     started = time.time()
-    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, env=env)
+    child = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    sampler = PeakSampler(child.pid)
+    sampler.start()
+    stdout, stderr = child.communicate()
     wall = time.time() - started
-    if done.returncode != 0:
-        print(done.stdout[-3000:], done.stderr[-3000:], sep="\n")
+    sampler.finished.set()
+    sampler.join()
+    if child.returncode != 0:
+        print(stdout[-3000:], stderr[-3000:], sep="\n")
         return None
-    rows = part_durations(out, started)
-    by_model, by_size = breakdown(rows)
-    return {"wall_s": wall, "parts": len(rows), "seconds_per_model": by_model, "seconds_per_size": by_size}
+    timings = RunStore(out).read_timings()
+    by_model, by_size, processes = breakdown(timings)
+    return {"wall_s": wall, "parts": len(timings), "processes": processes, "peak_tree_bytes": sampler.peak,
+            "seconds_per_model": by_model, "seconds_per_size": by_size}  # fmt: skip
 
 
 def report(label: str, run: dict) -> None:
     wall = run["wall_s"]
     print(f"  {label:<44} wall time {wall:6.1f} s (target {TARGET_SECONDS} s: {'met' if wall <= TARGET_SECONDS else 'NOT met'})")
-    print(f"    {run['parts']} result parts; seconds per model: "
+    print(f"    peak memory of the process and its workers {run['peak_tree_bytes'] / 1024**3:.2f} GiB "
+          f"(target 4 GiB: {'met' if run['peak_tree_bytes'] <= TARGET_BYTES else 'NOT met'})")  # fmt: skip
+    print(f"    {run['parts']} result parts in {run['processes']} process(es); worker-seconds per model: "
           + ", ".join(f"{m} {s:.0f}" for m, s in sorted(run["seconds_per_model"].items(), key=lambda kv: -kv[1])))  # fmt: skip
-    print("    seconds per training size: "
+    print("    worker-seconds per training size: "
           + ", ".join(f"{k} {v:.0f}" for k, v in sorted(run["seconds_per_size"].items(), key=lambda kv: int(kv[0]))))  # fmt: skip
 
 
@@ -88,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="sizes 100,400 and 2 folds")
     parser.add_argument("--cold-only", action="store_true", help="skip the second run on a filled compilation cache")
+    parser.add_argument("--workers", type=int, default=None, help="pass --workers to gpllm reproduce (default: its own)")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "results" / "bench_sweep.json")
     args = parser.parse_args(argv)
 
@@ -100,15 +138,13 @@ def main(argv: list[str] | None = None) -> int:
             if run is None:
                 return 1
             runs[label] = run
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    peak = max(run["peak_tree_bytes"] for run in runs.values())
 
     print(f"gpllm reproduce ({'quick' if args.quick else 'default grid'}) on {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores")  # fmt: skip
     report("cold: empty JAX compilation cache (first run)", runs["cold"])
     if "warm" in runs:
         report("warm: compiled programs from the first run", runs["warm"])
-    print(f"  peak memory {peak / 1024**3:.2f} GiB, largest of the runs (target 4 GiB: "
-          f"{'met' if peak <= TARGET_BYTES else 'NOT met'})")  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"quick": args.quick, "peak_bytes": peak, "runs": runs}, indent=2))
     return 0

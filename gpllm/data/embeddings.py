@@ -35,6 +35,7 @@ from gpllm.data.embedding_files import (  # noqa: F401  (re-exported loaders)
 from gpllm.data.validate import check_finite, check_unique, preview
 from gpllm.data.vectors import GeneVectors
 from gpllm.errors import EmbeddingError, InputError, ShapeError
+from gpllm.readonly import PicklesThroughInit
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ MissingPolicy = Literal["drop", "mean"]
 
 # ------------------------------------------------------------------ Embedding
 @dataclass(frozen=True, eq=False)
-class Embedding:
+class Embedding(PicklesThroughInit):
     """Model inputs: ``Z`` (P, Q) float64, row i for perturbation ``names[i]``.
 
     ``blocks`` is a tuple of (name, start, stop): columns ``Z[:, start:stop]``

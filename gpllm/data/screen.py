@@ -20,6 +20,7 @@ import numpy as np
 
 from gpllm.data.validate import check_finite, check_unique, preview
 from gpllm.errors import DataError, InputError, ShapeError
+from gpllm.readonly import PicklesThroughInit
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def _readonly(x: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class PerturbationData:
+class PerturbationData(PicklesThroughInit):
     """A processed screen: P perturbations x G measured genes.
 
     Attributes

@@ -196,8 +196,13 @@ class Reproduction(NamedTuple):
     out_dir: Path
 
 
-def reproduce(config: ReproduceConfig, out_dir: str | Path, *, progress: bool = True) -> Reproduction:
-    """Run (or resume) the config's sweep into ``out_dir`` and write its report there."""
+def reproduce(
+    config: ReproduceConfig, out_dir: str | Path, *, progress: bool = True, workers: int | None = 1
+) -> Reproduction:
+    """Run (or resume) the config's sweep into ``out_dir`` and write its report there.
+
+    ``workers``: as :func:`~gpllm.evaluate.sweep.run_sweep` (None: one per core on CPU).
+    """
     from gpllm.report import write_report
 
     out = Path(out_dir)
@@ -212,6 +217,6 @@ def reproduce(config: ReproduceConfig, out_dir: str | Path, *, progress: bool = 
                                  missing=config.missing)  # fmt: skip
     data_id = f"{config.name}:{inputs.data_id}:k={config.pca_k}:{config.missing}"
     results = run_sweep(inputs.screens, embeddings, config.sweep, RunStore(out), data_id=data_id,
-                        progress=progress)  # fmt: skip
+                        progress=progress, workers=workers)  # fmt: skip
     report = write_report(results, out / "report")
     return Reproduction(results, report, out)

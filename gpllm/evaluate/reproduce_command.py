@@ -13,6 +13,7 @@ def reproduce_command(
     sizes: str = typer.Option(None, help="Override training sizes, e.g. '100,400'."),
     folds: str = typer.Option(None, help="Override the number of folds (an integer, or 'loo')."),
     models: str = typer.Option(None, help="Override the models, e.g. 'gp,knn_k1,nonctrl_mean'."),
+    workers: int = typer.Option(None, min=1, help="Worker processes (default: one per CPU core on CPU, 1 on GPU/TPU; 1 runs in this process)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Run the paper's evaluation (screens x embeddings x models x sizes x folds), write results,
@@ -38,7 +39,7 @@ def reproduce_command(
             overrides["models"] = tuple(m.strip() for m in models.split(","))
         if overrides:
             cfg = dataclasses.replace(cfg, sweep=dataclasses.replace(cfg.sweep, **overrides))
-        run = reproduce(cfg, out or Path("results") / cfg.name, progress=progress)
+        run = reproduce(cfg, out or Path("results") / cfg.name, progress=progress, workers=workers)
     except GPLLMError as err:
         raise _fail(err) from err
     except ValueError as err:  # malformed --sizes / --folds

@@ -5,6 +5,7 @@ Layout of ``out_dir``::
     run.json                 the sweep's configuration and data fingerprint
     splits.json              the CV plan, shared by all screens (gpllm-splits format)
     parts/<chunk>.parquet    one finished chunk of result rows
+    timings.jsonl            seconds each chunk took, and the process that ran it
     results.parquet          all parts, in a fixed order (written at the end)
 
 Every file is written to a temporary name in the same folder and renamed into
@@ -95,6 +96,23 @@ class RunStore:
             return pl.read_parquet(path)
         except Exception as err:  # a part we did not write whole: say which, never use it
             raise DataError(f"result part {path} is unreadable ({err}); delete it and rerun") from err
+
+    @property
+    def timings_path(self) -> Path:
+        return self.root / "timings.jsonl"
+
+    def record_time(self, key: str, seconds: float) -> None:
+        """Append how long chunk ``key`` took; one short line per write, which POSIX
+        appends whole even when several worker processes write at once."""
+        line = json.dumps({"chunk": key, "seconds": round(seconds, 3), "pid": os.getpid()}) + "\n"
+        with open(self.timings_path, "a", encoding="utf-8") as out:
+            out.write(line)
+
+    def read_timings(self) -> list[dict]:
+        """Every :meth:`record_time` line (a resumed run's earlier lines included)."""
+        if not self.timings_path.exists():
+            return []
+        return [json.loads(line) for line in self.timings_path.read_text().splitlines() if line.strip()]
 
     def write_results(self, keys: list[str]) -> pl.DataFrame:
         """Concatenate the parts of ``keys`` in that order into results.parquet."""

@@ -7,6 +7,9 @@ size) cell over all folds: GP fits of a chunk share one training size and run
 as one vmapped, compiled fit. Each chunk's rows (one per test perturbation
 and fold) are written atomically to the run folder as soon as it finishes, so
 a killed sweep restarts where it stopped and ends with the same table.
+The chunks of one (screen, embedding, model) form a *chain* over the sizes;
+chains are independent, so ``workers`` > 1 spreads them over processes
+(:mod:`gpllm.evaluate.workers`).
 
 Row columns: screen, model, embedding, size, fold, pert, pearson_de,
 pearson_all, mae_de, mae_all, pearson_de_meanref, undefined_de,
@@ -28,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from typing import Literal, Mapping, Sequence
 
 import jax
@@ -44,6 +48,7 @@ from gpllm.gp.kernels import zero_columns_are_ignored
 from gpllm.evaluate.metrics import perturbation_metrics, predictive_scores
 from gpllm.evaluate.splits import DEFAULT_SIZES, Split, SplitPlan, make_plan
 from gpllm.evaluate.store import RunStore, write_json
+from gpllm.evaluate.workers import default_workers, run_chains
 from gpllm.models.base import Prediction
 from gpllm.models.gp import GPModel
 from gpllm.models.knn import KNN
@@ -226,7 +231,10 @@ def run_chunk(
     if isinstance(model, KNN) or (isinstance(model, GPModel) and zero_columns_are_ignored(model.kernel)):
         Z = _pad_columns(Z, pad_width)
     if isinstance(model, GPModel) and len({len(s.train) for s in splits}) == 1:
-        Z_b, Y_b = np.stack([Z[s.train] for s in splits]), np.stack([data.Y[s.train] for s in splits])
+        # Stacked straight in the fit's dtype: at N=1400 each float64 copy of Y_b is 112 MB.
+        dtype = model.dtype or np.float64
+        Z_b = np.stack([Z[s.train] for s in splits], dtype=dtype)
+        Y_b = np.stack([data.Y[s.train] for s in splits], dtype=dtype)
         params0 = warm_start(model, previous, Z_b, Y_b, [s.fold for s in splits])
         fits, padded = model.fit_predict_many(Z_b, Y_b, _stack_rows([Z[s.test] for s in splits]), params0)
         predictions = [
@@ -242,6 +250,47 @@ def run_chunk(
     return frame.with_columns(pl.col("size").cast(pl.Int64), pl.col("fold").cast(pl.Int64))
 
 
+@dataclasses.dataclass(frozen=True)
+class SweepContext:
+    """Everything a chunk needs, aligned to the shared perturbations; picklable for workers."""
+
+    screens: Mapping[str, PerturbationData]
+    embeddings: Mapping[str, Embedding]
+    splits_by_size: Mapping[int, tuple[Split, ...]]
+    sizes: tuple[int, ...]
+    config: SweepConfig
+    root: str  # the run folder
+    pad_width: int  # kNN/GP inputs are padded with zero columns to this width
+
+
+def compute_chunk(chunk: Chunk, context: SweepContext) -> None:
+    """Run one chunk (warm-started from its stored smaller size) and store its rows."""
+    started = time.perf_counter()
+    store = RunStore(context.root)
+    emb = None if chunk.embedding == NO_EMBEDDING else context.embeddings[chunk.embedding]
+    previous = _previous_part(store, chunk, context.sizes, context.config.warm_start)
+    frame = run_chunk(
+        chunk, context.screens[chunk.screen], emb, context.splits_by_size[chunk.size], context.config.seed,
+        gp_dtype=context.config.gp_dtype, previous=previous, pad_width=context.pad_width,
+    )  # fmt: skip
+    store.write_part(chunk.key, frame)
+    store.record_time(chunk.key, time.perf_counter() - started)
+
+
+#: Rough relative cost of a model's chunks, to hand out the longest chains first.
+_CHAIN_COST = {"gp": 8, "gp_blocks": 8, "knn_ktuned": 2, "ridge": 2, "linear": 2, "knn_k1": 1}
+
+
+def plan_chains(chunks: Sequence[Chunk]) -> list[list[Chunk]]:
+    """Chunks grouped by (screen, embedding, model), each chain in size order (a GP
+    fit warm-starts from the smaller size), the costliest chains first."""
+    chains: dict[tuple[str, str, str], list[Chunk]] = {}
+    for chunk in chunks:
+        chains.setdefault((chunk.screen, chunk.embedding, chunk.model), []).append(chunk)
+    ordered = [sorted(chain, key=lambda c: c.size) for chain in chains.values()]
+    return sorted(ordered, key=lambda chain: -_CHAIN_COST.get(chain[0].model, 0.5) * sum(c.size for c in chain))
+
+
 def run_sweep(
     screens: Mapping[str, PerturbationData],
     embeddings: Mapping[str, Embedding],
@@ -250,11 +299,14 @@ def run_sweep(
     *,
     data_id: str = "",
     progress: bool = True,
+    workers: int | None = 1,
 ) -> pl.DataFrame:
     """Run (or resume) the grid into ``store``; returns the full results table.
 
     ``data_id`` names the data in the run manifest (e.g. the synthetic seed or
     the input files) so that a folder is never resumed with other data.
+    ``workers``: processes to spread the chains over (:mod:`gpllm.evaluate.workers`);
+    1 runs in this process, None picks :func:`~gpllm.evaluate.workers.default_workers`.
     """
     missing = [e for e in config.embeddings if e not in embeddings]
     if missing:
@@ -267,24 +319,23 @@ def run_sweep(
         log.info("resuming the run in %s", store.root)
     write_json(store.root / "splits.json", plan.to_dict())
 
-    aligned = {name: s.select(perts) for name, s in screens.items()}
     aligned_emb = {name: e.select(perts) for name, e in used.items()}
+    context = SweepContext(
+        screens={name: s.select(perts) for name, s in screens.items()},
+        embeddings=aligned_emb,
+        splits_by_size={size: tuple(s for s in plan.splits if s.size == size) for size in plan.sizes},
+        sizes=tuple(plan.sizes),
+        config=config,
+        root=str(store.root),
+        pad_width=max((e.Z.shape[1] for e in aligned_emb.values()), default=0),
+    )
     chunks = plan_chunks(config, list(screens), plan.sizes)
-    todo = [c for c in chunks if not store.has_part(c.key)]
-    by_size = {size: [s for s in plan.splits if s.size == size] for size in plan.sizes}
-    pad_width = max((e.Z.shape[1] for e in aligned_emb.values()), default=0)
-
-    with _progress(progress, len(chunks), len(chunks) - len(todo)) as advance:
-        for chunk in todo:
-            emb = None if chunk.embedding == NO_EMBEDDING else aligned_emb[chunk.embedding]
-            advance(chunk)
-            frame = run_chunk(
-                chunk, aligned[chunk.screen], emb, by_size[chunk.size], config.seed,
-                gp_dtype=config.gp_dtype, previous=_previous_part(store, chunk, plan.sizes, config.warm_start),
-                pad_width=pad_width,
-            )  # fmt: skip
-            store.write_part(chunk.key, frame)
-        advance(None)
+    chains = plan_chains([c for c in chunks if not store.has_part(c.key)])
+    if workers is None:
+        workers = default_workers()
+    n_done = len(chunks) - sum(len(chain) for chain in chains)
+    with _progress(progress, len(chunks), n_done, workers) as on_event:
+        run_chains(chains, compute_chunk, context, workers=workers, on_event=on_event)
     return store.write_results([c.key for c in chunks])
 
 
@@ -298,32 +349,34 @@ def _previous_part(store: RunStore, chunk: Chunk, sizes: Sequence[int], enabled:
 
 
 class _progress:
-    """A rich progress bar over chunks (or nothing), usable as ``with ... as advance``."""
+    """A rich progress bar over chunks (or nothing), usable as ``with ... as on_event``,
+    where ``on_event("start" | "done", chunk)`` is :func:`run_chains`'s callback."""
 
-    def __init__(self, enabled: bool, total: int, done: int):
-        self.enabled, self.total, self.done = enabled, total, done
+    def __init__(self, enabled: bool, total: int, done: int, workers: int):
+        self.enabled, self.total, self.done, self.workers = enabled, total, done, workers
 
     def __enter__(self):
         if not self.enabled:
-            return lambda chunk: None
+            return lambda kind, chunk: None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.bar = Progress(TextColumn("{task.description:<48}"), BarColumn(), MofNCompleteColumn(),
+        self.bar = Progress(TextColumn("{task.description:<56}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), transient=False)  # fmt: skip
         self.bar.__enter__()
-        self.task = self.bar.add_task("sweep", total=self.total, completed=self.done)
-        self.started = False
+        where = "" if self.workers == 1 else f" ({self.workers} workers)"
+        self.task = self.bar.add_task(f"sweep{where}", total=self.total, completed=self.done)
 
-        def advance(chunk):
-            if self.started:
+        def on_event(kind: str, chunk: Chunk) -> None:
+            if kind == "done":
                 self.bar.advance(self.task)
-            self.started = True
-            label = "done" if chunk is None else f"{chunk.screen} {chunk.embedding} {chunk.model} n={chunk.size}"
-            self.bar.update(self.task, description=label)
+            else:
+                label = f"{chunk.screen} {chunk.embedding} {chunk.model} n={chunk.size}"
+                self.bar.update(self.task, description=label + where)
 
-        return advance
+        return on_event
 
     def __exit__(self, *exc):
         if self.enabled:
+            self.bar.update(self.task, description="done")
             self.bar.__exit__(*exc)
         return False

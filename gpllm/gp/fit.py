@@ -30,7 +30,7 @@ import optax.tree_utils as otu
 from jax import lax
 
 from gpllm.gp.kernels import Kernel
-from gpllm.gp.objective import GPParams, Path, init_params, lml, prepare_targets
+from gpllm.gp.objective import GPParams, Path, init_params, lml, params_like, prepare_targets
 
 Optimizer = Literal["lbfgs", "adam"]
 
@@ -100,13 +100,13 @@ def fit_traced(
     targets = prepare_targets(Y, path)
     if params0 is None:
         params0 = initial_params(kernel, Z, Y, targets)
-    params0 = jax.tree.map(lambda p: jnp.asarray(p, Z.dtype), params0)
+    params0 = params_like(params0, Z)
     n_entries = Y.shape[0] * Y.shape[1]
 
     def loss(params):
         # optax's line search works in the default float (float64 under x64): keep
         # the model in the data's dtype so float32 fits stay float32.
-        params = jax.tree.map(lambda p: p.astype(Z.dtype), params)
+        params = params_like(params, Z)
         return -lml(kernel, params, Z, targets).value / n_entries
 
     opt = make_optimizer(optimizer, learning_rate)
@@ -152,7 +152,7 @@ def fit_traced(
         trace0, jnp.zeros((), bool), jnp.zeros((), bool), jnp.zeros((), jnp.int32),
     )
     final = lax.while_loop(keep_going, body, start)
-    final = final._replace(params=jax.tree.map(lambda p: p.astype(Z.dtype), final.params))
+    final = final._replace(params=params_like(final.params, Z))
     final_lml = lml(kernel, final.params, Z, targets)
     trace = final.trace.at[final.step].set(final_lml.value / n_entries)
     return FitResult(final.params, final_lml.value, final_lml.jitter, trace, final.step, final.converged)

@@ -127,8 +127,15 @@ def _backward(residuals, cotangent):
 gaussian_lml.defvjp(_forward, _backward)
 
 
+def params_like(params, x: jax.Array):
+    """Every leaf of ``params`` in x's dtype: float64 hyperparameters (e.g. a saved
+    fit's) work with float32 data instead of failing inside a LAPACK call."""
+    return jax.tree.map(lambda p: jnp.asarray(p, x.dtype), params)
+
+
 def covariance(kernel: Kernel, params: GPParams, Z: jax.Array) -> jax.Array:
-    """A = K(Z, Z) + s2 I, (N, N)."""
+    """A = K(Z, Z) + s2 I, (N, N), in Z's dtype."""
+    params = params_like(params, Z)
     K = kernel.gram(params.kernel, Z)
     return K + positive(params.noise) * jnp.eye(Z.shape[0], dtype=K.dtype)
 

@@ -20,7 +20,7 @@ from jax import lax
 
 from gpllm.gp.cholesky import cholesky_with_jitter
 from gpllm.gp.kernels import Kernel
-from gpllm.gp.objective import GPParams, covariance
+from gpllm.gp.objective import GPParams, covariance, params_like
 from gpllm.gp.transforms import positive
 
 
@@ -36,6 +36,7 @@ class Posterior(NamedTuple):
 
 def condition(kernel: Kernel, params: GPParams, Z: jax.Array, Y: jax.Array) -> Posterior:
     """Factor A once and solve for alpha = A^{-1} Y; Z (N, Q), Y (N, D)."""
+    params = params_like(params, Z)
     L, jitter = cholesky_with_jitter(covariance(kernel, params, Z))
     alpha = lax.linalg.triangular_solve(
         L, lax.linalg.triangular_solve(L, Y, left_side=True, lower=True),

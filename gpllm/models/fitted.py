@@ -43,6 +43,7 @@ from gpllm.errors import CorruptFileError, DataError, EmbeddingError, InputError
 from gpllm.models.base import Model, Prediction
 from gpllm.models.gp import GPModel, GPState
 from gpllm.models.registry import build_model
+from gpllm.readonly import PicklesThroughInit
 
 FORMAT = "gpllm-fitted-model"
 VERSION = 1
@@ -109,7 +110,7 @@ def embed(projections: Sequence[BlockProjection], sources: Mapping[str, GeneVect
 
 # ------------------------------------------------------------------ fitted model
 @dataclass(frozen=True, eq=False)
-class FittedModel:
+class FittedModel(PicklesThroughInit):
     """Everything needed to rebuild a trained model's state.
 
     model: registry name; seed: its seed. perts: (N,) training perturbations,

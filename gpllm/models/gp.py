@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from gpllm import gp
 from gpllm.gp.fit import FitResult
 from gpllm.gp.kernels import RBF, Kernel
+from gpllm.gp.objective import params_like
 from gpllm.gp.posterior import Posterior
 from gpllm.models.base import Prediction, check_fit_inputs, check_predict_inputs
 
@@ -116,7 +117,7 @@ class GPModel:
 @partial(jax.jit, static_argnums=0)
 def _mean_strongest_correlation(kernel: Kernel, kernel_params, Z) -> jax.Array:
     """mean_i max_{j != i} |K_ij| / sqrt(K_ii K_jj) for Z (N, Q)."""
-    K = kernel.gram(jax.tree.map(lambda p: jnp.asarray(p, Z.dtype), kernel_params), Z)
+    K = kernel.gram(params_like(kernel_params, Z), Z)
     d = jnp.sqrt(jnp.clip(jnp.diag(K), jnp.finfo(Z.dtype).tiny))
     corr = jnp.abs(K) / d[:, None] / d[None, :]
     corr = jnp.where(jnp.eye(Z.shape[0], dtype=bool), 0.0, corr)
