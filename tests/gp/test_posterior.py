@@ -61,3 +61,20 @@ def test_prediction_rejects_wrong_width(fitted):
     _, _, Zs, _, post = fitted
     with pytest.raises(ShapeError, match="columns"):
         gp.predict(gp.RBF(), post, Zs[:, :2])
+
+
+def test_float64_hyperparameters_serve_float32_data(fitted):
+    """A saved (float64) fit used with float32 inputs: computed in float32, not a LAPACK dtype error."""
+    Z, Y, Zs, params, post64 = fitted
+    params = jax.tree.map(lambda p: np.asarray(p, np.float64), params)  # strongly typed, as when loaded
+    Z32, Y32, Zs32 = (np.asarray(a, np.float32) for a in (Z, Y, Zs))
+    lml32 = gp.log_marginal_likelihood(gp.RBF(), params, Z32, Y32)
+    assert lml32.value.dtype == np.float32
+    lml64 = gp.log_marginal_likelihood(gp.RBF(), params, Z, Y)
+    np.testing.assert_allclose(float(lml32.value), float(lml64.value), rtol=1e-4)
+    post32 = gp.condition(gp.RBF(), params, Z32, Y32)
+    mean32, var32 = gp.predict(gp.RBF(), post32, Zs32)
+    mean64, var64 = gp.predict(gp.RBF(), post64, Zs)
+    assert mean32.dtype == var32.dtype == np.float32
+    np.testing.assert_allclose(mean32, mean64, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(var32, var64, rtol=1e-3, atol=1e-5)
