@@ -85,9 +85,16 @@ def write_report(
     summarize(results).write_csv(paths["summary"])
     notes = notes_markdown(results)
     paths["notes"].write_text(notes, encoding="utf-8")
+    ran = {ModelKey(*k) for k in results.select("model", "embedding").unique().iter_rows()}
     for screen in screens(results):
-        if missing := missing_configurations(results, screen):
-            log.warning("%s: no results for %s", screen, ", ".join(model_label(*k) for k in missing))
+        missing = missing_configurations(results, screen)
+        # A warning only for a gap: a configuration this run has for another screen
+        # but not this one. The ones it never included are in notes.md.
+        if gaps := [k for k in missing if k in ran]:
+            log.warning("%s: no results for %s (present for other screens)", screen,
+                        ", ".join(model_label(*k) for k in gaps))  # fmt: skip
+        if not_run := [k for k in missing if k not in ran]:
+            log.info("%s: not in this run: %s", screen, ", ".join(model_label(*k) for k in not_run))
         slug = file_slug(screen)
         table = make_table(results, screen, size=size)
         paths[f"table_{screen}_md"] = write_markdown(table, out / f"table_{slug}.md")

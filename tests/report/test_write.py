@@ -127,3 +127,15 @@ def test_report_reads_the_sweeps_own_rows(tmp_path):
     assert table["n_perts"].to_list() == [30, 30]  # every perturbation tested once over the folds
     pts, size = scatter_points(rows, screen="RPE1", x=ModelKey("random_perturbation", "none"), y=ModelKey("nonctrl_mean", "none"))
     assert size == 16 and pts.height == 15
+
+
+def test_only_gaps_between_screens_are_warned_about(results, tmp_path, caplog):
+    """Configurations a run never included are noted, not warned about; one present for
+    another screen but missing for this one is a gap and is."""
+    gap = results.filter(~((pl.col("screen") == "RPE1") & (pl.col("model") == "gp") & (pl.col("embedding") == "text")))
+    with caplog.at_level("INFO", logger="gpllm.report.write"):
+        write_report(gap, tmp_path)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["RPE1: no results for GP+LLM (text) (present for other screens)"]
+    infos = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert any(m.startswith("K562: not in this run: Linear (sequence)") for m in infos)
