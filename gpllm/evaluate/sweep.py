@@ -21,15 +21,9 @@ GP fits are warm-started from the same fold's optimum at the next smaller
 training size (read back from that size's stored part, so a resumed run
 starts from exactly the same values as an uninterrupted one); the
 optimiser then needs about half the iterations. By default the sweep's GP
-fits on ``gp_float64_below`` (500) or more training perturbations run in
-float32, which halves their cost on CPU and moves the metrics by far less
-than their standard errors; ``gp_dtype="float64"`` restores the core's
-default everywhere. Smaller fits always run in float64: there the LML climbs
-off a low-signal region (kernel variance ~1e-4 of the noise, the GP then
-predicting about the non-control mean) by ~1e-7 per matrix entry per
-L-BFGS step, below float32's resolution, so float32 fits stopped there and
-their warm starts carried it up to ~700 perturbations; in float64 they
-cost a few milliseconds per evaluation.
+fits run in float32, which halves their cost on CPU and moves the metrics by
+far less than their standard errors; ``gp_dtype="float64"`` restores the
+core's default.
 """
 
 from __future__ import annotations
@@ -76,21 +70,14 @@ class SweepConfig:
     n_folds: int | Literal["loo"] = 5
     seed: int = 0
     gp_dtype: Literal["float32", "float64"] = "float32"
-    gp_float64_below: int = 500
     warm_start: bool = True
 
     def __post_init__(self):
         check_model_names(self.models)
         if self.gp_dtype not in ("float32", "float64"):
             raise InputError(f"gp_dtype must be 'float32' or 'float64', got {self.gp_dtype!r}")
-        if not isinstance(self.gp_float64_below, int) or self.gp_float64_below < 0:
-            raise InputError(f"gp_float64_below must be an integer >= 0, got {self.gp_float64_below!r}")
         if not self.embeddings and any(m not in BASELINES for m in self.models):
             raise InputError("models that use embeddings need at least one embedding")
-
-    def gp_dtype_for(self, size: int) -> str:
-        """The dtype of GP fits on ``size`` training perturbations (see the module docstring)."""
-        return "float64" if size < self.gp_float64_below else self.gp_dtype
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,7 +271,7 @@ def compute_chunk(chunk: Chunk, context: SweepContext) -> None:
     previous = _previous_part(store, chunk, context.sizes, context.config.warm_start)
     frame = run_chunk(
         chunk, context.screens[chunk.screen], emb, context.splits_by_size[chunk.size], context.config.seed,
-        gp_dtype=context.config.gp_dtype_for(chunk.size), previous=previous, pad_width=context.pad_width,
+        gp_dtype=context.config.gp_dtype, previous=previous, pad_width=context.pad_width,
     )  # fmt: skip
     store.write_part(chunk.key, frame)
     store.record_time(chunk.key, time.perf_counter() - started)

@@ -33,9 +33,7 @@ def inputs():
     return draw.screens, embeddings
 
 
-# GP fits on 12 perturbations run in float64, on 24 in float32 (gp_float64_below=20).
-CONFIG = SweepConfig(models=MODELS, embeddings=("text", "text+sequence"), sizes=(12, 24), n_folds=3, seed=2,
-                     gp_float64_below=20)  # fmt: skip
+CONFIG = SweepConfig(models=MODELS, embeddings=("text", "text+sequence"), sizes=(12, 24), n_folds=3, seed=2)
 
 
 @pytest.fixture(scope="module")
@@ -77,36 +75,25 @@ def test_rows_equal_an_independent_fit_and_score(inputs, finished):
     np.testing.assert_allclose(rows["mae_all"].to_numpy(), np.asarray(expected.mae_all), rtol=1e-12)
 
 
-@pytest.mark.parametrize(("name", "size"), [("gp", 12), ("gp", 24), ("knn_k1", 12)])
-def test_padded_and_fused_chunks_equal_plain_fits(inputs, finished, name, size):
+@pytest.mark.parametrize("name", ["gp", "knn_k1"])
+def test_padded_and_fused_chunks_equal_plain_fits(inputs, finished, name):
     """The sweep pads "text" (5 columns) with zeros to "text+sequence"'s 10 and runs
-    GP folds as one fused fit+predict program, in the dtype the size asks for;
-    none of that may change a number."""
+    GP folds as one fused fit+predict program; neither may change a number."""
     root, results = finished
     screens, embeddings = inputs
     plan = SplitPlan.load(root / "splits.json")
     data = screens["K562"].select(plan.perts)
     emb = embeddings["text"].select(plan.perts)
     assert emb.Z.shape[1] < embeddings["text+sequence"].Z.shape[1]
-    split = next(s for s in plan.splits if s.size == size and s.fold == 0)
+    split = next(s for s in plan.splits if s.size == 12 and s.fold == 0)
     model = build_model(name)
-    dtype = CONFIG.gp_dtype_for(size) if name == "gp" else "float64"
     if name == "gp":
-        model = dataclasses.replace(model, dtype=dtype)
-    if name == "gp" and size > min(CONFIG.sizes):  # the sweep warm-starts from the smaller size's fit
-        smaller = results.filter(screen="K562", model="gp", embedding="text", size=12, fold=0)
-        state = model.fit(emb.Z[split.train], data.Y[split.train], decode_hyperparameters(smaller["hyperparameters"][0]))
-    else:
-        state = model.fit(emb.Z[split.train], data.Y[split.train])
-    pred = model.predict(state, emb.Z[split.test])
+        model = dataclasses.replace(model, dtype=CONFIG.gp_dtype)
+    pred = model.predict(model.fit(emb.Z[split.train], data.Y[split.train]), emb.Z[split.test])
     expected = perturbation_metrics(data.Y[split.test], np.asarray(pred.mean, np.float64), reference=data.ctrl,
                                     de=data.de[split.test])  # fmt: skip
-    rows = results.filter(screen="K562", model=name, embedding="text", size=size, fold=0)
-    # float32: the padded columns change the rounding of the distances; float64 GP
-    # fits end on the same optimum to the optimiser's tolerance.
-    tol = {"float32": {"rtol": 1e-4, "atol": 1e-5}, "float64": {"rtol": 1e-7, "atol": 1e-9}}[dtype]
-    if name != "gp":
-        tol = {"rtol": 1e-12}
+    rows = results.filter(screen="K562", model=name, embedding="text", size=12, fold=0)
+    tol = {"rtol": 1e-4, "atol": 1e-5} if name == "gp" else {"rtol": 1e-12}
     np.testing.assert_allclose(rows["pearson_all"].to_numpy(), np.asarray(expected.pearson_all), **tol)
     np.testing.assert_allclose(rows["mae_all"].to_numpy(), np.asarray(expected.mae_all), **tol)
 
@@ -211,11 +198,3 @@ def test_worker_processes_fill_the_same_table(inputs, finished, tmp_path):
         part.unlink()
     resumed = run_sweep(screens, embeddings, CONFIG, RunStore(tmp_path), data_id="t", progress=False, workers=2)
     assert resumed.equals(parallel)
-
-
-def test_small_gp_fits_run_in_float64():
-    config = SweepConfig(gp_dtype="float32", gp_float64_below=500)
-    assert [config.gp_dtype_for(n) for n in (100, 499, 500, 1400)] == ["float64", "float64", "float32", "float32"]
-    assert SweepConfig(gp_dtype="float64").gp_dtype_for(1400) == "float64"
-    with pytest.raises(InputError, match="gp_float64_below must be an integer >= 0"):
-        SweepConfig(gp_float64_below=-1)
