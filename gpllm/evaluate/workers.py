@@ -92,7 +92,7 @@ def run_chains(
 ) -> list[list[R]]:
     """``task(item, context)`` for every item, in order within each chain; results per chain.
 
-    ``workers`` <= 1 runs everything in this process. Otherwise ``task`` must be
+    ``workers`` = 1 runs everything in this process. Otherwise ``task`` must be
     a module-level function and ``context`` picklable (each worker gets a copy
     once). ``on_event("start" | "done", item)`` is called in this process.
     """
