@@ -256,8 +256,7 @@ class SweepContext:
 
     screens: Mapping[str, PerturbationData]
     embeddings: Mapping[str, Embedding]
-    splits_by_size: Mapping[int, tuple[Split, ...]]
-    sizes: tuple[int, ...]
+    splits_by_size: Mapping[int, tuple[Split, ...]]  # in increasing size
     config: SweepConfig
     root: str  # the run folder
     pad_width: int  # kNN/GP inputs are padded with zero columns to this width
@@ -268,7 +267,7 @@ def compute_chunk(chunk: Chunk, context: SweepContext) -> None:
     started = time.perf_counter()
     store = RunStore(context.root)
     emb = None if chunk.embedding == NO_EMBEDDING else context.embeddings[chunk.embedding]
-    previous = _previous_part(store, chunk, context.sizes, context.config.warm_start)
+    previous = _previous_part(store, chunk, tuple(context.splits_by_size), context.config.warm_start)
     frame = run_chunk(
         chunk, context.screens[chunk.screen], emb, context.splits_by_size[chunk.size], context.config.seed,
         gp_dtype=context.config.gp_dtype, previous=previous, pad_width=context.pad_width,
@@ -324,7 +323,6 @@ def run_sweep(
         screens={name: s.select(perts) for name, s in screens.items()},
         embeddings=aligned_emb,
         splits_by_size={size: tuple(s for s in plan.splits if s.size == size) for size in plan.sizes},
-        sizes=tuple(plan.sizes),
         config=config,
         root=str(store.root),
         pad_width=max((e.Z.shape[1] for e in aligned_emb.values()), default=0),

@@ -104,9 +104,8 @@ def fit_traced(
     n_entries = Y.shape[0] * Y.shape[1]
 
     def loss(params):
-        # optax's line search works in the default float (float64 under x64): keep
-        # the model in the data's dtype so float32 fits stay float32.
-        params = params_like(params, Z)
+        # optax's line search works in the default float (float64 under x64); the
+        # covariance casts the params to Z's dtype, so float32 fits stay float32.
         return -lml(kernel, params, Z, targets).value / n_entries
 
     opt = make_optimizer(optimizer, learning_rate)
