@@ -5,13 +5,17 @@
     gpllm bench lml [--quick]                    # the same, from a source checkout
 
 Every case runs alone in a fresh process (``benchmarks.peers.run_isolated``) so that
-its peak memory is its own; times are medians of repeats after compilation. Printed:
+its peak memory is its own, and all of them (peers too) in the same environment, with
+gpllm's OpenBLAS spin limit (gpllm/blas.py); times are medians of repeats after
+compilation. Printed:
 
 1. the machine's GEMM rate (jitted jnp.matmul, float64 and float32);
 2. the main table: each case's median time, peak memory, its ratio to gpllm in the same
    dtype, and its agreement with gpllm's value;
 3. gpllm's FLOP count per path, the FLOP-bound time (FLOPs / GEMM rate) and the
-   fraction of it reached;
+   fraction of it reached. The GEMM rate here is timed in the case's own process,
+   alternating with the case's runs: on a shared machine the rate drifts by +-15% over
+   minutes, and a fraction is only meaningful when both were measured together;
 4. a scaling sweep over N at fixed D;
 5. the wall time of a full L-BFGS fit at the main size.
 
@@ -29,9 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.peers import DEFAULT_MAX_BYTES, REPO_ROOT, run_isolated
+import gpllm  # noqa: F401  (first: its OpenBLAS spin limit must precede SciPy's LAPACK, gpllm/blas.py)
+from benchmarks.peers import (DEFAULT_MAX_BYTES, REPO_ROOT, child_environment, primitive_floor_s,
+                              run_isolated)  # fmt: skip
 
 MIB = 1024**2
+GEMM_N = 2000  # the GEMM whose rate defines "FLOP-bound": 2000 x 2000 x 2000, jitted jnp.matmul
 
 
 def gpllm_flops(n: int, q: int, d: int, path: str) -> float:
@@ -51,7 +58,8 @@ def _gemm(dtype: str, n: int, repeats: int) -> dict:
 
     cmd = [sys.executable, "-m", "benchmarks.peers", "--gemm", "--n", str(n), "--dtype", dtype,
            "--repeats", str(repeats)]  # fmt: skip
-    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+                         env=child_environment())  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -71,7 +79,10 @@ def run_cases(n, q, d, repeats, max_bytes, include_peers=True) -> list[dict]:
     for name, dtype in cases:
         _progress(f"{name} {dtype} at N={n}, Q={q}, D={d}")
         reps = 3 if name == "gpjax" else repeats
-        records.append(run_isolated(name, n, q, d, dtype, reps, max_bytes=max_bytes, timeout=1800))
+        # gpllm's runs alternate with the GEMM its FLOP fraction is measured against.
+        gemm_n = GEMM_N if name.startswith("gpllm") else None
+        records.append(run_isolated(name, n, q, d, dtype, reps, max_bytes=max_bytes, timeout=1800,
+                                    gemm_n=gemm_n))  # fmt: skip
     return records
 
 
@@ -111,17 +122,24 @@ def print_table(rows: list[dict]) -> None:
 
 
 def flop_report(records, gemm, n, q, d) -> list[dict]:
+    """FLOP-bound fraction per gpllm case, against the GEMM rate measured alternately with
+    the case in its own process (the run's first GEMM figure if that is missing)."""
     out = []
     for r in records:
         if not r["case"].startswith("gpllm") or "error" in r:
             continue
         path = r["case"].split("-", 1)[1]
         flops = gpllm_flops(n, q, d, path)
-        rate = gemm[r["dtype"]]["jax_gflops"] * 1e9
+        rate = r.get("gemm_gflops", gemm[r["dtype"]]["jax_gflops"]) * 1e9
         bound = flops / rate
-        out.append({"case": r["case"], "dtype": r["dtype"], "gflop": flops / 1e9,
-                    "gemm_gflops": rate / 1e9, "flop_bound_s": bound, "median_s": r["median_s"],
-                    "fraction_of_gemm_rate": bound / r["median_s"]})  # fmt: skip
+        row = {"case": r["case"], "dtype": r["dtype"], "gflop": flops / 1e9,
+               "gemm_gflops": rate / 1e9, "flop_bound_s": bound, "median_s": r["median_s"],
+               "fraction_of_gemm_rate": bound / r["median_s"]}  # fmt: skip
+        if "primitives_s" in r:
+            floor = primitive_floor_s(r["primitives_s"])
+            row |= {"primitives_s": r["primitives_s"], "primitive_floor_s": floor,
+                    "floor_fraction_of_gemm_rate": bound / floor}  # fmt: skip
+        out.append(row)
     return out
 
 
@@ -165,8 +183,12 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {"machine": platform.platform(), "processor": platform.processor(),
               "size": {"n": args.n, "q": args.q, "d": args.d}}  # fmt: skip
+    env = child_environment()
+    report["environment"] = {name: env[name] for name in ("OPENBLAS_THREAD_TIMEOUT",)}
+    print(f"every case in its own process, OPENBLAS_THREAD_TIMEOUT={env['OPENBLAS_THREAD_TIMEOUT']} "
+          "(gpllm's default, gpllm/blas.py; peers get the same)")  # fmt: skip
     _progress("GEMM rate")
-    gemm = {dt: _gemm(dt, 2000, 5) for dt in ("float64", "float32")}
+    gemm = {dt: _gemm(dt, GEMM_N, 5) for dt in ("float64", "float32")}
     report["gemm"] = gemm
     print(f"GEMM 2000^3 (jitted jnp.matmul): float64 {gemm['float64']['jax_gflops']:.1f} GFLOP/s, "
           f"float32 {gemm['float32']['jax_gflops']:.1f} GFLOP/s "
@@ -180,18 +202,27 @@ def main(argv: list[str] | None = None) -> int:
 
     flops = flop_report(records, gemm, args.n, args.q, args.d)
     report["flops"] = flops
-    print("\nFLOP-bound check (FLOPs / GEMM rate vs measured)")
+    print("\nFLOP-bound check (FLOPs / GEMM rate vs measured; the GEMM timed alternately with the case)")
     for f in flops:
-        print(f"{f['case']:<15}{f['dtype']:<9}{f['gflop']:>7.1f} GFLOP  bound {f['flop_bound_s']:.3f} s  "
+        print(f"{f['case']:<15}{f['dtype']:<9}{f['gflop']:>7.1f} GFLOP  GEMM {f['gemm_gflops']:6.1f} GFLOP/s  "
+              f"bound {f['flop_bound_s']:.3f} s  "
               f"measured {f['median_s']:.3f} s  -> {100 * f['fraction_of_gemm_rate']:.0f}% of GEMM rate")  # fmt: skip
+    print("Floor of the algorithm: its LAPACK/XLA calls timed alone in the same rounds "
+          "(potrf + trsm(R) + W W^T + 2 trsm(N); R = D direct, N gram)")
+    for f in (f for f in flops if "primitive_floor_s" in f):
+        p = f["primitives_s"]
+        print(f"{f['case']:<15}{f['dtype']:<9}potrf {1e3 * p['potrf']:.0f} ms, trsm(R) {1e3 * p['trsm_r']:.0f} ms, "
+              f"W W^T {1e3 * p['gemm_wwt']:.0f} ms, trsm(N) {1e3 * p['trsm_n']:.0f} ms -> floor "
+              f"{f['primitive_floor_s']:.3f} s = {100 * f['floor_fraction_of_gemm_rate']:.0f}% of GEMM rate; "
+              f"gpllm's time {f['median_s'] / f['primitive_floor_s']:.2f}x the floor")  # fmt: skip
 
     sweep = []
     print(f"\nScaling sweep, gpllm float64, D={args.d} (auto path: gram when D > N)")
     for n in (int(x) for x in args.sweep.split(",")):
         path = "gram" if args.d > n else "direct"
         _progress(f"sweep N={n} ({path})")
-        r = run_isolated(f"gpllm-{path}", n, args.q, args.d, "float64", 3, timeout=1800)
-        r["flop_bound_s"] = gpllm_flops(n, args.q, args.d, path) / (gemm["float64"]["jax_gflops"] * 1e9)
+        r = run_isolated(f"gpllm-{path}", n, args.q, args.d, "float64", 3, timeout=1800, gemm_n=GEMM_N)
+        r["flop_bound_s"] = gpllm_flops(n, args.q, args.d, path) / (r["gemm_gflops"] * 1e9)
         sweep.append(r)
         print(f"N={n:>5} {path:<7} median {r['median_s']:.3f} s  peak {r['peak_rss_bytes'] / MIB:.0f} MiB  "
               f"{100 * r['flop_bound_s'] / r['median_s']:.0f}% of GEMM rate")  # fmt: skip

@@ -42,6 +42,7 @@ import argparse
 import functools
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -443,6 +444,50 @@ def time_call(fn: Callable[[], object], repeats: int, warmup: int = 1) -> Timing
     return Timing(float(np.median(times)), float(min(times)), tuple(times))
 
 
+def time_calls_interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, Timing]:
+    """time_call for several functions in alternation (one warm-up each), so that each
+    sees the same machine: on a shared machine the rate drifts over minutes."""
+    for fn in fns.values():
+        jax.block_until_ready(fn())
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - start)
+    return {name: Timing(float(np.median(t)), float(min(t)), tuple(t)) for name, t in times.items()}
+
+
+def jax_gemm(n: int, dtype) -> tuple[Callable[[], jax.Array], float]:
+    """A jitted n x n x n jnp.matmul ready to call, and its GFLOP (2 n^3 / 1e9)."""
+    rng = np.random.default_rng(0)
+    a, b = (jnp.asarray(rng.standard_normal((n, n)).astype(dtype)) for _ in range(2))
+    matmul = jax.jit(jnp.matmul)
+    return (lambda: matmul(a, b)), 2.0 * n**3 / 1e9
+
+
+def lapack_primitives(n: int, r: int, dtype) -> dict[str, Callable[[], jax.Array]]:
+    """The library calls one gpllm value+gradient is made of, each jitted alone at its
+    size: potrf (N, N); trsm with R and with N right-hand sides; the GEMM W W^T, W (N, R).
+    Their summed time is the floor of this algorithm on this machine's LAPACK and XLA."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, n)) / math.sqrt(n)
+    A = jnp.asarray(X @ X.T + np.eye(n), dtype)
+    L = jnp.linalg.cholesky(A)
+    B_r, B_n = (jnp.asarray(rng.standard_normal((n, m)), dtype) for m in (r, n))
+    potrf = jax.jit(lambda a: jax.lax.linalg.cholesky(a, symmetrize_input=False))
+    trsm = jax.jit(lambda l, b: jax.lax.linalg.triangular_solve(l, b, left_side=True, lower=True))
+    gram = jax.jit(lambda w: w @ w.T)
+    return {"potrf": lambda: potrf(A), "trsm_r": lambda: trsm(L, B_r),
+            "trsm_n": lambda: trsm(L, B_n), "gemm_wwt": lambda: gram(B_r)}  # fmt: skip
+
+
+def primitive_floor_s(primitives_s: dict[str, float]) -> float:
+    """potrf + trsm(R) + W W^T + 2 trsm(N): the calls of one value+gradient, in seconds."""
+    p = primitives_s
+    return p["potrf"] + p["trsm_r"] + p["gemm_wwt"] + 2 * p["trsm_n"]
+
+
 def gemm_rate(n: int = 2000, dtype=np.float64, repeats: int = 5) -> GemmRate:
     """GFLOP/s (2 n^3 / median time) of an n x n matmul, jitted jnp.matmul and np.dot.
 
@@ -450,12 +495,10 @@ def gemm_rate(n: int = 2000, dtype=np.float64, repeats: int = 5) -> GemmRate:
     """
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
-    ja, jb = jnp.asarray(a), jnp.asarray(b)
-    matmul = jax.jit(jnp.matmul)
-    gflop = 2.0 * n**3 / 1e9
-    jax_s = time_call(lambda: matmul(ja, jb), repeats).median_s
+    matmul, gflop = jax_gemm(n, dtype)
+    jax_s = time_call(matmul, repeats).median_s
     numpy_s = time_call(lambda: np.dot(a, b), repeats).median_s
-    return GemmRate(gflop / jax_s, gflop / numpy_s, n, str(ja.dtype))
+    return GemmRate(gflop / jax_s, gflop / numpy_s, n, str(np.dtype(dtype)))
 
 
 def _max_rss_bytes() -> int:
@@ -471,18 +514,38 @@ def run_case(
     repeats: int = 5,
     seed: int = 0,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    gemm_n: int | None = None,
 ) -> dict:
     """Build, warm and time one case in THIS process; returns the CLI's JSON record.
 
-    peak_rss_bytes = process high-water mark at the end minus the high-water mark after
-    imports and data generation: what the case (factory, compilation, runs) added. It is
-    only the case's own when this process ran nothing else: use run_isolated.
+    peak_rss_bytes = process high-water mark after the case's first timed run minus the
+    high-water mark after imports and data generation: what the case (factory,
+    compilation, runs) added. It is only the case's own when this process ran nothing
+    else: use run_isolated. With ``gemm_n``, the case's runs alternate with an
+    n x n x n jnp.matmul (allocated after the peak is read) and the record gains
+    ``gemm_gflops``: the GEMM rate under the same machine conditions as the case; a
+    gpllm case then also times :func:`lapack_primitives` in the same rounds
+    (``primitives_s``, medians).
     """
     Z, Y = make_problem(n, q, d, seed, dtype)
     baseline = _max_rss_bytes()
     case = make_case(name, Z, Y, dtype=dtype, max_bytes=max_bytes)
     record = evaluate(case)  # the result reported, and a warm-up run
-    timing = time_call(case.run, repeats, warmup=0)
+    first = time_call(case.run, 1, warmup=0)
+    peak = _max_rss_bytes() - baseline
+    more = max(repeats - 1, 1) if gemm_n else repeats - 1
+    if gemm_n is None:
+        rest = time_call(case.run, more, warmup=0).all_s if more else ()
+    else:
+        gemm, gflop = jax_gemm(gemm_n, dtype)
+        primitives = lapack_primitives(n, d if name == "gpllm-direct" else n, dtype) if name.startswith("gpllm") else {}
+        timings = time_calls_interleaved({"case": case.run, "gemm": gemm, **primitives}, more)
+        rest = timings["case"].all_s
+        record |= {"gemm_n": gemm_n, "gemm_gflops": gflop / timings["gemm"].median_s}
+        if primitives:
+            record["primitives_s"] = {key: timings[key].median_s for key in primitives}
+    all_s = first.all_s + rest
+    timing = Timing(float(np.median(all_s)), float(min(all_s)), all_s)
     return {
         "case": name,
         "n": n,
@@ -493,7 +556,7 @@ def run_case(
         "median_s": timing.median_s,
         "min_s": timing.min_s,
         "all_s": list(timing.all_s),
-        "peak_rss_bytes": _max_rss_bytes() - baseline,
+        "peak_rss_bytes": peak,
         "baseline_rss_bytes": baseline,
     }
 
@@ -513,6 +576,15 @@ def evaluate(case: PeerCase) -> dict:
     }
 
 
+def child_environment() -> dict[str, str]:
+    """The environment every benchmark process runs in: this one, with gpllm's OpenBLAS
+    spin limit (:mod:`gpllm.blas`) unless already set. Peers get it too, so that a ratio
+    measures the code, not a BLAS setting."""
+    from gpllm.blas import SPIN_EXPONENT, SPIN_VARIABLE
+
+    return {**os.environ, SPIN_VARIABLE: os.environ.get(SPIN_VARIABLE, SPIN_EXPONENT)}
+
+
 def run_isolated(
     name: str,
     n: int,
@@ -523,8 +595,10 @@ def run_isolated(
     seed: int = 0,
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: float | None = None,
+    gemm_n: int | None = None,
 ) -> dict:
-    """run_case in a fresh ``python -m benchmarks.peers`` process; its JSON record as a dict.
+    """run_case in a fresh ``python -m benchmarks.peers`` process; its JSON record as a dict
+    (``gemm_n``: see run_case).
 
     A case that fails inside the child (e.g. an unsupported dtype) comes back as
     {"case": ..., "error": ...}; a child that dies without a record (e.g. killed for memory)
@@ -533,7 +607,10 @@ def run_isolated(
     cmd = [sys.executable, "-m", "benchmarks.peers", "--case", name, "--n", str(n),
            "--q", str(q), "--d", str(d), "--dtype", dtype, "--repeats", str(repeats),
            "--seed", str(seed), "--max-bytes", str(max_bytes)]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+    if gemm_n is not None:
+        cmd += ["--gemm-n", str(gemm_n)]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=child_environment())  # fmt: skip
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if not lines:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
@@ -631,6 +708,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES)
+    parser.add_argument("--gemm-n", type=int, default=None, help="alternate the case's runs with this GEMM")
     args = parser.parse_args(argv)
 
     if args.selfcheck:
@@ -645,7 +723,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         record = run_case(args.case, args.n or 1400, args.q, args.d, dtype, args.repeats,
-                          args.seed, args.max_bytes)  # fmt: skip
+                          args.seed, args.max_bytes, args.gemm_n)  # fmt: skip
     except (NotImplementedError, RuntimeError) as err:
         print(json.dumps({"case": args.case, "dtype": args.dtype, "error": str(err)}))
         return 1
