@@ -523,7 +523,8 @@ def run_case(
     compilation, runs) added. It is only the case's own when this process ran nothing
     else: use run_isolated. With ``gemm_n``, the case's runs alternate with an
     n x n x n jnp.matmul (allocated after the peak is read) and the record gains
-    ``gemm_gflops``: the GEMM rate under the same machine conditions as the case; a
+    ``gemm_gflops`` and ``gemm_all_s``: the GEMM rate under the same machine conditions
+    as the case (``all_s[1:]`` and ``gemm_all_s`` are the same rounds); a
     gpllm case then also times :func:`lapack_primitives` in the same rounds
     (``primitives_s``, medians).
     """
@@ -541,7 +542,8 @@ def run_case(
         primitives = lapack_primitives(n, d if name == "gpllm-direct" else n, dtype) if name.startswith("gpllm") else {}
         timings = time_calls_interleaved({"case": case.run, "gemm": gemm, **primitives}, more)
         rest = timings["case"].all_s
-        record |= {"gemm_n": gemm_n, "gemm_gflops": gflop / timings["gemm"].median_s}
+        record |= {"gemm_n": gemm_n, "gemm_gflops": gflop / timings["gemm"].median_s,
+                   "gemm_all_s": list(timings["gemm"].all_s)}  # fmt: skip
         if primitives:
             record["primitives_s"] = {key: timings[key].median_s for key in primitives}
     all_s = first.all_s + rest
