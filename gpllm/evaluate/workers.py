@@ -4,7 +4,8 @@ Why processes: on CPU, at the sweep's sizes (N <= 1400), XLA's GEMMs and
 LAPACK's Cholesky and triangular solves keep two cores only partly busy, and
 the Python and NumPy between them use one. Two single-core workers on a
 2-core machine run the default ``gpllm reproduce`` grid in ~230 s against
-~325 s for one process using both cores (``python -m benchmarks.sweep``).
+~285 s for one process using both cores (``python -m benchmarks.sweep``; ~325 s
+before OpenBLAS's idle spinning was limited, :mod:`gpllm.blas`).
 
 A *chain* is a list of tasks that must run in order in one process (a GP
 chain warm-starts each training size from the stored fit at the smaller
