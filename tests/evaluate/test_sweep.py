@@ -16,7 +16,7 @@ from gpllm.errors import DataError, InputError
 from gpllm.evaluate.metrics import perturbation_metrics
 from gpllm.evaluate.splits import SplitPlan
 from gpllm.evaluate.store import RunStore, atomic_write
-from gpllm.evaluate.sweep import NO_EMBEDDING, SweepConfig, decode_hyperparameters, run_sweep
+from gpllm.evaluate.sweep import NO_EMBEDDING, Chunk, SweepConfig, decode_hyperparameters, run_chunk, run_sweep
 from gpllm.models.registry import build_model
 
 MODELS = ("gp", "knn_k1", "ridge", "nonctrl_mean", "random_perturbation")
@@ -198,3 +198,31 @@ def test_worker_processes_fill_the_same_table(inputs, finished, tmp_path):
         part.unlink()
     resumed = run_sweep(screens, embeddings, CONFIG, RunStore(tmp_path), data_id="t", progress=False, workers=2)
     assert resumed.equals(parallel)
+
+
+def test_a_warm_started_gp_below_the_threshold_keeps_its_better_start(inputs, finished):
+    """At size 24 (< fresh_start_below) each fold's GP is the warm-started fit or the
+    fresh-start fit, whichever ends with the higher LML, and never worse than either."""
+    root, results = finished
+    screens, embeddings = inputs
+    assert 24 < CONFIG.fresh_start_below
+    plan = SplitPlan.load(root / "splits.json")
+    data = screens["K562"].select(plan.perts)
+    emb = embeddings["text"].select(plan.perts)
+    splits = [s for s in plan.splits if s.size == 24]
+    chunk = Chunk("K562", "text", "gp", 24)
+    previous = results.filter(screen="K562", model="gp", embedding="text", size=12)
+
+    def lml_per_fold(**options):
+        frame = run_chunk(chunk, data, emb, splits, CONFIG.seed, gp_dtype=CONFIG.gp_dtype, **options)
+        first = frame.group_by("fold", maintain_order=True).agg(pl.col("hyperparameters").first())
+        return np.array([json.loads(h)["lml"] for h in first["hyperparameters"]]), frame
+
+    warm, _ = lml_per_fold(previous=previous)
+    fresh, _ = lml_per_fold(previous=None)
+    better, frame = lml_per_fold(previous=previous, compare_fresh_start=True)
+    tol = 1e-5 * np.abs(warm)  # float32 fits, batched 2B wide instead of B
+    assert np.any(np.abs(warm - fresh) > tol)  # the two starts end apart, so the choice matters
+    assert np.all(better >= np.maximum(warm, fresh) - tol)
+    assert np.all(np.minimum(np.abs(better - warm), np.abs(better - fresh)) <= tol)
+    assert frame.height == sum(len(s.test) for s in splits)
