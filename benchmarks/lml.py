@@ -123,14 +123,13 @@ def print_table(rows: list[dict]) -> None:
             print(f"  note [{r['case']}]: {r['note']}")
 
 
-def paired_fraction(record: dict, flops: float) -> tuple[float, float]:
-    """(fraction of the GEMM rate, GEMM GFLOP/s) for one gpllm record, both medians over
-    the rounds in which the case and the GEMM ran back to back: a noise burst that slows
-    a round slows both and cancels in that round's ratio."""
+def paired_fraction(record: dict, flops: float) -> float:
+    """A gpllm record's fraction of the GEMM rate: the median over the rounds in which
+    the case and the GEMM ran back to back, so a noise burst that slows a round slows
+    both and cancels in that round's ratio."""
     gflop_gemm = 2.0 * record["gemm_n"] ** 3 / 1e9
     case_s, gemm_s = np.asarray(record["all_s"][1:]), np.asarray(record["gemm_all_s"])
-    per_round = (flops / 1e9) * gemm_s / gflop_gemm / case_s
-    return float(np.median(per_round)), float(np.median(gflop_gemm / gemm_s))
+    return float(np.median((flops / 1e9) * gemm_s / gflop_gemm / case_s))
 
 
 def flop_report(records, n, q, d) -> list[dict]:
@@ -141,7 +140,7 @@ def flop_report(records, n, q, d) -> list[dict]:
             continue
         path = r["case"].split("-", 1)[1]
         flops = gpllm_flops(n, q, d, path)
-        fraction, rate = paired_fraction(r, flops)
+        fraction, rate = paired_fraction(r, flops), r["gemm_gflops"]
         bound = flops / (rate * 1e9)
         row = {"case": r["case"], "dtype": r["dtype"], "gflop": flops / 1e9, "gemm_gflops": rate,
                "flop_bound_s": bound, "median_s": r["median_s"], "fraction_of_gemm_rate": fraction}  # fmt: skip
@@ -234,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         _progress(f"sweep N={n} ({path})")
         r = run_isolated(f"gpllm-{path}", n, args.q, args.d, "float64", args.repeats, timeout=1800,
                          gemm_n=GEMM_N)  # fmt: skip
-        r["fraction_of_gemm_rate"], r["gemm_gflops"] = paired_fraction(r, gpllm_flops(n, args.q, args.d, path))
+        r["fraction_of_gemm_rate"] = paired_fraction(r, gpllm_flops(n, args.q, args.d, path))
         sweep.append(r)
         print(f"N={n:>5} {path:<7} median {r['median_s']:.3f} s  peak {r['peak_rss_bytes'] / MIB:.0f} MiB  "
               f"{100 * r['fraction_of_gemm_rate']:.0f}% of GEMM rate ({r['gemm_gflops']:.0f} GFLOP/s)")  # fmt: skip

@@ -434,21 +434,17 @@ def make_case(
 
 def time_call(fn: Callable[[], object], repeats: int, warmup: int = 1) -> Timing:
     """Wall time of fn() (perf_counter), blocking on any JAX arrays it returns."""
-    for _ in range(warmup):
-        jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return Timing(float(np.median(times)), float(min(times)), tuple(times))
+    return time_calls_interleaved({"fn": fn}, repeats, warmup)["fn"]
 
 
-def time_calls_interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, Timing]:
-    """time_call for several functions in alternation (one warm-up each), so that each
-    sees the same machine: on a shared machine the rate drifts over minutes."""
+def time_calls_interleaved(
+    fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+) -> dict[str, Timing]:
+    """time_call for several functions in alternation, so that each sees the same
+    machine: on a shared machine the rate drifts over minutes."""
     for fn in fns.values():
-        jax.block_until_ready(fn())
+        for _ in range(warmup):
+            jax.block_until_ready(fn())
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():

@@ -197,8 +197,10 @@ def warm_start(
     starts = []
     for b, fold in enumerate(folds):
         params = decode_hyperparameters(by_fold[fold]) if by_fold.get(fold) else None
-        starts.append(params if params is not None and model.usable_start(params, Z[b]) else None)
-    return _stack_params([p if p is not None else fresh_start(model, Z[b], Y[b]) for b, p in enumerate(starts)])
+        if params is None or not model.usable_start(params, Z[b]):
+            params = fresh_start(model, Z[b], Y[b])
+        starts.append(params)
+    return _stack_params(starts)
 
 
 def fresh_start(model: GPModel, Z: np.ndarray, Y: np.ndarray) -> gp.GPParams:
