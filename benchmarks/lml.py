@@ -35,7 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-import gpllm  # noqa: F401  (first: its OpenBLAS spin limit must precede SciPy's LAPACK, gpllm/blas.py)
+from gpllm.blas import limit_openblas_spin
+
+limit_openblas_spin()  # before anything loads SciPy's LAPACK (gpllm/blas.py)
 from benchmarks.peers import (DEFAULT_MAX_BYTES, REPO_ROOT, child_environment, primitive_floor_s,
                               run_isolated)  # fmt: skip
 
@@ -165,7 +167,7 @@ def time_full_fit(n, q, d, seed=0) -> dict:
         t0 = time.perf_counter()
         result = jax.block_until_ready(gp.fit(gp.RBF(), Z, Y))
         times.append(time.perf_counter() - t0)
-    values = gp.params_to_values(result.params)
+    values = gp.params_to_values(gp.RBF(), result.params)
     return {"n": n, "q": q, "d": d, "first_call_s": times[0], "rerun_s": times[1],
             "iterations": int(result.n_steps), "converged": bool(result.converged),
             "lml": float(result.lml),

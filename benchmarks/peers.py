@@ -390,7 +390,7 @@ def make_gpllm(Z, Y, variance, lengthscale, noise, dtype=np.float64, path="gram"
 
     params = jax.tree.map(
         lambda x: jnp.asarray(x, dtype),
-        gp.params_from_values({"variance": variance, "lengthscale": lengthscale}, noise),
+        gp.params_from_values(gp.RBF(), {"variance": variance, "lengthscale": lengthscale}, noise),
     )
     Zj = jnp.asarray(Z, dtype)
     targets = jax.block_until_ready(prepare_targets(jnp.asarray(Y, dtype), path))

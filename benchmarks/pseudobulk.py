@@ -10,7 +10,7 @@
    Each cell's genes are detected with gene-specific probabilities (mean ``--density``)
    and carry geometric counts; obs['gene'] names one of ``--perts`` targets or
    'non-targeting' (5% of cells).
-2. Processes it with ``gpllm.data.perturbseq.read_screen(path, chunked=True)`` (backed
+2. Processes it with ``gpllm.data.screens.perturbseq.read_screen(path, chunked=True)`` (backed
    AnnData, ``--chunk-size`` rows at a time: normalise, log1p, group moments, 2,000 HVGs,
    Welch t top-20 DE) in a fresh child process.
 3. Prints the wall time and the child's peak resident memory (``getrusage(RUSAGE_CHILDREN)``
@@ -103,7 +103,7 @@ def _vm_hwm_bytes() -> int:
 
 def child(path: Path, chunk_size: int) -> None:
     """Run in a fresh process: pseudobulk ``path`` and print one JSON line."""
-    from gpllm.data.perturbseq import read_screen
+    from gpllm.data.screens.perturbseq import read_screen
 
     after_import = _vm_hwm_bytes()
     t0 = time.perf_counter()

@@ -1,24 +1,22 @@
 """gpllm: multi-output Gaussian processes on LLM gene embeddings, in JAX.
 
-float64 is the default, as in GPJax: importing gpllm enables ``jax_enable_x64``
-unless the environment sets ``GPLLM_X64=0`` (float32 inputs then stay float32;
-everything is tested in both precisions). It also limits how long OpenBLAS's
-idle threads spin (``OPENBLAS_THREAD_TIMEOUT``, unless already set): see
-:mod:`gpllm.blas`.
+Importing gpllm changes nothing global: no JAX flag, no environment variable.
+Two documented calls do what a library must not do on its own:
+
+- :func:`use_float64` turns on JAX's float64 (``jax_enable_x64``). gpllm follows
+  its inputs' dtype; without float64, float64 arrays given to gpllm are
+  truncated to float32 by JAX, and gpllm warns once when that happens.
+- :func:`gpllm.blas.limit_openblas_spin` shortens OpenBLAS's idle spinning
+  (``OPENBLAS_THREAD_TIMEOUT``), which makes the likelihood ~25% faster on
+  few CPU cores; call it before SciPy's LAPACK is loaded.
+
+The ``gpllm`` command does both.
 """
 
 from __future__ import annotations
 
-import os
-
-from gpllm.blas import limit_openblas_spin
-
-# Before anything loads SciPy's OpenBLAS (see gpllm.blas).
-limit_openblas_spin()
-
-import jax  # noqa: E402
-
-if os.environ.get("GPLLM_X64", "1") != "0":
-    jax.config.update("jax_enable_x64", True)
+from gpllm.precision import float64_enabled, use_float64
 
 __version__ = "0.1.0"
+
+__all__ = ["use_float64", "float64_enabled", "__version__"]

@@ -8,10 +8,15 @@ since values do not exist yet.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from gpllm.errors import InputError, NonFiniteError, ShapeError
+from gpllm.precision import warn_if_truncated
 
 
 def is_concrete(x) -> bool:
@@ -22,6 +27,7 @@ def is_concrete(x) -> bool:
 def as_float_array(name: str, x, dtype=None):
     """``x`` as a floating JAX array; integer/bool inputs become the default float."""
     arr = x if isinstance(x, jax.Array) else np.asarray(x)
+    warn_if_truncated(name, arr)
     if arr.dtype == object:
         raise InputError(f"{name} must be numeric, got an object array")
     if not np.issubdtype(arr.dtype, np.floating):
@@ -89,3 +95,46 @@ def check_positive_tree(name: str, tree) -> None:
             raise InputError(f"{where} must be positive, got {values}")
         if not np.all(np.isfinite(values)):
             raise NonFiniteError(f"{where} is not finite: {values}")
+
+
+def describe(name: str, shape: tuple[int, ...]) -> str:
+    return f"{name} {tuple(shape)}"
+
+
+def as_checked_array(
+    x: ArrayLike,
+    name: str,
+    *,
+    ndim: int,
+    dtype: Any = None,
+    integer: bool = False,
+) -> Array:
+    """``x`` as a jax array of rank ``ndim``, all finite; otherwise a clear error.
+
+    Floating arrays keep their precision (float32 stays float32); integer or
+    boolean input becomes the default float dtype unless ``integer``; ``dtype``
+    forces a dtype. Raises ShapeError (wrong rank), InputError (not a real
+    number type: strings, complex) and NonFiniteError (NaN/inf, with a count
+    and the first bad position). Rank and finiteness use :mod:`gpllm.checks`,
+    the checks above. Tracers get shape checks only.
+    """
+    if is_concrete(x):
+        warn_if_truncated(name, x)
+        try:
+            x = jnp.asarray(x)
+        except (TypeError, ValueError) as err:
+            raise InputError(f"{name} is not a numeric array: {err}") from None
+    check_rank(name, x, ndim)
+    kind = jnp.dtype(x.dtype).kind
+    if kind not in "biuf":
+        raise InputError(f"{describe(name, x.shape)} has non-numeric dtype {x.dtype}")
+    if integer:
+        if kind not in "iu":
+            raise InputError(f"{describe(name, x.shape)} must hold integers, not {x.dtype}")
+        return x
+    if dtype is not None:
+        x = x.astype(dtype)
+    elif kind != "f":
+        x = x.astype(jnp.result_type(float))
+    check_finite(describe(name, x.shape), x)
+    return x

@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import gpllm  # noqa: F401  (enables float64 before any test builds arrays)
+import gpllm
+
+# Tests compute in float64 unless they ask otherwise, as a user who calls use_float64() does.
+gpllm.use_float64()
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

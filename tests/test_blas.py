@@ -1,4 +1,4 @@
-"""gpllm's OpenBLAS spin limit: set on import unless the user chose, and read by OpenBLAS."""
+"""gpllm's OpenBLAS spin limit: set by one explicit call unless the user chose, and read by OpenBLAS."""
 
 from __future__ import annotations
 
@@ -16,7 +16,11 @@ SCIPY_OPENBLAS = sorted(glob.glob(os.path.join(os.path.dirname(scipy.__file__), 
 
 # What OpenBLAS itself read from the environment when SciPy's LAPACK loaded it.
 _READ_BACK = f"""
-import ctypes, gpllm, scipy.linalg
+import ctypes, sys
+import gpllm.blas
+if sys.argv[1:] == ["limit"]:
+    gpllm.blas.limit_openblas_spin()
+import scipy.linalg
 print(ctypes.CDLL({SCIPY_OPENBLAS[0] if SCIPY_OPENBLAS else ''!r}).openblas_thread_timeout())
 """
 
@@ -36,13 +40,15 @@ def test_reports_when_openblas_has_already_read_its_environment():
     assert limit_openblas_spin({}) is False
 
 
-def _openblas_timeout_in_child(environ: dict[str, str]) -> int:
-    out = subprocess.run([sys.executable, "-c", _READ_BACK], env=environ, capture_output=True, text=True, check=True)
+def _openblas_timeout_in_child(environ: dict[str, str], *args: str) -> int:
+    out = subprocess.run([sys.executable, "-c", _READ_BACK, *args], env=environ, capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.skipif(not SCIPY_OPENBLAS, reason="SciPy is not linked to its bundled OpenBLAS here")
-def test_openblas_reads_the_value_set_by_import_gpllm():
+def test_openblas_reads_the_value_set_by_limit_openblas_spin():
     environ = {k: v for k, v in os.environ.items() if k != SPIN_VARIABLE}
-    assert _openblas_timeout_in_child(environ) == int(SPIN_EXPONENT)
-    assert _openblas_timeout_in_child({**environ, SPIN_VARIABLE: "12"}) == 12
+    assert _openblas_timeout_in_child(environ, "limit") == int(SPIN_EXPONENT)
+    assert _openblas_timeout_in_child({**environ, SPIN_VARIABLE: "12"}, "limit") == 12
+    # Importing gpllm alone leaves OpenBLAS at its own default (2^28 cycles; 0 = "unset").
+    assert _openblas_timeout_in_child(environ) != int(SPIN_EXPONENT)

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
-from gpllm.data.screen import PerturbationData
+from gpllm.data.screens.perturbation_data import PerturbationData
 from gpllm.data.validate import check_finite, check_unique, preview
 from gpllm.errors import DataError, InputError
 from gpllm.evaluate.metrics import perturbation_metrics, predictive_scores, summarize_over_splits
@@ -73,7 +73,7 @@ def read_prediction(path: str | Path, variance_layer: str = "variance") -> tuple
     across a row's genes cannot be scored as the sweep does (one variance per
     perturbation): it is ignored, with a note.
     """
-    from gpllm.data.h5ad import read_h5ad
+    from gpllm.data.screens.h5ad import read_h5ad
 
     adata = read_h5ad(path)
     where = str(path)

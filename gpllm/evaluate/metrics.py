@@ -30,7 +30,9 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from gpllm.errors import InputError, ShapeError
-from gpllm.models.base import Array, as_checked_array
+from gpllm.checks import as_checked_array
+
+Array = jax.Array
 
 #: The multiplier of the standard error in reported intervals (the paper's "± 1.96 SE").
 Z95 = 1.96

@@ -22,23 +22,28 @@ from gpllm.gp import fit as fit_module
 from gpllm.gp import posterior as posterior_module
 from gpllm.gp.cholesky import jitter_schedule
 from gpllm.gp.kernels import Kernel, Params
-from gpllm.gp.objective import LML, GPParams, Path, Targets, lml, prepare_targets
-from gpllm.gp.transforms import positive_tree, unconstrain, unconstrain_tree
+from gpllm.gp import parameters
+from gpllm.gp.fit import FitOptions
+from gpllm.gp.objective import LML, GPParams, Path, Targets, constraints_of, lml, prepare_targets, values_of
 
 
-def params_from_values(kernel_values: Params, noise: float) -> GPParams:
-    """GPParams from *positive* values, e.g. ``{"variance": 1.0, "lengthscale": 2.0}``.
+def params_from_values(kernel: Kernel, kernel_values: Params, noise: float) -> GPParams:
+    """Raw GPParams from constrained values, e.g. ``{"variance": 1.0, "lengthscale": 2.0}``.
 
-    Raises InputError naming the parameter if any value is <= 0 or non-finite.
+    Each value is checked against the constraint ``kernel`` declares for it:
+    InputError names the parameter and the constraint it violates, and a
+    structure that does not match the kernel's parameters.
     """
-    checks.check_positive_tree("kernel", kernel_values)
-    checks.check_positive_tree("noise", noise)
-    return GPParams(kernel=unconstrain_tree(kernel_values), noise=unconstrain(jnp.asarray(noise)))
+    values = GPParams(kernel=jax.tree.map(jnp.asarray, kernel_values), noise=jnp.asarray(noise))
+    declared = constraints_of(kernel)
+    parameters.check_values(declared, values)
+    return parameters.unconstrain(declared, values)
 
 
-def params_to_values(params: GPParams) -> dict:
-    """The positive values of GPParams, as ``{"kernel": ..., "noise": ...}``."""
-    return {"kernel": positive_tree(params.kernel), "noise": positive_tree(params.noise)}
+def params_to_values(kernel: Kernel, params: GPParams) -> dict:
+    """The constrained values of raw ``params``, as ``{"kernel": ..., "noise": ...}``."""
+    values = values_of(kernel, params)
+    return {"kernel": values.kernel, "noise": values.noise}
 
 
 def _raise_if_failed(value, jitter, what: str) -> None:
@@ -90,12 +95,9 @@ def value_and_grad(kernel: Kernel, params: GPParams, Z, targets: Targets):
     return value, grad
 
 
-_FIT_OPTIONS = ("optimizer", "max_steps", "learning_rate", "gtol", "ftol", "path")
-
-
-@partial(jax.jit, static_argnums=0, static_argnames=_FIT_OPTIONS)
-def _fit_jit(kernel, Z, Y, params0, **options):
-    return fit_module.fit_traced(kernel, Z, Y, params0, **options)
+@partial(jax.jit, static_argnums=(0, 4))
+def _fit_jit(kernel, Z, Y, params0, options):
+    return fit_module.fit_traced(kernel, Z, Y, params0, options)
 
 
 def _over_datasets(one, args, batch_size: int):
@@ -105,17 +107,17 @@ def _over_datasets(one, args, batch_size: int):
     return jax.lax.map(one, args, batch_size=None if batch_size == 1 else batch_size)
 
 
-@partial(jax.jit, static_argnums=0, static_argnames=(*_FIT_OPTIONS, "batch_size"))
-def _fit_batched_jit(kernel, Z, Y, params0, batch_size, **options):
-    one = lambda args: fit_module.fit_traced(kernel, *args, **options)
+@partial(jax.jit, static_argnums=(0, 4, 5))
+def _fit_batched_jit(kernel, Z, Y, params0, options, batch_size):
+    one = lambda args: fit_module.fit_traced(kernel, *args, options)
     return _over_datasets(one, (Z, Y, params0), batch_size)
 
 
-@partial(jax.jit, static_argnums=0, static_argnames=(*_FIT_OPTIONS, "batch_size", "include_noise"))
-def _fit_predict_batched_jit(kernel, Z, Y, params0, Z_new, batch_size, include_noise, **options):
+@partial(jax.jit, static_argnums=(0, 5, 6, 7))
+def _fit_predict_batched_jit(kernel, Z, Y, params0, Z_new, options, batch_size, include_noise):
     def one(args):
         z, y, start, z_new = args
-        result = fit_module.fit_traced(kernel, z, y, start, **options)
+        result = fit_module.fit_traced(kernel, z, y, start, options)
         post = posterior_module.condition(kernel, result.params, z, y)
         return result, posterior_module.predict(kernel, post, z_new, include_noise)
 
@@ -143,16 +145,38 @@ def _batch_size(batch_size: int | None, n_datasets: int) -> int:
     return int(batch_size)
 
 
-def fit(kernel: Kernel, Z, Y, params0: GPParams | None = None, **options) -> fit_module.FitResult:
-    """Maximise Eq. 1 for Z (N, Q), Y (N, D); options as :func:`gpllm.gp.fit.fit_traced`."""
+def _checked_raw(kernel: Kernel, params: GPParams | None, name: str = "params0") -> GPParams | None:
+    """Raw ``params`` checked against the kernel's parameter structure and for finiteness."""
+    if params is None:
+        return None
+    if not isinstance(params, GPParams):
+        raise InputError(f"{name} must be raw GPParams (see gp.params_from_values), got {type(params).__name__}")
+    parameters.check_values(constraints_of(kernel), params, name, raw=True)
+    return params
+
+
+def _checked_options(options: FitOptions | None) -> FitOptions:
+    if options is None:
+        return FitOptions()
+    if not isinstance(options, FitOptions):
+        raise InputError(f"options must be a gp.FitOptions, got {type(options).__name__}")
+    return options
+
+
+def fit(
+    kernel: Kernel, Z, Y, params0: GPParams | None = None, options: FitOptions | None = None
+) -> fit_module.FitResult:
+    """Maximise Eq. 1 for Z (N, Q), Y (N, D) from raw ``params0`` (default: a data-aware
+    start); how is :class:`~gpllm.gp.fit.FitOptions` (any optax optimiser)."""
     Z, Y = _checked_data(Z, Y)
-    result = _fit_jit(kernel, Z, Y, params0, **options)
+    result = _fit_jit(kernel, Z, Y, _checked_raw(kernel, params0), _checked_options(options))
     _raise_if_failed(result.lml, result.jitter, "fit")
     return result
 
 
 def fit_batched(
-    kernel: Kernel, Z, Y, params0: GPParams | None = None, *, batch_size: int | None = None, **options
+    kernel: Kernel, Z, Y, params0: GPParams | None = None, options: FitOptions | None = None, *,
+    batch_size: int | None = None,
 ) -> fit_module.FitResult:
     """One compiled fit over a leading axis: Z (B, N, Q), Y (B, N, D).
 
@@ -162,14 +186,14 @@ def fit_batched(
     in one compiled call); default :func:`default_batch_size`.
     """
     Z, Y = _checked_data(Z, Y, batched=True)
-    result = _fit_batched_jit(kernel, Z, Y, params0, batch_size=_batch_size(batch_size, Z.shape[0]), **options)
+    result = _fit_batched_jit(kernel, Z, Y, _checked_raw(kernel, params0), _checked_options(options), _batch_size(batch_size, Z.shape[0]))
     _raise_if_failed(result.lml, result.jitter, "fit_batched")
     return result
 
 
 def fit_predict_batched(
-    kernel: Kernel, Z, Y, Z_new, params0: GPParams | None = None, *, include_noise: bool = False,
-    batch_size: int | None = None, **options,
+    kernel: Kernel, Z, Y, Z_new, params0: GPParams | None = None, options: FitOptions | None = None, *,
+    include_noise: bool = False, batch_size: int | None = None,
 ) -> tuple[fit_module.FitResult, jax.Array, jax.Array]:
     """:func:`fit_batched`, then each dataset's prediction at its own new inputs, in one compiled call.
 
@@ -184,8 +208,8 @@ def fit_predict_batched(
         raise ShapeError(f"Z_new holds {Z_new.shape[0]} datasets but Z holds {Z.shape[0]}")
     checks.check_new_inputs(Z_new.reshape(-1, Z_new.shape[-1]), Z.shape[-1])
     result, (mean, var) = _fit_predict_batched_jit(
-        kernel, Z, Y, params0, Z_new, batch_size=_batch_size(batch_size, Z.shape[0]),
-        include_noise=include_noise, **options,
+        kernel, Z, Y, _checked_raw(kernel, params0), Z_new, _checked_options(options), _batch_size(batch_size, Z.shape[0]),
+        include_noise,
     )
     _raise_if_failed(result.lml, result.jitter, "fit_predict_batched")
     _raise_if_failed(var, None, "fit_predict_batched (conditioning)")
@@ -200,7 +224,7 @@ def _condition_jit(kernel, params, Z, Y):
 def condition(kernel: Kernel, params: GPParams, Z, Y) -> posterior_module.Posterior:
     """Factor once for prediction; Z (N, Q), Y (N, D)."""
     Z, Y = _checked_data(Z, Y)
-    post = _condition_jit(kernel, params, Z, Y)
+    post = _condition_jit(kernel, _checked_raw(kernel, params, "params"), Z, Y)
     _raise_if_failed(post.L, post.jitter, "condition")
     return post
 

@@ -1,26 +1,32 @@
-"""Maximise Eq. 1 with optax, the whole loop compiled as one ``lax.while_loop``.
+"""Maximise Eq. 1 with any optax optimiser, the whole loop compiled as one ``lax.while_loop``.
 
 The loss is the negative LML per matrix entry, -log p(Y|Z) / (N D), so
-learning rates and tolerances do not depend on the data size. Two optimisers:
+learning rates and tolerances do not depend on the data size. The optimiser
+is any ``optax.GradientTransformation`` (a chain, a schedule, ``optax.lbfgs``
+with its line search: it receives ``value``, ``grad`` and ``value_fn`` as
+extra arguments), or one of two names:
 
-- ``"lbfgs"`` (default): ``optax.lbfgs`` with its zoom line search; converges
+- ``"lbfgs"`` (default): ``optax.lbfgs()`` with its zoom line search; converges
   in a few dozen iterations at the paper's size.
 - ``"adam"``: ``optax.adam(learning_rate)``; cheap steps, many of them.
+
+It sees only the trainable raw leaves (parameters declared ``fixed`` stay out
+of its pytree, :mod:`gpllm.gp.parameters`).
 
 Convergence: the gradient norm falls below ``gtol``, or the loss changes by
 less than ``ftol * max(1, |loss|)`` for ``FLAT_STEPS`` consecutive iterations,
 or ``max_steps`` is reached. Both tolerances are floored at what the dtype can
 resolve (ftol at 8 eps, gtol at sqrt(eps)), so a float32 fit stops when its
 loss stops moving instead of running to ``max_steps`` after a float64-sized
-target. The loss trace (LML per entry, NaN after the stop) is returned. The
-fit is pure in (Z, Y, params0), so ``jax.vmap`` runs it over a leading axis of
-datasets (e.g. CV folds of equal size) in one compiled call.
+target. The fit is pure in (Z, Y, params0), so ``jax.vmap`` runs it over a
+leading axis of datasets (e.g. CV folds of equal size) in one compiled call.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,30 +35,89 @@ import optax
 import optax.tree_utils as otu
 from jax import lax
 
+from gpllm.errors import InputError
+from gpllm.gp import parameters
 from gpllm.gp.kernels import Kernel
-from gpllm.gp.objective import GPParams, Path, init_params, lml, params_like, prepare_targets
+from gpllm.gp.objective import GPParams, Path, constraints_of, init_params, lml, params_like, prepare_targets, values_of
 
-Optimizer = Literal["lbfgs", "adam"]
+OPTIMIZER_NAMES = ("lbfgs", "adam")
+PATHS = ("auto", "direct", "gram")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitOptions:
+    """How :func:`fit_traced` optimises; frozen and hashable (a static argument of ``jax.jit``).
+
+    optimizer: ``"lbfgs"``, ``"adam"`` or any ``optax.GradientTransformation``.
+        An optax object is compared by identity: build it once and reuse it, or
+        every fit compiles anew.
+    max_steps: iteration limit (>= 1). learning_rate: for ``"adam"`` only.
+    gtol, ftol: gradient-norm and relative loss-change tolerances (>= 0).
+    path: how Y enters Eq. 1 (``"auto"``, ``"direct"``, ``"gram"``; :mod:`objective`).
+    """
+
+    optimizer: str | optax.GradientTransformation = "lbfgs"
+    max_steps: int = 200
+    learning_rate: float = 0.05
+    gtol: float = 1e-6
+    ftol: float = 1e-10
+    path: Path = "auto"
+
+    def __post_init__(self):
+        opt = self.optimizer
+        if isinstance(opt, str):
+            if opt not in OPTIMIZER_NAMES:
+                raise InputError(f"optimizer must be one of {OPTIMIZER_NAMES} or an optax GradientTransformation, got {opt!r}")
+        elif not isinstance(opt, optax.GradientTransformation):
+            raise InputError(
+                f"optimizer must be one of {OPTIMIZER_NAMES} or an optax GradientTransformation "
+                f"(with init and update), got {type(opt).__name__} {opt!r}"
+            )
+        if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, (int, np.integer)) or self.max_steps < 1:
+            raise InputError(f"max_steps must be an integer >= 1, got {self.max_steps!r}")
+        for name in ("learning_rate", "gtol", "ftol"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+                raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.learning_rate <= 0:
+            raise InputError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if self.path not in PATHS:
+            raise InputError(f"path must be one of {PATHS}, got {self.path!r}")
+        object.__setattr__(self, "max_steps", int(self.max_steps))
+
+    def transformation(self) -> optax.GradientTransformationExtraArgs:
+        """The optax transformation, accepting L-BFGS's extra arguments whatever it is."""
+        if self.optimizer == "lbfgs":
+            return optax.lbfgs()
+        if self.optimizer == "adam":
+            return optax.with_extra_args_support(optax.adam(self.learning_rate))
+        return optax.with_extra_args_support(self.optimizer)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready record (a user's optax object as its type's name)."""
+        out = dataclasses.asdict(self)
+        if not isinstance(self.optimizer, str):
+            out["optimizer"] = f"custom {type(self.optimizer).__name__}"
+        return out
 
 
 class FitResult(NamedTuple):
-    """Optimised parameters and how the optimiser got there."""
+    """Optimised parameters and how the optimiser got there.
 
-    params: GPParams
+    ``trace`` is padded to ``max_steps + 1`` entries so that fits vmap; use
+    :meth:`lml_trace` for the steps actually taken.
+    """
+
+    params: GPParams  # raw (unconstrained) leaves
     lml: jax.Array  # () log p(Y|Z) at the optimum
     jitter: jax.Array  # () jitter the final factorisation needed
     trace: jax.Array  # (max_steps + 1,) LML per entry at each iterate; NaN after the stop
     n_steps: jax.Array  # () iterations taken
     converged: jax.Array  # () bool: a tolerance was met (not just max_steps)
 
-
-def make_optimizer(name: Optimizer, learning_rate: float) -> optax.GradientTransformationExtraArgs:
-    """The optax transformation for ``name``; both accept L-BFGS's extra arguments."""
-    if name == "lbfgs":
-        return optax.lbfgs()
-    if name == "adam":
-        return optax.with_extra_args_support(optax.adam(learning_rate))
-    raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {name!r}")
+    def lml_trace(self) -> np.ndarray:
+        """LML per entry at each iterate taken, without the padding, (n_steps + 1,)."""
+        return np.asarray(self.trace)[: int(self.n_steps) + 1]
 
 
 #: Consecutive flat iterations that count as convergence.
@@ -79,43 +144,52 @@ def initial_params(kernel: Kernel, Z: jax.Array, Y: jax.Array, targets=None) -> 
     return jax.tree.map(lambda *leaves: jnp.stack(leaves)[best], *starts)
 
 
+def _holds_line_search_value(state) -> bool:
+    """Whether an optax state carries the value and gradient at the current iterate (a
+    line search's), so that ``optax.value_and_grad_from_state`` can reuse them."""
+    in_state = lambda path, _: isinstance(path[-1], otu.NamedTupleKey)  # not a params dict's key
+    try:
+        return all(otu.tree_get(state, key, filtering=in_state) is not None for key in ("value", "grad"))
+    except KeyError:  # several line searches in one chain: evaluate afresh
+        return False
+
+
 def fit_traced(
     kernel: Kernel,
     Z: jax.Array,
     Y: jax.Array,
     params0: GPParams | None = None,
-    *,
-    optimizer: Optimizer = "lbfgs",
-    max_steps: int = 200,
-    learning_rate: float = 0.05,
-    gtol: float = 1e-6,
-    ftol: float = 1e-10,
-    path: Path = "auto",
+    options: FitOptions = FitOptions(),
 ) -> FitResult:
     """The fit as a traceable function (no input checks): jit or vmap it freely.
 
-    Z (N, Q), Y (N, D). ``params0`` defaults to :func:`initial_params`.
+    Z (N, Q), Y (N, D); ``params0`` (raw) defaults to :func:`initial_params`.
     """
+    max_steps, gtol, ftol = options.max_steps, options.gtol, options.ftol
     eps = float(np.finfo(Y.dtype).eps)
-    targets = prepare_targets(Y, path)
+    targets = prepare_targets(Y, options.path)
     if params0 is None:
         params0 = initial_params(kernel, Z, Y, targets)
     params0 = params_like(params0, Z)
     n_entries = Y.shape[0] * Y.shape[1]
+    trainable0, frozen = parameters.split_trainable(constraints_of(kernel), params0)
 
-    def loss(params):
+    def loss(trainable):
         # optax's line search works in the default float (float64 under x64); the
         # covariance casts the params to Z's dtype, so float32 fits stay float32.
+        params = parameters.merge_trainable(trainable, frozen)
         return -lml(kernel, params, Z, targets).value / n_entries
 
-    opt = make_optimizer(optimizer, learning_rate)
-    # L-BFGS's line search already evaluated the new iterate: reuse it.
-    value_and_grad = optax.value_and_grad_from_state(loss) if optimizer == "lbfgs" else jax.value_and_grad(loss)
+    opt = options.transformation()
+    # L-BFGS's line search already evaluated the new iterate (its state holds the
+    # value and gradient there): reuse them rather than evaluating again.
+    reuses_state = _holds_line_search_value(jax.eval_shape(opt.init, trainable0))
+    value_and_grad = optax.value_and_grad_from_state(loss) if reuses_state else jax.value_and_grad(loss)
 
     trace0 = jnp.full((max_steps + 1,), jnp.nan, dtype=Y.dtype)
 
     class Carry(NamedTuple):
-        params: GPParams
+        params: Any  # the trainable raw leaves
         state: optax.OptState
         step: jax.Array
         previous: jax.Array
@@ -125,7 +199,7 @@ def fit_traced(
         flat_run: jax.Array  # consecutive iterations whose loss change was below ftol
 
     def body(c: Carry) -> Carry:
-        if optimizer == "lbfgs":
+        if reuses_state:
             value, grad = value_and_grad(c.params, state=c.state)
         else:
             value, grad = value_and_grad(c.params)
@@ -147,11 +221,11 @@ def fit_traced(
         return (~c.stop) & (c.step < max_steps)
 
     start = Carry(
-        params0, opt.init(params0), jnp.zeros((), jnp.int32), jnp.asarray(jnp.inf, Y.dtype),
+        trainable0, opt.init(trainable0), jnp.zeros((), jnp.int32), jnp.asarray(jnp.inf, Y.dtype),
         trace0, jnp.zeros((), bool), jnp.zeros((), bool), jnp.zeros((), jnp.int32),
     )
     final = lax.while_loop(keep_going, body, start)
-    final = final._replace(params=params_like(final.params, Z))
-    final_lml = lml(kernel, final.params, Z, targets)
+    params = params_like(parameters.merge_trainable(final.params, frozen), Z)
+    final_lml = lml(kernel, params, Z, targets)
     trace = final.trace.at[final.step].set(final_lml.value / n_entries)
-    return FitResult(final.params, final_lml.value, final_lml.jitter, trace, final.step, final.converged)
+    return FitResult(params, final_lml.value, final_lml.jitter, trace, final.step, final.converged)

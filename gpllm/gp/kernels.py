@@ -1,19 +1,23 @@
 """Covariance functions: frozen configuration objects, parameters kept outside.
 
 A kernel is a hashable frozen dataclass (so it can be a static argument of
-``jax.jit``) with three pure methods:
+``jax.jit``) with four pure methods, all in terms of *constrained values*:
 
-- ``init(Z, scale)``: a pytree of *unconstrained* parameters with data-aware
-  defaults (median-distance lengthscales, amplitude ``scale``);
-- ``gram(params, X1, X2=None)``: the (N, M) matrix k(X1, X2), or k(X1, X1)
+- ``init(Z, scale)``: a pytree of starting values with data-aware defaults
+  (median-distance lengthscales, amplitude ``scale``);
+- ``constraints()``: the constraint of each value (:mod:`gpllm.gp.parameters`),
+  a pytree shaped like ``init``'s or one constraint for all (default: ``positive``);
+- ``gram(values, X1, X2=None)``: the (N, M) matrix k(X1, X2), or k(X1, X1)
   when ``X2`` is None (the only case where :class:`White` contributes);
-- ``diag(params, X)``: the (N,) diagonal of k(X, X) without forming it.
+- ``diag(values, X)``: the (N,) diagonal of k(X, X) without forming it.
 
-Parameters are positive through :func:`gpllm.gp.transforms.positive`.
-Kernels compose with ``+`` and ``*``, :class:`Active` restricts one to a block
-of input columns (text vs sequence embedding), :class:`FunctionKernel` wraps a
-plain user function ``k(params, x1, x2)`` and :class:`GPJaxKernel` adapts any
-GPJax kernel object.
+The likelihood and the optimisers work on unconstrained raw parameters and
+map them through the declared constraints before calling ``gram``, so a
+kernel never applies a transform itself. Kernels compose with ``+`` and ``*``,
+:class:`Active` restricts one to a block of input columns (text vs sequence
+embedding), :class:`FunctionKernel` wraps a plain user function
+``k(values, x1, x2)`` and :class:`GPJaxKernel` adapts any GPJax kernel object.
+A user's own kernel is a subclass of :class:`Kernel` in their own file.
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ import jax.numpy as jnp
 
 from gpllm.errors import InputError
 from gpllm.gp.distance import safe_sqrt, squared_distance
-from gpllm.gp.transforms import positive, unconstrain
+from gpllm.gp.parameters import Constraint, positive, real
 
-Params = Any  # a pytree of unconstrained arrays
+Params = Any  # a pytree of arrays: constrained values (kernels) or raw ones (optimisers)
 
 
 def median_distance(Z: jax.Array, max_points: int = 1000) -> jax.Array:
@@ -51,8 +55,17 @@ def median_distance(Z: jax.Array, max_points: int = 1000) -> jax.Array:
 class Kernel:
     """Base class: composition operators and the interface every kernel has."""
 
+    #: Whether appending zero columns to the inputs leaves the kernel and its
+    #: starting values unchanged (distances and dot products over all columns):
+    #: then inputs of different widths can share one compiled program.
+    zero_padding_invariant: bool = False
+
     def init(self, Z: jax.Array, scale: float | jax.Array = 1.0) -> Params:
         raise NotImplementedError
+
+    def constraints(self) -> Any:
+        """Each parameter's :class:`~gpllm.gp.parameters.Constraint`; one for all by default."""
+        return positive
 
     def gram(self, params: Params, X1: jax.Array, X2: jax.Array | None = None) -> jax.Array:
         raise NotImplementedError
@@ -73,7 +86,7 @@ def _flatten(cls: type, kernel: Kernel) -> tuple[Kernel, ...]:
 
 
 def _amplitude(scale: float | jax.Array, Z: jax.Array) -> jax.Array:
-    return unconstrain(jnp.asarray(scale, dtype=Z.dtype))
+    return jnp.asarray(scale, dtype=Z.dtype)
 
 
 # ----------------------------------------------------------------- stationary
@@ -98,19 +111,23 @@ class Stationary(Kernel):
         if self.ard:
             # Per-dimension distances are ~1/sqrt(Q) of the full ones.
             lengthscale = jnp.full((Z.shape[1],), lengthscale / jnp.sqrt(Z.shape[1]))
-        return {"variance": _amplitude(scale, Z), "lengthscale": unconstrain(lengthscale)}
+        return {"variance": _amplitude(scale, Z), "lengthscale": lengthscale}
+
+    @property
+    def zero_padding_invariant(self) -> bool:
+        return not self.ard
 
     def gram(self, params: Params, X1: jax.Array, X2: jax.Array | None = None) -> jax.Array:
-        lengthscale = positive(params["lengthscale"])
+        lengthscale = params["lengthscale"]
         if self.ard:
             r2 = squared_distance(X1 / lengthscale, None if X2 is None else X2 / lengthscale)
         else:
             # Scaling after the GEMM keeps the lengthscale's gradient elementwise.
             r2 = squared_distance(X1, X2) / lengthscale**2
-        return positive(params["variance"]) * self.profile(r2)
+        return params["variance"] * self.profile(r2)
 
     def diag(self, params: Params, X: jax.Array) -> jax.Array:
-        return jnp.full((X.shape[0],), positive(params["variance"]) * self.profile(jnp.zeros((), X.dtype)))
+        return jnp.full((X.shape[0],), params["variance"] * self.profile(jnp.zeros((), X.dtype)))
 
 
 class RBF(Stationary):
@@ -154,33 +171,37 @@ class Matern52(Stationary):
 class Linear(Kernel):
     """k(x, x') = variance * x.x' (Bayesian linear regression through the origin)."""
 
+    zero_padding_invariant = True
+
     def init(self, Z, scale=1.0):
         # Normalise so that the prior variance of f at a typical input is `scale`.
         mean_sq_norm = jnp.mean(jnp.sum(Z * Z, axis=-1))
         per_unit = jnp.where(mean_sq_norm > 0, scale / mean_sq_norm, scale)
-        return {"variance": unconstrain(jnp.asarray(per_unit, Z.dtype))}
+        return {"variance": jnp.asarray(per_unit, Z.dtype)}
 
     def gram(self, params, X1, X2=None):
         X2 = X1 if X2 is None else X2
-        return positive(params["variance"]) * (X1 @ X2.T)
+        return params["variance"] * (X1 @ X2.T)
 
     def diag(self, params, X):
-        return positive(params["variance"]) * jnp.sum(X * X, axis=-1)
+        return params["variance"] * jnp.sum(X * X, axis=-1)
 
 
 @dataclasses.dataclass(frozen=True)
 class Constant(Kernel):
     """k(x, x') = variance: a shared offset across all inputs."""
 
+    zero_padding_invariant = True
+
     def init(self, Z, scale=1.0):
         return {"variance": _amplitude(scale, Z)}
 
     def gram(self, params, X1, X2=None):
         n2 = X1.shape[0] if X2 is None else X2.shape[0]
-        return jnp.full((X1.shape[0], n2), positive(params["variance"]), dtype=X1.dtype)
+        return jnp.full((X1.shape[0], n2), params["variance"], dtype=X1.dtype)
 
     def diag(self, params, X):
-        return jnp.full((X.shape[0],), positive(params["variance"]), dtype=X.dtype)
+        return jnp.full((X.shape[0],), params["variance"], dtype=X.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,16 +213,18 @@ class White(Kernel):
     in scikit-learn's WhiteKernel.
     """
 
+    zero_padding_invariant = True
+
     def init(self, Z, scale=1.0):
         return {"variance": _amplitude(scale, Z)}
 
     def gram(self, params, X1, X2=None):
         if X2 is None:
-            return positive(params["variance"]) * jnp.eye(X1.shape[0], dtype=X1.dtype)
+            return params["variance"] * jnp.eye(X1.shape[0], dtype=X1.dtype)
         return jnp.zeros((X1.shape[0], X2.shape[0]), dtype=X1.dtype)
 
     def diag(self, params, X):
-        return jnp.full((X.shape[0],), positive(params["variance"]), dtype=X.dtype)
+        return jnp.full((X.shape[0],), params["variance"], dtype=X.dtype)
 
 
 # ----------------------------------------------------------------- combinators
@@ -216,6 +239,13 @@ class Sum(Kernel):
     def init(self, Z, scale=1.0):
         # Split the signal variance evenly so the sum starts at `scale`.
         return tuple(k.init(Z, scale / len(self.kernels)) for k in self.kernels)
+
+    def constraints(self):
+        return tuple(k.constraints() for k in self.kernels)
+
+    @property
+    def zero_padding_invariant(self):
+        return all(k.zero_padding_invariant for k in self.kernels)
 
     def gram(self, params, X1, X2=None):
         return sum(k.gram(p, X1, X2) for k, p in zip(self.kernels, params))
@@ -232,6 +262,13 @@ class Product(Kernel):
 
     def init(self, Z, scale=1.0):
         return tuple(k.init(Z, scale if i == 0 else 1.0) for i, k in enumerate(self.kernels))
+
+    def constraints(self):
+        return tuple(k.constraints() for k in self.kernels)
+
+    @property
+    def zero_padding_invariant(self):
+        return all(k.zero_padding_invariant for k in self.kernels)
 
     def gram(self, params, X1, X2=None):
         out = self.kernels[0].gram(params[0], X1, X2)
@@ -267,8 +304,13 @@ class Active(Kernel):
             )
         return X[..., self.start : self.stop]
 
+    zero_padding_invariant = True
+
     def init(self, Z, scale=1.0):
         return self.kernel.init(self._cols(Z), scale)
+
+    def constraints(self):
+        return self.kernel.constraints()
 
     def gram(self, params, X1, X2=None):
         return self.kernel.gram(params, self._cols(X1), self._cols(X2))
@@ -282,13 +324,14 @@ class Active(Kernel):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class FunctionKernel(Kernel):
-    """A plain function ``fn(params, x1, x2) -> scalar`` on single points (Q,), (Q,).
+    """A plain function ``fn(values, x1, x2) -> scalar`` on single points (Q,), (Q,).
 
-    ``initial`` holds the *positive* starting value of each parameter; the
-    function receives positive values (softplus of the optimised ones), so
-    user code never deals with constraints. The Gram matrix is a double vmap,
-    O(N M) function calls: fine for research kernels, slower than the GEMM
-    path of the built-in ones.
+    ``initial`` holds each parameter's starting value and ``constraints`` its
+    constraint (default ``positive`` for all; e.g. ``{"shift": real}`` for a
+    real-valued one). The function receives constrained values, so user code
+    never deals with transforms. The Gram matrix is a double vmap, O(N M)
+    function calls: fine for research kernels, slower than the GEMM path of
+    the built-in ones.
 
     Example::
 
@@ -300,19 +343,23 @@ class FunctionKernel(Kernel):
     """
 
     fn: Callable[[Any, jax.Array, jax.Array], jax.Array]
-    initial: dict[str, float]
+    initial: dict[str, Any]
+    declared: Constraint | dict[str, Constraint] = positive
 
     def init(self, Z, scale=1.0):
-        return {name: unconstrain(jnp.asarray(value, Z.dtype)) for name, value in self.initial.items()}
+        return {name: jnp.asarray(value, Z.dtype) for name, value in self.initial.items()}
+
+    def constraints(self):
+        if isinstance(self.declared, dict):
+            return {name: self.declared.get(name, positive) for name in self.initial}
+        return self.declared
 
     def gram(self, params, X1, X2=None):
         X2 = X1 if X2 is None else X2
-        p = jax.tree.map(positive, params)
-        return jax.vmap(lambda x: jax.vmap(lambda y: self.fn(p, x, y))(X2))(X1)
+        return jax.vmap(lambda x: jax.vmap(lambda y: self.fn(params, x, y))(X2))(X1)
 
     def diag(self, params, X):
-        p = jax.tree.map(positive, params)
-        return jax.vmap(lambda x: self.fn(p, x, x))(X)
+        return jax.vmap(lambda x: self.fn(params, x, x))(X)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -320,12 +367,16 @@ class GPJaxKernel(Kernel):
     """Any GPJax (>= 1.0, equinox-based) kernel object, used inside gpllm's likelihood.
 
     GPJax stores each constrained parameter unconstrained (``PositiveReal``
-    keeps softplus^-1 of its value), so the inexact-array leaves of the module
-    are already the unconstrained parameters that gpllm optimises. The
-    parameters' starting values are those the GPJax kernel was built with.
+    keeps softplus^-1 of its value) and applies its own bijector inside the
+    kernel, so the module's inexact-array leaves are declared ``real`` here:
+    gpllm optimises them as they are. The starting values are those the GPJax
+    kernel was built with.
     """
 
     kernel: Any
+
+    def constraints(self):
+        return real
 
     def _split(self):
         import equinox as eqx
@@ -348,19 +399,3 @@ class GPJaxKernel(Kernel):
     def diag(self, params, X):
         module = self._module(params)
         return jax.vmap(lambda x: module(x, x))(X)
-
-
-# ------------------------------------------------------------------ queries
-
-
-def zero_columns_are_ignored(kernel: Kernel) -> bool:
-    """Whether appending zero columns to the inputs leaves ``kernel`` and its
-    parameters unchanged: true for kernels of distances or dot products shared
-    by all columns, and for kernels restricted to a column block."""
-    if isinstance(kernel, Active):
-        return True
-    if isinstance(kernel, (Sum, Product)):
-        return all(zero_columns_are_ignored(k) for k in kernel.kernels)
-    if isinstance(kernel, Stationary):
-        return not kernel.ard
-    return isinstance(kernel, (Linear, Constant, White))

@@ -33,16 +33,27 @@ from jax import lax
 
 from gpllm.gp.cholesky import cholesky_with_jitter
 from gpllm.gp.kernels import Kernel, Params
-from gpllm.gp.transforms import positive, unconstrain
+from gpllm.gp import parameters
 
 Path = Literal["auto", "direct", "gram"]
 
 
 class GPParams(NamedTuple):
-    """All hyperparameters, unconstrained (positive through softplus)."""
+    """All hyperparameters: raw (unconstrained) leaves, as optimisers hold them, or
+    constrained values; :func:`constraints_of` maps one to the other."""
 
     kernel: Params  # the kernel's own pytree
-    noise: jax.Array  # () noise variance s2, unconstrained
+    noise: jax.Array  # () noise variance s2 (positive)
+
+
+def constraints_of(kernel: Kernel) -> GPParams:
+    """The declared constraint of every hyperparameter: the kernel's, and positive noise."""
+    return GPParams(kernel=kernel.constraints(), noise=parameters.positive)
+
+
+def values_of(kernel: Kernel, params: GPParams) -> GPParams:
+    """Constrained values of raw ``params`` (what ``kernel.gram`` receives)."""
+    return parameters.constrain(constraints_of(kernel), params)
 
 
 class Targets(NamedTuple):
@@ -135,9 +146,9 @@ def params_like(params, x: jax.Array):
 
 def covariance(kernel: Kernel, params: GPParams, Z: jax.Array) -> jax.Array:
     """A = K(Z, Z) + s2 I, (N, N), in Z's dtype."""
-    params = params_like(params, Z)
-    K = kernel.gram(params.kernel, Z)
-    return K + positive(params.noise) * jnp.eye(Z.shape[0], dtype=K.dtype)
+    values = values_of(kernel, params_like(params, Z))
+    K = kernel.gram(values.kernel, Z)
+    return K + values.noise * jnp.eye(Z.shape[0], dtype=K.dtype)
 
 
 def lml(kernel: Kernel, params: GPParams, Z: jax.Array, targets: Targets) -> LML:
@@ -148,13 +159,11 @@ def lml(kernel: Kernel, params: GPParams, Z: jax.Array, targets: Targets) -> LML
 def init_params(
     kernel: Kernel, Z: jax.Array, Y: jax.Array, noise_fraction: float = 0.1
 ) -> GPParams:
-    """Data-aware start: kernel defaults (median-distance lengthscale) with the
+    """Data-aware raw start: kernel defaults (median-distance lengthscale) with the
     signal variance set to (1 - noise_fraction) of Y's mean per-output variance
     and the noise to the rest.
     """
     total = jnp.mean(jnp.var(Y, axis=0))
     total = jnp.where(total > 0, total, jnp.ones((), Y.dtype))
-    return GPParams(
-        kernel=kernel.init(Z, (1.0 - noise_fraction) * total),
-        noise=unconstrain(noise_fraction * total),
-    )
+    values = GPParams(kernel=kernel.init(Z, (1.0 - noise_fraction) * total), noise=noise_fraction * total)
+    return parameters.unconstrain(constraints_of(kernel), values)

@@ -20,8 +20,7 @@ from jax import lax
 
 from gpllm.gp.cholesky import cholesky_with_jitter
 from gpllm.gp.kernels import Kernel
-from gpllm.gp.objective import GPParams, covariance, params_like
-from gpllm.gp.transforms import positive
+from gpllm.gp.objective import GPParams, covariance, params_like, values_of
 
 
 class Posterior(NamedTuple):
@@ -46,14 +45,14 @@ def condition(kernel: Kernel, params: GPParams, Z: jax.Array, Y: jax.Array) -> P
 
 
 def _projection(kernel: Kernel, post: Posterior, Z_new: jax.Array):
-    K_cross = kernel.gram(post.params.kernel, post.Z, Z_new)  # (N, M)
+    K_cross = kernel.gram(values_of(kernel, post.params).kernel, post.Z, Z_new)  # (N, M)
     V = lax.linalg.triangular_solve(post.L, K_cross, left_side=True, lower=True)
     return K_cross, V
 
 
 def predict_mean(kernel: Kernel, post: Posterior, Z_new: jax.Array) -> jax.Array:
     """Posterior mean K(Z*, Z) A^{-1} Y, (M, D)."""
-    return kernel.gram(post.params.kernel, Z_new, post.Z) @ post.alpha
+    return kernel.gram(values_of(kernel, post.params).kernel, Z_new, post.Z) @ post.alpha
 
 
 def predict(
@@ -64,11 +63,12 @@ def predict(
     The latent-function variance is clamped at zero, where rounding can push
     it slightly negative for test points that coincide with training points.
     """
+    values = values_of(kernel, post.params)
     K_cross, V = _projection(kernel, post, Z_new)
     mean = K_cross.T @ post.alpha
-    var = jnp.maximum(kernel.diag(post.params.kernel, Z_new) - jnp.sum(V * V, axis=0), 0.0)
+    var = jnp.maximum(kernel.diag(values.kernel, Z_new) - jnp.sum(V * V, axis=0), 0.0)
     if include_noise:
-        var = var + positive(post.params.noise)
+        var = var + values.noise
     return mean, var
 
 
@@ -76,10 +76,11 @@ def predictive_covariance(
     kernel: Kernel, post: Posterior, Z_new: jax.Array, include_noise: bool = False
 ) -> jax.Array:
     """Joint (M, M) covariance K** - V^T V (+ s2 I), shared by all outputs."""
+    values = values_of(kernel, post.params)
     _, V = _projection(kernel, post, Z_new)
-    cov = kernel.gram(post.params.kernel, Z_new) - V.T @ V
+    cov = kernel.gram(values.kernel, Z_new) - V.T @ V
     if include_noise:
-        cov = cov + positive(post.params.noise) * jnp.eye(Z_new.shape[0], dtype=cov.dtype)
+        cov = cov + values.noise * jnp.eye(Z_new.shape[0], dtype=cov.dtype)
     return 0.5 * (cov + cov.T)
 
 

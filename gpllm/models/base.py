@@ -1,14 +1,29 @@
-"""The one interface every perturbation model follows, and its input checks.
+"""The one protocol every perturbation model follows, and its input checks.
 
-A model is a frozen dataclass holding configuration only (hashable, so it can be
-a static argument of ``jax.jit``). ``fit`` maps training arrays to a NamedTuple
-state of arrays (a pytree); ``predict`` maps a state and test embeddings to a
-:class:`Prediction`. Both are pure::
+A model holds configuration only (a frozen dataclass, hashable, so it can be a
+static argument of ``jax.jit``). Two methods are required; both are pure::
 
-    state = model.fit(Z_train, Y_train)        # Z (N, Q), Y (N, G) expression
+    state = model.fit(Z_train, Y_train)        # Z (N, Q) embeddings, Y (N, G) expression
     pred = model.predict(state, Z_test)        # Z_test (M, Q)
     pred.mean                                  # (M, G)
     pred.var                                   # (M,) or None
+
+Optional hooks, each used when present (the functions below supply the default):
+
+- ``record(state) -> dict``: what the fit chose, JSON-ready (a GP's
+  hyperparameters, kNN's k, ridge's penalty). The one serialisation: result
+  parts, fitted-model files and warm starts all store it.
+- ``restore(record, Z_train, Y_train) -> state``: the state a record
+  describes (default: fit again, for deterministic models).
+- ``fit_predict_folds(folds, starts) -> list[FoldFit]``: several CV folds at
+  once (e.g. one compiled, batched GP fit); ``starts`` holds each fold's
+  record from the next smaller training size, a warm start.
+- ``zero_padding_invariant``: True when appending zero columns to Z changes
+  nothing, so that the sweep may pad embeddings of different widths to share
+  compiled programs.
+
+The evaluation layer knows models only through this protocol, so a model in a
+user's own file joins ``gpllm reproduce`` as ``module:attr``.
 
 The checks below run in Python before anything is compiled, so a bad array
 fails with a message naming it and its shape rather than as a NaN or an XLA
@@ -18,16 +33,20 @@ still be vmapped over folds.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
-from gpllm.checks import check_finite, check_rank, is_concrete
+from gpllm.checks import as_checked_array
+from gpllm.checks import describe as _describe
 from gpllm.errors import InputError, ShapeError
 
 Array = jax.Array
+Record = Mapping[str, Any]
 
 
 class Prediction(NamedTuple):
@@ -46,10 +65,8 @@ class Prediction(NamedTuple):
 class Model(Protocol):
     """A perturbation model: configuration in, pure ``fit`` / ``predict`` out."""
 
-    name: str
-
     def fit(self, Z_train: Array, Y_train: Array) -> Any:
-        """Z_train (N, Q), Y_train (N, G) -> a NamedTuple state (a pytree of arrays)."""
+        """Z_train (N, Q), Y_train (N, G) -> a state (a pytree of arrays)."""
         ...
 
     def predict(self, state: Any, Z_test: Array) -> Prediction:
@@ -57,46 +74,75 @@ class Model(Protocol):
         ...
 
 
-def _describe(name: str, shape: tuple[int, ...]) -> str:
-    return f"{name} {tuple(shape)}"
+class Fold(NamedTuple):
+    """One CV fold's arrays: Z_train (N, Q), Y_train (N, G), Z_test (M, Q)."""
+
+    Z_train: np.ndarray
+    Y_train: np.ndarray
+    Z_test: np.ndarray
 
 
-def as_checked_array(
-    x: ArrayLike,
-    name: str,
-    *,
-    ndim: int,
-    dtype: Any = None,
-    integer: bool = False,
-) -> Array:
-    """``x`` as a jax array of rank ``ndim``, all finite; otherwise a clear error.
+class FoldFit(NamedTuple):
+    """A fold's prediction and the record of what its fit chose (``{}`` if nothing)."""
 
-    Floating arrays keep their precision (float32 stays float32); integer or
-    boolean input becomes the default float dtype unless ``integer``; ``dtype``
-    forces a dtype. Raises ShapeError (wrong rank), InputError (not a real
-    number type: strings, complex) and NonFiniteError (NaN/inf, with a count
-    and the first bad position). Rank and finiteness use :mod:`gpllm.checks`,
-    the checks the GP core runs too. Tracers get shape checks only.
-    """
-    if is_concrete(x):
-        try:
-            x = jnp.asarray(x)
-        except (TypeError, ValueError) as err:
-            raise InputError(f"{name} is not a numeric array: {err}") from None
-    check_rank(name, x, ndim)
-    kind = jnp.dtype(x.dtype).kind
-    if kind not in "biuf":
-        raise InputError(f"{_describe(name, x.shape)} has non-numeric dtype {x.dtype}")
-    if integer:
-        if kind not in "iu":
-            raise InputError(f"{_describe(name, x.shape)} must hold integers, not {x.dtype}")
-        return x
-    if dtype is not None:
-        x = x.astype(dtype)
-    elif kind != "f":
-        x = x.astype(jnp.result_type(float))
-    check_finite(_describe(name, x.shape), x)
-    return x
+    prediction: Prediction
+    record: Record
+
+
+REQUIRED_METHODS = ("fit", "predict")
+
+
+def check_model(obj: Any, where: str) -> Model:
+    """``obj`` if it implements the protocol, else InputError naming the missing method(s)."""
+    missing = [m for m in REQUIRED_METHODS if not callable(getattr(obj, m, None))]
+    if missing:
+        raise InputError(
+            f"{where}: {obj!r} does not implement the gpllm Model protocol: missing method(s) "
+            f"{', '.join(missing)} (see gpllm.models.base)"
+        )
+    return obj
+
+
+def record_of(model: Model, state: Any) -> dict:
+    """``model.record(state)`` if the model has that hook, else ``{}``."""
+    hook = getattr(model, "record", None)
+    return dict(hook(state)) if callable(hook) else {}
+
+
+def restore(model: Model, record: Record, Z_train, Y_train) -> Any:
+    """The state ``record`` describes: ``model.restore`` if present, else a fresh fit."""
+    hook = getattr(model, "restore", None)
+    return hook(record, Z_train, Y_train) if callable(hook) else model.fit(Z_train, Y_train)
+
+
+def fit_predict_folds(model: Model, folds: Sequence[Fold], starts: Sequence[Record | None] | None = None) -> list[FoldFit]:
+    """Fit and predict every fold: the model's own ``fit_predict_folds`` if it has one
+    (batched, warm-started from ``starts``), else ``fit`` and ``predict`` per fold."""
+    hook = getattr(model, "fit_predict_folds", None)
+    if callable(hook):
+        fits = list(hook(folds, starts))
+        if len(fits) != len(folds):
+            raise InputError(f"{model!r}.fit_predict_folds returned {len(fits)} results for {len(folds)} folds")
+        return fits
+    out = []
+    for fold in folds:
+        state = model.fit(fold.Z_train, fold.Y_train)
+        out.append(FoldFit(model.predict(state, fold.Z_test), record_of(model, state)))
+    return out
+
+
+def zero_padding_invariant(model: Model) -> bool:
+    """Whether zero columns appended to Z leave ``model`` unchanged (default False)."""
+    return bool(getattr(model, "zero_padding_invariant", False))
+
+
+def scalar_record(state: Any) -> dict:
+    """A NamedTuple state's numeric scalars (kNN's k, ridge's lam), JSON-ready."""
+    return {
+        name: np.asarray(x).item()
+        for name, x in state._asdict().items()
+        if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, np.number) and np.ndim(x) == 0
+    }
 
 
 def check_fit_inputs(

@@ -4,21 +4,22 @@
 the screen never perturbed. Two things must survive between the commands:
 
 * the embedding map. Each source's PCA is fitted on the *training*
-  perturbations' raw vectors (as :func:`gpllm.data.embeddings.build_embedding`
+  perturbations' raw vectors (as :func:`gpllm.data.embeddings.assemble.build_embedding`
   does, block-scaled) and kept as (mean, components, scale), so a new gene's
   raw vector x maps to ``z = (x - mean) @ components.T / scale``, the same
   coordinates the model was trained in;
 * the model. Its state holds JAX pytrees (a Cholesky factor, a PRNG key), so
-  instead of pickling it the file keeps the training arrays and, for a GP, the
-  optimised hyperparameters (unconstrained leaves, float64, bit-exact); loading
-  rebuilds the state by reconditioning the GP on them, or by refitting the
-  cheap models (kNN, ridge, baselines), which are deterministic.
+  instead of pickling it the file keeps the model's spec (a built-in name or
+  the user's ``module:attr`` references), the training arrays and the
+  model's record of what its fit chose (:mod:`gpllm.models.base`: a GP's raw
+  hyperparameters, exact in float64); loading rebuilds the state through the
+  model's ``restore`` (a GP is reconditioned, deterministic models refitted).
 
 File layout: one ``.npz`` (read with ``allow_pickle=False``) holding ``meta``
-(a JSON string: format, model, seed, perturbation and gene names, the block
-layout, provenance) and the arrays ``Z`` (N, Q), ``Y`` (N, G), ``ctrl`` (G,),
-``proj{i}_mean`` (D_i,), ``proj{i}_components`` (k_i, D_i), ``proj{i}_scale``
-() per block i, and ``gp{j}`` for the GP's j-th hyperparameter leaf.
+(a JSON string: format, model spec, seed, perturbation and gene names, the
+block layout, the record, provenance) and the arrays ``Z`` (N, Q), ``Y``
+(N, G), ``ctrl`` (G,), ``proj{i}_mean`` (D_i,), ``proj{i}_components``
+(k_i, D_i), ``proj{i}_scale`` () per block i.
 """
 
 from __future__ import annotations
@@ -32,21 +33,20 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import jax
 import numpy as np
 
-from gpllm.data.embeddings import align, pca
-from gpllm.data.screen import PerturbationData
+from gpllm.data.embeddings.assemble import align, pca
+from gpllm.data.screens.perturbation_data import PerturbationData
 from gpllm.data.validate import check_unique, preview
-from gpllm.data.vectors import GeneVectors
+from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.errors import CorruptFileError, DataError, EmbeddingError, InputError, MissingFileError
-from gpllm.models.base import Model, Prediction
-from gpllm.models.gp import GPModel, GPState
-from gpllm.models.registry import build_model
+from gpllm.models.base import Model, Prediction, record_of
+from gpllm.models.base import restore as restore_state
+from gpllm.models.registry import BuildContext, ModelSpec, spec_from
 from gpllm.readonly import PicklesThroughInit
 
 FORMAT = "gpllm-fitted-model"
-VERSION = 1
+VERSION = 2
 
 
 # ------------------------------------------------------------------ embedding map
@@ -113,14 +113,14 @@ def embed(projections: Sequence[BlockProjection], sources: Mapping[str, GeneVect
 class FittedModel(PicklesThroughInit):
     """Everything needed to rebuild a trained model's state.
 
-    model: registry name; seed: its seed. perts: (N,) training perturbations,
-    genes: (G,) measured genes. Z (N, Q), Y (N, G), ctrl (G,): training arrays.
-    projections: the embedding map. gp_leaves: the GP's optimised
-    hyperparameters as unconstrained leaves (empty for other models).
-    provenance: JSON-serialisable record (screen, embedding files, k, fit summary).
+    spec: the model (:class:`~gpllm.models.registry.ModelSpec`); seed: its seed.
+    perts: (N,) training perturbations, genes: (G,) measured genes. Z (N, Q),
+    Y (N, G), ctrl (G,): training arrays. projections: the embedding map.
+    record: the model's record of its fit (``{}`` for models without one).
+    provenance: JSON-serialisable record (screen, embedding files, k).
     """
 
-    model: str
+    spec: ModelSpec
     seed: int
     perts: tuple[str, ...]
     genes: tuple[str, ...]
@@ -128,11 +128,18 @@ class FittedModel(PicklesThroughInit):
     Y: np.ndarray
     ctrl: np.ndarray
     projections: tuple[BlockProjection, ...]
-    gp_leaves: tuple[np.ndarray, ...] = ()
+    record: Mapping[str, Any] = field(default_factory=dict)
     provenance: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "provenance", MappingProxyType(json.loads(json.dumps(dict(self.provenance)))))
+        object.__setattr__(self, "spec", spec_from(self.spec, "fitted model"))
+        for name in ("record", "provenance"):
+            object.__setattr__(self, name, MappingProxyType(json.loads(json.dumps(dict(getattr(self, name))))))
+
+    @property
+    def model(self) -> str:
+        """The model's name, as in result tables."""
+        return self.spec.name
 
     @property
     def blocks(self) -> tuple[tuple[str, int, int], ...]:
@@ -144,12 +151,12 @@ class FittedModel(PicklesThroughInit):
         return "+".join(p.name for p in self.projections)
 
     def build(self) -> Model:
-        """The registry model this was fitted as."""
-        return build_model(self.model, blocks=self.blocks, ctrl=self.ctrl, seed=self.seed)
+        """The model this was fitted as."""
+        return self.spec.build(BuildContext(blocks=self.blocks, ctrl=self.ctrl, seed=self.seed))
 
 
 def train(
-    model: str,
+    model: str | ModelSpec,
     screen: PerturbationData,
     sources: Mapping[str, GeneVectors],
     perts: Sequence[str] | None = None,
@@ -158,13 +165,16 @@ def train(
     seed: int = 0,
     provenance: Mapping[str, Any] | None = None,
 ) -> FittedModel:
-    """Fit ``model`` on ``perts`` of ``screen`` (default: all) embedded by ``sources``.
+    """Fit ``model`` (a built-in name, a ``module:attr`` reference or a spec) on ``perts``
+    of ``screen`` (default: all) embedded by ``sources``.
 
     Perturbations lacking a vector in any source are left out (counted in the
     provenance, as build_embedding's missing='drop'); unknown ones raise
     DataError naming them. Each source is PCA-reduced to k components on the
     kept training perturbations.
     """
+    spec = spec_from(model, "model")
+    spec.check()  # a bad reference fails before any PCA or fit
     perts = list(screen.perts if perts is None else perts)
     check_unique(perts, "perturbation names", "training list")
     screen.index(perts)  # names any perturbation the screen lacks
@@ -174,52 +184,27 @@ def train(
     projections = tuple(fit_projection(X, name, k) for name, X in aligned.items())
     Z = np.hstack([p.apply(aligned[p.name]) for p in projections])
     Y = screen.Y[screen.index(kept)]
-    built = build_model(model, blocks=blocks_of(projections), ctrl=screen.ctrl, seed=seed)
+    built = spec.build(BuildContext(blocks=blocks_of(projections), ctrl=screen.ctrl, seed=seed))
     state = built.fit(Z, Y)
-    leaves = tuple(np.asarray(x) for x in jax.tree.leaves(state.fit.params)) if isinstance(state, GPState) else ()
     prov = {
         **dict(provenance or {}),
         "k": int(k),
         "n_train": len(kept),
         "n_dropped_no_embedding": len(perts) - len(kept),
-        "hyperparameters": hyperparameters(state),
     }
-    return FittedModel(model, seed, tuple(kept), screen.genes, Z, Y, screen.ctrl, projections, leaves, prov)
-
-
-def hyperparameters(state: Any) -> dict[str, Any]:
-    """What a fitted state chose, JSON-ready: a GP's positive kernel and noise values
-    (and LML), else the state's numeric scalars (kNN's k, ridge's lam)."""
-    from gpllm import gp
-
-    if isinstance(state, GPState):
-        values = jax.tree.map(lambda x: np.asarray(x).tolist(), gp.params_to_values(state.fit.params))
-        return {**values, "lml": float(state.fit.lml), "converged": bool(state.fit.converged)}
-    return {
-        name: np.asarray(x).item()
-        for name, x in state._asdict().items()
-        if hasattr(x, "dtype") and jax.numpy.issubdtype(x.dtype, np.number) and np.ndim(x) == 0
-    }
+    return FittedModel(spec, seed, tuple(kept), screen.genes, Z, Y, screen.ctrl, projections,
+                       record_of(built, state), prov)  # fmt: skip
 
 
 def restore(fitted: FittedModel) -> tuple[Model, Any]:
-    """(model, state) as :func:`train` had them.
-
-    A GP is reconditioned on the stored hyperparameters (no re-optimisation);
-    other models are refitted on the stored arrays.
-    """
-    from gpllm import gp
-
+    """(model, state) as :func:`train` had them, through the model's ``restore`` hook
+    (a GP is reconditioned on its recorded hyperparameters, no re-optimisation;
+    deterministic models are refitted on the stored arrays)."""
     model = fitted.build()
-    if not isinstance(model, GPModel):
-        return model, model.fit(fitted.Z, fitted.Y)
-    treedef = jax.tree.structure(gp.init_params(model.kernel, fitted.Z, fitted.Y))
-    if treedef.num_leaves != len(fitted.gp_leaves):
-        raise CorruptFileError(
-            f"fitted {fitted.model}: {len(fitted.gp_leaves)} hyperparameter arrays stored, the kernel has {treedef.num_leaves}"
-        )
-    params = jax.tree.unflatten(treedef, [jax.numpy.asarray(x) for x in fitted.gp_leaves])
-    return model, model.condition(params, fitted.Z, fitted.Y)
+    try:
+        return model, restore_state(model, fitted.record, fitted.Z, fitted.Y)
+    except InputError as err:
+        raise CorruptFileError(f"fitted {fitted.model}: {err}") from err
 
 
 def predict(fitted: FittedModel, sources: Mapping[str, GeneVectors], genes: Sequence[str]) -> Prediction:
@@ -239,15 +224,14 @@ def save(fitted: FittedModel, path: str | Path) -> Path:
     """Write ``fitted`` as one .npz (layout in the module docstring), atomically."""
     path = Path(path)
     meta = {
-        "format": FORMAT, "version": VERSION, "model": fitted.model, "seed": fitted.seed,
+        "format": FORMAT, "version": VERSION, "model": fitted.spec.to_json(), "seed": fitted.seed,
         "perts": list(fitted.perts), "genes": list(fitted.genes),
-        "blocks": [p.name for p in fitted.projections], "n_gp_leaves": len(fitted.gp_leaves),
+        "blocks": [p.name for p in fitted.projections], "record": dict(fitted.record),
         "provenance": dict(fitted.provenance),
     }  # fmt: skip
     arrays = {"meta": np.array(json.dumps(meta)), "Z": fitted.Z, "Y": fitted.Y, "ctrl": fitted.ctrl}
     for i, p in enumerate(fitted.projections):
         arrays.update({f"proj{i}_mean": p.mean, f"proj{i}_components": p.components, f"proj{i}_scale": np.float64(p.scale)})
-    arrays.update({f"gp{j}": leaf for j, leaf in enumerate(fitted.gp_leaves)})
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:  # a file object: np.savez would append '.npz' to a name
@@ -279,13 +263,14 @@ def load(path: str | Path) -> FittedModel:
             BlockProjection(name, arrays[f"proj{i}_mean"], arrays[f"proj{i}_components"], float(arrays[f"proj{i}_scale"]))
             for i, name in enumerate(meta["blocks"])
         )
-        leaves = tuple(arrays[f"gp{j}"] for j in range(meta["n_gp_leaves"]))
         return FittedModel(
             meta["model"], int(meta["seed"]), tuple(meta["perts"]), tuple(meta["genes"]),
-            arrays["Z"], arrays["Y"], arrays["ctrl"], projections, leaves, meta["provenance"],
+            arrays["Z"], arrays["Y"], arrays["ctrl"], projections, meta["record"], meta["provenance"],
         )  # fmt: skip
     except KeyError as err:
         raise CorruptFileError(f"{path}: fitted-model file lacks {err}") from err
+    except InputError as err:  # a spec that no longer resolves (a moved plug-in file)
+        raise DataError(f"{path}: {err}") from err
 
 
 # ------------------------------------------------------------------ predictions file
@@ -314,6 +299,6 @@ def to_anndata(fitted: FittedModel, perts: Sequence[str], prediction: Prediction
         "model": fitted.model,
         "embedding": fitted.embedding,
         "n_train": len(fitted.perts),
-        "provenance_json": json.dumps(dict(fitted.provenance)),
+        "provenance_json": json.dumps({**dict(fitted.provenance), "hyperparameters": dict(fitted.record)}),
     }
     return adata

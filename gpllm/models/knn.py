@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gpllm.errors import InputError
-from gpllm.models.base import Array, Prediction, check_fit_inputs, check_predict_inputs
+from gpllm.models.base import Array, Prediction, check_fit_inputs, check_predict_inputs, scalar_record
 
 Metric = Literal["euclidean", "cosine"]
 
@@ -114,6 +114,9 @@ class KNN:
     metric: Metric = "euclidean"
     k_grid: tuple[int, ...] = (1, 2, 3, 5, 10, 20, 30, 50)
 
+    #: Zero columns change no distance (Euclidean) and no angle (cosine).
+    zero_padding_invariant = True
+
     def __post_init__(self) -> None:
         if self.metric not in ("euclidean", "cosine"):
             raise InputError(f"KNN metric must be 'euclidean' or 'cosine', not {self.metric!r}")
@@ -144,6 +147,10 @@ class KNN:
                 f"KNN k_grid {self.k_grid} has no k <= N - 1 = {n - 1} for leave-one-out"
             )
         return _fit(self, Z, Y)
+
+    def record(self, state: KNNState) -> dict:
+        """The k in use: ``{"k": k}``."""
+        return scalar_record(state)
 
     def predict(self, state: KNNState, Z_test: Array) -> Prediction:
         """Z_test (M, Q) -> Prediction(mean (M, G), var None)."""

@@ -1,19 +1,42 @@
-"""Model names used in configs and result tables, and how to build each one.
+"""Models by name: the built-in ones, and a user's own from ``module:attr``.
 
-A name maps to a model given the screen (for the control profile), the
-embedding (for per-block kernels) and a seed. Baselines ignore the embedding:
-the sweep runs them once per screen, under the embedding name "none".
+A :class:`ModelSpec` is what a config or the command line says about one
+model: a built-in name (``"gp"``, ``"ridge"``...), or a reference to the
+user's own code (:mod:`gpllm.plugins`):
+
+- ``kernel = "my_kernels.py:ProjectedRBF"``: a GP on that kernel;
+- ``model = "my_models.py:MyModel"``: any object implementing the model
+  protocol (:mod:`gpllm.models.base`);
+
+plus GP options (``optimizer``: a name or ``module:attr`` of an optax
+transformation, ``max_steps``, ``learning_rate``, ``gtol``, ``ftol``,
+``dtype``, ``fresh_start_below``) and the embeddings it runs on. A
+reference may name an instance, a class (built with no arguments) or a
+factory function; a factory that takes one argument receives the
+:class:`BuildContext` (the embedding's column blocks, the control profile,
+the seed), e.g. to build one kernel per embedding block.
+
+Specs are plain data (picklable for worker processes, JSON for run.json);
+:meth:`ModelSpec.build` resolves them where the model is used, and
+:meth:`ModelSpec.check` resolves them once up front so that a bad reference
+fails before any fitting, naming its config key.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+import inspect
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
+from gpllm import plugins
 from gpllm.errors import InputError
-from gpllm.gp.kernels import RBF, Active
-from gpllm.models.base import Model
+from gpllm.gp.fit import FitOptions
+from gpllm.gp.kernels import RBF, Active, Kernel
+from gpllm.models.base import Model, check_model
 from gpllm.models.baselines import Control, NonControlMean, RandomPerturbation
 from gpllm.models.gp import GPModel
 from gpllm.models.knn import KNN
@@ -22,38 +45,204 @@ from gpllm.models.ridge import Ridge
 Blocks = tuple[tuple[str, int, int], ...]
 
 
-def _per_block_gp(blocks: Blocks, ctrl, seed) -> GPModel:
-    kernel = sum((Active(RBF(), start, stop) for _, start, stop in blocks[1:]), Active(RBF(), *blocks[0][1:]))
-    return GPModel(kernel=kernel, name="gp_blocks")
+@dataclasses.dataclass(frozen=True)
+class BuildContext:
+    """What a model may depend on besides its own options.
+
+    blocks: the embedding's (name, start, stop) column blocks; ctrl: (G,) the
+    control profile; seed: the sweep's seed; gp_dtype: the precision GP fits
+    run in (None: the inputs').
+    """
+
+    blocks: Blocks = ()
+    ctrl: Any = None
+    seed: int = 0
+    gp_dtype: str | None = None
 
 
-BUILDERS: dict[str, Callable[[Blocks, np.ndarray, int], Model]] = {
-    "gp": lambda blocks, ctrl, seed: GPModel(),
-    "gp_blocks": _per_block_gp,
-    "knn_k1": lambda blocks, ctrl, seed: KNN(k=1),
-    "knn_ktuned": lambda blocks, ctrl, seed: KNN(k="tune"),
-    "ridge": lambda blocks, ctrl, seed: Ridge(lam="loo"),
-    "linear": lambda blocks, ctrl, seed: Ridge(lam=0.0),
-    "random_perturbation": lambda blocks, ctrl, seed: RandomPerturbation(seed=seed),
-    "nonctrl_mean": lambda blocks, ctrl, seed: NonControlMean(),
-    "control": lambda blocks, ctrl, seed: Control(ctrl),
+def _per_block_kernel(blocks: Blocks) -> Kernel:
+    if not blocks:
+        raise InputError("gp_blocks needs the embedding's blocks")
+    return sum((Active(RBF(), start, stop) for _, start, stop in blocks[1:]), Active(RBF(), *blocks[0][1:]))
+
+
+def _control(context: BuildContext) -> Model:
+    if context.ctrl is None:
+        raise InputError("the control baseline needs the screen's ctrl profile")
+    return Control(context.ctrl)
+
+
+#: Built-in models; "gp" and "gp_blocks" are the kernels GP specs default to.
+BUILTIN_KERNELS: dict[str, Callable[[BuildContext], Kernel]] = {
+    "gp": lambda context: RBF(),
+    "gp_blocks": lambda context: _per_block_kernel(context.blocks),
 }
+BUILTIN_MODELS: dict[str, Callable[[BuildContext], Model]] = {
+    "knn_k1": lambda context: KNN(k=1),
+    "knn_ktuned": lambda context: KNN(k="tune"),
+    "ridge": lambda context: Ridge(lam="loo"),
+    "linear": lambda context: Ridge(lam=0.0),
+    "random_perturbation": lambda context: RandomPerturbation(seed=context.seed),
+    "nonctrl_mean": lambda context: NonControlMean(),
+    "control": _control,
+}
+BUILTINS = (*BUILTIN_KERNELS, *BUILTIN_MODELS)
+#: Models that ignore the embedding: the sweep runs them once per screen.
 BASELINES = frozenset({"random_perturbation", "nonctrl_mean", "control"})
 
+#: Options a GP spec accepts (FitOptions' fields, and the model's own).
+GP_OPTIONS = (*(f.name for f in dataclasses.fields(FitOptions)), "dtype", "fresh_start_below", "center")
+SPEC_KEYS = ("name", "kernel", "model", "embeddings", "baseline", *GP_OPTIONS)
 
-def check_model_names(names) -> tuple[str, ...]:
-    """The names, validated: InputError naming any unknown model and listing the known ones."""
-    unknown = [n for n in names if n not in BUILDERS]
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One model of a run, as a config states it (see the module docstring).
+
+    name: the model's name in tables (a built-in name, or the user's choice).
+    kernel / model: ``module:attr`` references (at most one); neither means a built-in.
+    options: GP options as (key, value) pairs. embeddings: run only on these
+    (default: all). baseline: ignores the embedding (built-in baselines are).
+    """
+
+    name: str
+    kernel: str | None = None
+    model: str | None = None
+    options: tuple[tuple[str, Any], ...] = ()
+    embeddings: tuple[str, ...] = ()
+    baseline: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "|/\\"):
+            raise InputError(f"model name {self.name!r} must be a non-empty string without '|', '/' or '\\'")
+        if self.kernel and self.model:
+            raise InputError(f"model {self.name!r}: give 'kernel' or 'model', not both")
+        if self.name in BASELINES:
+            object.__setattr__(self, "baseline", True)
+        if not (self.kernel or self.model) and self.name not in BUILTINS:
+            raise InputError(
+                f"unknown model {self.name!r}; built-in: {sorted(BUILTINS)}, or a 'module:attr' "
+                "reference to your own model or kernel"
+            )
+        bad = sorted(set(dict(self.options)) - set(GP_OPTIONS))
+        if bad:
+            raise InputError(f"model {self.name!r}: unknown option(s) {bad}; known: {sorted(GP_OPTIONS)}")
+        if self.options and not self.is_gp:
+            raise InputError(f"model {self.name!r}: options {sorted(dict(self.options))} apply to GP models only")
+        object.__setattr__(self, "options", tuple(sorted(dict(self.options).items())))
+        object.__setattr__(self, "embeddings", tuple(self.embeddings))
+
+    @property
+    def is_gp(self) -> bool:
+        return bool(self.kernel) or self.name in BUILTIN_KERNELS
+
+    def build(self, context: BuildContext = BuildContext(), base: Path | None = None) -> Model:
+        """The model, for an embedding with ``context.blocks``; references resolve against ``base``."""
+        where = f"model {self.name!r}"
+        if self.model:
+            found = plugins.load_reference(self.model, f"{where} model", base)
+            return check_model(_resolve(found, context, f"{where} model"), f"{where} model")
+        if not self.is_gp:
+            return BUILTIN_MODELS[self.name](context)
+        if self.kernel:
+            kernel = _resolve(plugins.load_reference(self.kernel, f"{where} kernel", base), context, f"{where} kernel")
+            if not isinstance(kernel, Kernel):
+                raise InputError(f"{where} kernel: {self.kernel!r} gave {kernel!r}, not a gpllm.gp.Kernel")
+        else:
+            kernel = BUILTIN_KERNELS[self.name](context)
+        options = dict(self.options)
+        fit = {k: options.pop(k) for k in list(options) if k in {f.name for f in dataclasses.fields(FitOptions)}}
+        if isinstance(fit.get("optimizer"), str) and plugins.is_reference(fit["optimizer"]):
+            found = plugins.load_reference(fit["optimizer"], f"{where} optimizer", base)
+            fit["optimizer"] = _resolve(found, context, f"{where} optimizer")
+        try:
+            fit_options = FitOptions(**fit)
+        except InputError as err:
+            raise InputError(f"{where}: {err}") from None
+        options.setdefault("dtype", context.gp_dtype)
+        return GPModel(kernel=kernel, options=fit_options, name=self.name, **options)
+
+    def check(self, base: Path | None = None) -> None:
+        """Resolve every reference and option now (without data), so a bad one fails before any fit."""
+        if self.name == "gp_blocks" or self.name == "control":
+            return  # need an embedding's blocks / a screen's ctrl; checked when built
+        self.build(BuildContext(blocks=(("all", 0, 1),), ctrl=np.zeros(1)), base)
+
+    def to_json(self) -> dict:
+        """The spec as a config table (what :func:`spec_from` reads back)."""
+        out = {"name": self.name, **dict(self.options)}
+        for key in ("kernel", "model", "embeddings", "baseline"):
+            if getattr(self, key):
+                out[key] = list(self.embeddings) if key == "embeddings" else getattr(self, key)
+        return out
+
+
+def _resolve(obj: Any, context: BuildContext, where: str) -> Any:
+    """An instance as it is (a kernel, a model, an optax transformation); a class built
+    with no arguments; a factory function called with the context (if it takes one
+    parameter) or with nothing."""
+    if isinstance(obj, Kernel) or callable(getattr(obj, "fit", None)) or hasattr(obj, "init"):
+        if not isinstance(obj, type):
+            return obj
+    if not callable(obj):
+        return obj
+    try:
+        n_params = 0 if isinstance(obj, type) else len(inspect.signature(obj).parameters)
+    except (TypeError, ValueError):
+        n_params = 0
+    try:
+        return obj(context) if n_params >= 1 else obj()
+    except InputError:
+        raise
+    except Exception as err:
+        raise InputError(f"{where}: building {obj!r} failed: {type(err).__name__}: {err}") from err
+
+
+def spec_from(entry: str | Mapping[str, Any] | ModelSpec, where: str = "models", base: Path | None = None) -> ModelSpec:
+    """A :class:`ModelSpec` from a config entry: a name, a ``module:attr`` string (a kernel
+    or a model, told apart by what it names; the model is named ``attr``), or a table
+    of spec keys. Relative ``.py`` paths are made absolute against ``base``."""
+    if isinstance(entry, ModelSpec):
+        return entry
+    if isinstance(entry, str):
+        if not plugins.is_reference(entry):
+            return ModelSpec(entry)
+        entry = plugins.resolve_path(entry, base) if base is not None else entry
+        obj = plugins.load_reference(entry, where)
+        attr = entry.rsplit(":", 1)[1]
+        is_kernel = isinstance(obj, Kernel) or (isinstance(obj, type) and issubclass(obj, Kernel))
+        return ModelSpec(attr, kernel=entry) if is_kernel else ModelSpec(attr, model=entry)
+    if not isinstance(entry, Mapping):
+        raise InputError(f"{where}: a model is a name, a 'module:attr' string or a table, got {entry!r}")
+    bad = sorted(set(entry) - set(SPEC_KEYS))
+    if bad:
+        raise InputError(f"{where}: unknown key(s) {bad}; known: {sorted(SPEC_KEYS)}")
+    fields = {k: entry[k] for k in ("name", "kernel", "model", "baseline") if k in entry}
+    for key in ("kernel", "model", "optimizer"):
+        if key in entry and not isinstance(entry[key], str):
+            raise InputError(f"{where}.{key} must be a string, got {entry[key]!r}")
+        if key in fields and base is not None:
+            fields[key] = plugins.resolve_path(fields[key], base)
+    if "embeddings" in entry:
+        if not isinstance(entry["embeddings"], (list, tuple)) or not all(isinstance(e, str) for e in entry["embeddings"]):
+            raise InputError(f"{where}.embeddings must be a list of embedding names, got {entry['embeddings']!r}")
+        fields["embeddings"] = tuple(entry["embeddings"])
+    options = {k: entry[k] for k in GP_OPTIONS if k in entry}
+    if isinstance(options.get("optimizer"), str) and base is not None:
+        options["optimizer"] = plugins.resolve_path(options["optimizer"], base)
+    options = tuple(options.items())
+    return ModelSpec(options=options, **fields)
+
+
+def check_model_names(names: Sequence[str]) -> tuple[str, ...]:
+    """Built-in names, validated: InputError naming any unknown one and listing the known."""
+    unknown = [n for n in names if n not in BUILTINS]
     if unknown:
-        raise InputError(f"unknown model(s) {unknown}; known: {sorted(BUILDERS)}")
+        raise InputError(f"unknown model(s) {unknown}; known: {sorted(BUILTINS)}")
     return tuple(names)
 
 
 def build_model(name: str, *, blocks: Blocks = (), ctrl=None, seed: int = 0) -> Model:
-    """The model called ``name`` for an embedding with ``blocks`` and a screen with ``ctrl``."""
+    """The built-in model called ``name`` for an embedding with ``blocks`` and a screen with ``ctrl``."""
     check_model_names([name])
-    if name == "gp_blocks" and not blocks:
-        raise InputError("gp_blocks needs the embedding's blocks")
-    if name == "control" and ctrl is None:
-        raise InputError("the control baseline needs the screen's ctrl profile")
-    return BUILDERS[name](blocks, ctrl, seed)
+    return ModelSpec(name).build(BuildContext(blocks=blocks, ctrl=ctrl, seed=seed))

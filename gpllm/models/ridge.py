@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gpllm.errors import InputError
-from gpllm.models.base import Array, Prediction, check_fit_inputs, check_predict_inputs
+from gpllm.models.base import Array, Prediction, check_fit_inputs, check_predict_inputs, scalar_record
 
 #: Default penalty grid, in multiples of the mean eigenvalue of Zc^T Zc
 #: (|Zc|_F^2 / Q), so that it adapts to the embedding's scale: from nearly
@@ -87,6 +87,10 @@ class Ridge:
         """Z_train (N, Q), Y_train (N, G) -> RidgeState (tunes lam if asked)."""
         Z, Y = check_fit_inputs(Z_train, Y_train, min_rows=2 if isinstance(self.lam, str) else 1)
         return _fit(self, Z, Y)
+
+    def record(self, state: RidgeState) -> dict:
+        """The penalty in use: ``{"lam": lam}``."""
+        return scalar_record(state)
 
     def predict(self, state: RidgeState, Z_test: Array) -> Prediction:
         """Z_test (M, Q) -> Prediction(mean = Z_test W + b (M, G), var None)."""

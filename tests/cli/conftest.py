@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 import gpllm  # noqa: F401  (enables float64)
 from gpllm.cli import app
-from gpllm.data.embedding_files import write_genept_pickle, write_vectors
-from gpllm.data.synthetic import make_screens
+from gpllm.data.embeddings.files import write_genept_pickle, write_vectors
+from gpllm.data.synthetic.screens import make_screens
 
 N_TRAIN = 60
 K = 10

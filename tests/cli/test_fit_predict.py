@@ -8,11 +8,11 @@ import anndata as ad
 import numpy as np
 import pytest
 
-from gpllm.data.embedding_files import load_vectors, write_prott5_h5, write_uniprot_idmapping
-from gpllm.data.embeddings import build_embedding, pca
+from gpllm.data.embeddings.files import load_vectors, write_prott5_h5, write_uniprot_idmapping
+from gpllm.data.embeddings.assemble import build_embedding, pca
 from gpllm.models import fitted
 from gpllm.models.gp import GPModel
-from gpllm.models.registry import BASELINES, BUILDERS, build_model
+from gpllm.models.registry import BASELINES, BUILTIN_MODELS, build_model
 from tests.cli.conftest import K, N_TRAIN, ok
 
 
@@ -84,7 +84,7 @@ def test_predict_for_genes_outside_the_screen_reuses_the_fit_embeddings(files, g
     assert tuple(ad.read_h5ad(tmp_path / "new.h5ad").obs_names) == tuple(new)
 
 
-@pytest.mark.parametrize("name", sorted(set(BUILDERS) - {"gp", "gp_blocks"}))
+@pytest.mark.parametrize("name", sorted(BUILTIN_MODELS))
 def test_saved_cheap_models_refit_to_the_same_predictions(files, name, tmp_path):
     screen = files.data.screens["K562"]
     sources = {"text": load_vectors(files.text)}
@@ -98,7 +98,7 @@ def test_saved_cheap_models_refit_to_the_same_predictions(files, name, tmp_path)
     np.testing.assert_array_equal(got.mean, np.asarray(want.mean))
     assert got.var is None
     if name not in BASELINES:
-        assert fit.provenance["hyperparameters"], name  # k or lam is recorded
+        assert fit.record and back.record == fit.record, name  # k or lam is recorded, and kept
 
 
 def test_sequence_from_a_uniprot_h5_with_an_id_mapping(files, tmp_path):

@@ -14,7 +14,7 @@ import pickle
 import numpy as np
 import pytest
 
-from gpllm.data.embedding_files import (
+from gpllm.data.embeddings.files import (
     GENEPT_DIM,
     load_genept_pickle,
     load_prott5_h5,
@@ -23,9 +23,9 @@ from gpllm.data.embedding_files import (
     read_uniprot_idmapping,
     write_prott5_h5,
 )
-from gpllm.data.embeddings import align
-from gpllm.data.text_embedding import model_path, read_descriptions
-from gpllm.data.vectors import GeneVectors
+from gpllm.data.embeddings.assemble import align
+from gpllm.data.embeddings.text import model_path, read_descriptions
+from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.errors import (
     CorruptFileError,
     DataError,

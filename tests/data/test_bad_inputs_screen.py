@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from gpllm.data.h5ad import read_h5ad
-from gpllm.data.labels import NORMAN19, ObsSpec
-from gpllm.data.perturbseq import read_screen, screen_from_anndata
+from gpllm.data.screens.h5ad import read_h5ad
+from gpllm.data.screens.labels import NORMAN19, ObsSpec
+from gpllm.data.screens.perturbseq import read_screen, screen_from_anndata
 from gpllm.errors import CorruptFileError, DataError, InputError, MissingFileError, NonFiniteError
 from tests.data.conftest import nb_screen
 

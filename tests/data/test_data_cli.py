@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from gpllm.cli import app
-from gpllm.data.labels import REPLOGLE_BULK
-from gpllm.data.perturbseq import read_screen
-from gpllm.data.sources import REGISTRY
+from gpllm.data.screens.labels import REPLOGLE_BULK
+from gpllm.data.screens.perturbseq import read_screen
+from gpllm.data.sources.registry import REGISTRY
 from tests.data.loopback import Loopback
 
 PAYLOAD = np.random.default_rng(1).bytes(50_000)

@@ -15,7 +15,7 @@ import pickle
 import numpy as np
 import pytest
 
-from gpllm.data.embedding_files import (
+from gpllm.data.embeddings.files import (
     GENEPT_DIM,
     PROTT5_DIM,
     load_genept_pickle,
@@ -29,7 +29,7 @@ from gpllm.data.embedding_files import (
     write_uniprot_idmapping,
     write_vectors,
 )
-from gpllm.data.vectors import GeneVectors
+from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.errors import InputError
 
 GENEPT_CSV = "genept_ada002_adamson86.csv.gz"

@@ -11,7 +11,7 @@ import logging
 import numpy as np
 import pytest
 
-from gpllm.data.embeddings import (
+from gpllm.data.embeddings.assemble import (
     Embedding,
     align,
     build_embedding,
@@ -20,7 +20,7 @@ from gpllm.data.embeddings import (
     coverage_report,
     pca,
 )
-from gpllm.data.vectors import GeneVectors
+from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.errors import DataError, EmbeddingError, InputError, ShapeError
 
 
@@ -108,7 +108,7 @@ def test_coverage_counts_and_names_missing(sources):
 
 
 def test_align_drop_is_default_counted_and_logged(sources, caplog):
-    with caplog.at_level(logging.INFO, logger="gpllm.data.embeddings"):
+    with caplog.at_level(logging.INFO, logger="gpllm.data.embeddings.assemble"):
         kept, X, cov = align(sources, PERTS)
     assert kept == ("A", "B", "D", "E", "F")  # order of the perturbation list, C dropped
     for name, v in sources.items():
@@ -118,7 +118,7 @@ def test_align_drop_is_default_counted_and_logged(sources, caplog):
 
 
 def test_align_mean_imputes_with_source_mean(sources, caplog):
-    with caplog.at_level(logging.INFO, logger="gpllm.data.embeddings"):
+    with caplog.at_level(logging.INFO, logger="gpllm.data.embeddings.assemble"):
         kept, X, _ = align(sources, PERTS, missing="mean")
     assert kept == PERTS
     seq = sources["sequence"]
@@ -130,7 +130,7 @@ def test_align_mean_imputes_with_source_mean(sources, caplog):
 
 
 def test_align_full_coverage_logs_info_only(sources, caplog):
-    with caplog.at_level(logging.INFO, logger="gpllm.data.embeddings"):
+    with caplog.at_level(logging.INFO, logger="gpllm.data.embeddings.assemble"):
         kept, _, _ = align({"text": sources["text"]}, PERTS)
     assert kept == PERTS
     assert [r.levelno for r in caplog.records] == [logging.INFO]

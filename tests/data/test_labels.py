@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gpllm.data.labels import COMBO, CONTROL, NORMAN19, REPLOGLE_BULK, SINGLE, ObsSpec, parse_labels
-from gpllm.data.pseudobulk import CONTROL_GROUP, make_groups
+from gpllm.data.screens.labels import COMBO, CONTROL, NORMAN19, REPLOGLE_BULK, SINGLE, ObsSpec, parse_labels
+from gpllm.data.screens.pseudobulk import CONTROL_GROUP, make_groups
 from gpllm.errors import DataError
 
 

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import scanpy as sc
 
-from gpllm.data.labels import NORMAN19, REPLOGLE_BULK, ObsSpec
-from gpllm.data.perturbseq import detect_lognorm, read_screen, screen_from_anndata
-from gpllm.data.screen import PerturbationData
+from gpllm.data.screens.labels import NORMAN19, REPLOGLE_BULK, ObsSpec
+from gpllm.data.screens.perturbseq import detect_lognorm, read_screen, screen_from_anndata
+from gpllm.data.screens.perturbation_data import PerturbationData
 from gpllm.errors import InputError
 from tests.data.conftest import dense, groupby_mean, nb_screen, scanpy_lognorm
 
@@ -115,7 +115,7 @@ def test_detect_lognorm_rules():
 
 def test_two_gene_perturbations_are_kept_apart(make_screen, caplog):
     a = make_screen(combos=("AAK1+BRCA1", "CDK2+FOXO1"), n_genes=120)
-    with caplog.at_level(logging.INFO, logger="gpllm.data.perturbseq"):
+    with caplog.at_level(logging.INFO, logger="gpllm.data.screens.perturbseq"):
         screen = screen_from_anndata(a, n_hvg=100)
     singles, combos = screen
     assert set(singles.perts) == {"AAK1", "BRCA1", "CDK2", "DDX3X", "EIF3A", "FOXO1"}

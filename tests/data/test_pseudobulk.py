@@ -8,11 +8,11 @@ import scanpy as sc
 import scipy.sparse as sp
 import scipy.stats
 
-from gpllm.data.de import top_k_abs, welch_t
-from gpllm.data.hvg import hvg_from_moments, moment_space
-from gpllm.data.labels import ObsSpec, parse_labels
-from gpllm.data.perturbseq import read_screen, screen_from_anndata
-from gpllm.data.pseudobulk import CONTROL_GROUP, accumulate_moments, make_groups, normalise_log1p
+from gpllm.data.screens.de import top_k_abs, welch_t
+from gpllm.data.screens.hvg import hvg_from_moments, moment_space
+from gpllm.data.screens.labels import ObsSpec, parse_labels
+from gpllm.data.screens.perturbseq import read_screen, screen_from_anndata
+from gpllm.data.screens.pseudobulk import CONTROL_GROUP, accumulate_moments, make_groups, normalise_log1p
 from tests.data.conftest import dense, groupby_mean, nb_screen, scanpy_lognorm
 
 # the reference rank_genes_groups fills its table column by column

@@ -6,7 +6,7 @@ import anndata as ad
 import numpy as np
 import pytest
 
-from gpllm.data.screen import UNS_KEY, PerturbationData, intersect_perturbations
+from gpllm.data.screens.perturbation_data import UNS_KEY, PerturbationData, intersect_perturbations
 from gpllm.errors import DataError, InputError, NonFiniteError, ShapeError
 
 

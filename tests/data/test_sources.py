@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpllm.data import sources
-from gpllm.data.download import file_digests, mismatches, parse_checksum
-from gpllm.data.sources import REGISTRY, Source, fetch, load_sources, recorded_checksum, registry
+from gpllm.data.sources import registry as sources
+from gpllm.data.sources.download import file_digests, mismatches, parse_checksum
+from gpllm.data.sources.registry import REGISTRY, Source, fetch, load_sources, recorded_checksum, registry
 from gpllm.errors import ChecksumError, CorruptFileError, DataError, DownloadError, InputError
 from tests.data.loopback import Loopback
 

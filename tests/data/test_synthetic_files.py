@@ -8,11 +8,11 @@ import h5py
 import numpy as np
 import pytest
 
-from gpllm.data.embedding_files import load_genept_pickle, load_prott5_h5, read_uniprot_idmapping
-from gpllm.data.labels import REPLOGLE_BULK, REPLOGLE_CELLS
-from gpllm.data.perturbseq import read_screen
-from gpllm.data.synthetic import make_screens
-from gpllm.data.synthetic_files import accessions, bulk_anndata, sample_cells, write_files
+from gpllm.data.embeddings.files import load_genept_pickle, load_prott5_h5, read_uniprot_idmapping
+from gpllm.data.screens.labels import REPLOGLE_BULK, REPLOGLE_CELLS
+from gpllm.data.screens.perturbseq import read_screen
+from gpllm.data.synthetic.screens import make_screens
+from gpllm.data.synthetic.files import accessions, bulk_anndata, sample_cells, write_files
 from gpllm.errors import InputError
 
 N_PERTS, N_GENES, CELLS = 60, 100, 20

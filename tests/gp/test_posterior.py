@@ -19,7 +19,7 @@ VAR, LS, NOISE = 1.2, 1.1, 0.05
 def fitted():
     Z, Y = problem(n=35, d=4)
     Zs = np.concatenate([Z[:3], problem(n=6, seed=9)[0] * 1.5])  # some seen, some new inputs
-    params = gp.params_from_values({"variance": VAR, "lengthscale": LS}, NOISE)
+    params = gp.params_from_values(gp.RBF(), {"variance": VAR, "lengthscale": LS}, NOISE)
     post = gp.condition(gp.RBF(), params, Z, Y)
     return Z, Y, Zs, params, post
 

@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent(
     assert jax.device_count() == 4, jax.devices()
     rng = np.random.default_rng(0)
     Z, Y = jnp.asarray(rng.normal(size=(32, 3))), jnp.asarray(rng.normal(size=(32, 48)))
-    params = gp.params_from_values({"variance": 1.3, "lengthscale": 0.9}, 0.2)
+    params = gp.params_from_values(gp.RBF(), {"variance": 1.3, "lengthscale": 0.9}, 0.2)
     out = {}
     for path in ("direct", "gram"):
         targets = prepare_targets(Y, path)

@@ -38,7 +38,7 @@ def test_follows_the_model_protocol(fitted):
 def test_prediction_equals_sklearn_with_the_fitted_hyperparameters(data, fitted):
     Z, Y, Zs, _ = data
     model, state = fitted
-    values = gp.params_to_values(state.fit.params)
+    values = gp.params_to_values(gp.RBF(), state.fit.params)
     kernel = skk.ConstantKernel(float(values["kernel"]["variance"])) * skk.RBF(float(values["kernel"]["lengthscale"]))
     sk = GaussianProcessRegressor(kernel + skk.WhiteKernel(float(values["noise"])), optimizer=None, alpha=0.0)
     sk.fit(Z, Y - Y.mean(0))
@@ -53,8 +53,9 @@ def test_fit_maximises_the_likelihood(data, fitted):
     _, state = fitted
     best = float(gp.log_marginal_likelihood(gp.RBF(), state.fit.params, Z, Y - Y.mean(0)).value)
     for factor in (0.8, 1.25):
-        values = gp.params_to_values(state.fit.params)
+        values = gp.params_to_values(gp.RBF(), state.fit.params)
         moved = gp.params_from_values(
+            gp.RBF(),
             {"variance": values["kernel"]["variance"], "lengthscale": values["kernel"]["lengthscale"] * factor},
             values["noise"],
         )
@@ -73,7 +74,7 @@ def test_per_block_kernels_and_options():
     Z, Y = rng.normal(size=(30, 4)), rng.normal(size=(30, 3))
     model = GPModel(
         kernel=gp.Active(gp.RBF(), 0, 2) + gp.Active(gp.RBF(), 2, 4),
-        fit_options=(("optimizer", "adam"), ("max_steps", 20)),
+        options=gp.FitOptions(optimizer="adam", max_steps=20),
     )
     state = model.fit(Z, Y)
     assert int(state.fit.n_steps) <= 20

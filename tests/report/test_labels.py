@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gpllm.models.registry import BUILDERS
+from gpllm.models.registry import BUILTINS
 from gpllm.report.labels import (
     ModelKey,
     embedding_label,
@@ -42,8 +42,8 @@ def test_model_label(model, embedding, label):
 
 
 def test_every_registered_model_has_a_distinct_label():
-    labels = {model_label(name, "text") for name in BUILDERS}
-    assert len(labels) == len(BUILDERS)
+    labels = {model_label(name, "text") for name in BUILTINS}
+    assert len(labels) == len(BUILTINS)
     assert all(label != "text" and not label.startswith(" ") for label in labels)
 
 

@@ -101,7 +101,7 @@ def test_empty_frame_raises(results, tmp_path):
 def _sweep_rows() -> pl.DataFrame:
     """Rows from the sweep's own run_chunk: two baselines, two sizes, both synthetic screens."""
     try:
-        from gpllm.data.synthetic import make_screens
+        from gpllm.data.synthetic.screens import make_screens
         from gpllm.evaluate.splits import make_plan
         from gpllm.evaluate.sweep import NO_EMBEDDING, Chunk, run_chunk
     except Exception as err:  # noqa: BLE001  (another module mid-edit must not hide the rest)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from gpllm.data.validate import preview
-from gpllm.data.vectors import GeneVectors
+from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.errors import CorruptFileError, DataError, InputError, MissingFileError
 
 log = logging.getLogger(__name__)

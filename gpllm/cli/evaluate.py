@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from gpllm.data.commands import _fail
+from gpllm.cli.common import fail
 
 
 def evaluate_command(
@@ -23,10 +23,10 @@ def evaluate_command(
     from rich.console import Console
     from rich.table import Table
 
-    from gpllm.data.screen import PerturbationData
+    from gpllm.data.screens.perturbation_data import PerturbationData
     from gpllm.errors import GPLLMError, InputError
     from gpllm.evaluate import external
-    from gpllm.models.commands import name_list
+    from gpllm.cli.models import name_list
 
     try:
         if out is not None and not out.name.lower().endswith((".csv", ".parquet")):
@@ -38,7 +38,7 @@ def evaluate_command(
         reference, how = external.systema_reference(screen, aligned.rows, train_names)
         rows = external.score(aligned, screen, reference)
     except GPLLMError as err:
-        raise _fail(err) from err
+        raise fail(err) from err
     n = rows.height
     typer.echo(f"{predictions} vs {truth}: {n} perturbations, mean ± 1.96 SE across perturbations (no folds)")
     table = Table()

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-from gpllm.data.text_embedding import DEFAULT_MODEL as DEFAULT_TEXT_MODEL
+from gpllm.cli.common import fail
+
+from gpllm.data.embeddings.text import DEFAULT_MODEL as DEFAULT_TEXT_MODEL
 
 app = typer.Typer(help="Fetch, list and inspect data sources.", no_args_is_help=True)
 
@@ -26,8 +28,8 @@ def embed_text(
     """Embed gene descriptions locally with an open sentence-embedding model (no API key)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from gpllm.data.embedding_files import write_vectors
-    from gpllm.data.text_embedding import embed_descriptions, read_descriptions
+    from gpllm.data.embeddings.files import write_vectors
+    from gpllm.data.embeddings.text import embed_descriptions, read_descriptions
     from gpllm.errors import GPLLMError
 
     try:
@@ -41,7 +43,7 @@ def embed_text(
             )
         write_vectors(output, vectors)
     except GPLLMError as err:
-        raise _fail(err) from err
+        raise fail(err) from err
     typer.echo(f"wrote {len(vectors)} {vectors.dim}-d vectors ({model}) to {output}")
 
 
@@ -49,12 +51,6 @@ def embed_text(
 _SOURCES_FILE = typer.Option(
     None, "--sources", envvar="GPLLM_SOURCES", help="JSON list of extra entries (same name replaces a built-in one)."
 )
-
-
-def _fail(err: Exception) -> typer.Exit:
-    """A one-line error on stderr and exit code 1, not a traceback."""
-    typer.echo(f"error: {err}", err=True)
-    return typer.Exit(code=1)
 
 
 def _human(n: int | None) -> str:
@@ -76,14 +72,14 @@ def list_sources(
     from rich.console import Console
     from rich.table import Table
 
-    from gpllm.data.sources import cache_dir, is_cached, recorded_checksum, registry
+    from gpllm.data.sources.registry import cache_dir, is_cached, recorded_checksum, registry
     from gpllm.errors import GPLLMError
 
     try:
         reg = registry(sources_file)
         where = dest if dest is not None else cache_dir()
     except GPLLMError as err:
-        raise _fail(err) from err
+        raise fail(err) from err
     table = Table(title=f"gpllm data sources (cache: {where})")
     table.add_column("name", no_wrap=True)
     for col in ("description", "size", "cached", "checksum"):
@@ -111,13 +107,13 @@ def fetch_source(
     sources_file: Path | None = _SOURCES_FILE,
 ) -> None:
     """Download a registered file, verify it, and print its local path (stdout)."""
-    from gpllm.data.sources import fetch, registry
+    from gpllm.data.sources.registry import fetch, registry
     from gpllm.errors import GPLLMError
 
     try:
         got = fetch(name, dest, allow_unverified=allow_unverified, progress=not quiet, sources=registry(sources_file))
     except GPLLMError as err:
-        raise _fail(err) from err
+        raise fail(err) from err
     how = "downloaded" if got.downloaded else "cached"
     if got.checked:
         typer.echo(f"{how}, verified by {'+'.join(got.checked)}: {got.path}", err=True)
@@ -140,14 +136,14 @@ def synth(
     n_genes: int | None = typer.Option(None, "--n-genes", min=20, help="Measured genes (default 2000)."),
 ) -> None:
     """Write a synthetic screen in the real files' formats (Replogle h5ad, GenePT pickle, UniProt h5)."""
-    from gpllm.data.synthetic import make_screens
-    from gpllm.data.synthetic_files import write_files
+    from gpllm.data.synthetic.screens import make_screens
+    from gpllm.data.synthetic.files import write_files
     from gpllm.errors import GPLLMError
 
     sizes = {k: v for k, v in (("n_perts", n_perts), ("n_genes", n_genes)) if v is not None}
     try:
         paths = write_files(make_screens(seed, **sizes), out_dir, cells=cells, cells_per_pert=cells_per_pert)
     except GPLLMError as err:
-        raise _fail(err) from err
+        raise fail(err) from err
     for key, path in paths.items():
         typer.echo(f"{key}\t{path}")

@@ -30,7 +30,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple
 
-from gpllm.data.download import download, file_digests, mismatches, parse_checksum
+from gpllm.data.sources.download import download, file_digests, mismatches, parse_checksum
 from gpllm.errors import ChecksumError, CorruptFileError, DataError, InputError, MissingFileError
 
 log = logging.getLogger(__name__)

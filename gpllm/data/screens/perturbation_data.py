@@ -200,7 +200,7 @@ class PerturbationData(PicklesThroughInit):
         if meta is None or "de" not in adata.obsm or "ctrl" not in adata.var:
             raise DataError(
                 f"{where}: not a gpllm PerturbationData (needs uns[{UNS_KEY!r}], "
-                "obsm['de'] and var['ctrl']); process a screen with gpllm.data.perturbseq instead"
+                "obsm['de'] and var['ctrl']); process a screen with gpllm.data.screens.perturbseq instead"
             )
         version = int(meta.get("format_version", -1))
         if version != _FORMAT_VERSION:
@@ -228,7 +228,7 @@ class PerturbationData(PicklesThroughInit):
     @classmethod
     def load(cls, path: str | Path) -> PerturbationData:
         """Read an h5ad written by :meth:`save`."""
-        from gpllm.data.h5ad import read_h5ad
+        from gpllm.data.screens.h5ad import read_h5ad
 
         return cls.from_anndata(read_h5ad(path), where=str(path))
 

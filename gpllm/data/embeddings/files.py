@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from gpllm.data.validate import preview
-from gpllm.data.vectors import GeneVectors
+from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.errors import CorruptFileError, DataError, EmbeddingError, GPLLMError, InputError, MissingFileError
 
 log = logging.getLogger(__name__)
@@ -258,7 +258,7 @@ def load_prott5_h5(
     and the number of symbols with several is logged. Without it, names are
     the accessions. ``genes`` restricts reading to those symbols (fast); genes
     without a protein embedding are left out here and counted by
-    :func:`gpllm.data.embeddings.align`.
+    :func:`gpllm.data.embeddings.assemble.align`.
     """
     path = _exists(Path(path))
     if isinstance(id_mapping, (str, Path)):

@@ -25,16 +25,26 @@ from typing import Any, NamedTuple
 
 import polars as pl
 
-from gpllm.data.embeddings import Embedding, build_embedding
-from gpllm.data.screen import PerturbationData, intersect_perturbations
-from gpllm.data.vectors import GeneVectors
+from gpllm.data.embeddings.assemble import Embedding, build_embedding
+from gpllm.data.screens.perturbation_data import PerturbationData, intersect_perturbations
+from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.errors import InputError
 from gpllm.evaluate.store import RunStore, fingerprint
-from gpllm.evaluate.sweep import SweepConfig, run_sweep
+from gpllm.evaluate.sweep import DEFAULT_MODELS, SweepConfig, run_sweep
+from gpllm.models.registry import ModelSpec, spec_from
 
 log = logging.getLogger(__name__)
 
 COMBINE = "+"
+SIZE_SUFFIX = "@"
+
+
+def _embedding_k(name: str, suffix: str) -> int | None:
+    if suffix == "raw":
+        return None
+    if suffix.isdigit() and int(suffix) > 0:
+        return int(suffix)
+    raise InputError(f"embedding {name!r}: the part after '@' must be a positive integer or 'raw'")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +80,7 @@ class ReproduceConfig:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], base: Path = Path("."), where: str = "config") -> ReproduceConfig:
-        known = {"name", "data", "embeddings", "pca_k", "missing", "sweep", "evaluate"}
+        known = {"name", "data", "embeddings", "pca_k", "missing", "sweep", "evaluate", "models"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise InputError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
@@ -79,6 +89,8 @@ class ReproduceConfig:
         bad = sorted(set(sweep_raw) - fields)
         if bad:
             raise InputError(f"{where}: unknown [sweep] key(s) {bad}; known: {sorted(fields)}")
+        if "models" in sweep_raw or "models" in raw:
+            sweep_raw["models"] = _model_specs(sweep_raw.get("models"), raw.get("models", {}), base, where)
         embeddings = tuple(raw.get("embeddings", cls.embeddings))
         sweep = SweepConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in sweep_raw.items()},
                             **({} if "embeddings" in sweep_raw else {"embeddings": embeddings}))  # fmt: skip
@@ -86,6 +98,25 @@ class ReproduceConfig:
         pca_k = raw.get("pca_k", 50)
         return cls(raw.get("name", "run"), data, embeddings, None if pca_k in (0, None) else int(pca_k),
                    raw.get("missing", "drop"), sweep, tuple(raw.get("evaluate", ())))  # fmt: skip
+
+
+def _model_specs(listed, tables: Mapping[str, Any], base: Path, where: str) -> tuple[ModelSpec, ...]:
+    """The run's models: ``[sweep] models`` (built-in names, ``module:attr`` references, or
+    names of ``[models.NAME]`` tables), default the built-in set plus every table.
+
+    Relative ``.py`` paths in references are relative to the config's folder.
+    """
+    if not isinstance(tables, Mapping) or not all(isinstance(v, Mapping) for v in tables.values()):
+        raise InputError(f"{where}: [models] must hold one table per model, e.g. [models.my_gp]")
+    specs = {name: spec_from({**table, "name": name}, f"{where} [models.{name}]", base) for name, table in tables.items()}
+    if listed is None:
+        listed = [*DEFAULT_MODELS, *specs]
+    if not isinstance(listed, (list, tuple)):
+        raise InputError(f"{where}: [sweep] models must be a list of model names, got {listed!r}")
+    unlisted = sorted(set(specs) - set(listed))
+    if unlisted:
+        raise InputError(f"{where}: [models.{unlisted[0]}] is defined but not in [sweep] models {list(listed)}")
+    return tuple(specs[m] if m in specs else spec_from(m, f"{where} [sweep] models", base) for m in listed)
 
 
 def _resolve_paths(data: dict, base: Path) -> dict:
@@ -113,7 +144,7 @@ def _local_file(entry: Mapping[str, Any], where: str, key: str = "path") -> Path
     if key in entry:
         return Path(entry[key])
     if source_key in entry:
-        from gpllm.data.sources import fetch
+        from gpllm.data.sources.registry import fetch
 
         return fetch(entry[source_key], allow_unverified=bool(entry.get("allow_unverified", False))).path
     raise InputError(f"{where}: give {key!r} or {source_key!r} (a name from `gpllm data list`)")
@@ -121,8 +152,8 @@ def _local_file(entry: Mapping[str, Any], where: str, key: str = "path") -> Path
 
 def load_screens(entries: Mapping[str, Mapping[str, Any]]) -> dict[str, PerturbationData]:
     """``{name: {"path"|"source", "preset": "replogle_bulk"|"replogle_cells"|"norman19"|..., options}}``."""
-    from gpllm.data import labels
-    from gpllm.data.perturbseq import read_screen
+    from gpllm.data.screens import labels
+    from gpllm.data.screens.perturbseq import read_screen
 
     screens = {}
     for name, entry in entries.items():
@@ -139,11 +170,11 @@ def load_screens(entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Perturba
 def load_vectors_from(source: str, entry: Mapping[str, Any]) -> GeneVectors:
     """One embedding source: a vector file (GenePT pickle, table, ProtT5 h5 with ``idmapping``),
     or ``descriptions`` (a JSON of gene descriptions) embedded locally (``text`` extra)."""
-    from gpllm.data import embedding_files
+    from gpllm.data.embeddings import files as embedding_files
 
     where = f"embedding {source!r}"
     if "descriptions" in entry:
-        from gpllm.data.text_embedding import DEFAULT_MODEL, embed_descriptions, read_descriptions
+        from gpllm.data.embeddings.text import DEFAULT_MODEL, embed_descriptions, read_descriptions
 
         texts = read_descriptions(entry["descriptions"])
         return embed_descriptions(texts, model=entry.get("model", DEFAULT_MODEL))
@@ -160,7 +191,7 @@ def load_inputs(config: ReproduceConfig) -> Inputs:
     data = dict(config.data)
     kind = data.get("kind", "synthetic")
     if kind == "synthetic":
-        from gpllm.data.synthetic import make_screens
+        from gpllm.data.synthetic.screens import make_screens
 
         seed, overrides = int(data.get("seed", 0)), dict(data.get("overrides", {}))
         draw = make_screens(seed, **overrides)
@@ -179,14 +210,20 @@ def load_inputs(config: ReproduceConfig) -> Inputs:
 def make_embeddings(
     vectors: Mapping[str, GeneVectors], perts, names, *, k: int | None = 50, missing: str = "drop"
 ) -> dict[str, Embedding]:
-    """``{"text": ..., "text+sequence": ...}``: each name's sources, PCA-reduced and concatenated."""
+    """``{"text": ..., "text+sequence": ...}``: each name's sources, PCA-reduced and concatenated.
+
+    A name may end in ``@K`` to reduce its sources to K components instead of ``k``,
+    or ``@raw`` to keep the raw vectors (e.g. for a kernel that learns its own projection).
+    """
     out = {}
     for name in names:
-        sources = name.split(COMBINE)
+        sources_part, _, suffix = name.partition(SIZE_SUFFIX)
+        own_k = k if not suffix else _embedding_k(name, suffix)
+        sources = sources_part.split(COMBINE)
         absent = [s for s in sources if s not in vectors]
         if absent:
             raise InputError(f"embedding {name!r} needs source(s) {absent}; loaded: {sorted(vectors)}")
-        out[name] = build_embedding({s: vectors[s] for s in sources}, perts, k=k, missing=missing)
+        out[name] = build_embedding({s: vectors[s] for s in sources}, perts, k=own_k, missing=missing)
     return out
 
 

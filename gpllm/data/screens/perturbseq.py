@@ -3,7 +3,7 @@
 Steps, each recorded in the result's provenance:
 
 1. keep the rows selected by ``spec.subset``; classify each as control,
-   single- or two-gene perturbation (:mod:`gpllm.data.labels`);
+   single- or two-gene perturbation (:mod:`gpllm.data.screens.labels`);
 2. total-count normalise to ``target_sum`` and log1p, unless the data is
    already log-normalised (declared with ``lognorm=True``, or detected);
 3. select ``n_hvg`` highly variable genes (scanpy's rule, flavour configurable);
@@ -13,7 +13,7 @@ Steps, each recorded in the result's provenance:
 
 Single cells are processed in memory through scanpy, or, for files too large
 for memory, streamed in chunks from a backed AnnData with the same maths
-(:mod:`gpllm.data.pseudobulk`). Pseudobulk rows of one perturbation (Replogle's
+(:mod:`gpllm.data.screens.pseudobulk`). Pseudobulk rows of one perturbation (Replogle's
 per-guide rows) are pooled weighted by their cell counts before normalising.
 Single- and two-gene perturbations come back as separate screens.
 """
@@ -28,18 +28,18 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from gpllm.data import de as de_mod
-from gpllm.data import hvg as hvg_mod
-from gpllm.data.h5ad import read_h5ad
-from gpllm.data.labels import COMBO, CONTROL, SINGLE, ObsSpec, parse_labels
-from gpllm.data.pseudobulk import (
+from gpllm.data.screens import de as de_mod
+from gpllm.data.screens import hvg as hvg_mod
+from gpllm.data.screens.h5ad import read_h5ad
+from gpllm.data.screens.labels import COMBO, CONTROL, SINGLE, ObsSpec, parse_labels
+from gpllm.data.screens.pseudobulk import (
     CONTROL_GROUP,
     Groups,
     accumulate_moments,
     make_groups,
     normalise_log1p,
 )
-from gpllm.data.screen import MIN_PERTS, PerturbationData
+from gpllm.data.screens.perturbation_data import MIN_PERTS, PerturbationData
 from gpllm.data.validate import check_expression, check_unique, preview
 from gpllm.errors import DataError, InputError
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import typer
 
-from gpllm.data.commands import app as data_app
-from gpllm.data.commands import embed_text
-from gpllm.evaluate.commands import evaluate_command
-from gpllm.models.commands import fit_command, predict_command
-from gpllm.evaluate.reproduce_command import reproduce_command
+from gpllm.cli.data import app as data_app
+from gpllm.cli.data import embed_text
+from gpllm.cli.evaluate import evaluate_command
+from gpllm.cli.models import fit_command, predict_command
+from gpllm.cli.reproduce import reproduce_command
 
 app = typer.Typer(
     name="gpllm",
@@ -65,7 +65,7 @@ def _run_benchmark(name: str, args: list[str]) -> None:
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if not (root / "benchmarks" / f"{name}.py").is_file():
         typer.echo(f"benchmarks/{name}.py not found beside {root / 'gpllm'}: benchmarks ship "
                    "with the source checkout, not the wheel", err=True)  # fmt: skip
@@ -75,9 +75,13 @@ def _run_benchmark(name: str, args: list[str]) -> None:
 
 
 def main() -> None:
-    """Console-script entry point; compiled JAX programs persist between runs (:mod:`gpllm.compilation_cache`)."""
-    from gpllm import compilation_cache
+    """Console-script entry point: float64, OpenBLAS's spin limited (:mod:`gpllm.blas`), and
+    compiled JAX programs kept between runs (:mod:`gpllm.compilation_cache`)."""
+    from gpllm import compilation_cache, use_float64
+    from gpllm.blas import limit_openblas_spin
 
+    limit_openblas_spin()
+    use_float64()
     compilation_cache.enable()
     app()
 

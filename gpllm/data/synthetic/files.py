@@ -1,6 +1,6 @@
 """Write a synthetic draw into the real sources' file formats, so the real loaders run end to end.
 
-From :func:`gpllm.data.synthetic.make_screens`'s output this writes
+From :func:`gpllm.data.synthetic.screens.make_screens`'s output this writes
 
 * per cell line, a Replogle 2022 bulk h5ad (``K562_essential_raw_bulk_01.h5ad``
   layout): X dense float32, one row per target transcript, the mean raw UMI
@@ -20,7 +20,7 @@ From :func:`gpllm.data.synthetic.make_screens`'s output this writes
 
 Bulk rows are ``depth * expm1(Y) / target_sum`` (Y the draw's noisy
 profiles), so reading them back through
-:func:`gpllm.data.perturbseq.read_screen` with the ``REPLOGLE_BULK`` spec
+:func:`gpllm.data.screens.perturbseq.read_screen` with the ``REPLOGLE_BULK`` spec
 returns the draw's ``Y`` and ``ctrl`` up to float32 rounding.
 """
 
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gpllm.data.embedding_files import write_genept_pickle, write_prott5_h5, write_uniprot_idmapping
-from gpllm.data.sources import REGISTRY
-from gpllm.data.synthetic import SyntheticScreens
+from gpllm.data.embeddings.files import write_genept_pickle, write_prott5_h5, write_uniprot_idmapping
+from gpllm.data.sources.registry import REGISTRY
+from gpllm.data.synthetic.screens import SyntheticScreens
 from gpllm.errors import InputError
 
 #: Control label of the Replogle files.

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import typer
 
-from gpllm.data.commands import _fail
+from gpllm.cli.common import fail
 
 _TEXT = typer.Option(None, "--text", help="Text embedding: GenePT-style .pickle, or a .csv/.tsv/.parquet table (gene column first).")
 _SEQUENCE = typer.Option(None, "--sequence", help="Sequence embedding: UniProt per-protein .h5 (with --idmapping), or a table/.pickle.")
 _IDMAPPING = typer.Option(None, "--idmapping", help="UniProt ID mapping (idmapping.dat or a TSV) for a --sequence .h5.")
-_MODEL = typer.Option("gp", "--model", "-m", help="Registry name: gp, gp_blocks, knn_k1, knn_ktuned, ridge, linear, random_perturbation, nonctrl_mean, control.")
+_MODEL = typer.Option("gp", "--model", "-m", help="A built-in model (gp, gp_blocks, knn_k1, knn_ktuned, ridge, linear, random_perturbation, nonctrl_mean, control), or 'FILE.py:ATTR' / 'module:attr' naming your own kernel (a GP on it) or model.")
 _TRAIN = typer.Option(None, "--train", help="Training perturbations: a file (one per line) or a comma-separated list (default: all of the screen's).")
 _K = typer.Option(50, "--k", min=1, help="Principal components kept per embedding source.")
 _SEED = typer.Option(0, "--seed", help="Seed of models that draw (random_perturbation).")
@@ -41,7 +41,7 @@ def name_list(value: str, what: str) -> tuple[str, ...]:
 
 def _sources(text: Path | None, sequence: Path | None, idmapping: Path | None, genes) -> dict:
     """{'text': GeneVectors, 'sequence': GeneVectors} for the files given (at least one)."""
-    from gpllm.data.embedding_files import load_prott5_h5, load_vectors
+    from gpllm.data.embeddings.files import load_prott5_h5, load_vectors
     from gpllm.errors import InputError
 
     if text is None and sequence is None:
@@ -64,7 +64,7 @@ def _files(text: Path | None, sequence: Path | None, idmapping: Path | None) -> 
 
 
 def _train(screen_path: Path, model: str, text, sequence, idmapping, train: str | None, k: int, seed: int):
-    from gpllm.data.screen import PerturbationData
+    from gpllm.data.screens.perturbation_data import PerturbationData
     from gpllm.models import fitted
 
     screen = PerturbationData.load(screen_path)
@@ -102,7 +102,7 @@ def fit_command(
         _, fit = _train(screen, model, text, sequence, idmapping, train, k, seed)
         fitted.save(fit, out)
     except GPLLMError as err:
-        raise _fail(err) from err
+        raise fail(err) from err
     typer.echo(f"{_summary(fit)}; wrote {out}")
 
 
@@ -152,6 +152,6 @@ def predict_command(
         pred = fitted.predict(fit, _sources(text, sequence, idmapping, wanted), wanted)
         fitted.to_anndata(fit, wanted, pred).write_h5ad(out)
     except GPLLMError as err:
-        raise _fail(err) from err
+        raise fail(err) from err
     has_var = "with" if pred.var is not None else "without"
     typer.echo(f"{fit.model}: predicted {len(wanted)} perturbations x {len(fit.genes)} genes ({has_var} variance); wrote {out}")

@@ -23,9 +23,9 @@ def reproduce_command(
 
     from rich.console import Console
 
-    from gpllm.data.commands import _fail
+    from gpllm.cli.common import fail
     from gpllm.errors import GPLLMError
-    from gpllm.evaluate.reproduce import ReproduceConfig, reproduce
+    from gpllm.reproduce import ReproduceConfig, reproduce
     from gpllm.report.tables import make_table, rich_table, screens
 
     try:
@@ -41,9 +41,9 @@ def reproduce_command(
             cfg = dataclasses.replace(cfg, sweep=dataclasses.replace(cfg.sweep, **overrides))
         run = reproduce(cfg, out or Path("results") / cfg.name, progress=progress, workers=workers)
     except GPLLMError as err:
-        raise _fail(err) from err
+        raise fail(err) from err
     except ValueError as err:  # malformed --sizes / --folds
-        raise _fail(err) from err
+        raise fail(err) from err
     # Wide enough for Table 1's five columns when stdout is a file or a pipe.
     console = Console(width=None if sys.stdout.isatty() else 140)
     for screen in screens(run.results):

@@ -53,7 +53,7 @@ sees only part of u_p, non-linearly and noisily; together they see all of it.
 A few perturbed genes have no text (``missing_text``) or no sequence
 (``missing_seq``) vector, as the real resources.
 
-Files. :func:`gpllm.data.synthetic_files.write_files` writes the same formats as the real sources
+Files. :func:`gpllm.data.synthetic.files.write_files` writes the same formats as the real sources
 (Replogle bulk h5ad layout, GenePT pickle, UniProt per-protein.h5 with an
 idmapping TSV, optionally Replogle-style single cells) so the real loaders run
 end to end on them.
@@ -68,8 +68,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gpllm.data.screen import PerturbationData
-from gpllm.data.vectors import GeneVectors
+from gpllm.data.screens.perturbation_data import PerturbationData
+from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.errors import InputError
 
 #: Cell lines of the default screen.
@@ -343,7 +343,7 @@ def make_screens(seed: int = 0, config: SyntheticConfig | None = None, **overrid
                 "n_hvg": G,
                 "de_method": "abs-delta",
                 "n_de": cfg.n_de,
-                "steps": ["gpllm.data.synthetic.make_screens"],
+                "steps": ["gpllm.data.synthetic.screens.make_screens"],
             },
         )
         baseline[line] = _normalise_log(mu, cfg.target_sum)

@@ -1,6 +1,6 @@
 """Gene embeddings aligned to a screen's perturbations, PCA-reduced, in blocks.
 
-Pipeline: load raw vectors per source (:mod:`gpllm.data.embedding_files`:
+Pipeline: load raw vectors per source (:mod:`gpllm.data.embeddings.files`:
 GenePT pickle, tables, UniProt ProtT5 h5), align them to the perturbation list
 with an explicit missing-gene policy and a coverage report, reduce each source
 to its top k principal components (k = 50 as in the paper), and concatenate the
@@ -18,7 +18,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from gpllm.data.embedding_files import (  # noqa: F401  (re-exported loaders)
+from gpllm.data.embeddings.files import (  # noqa: F401  (re-exported loaders)
     GENEPT_DIM,
     PROTT5_DIM,
     load_genept_pickle,
@@ -33,7 +33,7 @@ from gpllm.data.embedding_files import (  # noqa: F401  (re-exported loaders)
     write_vectors,
 )
 from gpllm.data.validate import check_finite, check_unique, preview
-from gpllm.data.vectors import GeneVectors
+from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.errors import EmbeddingError, InputError, ShapeError
 from gpllm.readonly import PicklesThroughInit
 

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from gpllm.data.labels import CONTROL, Labels
+from gpllm.data.screens.labels import CONTROL, Labels
 from gpllm.data.validate import check_expression
 from gpllm.errors import CorruptFileError
 

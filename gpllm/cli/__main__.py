@@ -1,0 +1,5 @@
+"""``python -m gpllm.cli``: the ``gpllm`` command."""
+
+from gpllm.cli import main
+
+main()
