@@ -116,7 +116,13 @@ def _model_specs(listed, tables: Mapping[str, Any], base: Path, where: str) -> t
     unlisted = sorted(set(specs) - set(listed))
     if unlisted:
         raise InputError(f"{where}: [models.{unlisted[0]}] is defined but not in [sweep] models {list(listed)}")
-    return tuple(specs[m] if m in specs else spec_from(m, f"{where} [sweep] models", base) for m in listed)
+    out = []
+    for entry in listed:
+        key = f"[models.{entry}]" if entry in specs else "[sweep] models"
+        spec = specs[entry] if entry in specs else spec_from(entry, f"{where} {key}", base)
+        spec.check(where=f"{where} {key}")  # the user's references resolve before any data is read
+        out.append(spec)
+    return tuple(out)
 
 
 def _resolve_paths(data: dict, base: Path) -> dict:

@@ -19,6 +19,7 @@ from gpllm.gp.api import (
     sample,
     value_and_grad,
 )
+from gpllm.gp.distance import squared_distance
 from gpllm.gp.fit import FitOptions, FitResult
 from gpllm.gp.kernels import (
     RBF,
@@ -34,6 +35,7 @@ from gpllm.gp.kernels import (
     Product,
     Sum,
     White,
+    median_distance,
 )
 from gpllm.gp.objective import LML, GPParams, Targets, constraints_of, init_params, prepare_targets, values_of
 from gpllm.gp.parameters import Bounded, Constraint, Fixed, Positive, Real, fixed, positive, real
@@ -44,7 +46,7 @@ __all__ = [
     "Matern12", "Matern32", "Matern52", "Product", "Sum", "White",
     "GPParams", "Targets", "LML", "FitOptions", "FitResult", "Posterior",
     "Constraint", "Positive", "Real", "Bounded", "Fixed", "positive", "real", "fixed",
-    "constraints_of", "values_of",
+    "constraints_of", "values_of", "squared_distance", "median_distance",
     "init_params", "prepare_targets", "params_from_values", "params_to_values",
     "log_marginal_likelihood", "value_and_grad", "fit", "fit_batched", "fit_predict_batched",
     "condition", "predict", "sample",

@@ -117,6 +117,9 @@ class Stationary(Kernel):
     def zero_padding_invariant(self) -> bool:
         return not self.ard
 
+    def constraints(self):
+        return {"variance": positive, "lengthscale": positive}
+
     def gram(self, params: Params, X1: jax.Array, X2: jax.Array | None = None) -> jax.Array:
         lengthscale = params["lengthscale"]
         if self.ard:
@@ -173,6 +176,9 @@ class Linear(Kernel):
 
     zero_padding_invariant = True
 
+    def constraints(self):
+        return {"variance": positive}
+
     def init(self, Z, scale=1.0):
         # Normalise so that the prior variance of f at a typical input is `scale`.
         mean_sq_norm = jnp.mean(jnp.sum(Z * Z, axis=-1))
@@ -192,6 +198,9 @@ class Constant(Kernel):
     """k(x, x') = variance: a shared offset across all inputs."""
 
     zero_padding_invariant = True
+
+    def constraints(self):
+        return {"variance": positive}
 
     def init(self, Z, scale=1.0):
         return {"variance": _amplitude(scale, Z)}
@@ -214,6 +223,9 @@ class White(Kernel):
     """
 
     zero_padding_invariant = True
+
+    def constraints(self):
+        return {"variance": positive}
 
     def init(self, Z, scale=1.0):
         return {"variance": _amplitude(scale, Z)}

@@ -33,6 +33,7 @@ still be vmapped over folds.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -104,9 +105,15 @@ def check_model(obj: Any, where: str) -> Model:
 
 
 def record_of(model: Model, state: Any) -> dict:
-    """``model.record(state)`` if the model has that hook, else ``{}``."""
+    """``model.record(state)`` as plain JSON (tuples become lists) if the model has that
+    hook, else ``{}``; InputError if the record is not JSON-serialisable."""
     hook = getattr(model, "record", None)
-    return dict(hook(state)) if callable(hook) else {}
+    if not callable(hook):
+        return {}
+    try:
+        return json.loads(json.dumps(dict(hook(state))))
+    except (TypeError, ValueError) as err:
+        raise InputError(f"{model!r}.record returned something that is not JSON: {err}") from None
 
 
 def restore(model: Model, record: Record, Z_train, Y_train) -> Any:

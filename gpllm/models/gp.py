@@ -21,6 +21,7 @@ next smaller training size.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from functools import partial
 from typing import NamedTuple
@@ -243,7 +244,7 @@ def _fit_record(kernel: Kernel, params: gp.GPParams, fit: FitResult | None) -> d
     }
     if fit is not None:
         out.update(lml=float(fit.lml), n_steps=int(fit.n_steps), converged=bool(fit.converged))
-    return out
+    return json.loads(json.dumps(out))  # plain JSON: a Sum kernel's tuple of values becomes a list
 
 
 def _stack_params(params: Sequence[gp.GPParams]) -> gp.GPParams:

@@ -136,15 +136,18 @@ class ModelSpec:
     def is_gp(self) -> bool:
         return bool(self.kernel) or self.name in BUILTIN_KERNELS
 
-    def build(self, context: BuildContext = BuildContext(), base: Path | None = None) -> Model:
-        """The model, for an embedding with ``context.blocks``; references resolve against ``base``."""
-        where = f"model {self.name!r}"
+    def build(self, context: BuildContext = BuildContext(), base: Path | None = None, where: str | None = None) -> Model:
+        """The model, for an embedding with ``context.blocks``; references resolve against
+        ``base``; errors name ``where`` (default: the model's name)."""
+        where = where or f"model {self.name!r}"
         if self.model:
-            found = plugins.load_reference(self.model, f"{where} model", base)
-            return check_model(_resolve(found, context, f"{where} model"), f"{where} model")
-        if not self.is_gp:
+            found = _resolve(plugins.load_reference(self.model, f"{where} model", base), context, f"{where} model")
+            if not isinstance(found, Kernel):  # a factory may build a kernel: then a GP on it
+                return check_model(found, f"{where} model")
+            kernel = found
+        elif not self.is_gp:
             return BUILTIN_MODELS[self.name](context)
-        if self.kernel:
+        elif self.kernel:
             kernel = _resolve(plugins.load_reference(self.kernel, f"{where} kernel", base), context, f"{where} kernel")
             if not isinstance(kernel, Kernel):
                 raise InputError(f"{where} kernel: {self.kernel!r} gave {kernel!r}, not a gpllm.gp.Kernel")
@@ -162,11 +165,10 @@ class ModelSpec:
         options.setdefault("dtype", context.gp_dtype)
         return GPModel(kernel=kernel, options=fit_options, name=self.name, **options)
 
-    def check(self, base: Path | None = None) -> None:
-        """Resolve every reference and option now (without data), so a bad one fails before any fit."""
-        if self.name == "gp_blocks" or self.name == "control":
-            return  # need an embedding's blocks / a screen's ctrl; checked when built
-        self.build(BuildContext(blocks=(("all", 0, 1),), ctrl=np.zeros(1)), base)
+    def check(self, base: Path | None = None, where: str | None = None) -> None:
+        """Resolve every reference and option now, with a stand-in context (one block, a
+        one-gene control), so that a bad one fails before any fit."""
+        self.build(BuildContext(blocks=(("all", 0, 1),), ctrl=np.zeros(1)), base, where)
 
     def to_json(self) -> dict:
         """The spec as a config table (what :func:`spec_from` reads back)."""
