@@ -86,7 +86,10 @@ class PeakSampler(threading.Thread):
 
 def run_once(args, cache: Path, tmp: Path, label: str) -> dict | None:
     """One ``gpllm reproduce`` in a child process into a new folder; its figures, or None on failure."""
-    out = tmp / f"run-{label}"
+    out = (args.keep or tmp) / f"run-{label}"
+    if out.exists():  # it would resume, and time nothing
+        print(f"{out} exists: choose an empty --keep folder")
+        return None
     command = [sys.executable, "-m", "gpllm.cli", "reproduce", "--out", str(out), "--no-progress"]
     if args.quick:
         command += ["--sizes", "100,400", "--folds", "2"]
@@ -127,10 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-only", action="store_true", help="skip the second run on a filled compilation cache")
     parser.add_argument("--workers", type=int, default=None, help="pass --workers to gpllm reproduce (default: its own)")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "results" / "bench_sweep.json")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep the run folders (run-cold/, run-warm/) here, e.g. to compare tables")  # fmt: skip
     args = parser.parse_args(argv)
 
     runs = {}
-    with tempfile.TemporaryDirectory(prefix="gpllm-sweep-") as tmp:
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="gpllm-sweep-", dir=args.keep) as tmp:
         cache = Path(tmp) / "jax-cache"  # empty: the first run compiles everything
         labels = ("cold", "warm") if not args.cold_only else ("cold",)
         for label in labels:

@@ -50,10 +50,10 @@ def _raise_if_failed(value, jitter, what: str) -> None:
     if checks.is_concrete(value) and not np.all(np.isfinite(np.asarray(value))):
         dtype = jnp.asarray(value).dtype
         largest = jitter_schedule(dtype)[1]
+        hint = "check for a vanishing noise variance" + ("" if dtype == jnp.float64 else ", or compute in float64")
         raise CholeskyError(
             f"{what}: K + s2 I is not positive definite even with jitter up to {largest:g} x "
-            f"mean(diag) ({dtype}); the kernel or noise is degenerate for these inputs "
-            "(check for a vanishing noise variance, or use float64)"
+            f"mean(diag) ({dtype}); the kernel or noise is degenerate for these inputs ({hint})"
         )
 
 

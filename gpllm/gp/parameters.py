@@ -129,16 +129,10 @@ class Bounded(Constraint):
 
 
 @dataclasses.dataclass(frozen=True)
-class Fixed(Constraint):
+class Fixed(Real):
     """value = raw, held at its starting value: never optimised."""
 
     trainable = False
-
-    def forward(self, raw):
-        return jnp.asarray(raw)
-
-    def inverse(self, value):
-        return jnp.asarray(value)
 
     def __repr__(self):
         return "fixed"
