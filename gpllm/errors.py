@@ -60,3 +60,18 @@ class SplitError(InputError):
 
 class MissingFileError(DataError, FileNotFoundError):
     """A data file that was asked for does not exist."""
+
+
+class WorkerError(GPLLMError, RuntimeError):
+    """A worker process failed outside gpllm's own checks (crashed, killed, or a bug).
+
+    The message is one line; ``details`` holds the worker's traceback, which the
+    sweep writes to the run folder's ``errors.log``.
+    """
+
+    def __init__(self, message: str, details: str = ""):
+        super().__init__(message)
+        self.details = details
+
+    def __reduce__(self):
+        return type(self), (str(self), self.details)

@@ -28,6 +28,7 @@ import polars as pl
 from gpllm.data.embeddings.assemble import Embedding, build_embedding
 from gpllm.data.screens.perturbation_data import PerturbationData, intersect_perturbations
 from gpllm.data.embeddings.vectors import GeneVectors
+from gpllm.configs import check_config
 from gpllm.errors import InputError
 from gpllm.evaluate.store import RunStore, fingerprint
 from gpllm.evaluate.sweep import DEFAULT_MODELS, SweepConfig, run_sweep
@@ -67,6 +68,13 @@ class ReproduceConfig:
     sweep: SweepConfig = SweepConfig()
     evaluate: tuple[str, ...] = ()
 
+    @property
+    def folder_name(self) -> str:
+        """``name`` as a safe file name, so that the default folder stays inside ``results/``
+        (``"../../x"`` -> ``"x"``, ``"/abs/run"`` -> ``"abs_run"``)."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.name).strip("._")
+        return safe or "run"
+
     @classmethod
     def from_toml(cls, path: str | Path) -> ReproduceConfig:
         path = Path(path)
@@ -80,15 +88,8 @@ class ReproduceConfig:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], base: Path = Path("."), where: str = "config") -> ReproduceConfig:
-        known = {"name", "data", "embeddings", "pca_k", "missing", "sweep", "evaluate", "models"}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise InputError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+        check_config(raw, where)  # every key at every level, before anything is read or written
         sweep_raw = dict(raw.get("sweep", {}))
-        fields = {f.name for f in dataclasses.fields(SweepConfig)}
-        bad = sorted(set(sweep_raw) - fields)
-        if bad:
-            raise InputError(f"{where}: unknown [sweep] key(s) {bad}; known: {sorted(fields)}")
         if "models" in sweep_raw or "models" in raw:
             sweep_raw["models"] = _model_specs(sweep_raw.get("models"), raw.get("models", {}), base, where)
         embeddings = tuple(raw.get("embeddings", cls.embeddings))

@@ -119,7 +119,7 @@ def _write(tmp_path: Path, name: str, body: str) -> Path:
         ({"kernel": "plugin.py:HalfModel"}, "not a gpllm.gp.Kernel"),
         ({"kernel": "plugin.py:Broken"}, "importing .*plugin.py failed: ZeroDivisionError"),
         ({"kernel": "plugin.py:K", "optimizer": "plugin.py:NOT_AN_OPTIMIZER"}, "optimizer must be one of"),
-        ({"kernel": "plugin.py:K", "max_step": 3}, r"unknown key\(s\) \['max_step'\]"),
+        ({"kernel": "plugin.py:K", "max_step": 3}, r"\[models.mine\]: unknown key 'max_step' \(did you mean 'max_steps'\?\)"),
     ],
 )
 def test_bad_plugins_fail_before_any_fit_naming_the_config_key(tmp_path, entry, message):

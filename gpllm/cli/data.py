@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from gpllm.cli.common import fail
+from gpllm.cli.common import fail, writable_folder
 
 from gpllm.data.embeddings.text import DEFAULT_MODEL as DEFAULT_TEXT_MODEL
 
@@ -111,6 +111,8 @@ def fetch_source(
     from gpllm.errors import GPLLMError
 
     try:
+        if dest is not None:
+            writable_folder(dest, "--dest")
         got = fetch(name, dest, allow_unverified=allow_unverified, progress=not quiet, sources=registry(sources_file))
     except GPLLMError as err:
         raise fail(err) from err
@@ -142,6 +144,7 @@ def synth(
 
     sizes = {k: v for k, v in (("n_perts", n_perts), ("n_genes", n_genes)) if v is not None}
     try:
+        writable_folder(out_dir, "OUT_DIR")
         paths = write_files(make_screens(seed, **sizes), out_dir, cells=cells, cells_per_pert=cells_per_pert)
     except GPLLMError as err:
         raise fail(err) from err

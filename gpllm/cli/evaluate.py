@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from gpllm.cli.common import fail
+from gpllm.cli.common import fail, writable_file
 
 
 def evaluate_command(
@@ -31,6 +31,8 @@ def evaluate_command(
     try:
         if out is not None and not out.name.lower().endswith((".csv", ".parquet")):
             raise InputError(f"--out {out}: write rows as .csv or .parquet")
+        if out is not None:
+            writable_file(out, "--out")
         screen = PerturbationData.load(truth)
         pred, notes = external.read_prediction(predictions, variance_layer)
         aligned = external.align_to_truth(pred, screen, skip_unknown=skip_unknown)

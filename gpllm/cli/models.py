@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from gpllm.cli.common import fail
+from gpllm.cli.common import fail, writable_file
 
 _TEXT = typer.Option(None, "--text", help="Text embedding: GenePT-style .pickle, or a .csv/.tsv/.parquet table (gene column first).")
 _SEQUENCE = typer.Option(None, "--sequence", help="Sequence embedding: UniProt per-protein .h5 (with --idmapping), or a table/.pickle.")
@@ -99,6 +99,7 @@ def fit_command(
     from gpllm.models import fitted
 
     try:
+        writable_file(out, "--out")  # before the fit, so that none is lost
         _, fit = _train(screen, model, text, sequence, idmapping, train, k, seed)
         fitted.save(fit, out)
     except GPLLMError as err:
@@ -130,6 +131,7 @@ def predict_command(
     from gpllm.models import fitted
 
     try:
+        writable_file(out, "--out")
         if (model_file is None) == (screen is None):
             raise InputError("give either a fitted-model file or --screen (to fit first), not both or neither")
         if screen is not None:

@@ -15,6 +15,7 @@ def reproduce_command(
     models: str = typer.Option(None, help="Override the models, e.g. 'gp,knn_k1,nonctrl_mean'."),
     workers: int = typer.Option(None, min=1, help="Worker processes (default: one per CPU core on CPU, 1 on GPU/TPU; 1 runs in this process)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    debug: bool = typer.Option(False, "--debug", help="On a worker's failure, print its full traceback (always kept in the run folder's errors.log)."),
 ) -> None:
     """Run the paper's evaluation (screens x embeddings x models x sizes x folds), write results,
     Tables 1 / S1 and Figures 1-3, and print the tables."""
@@ -23,7 +24,7 @@ def reproduce_command(
 
     from rich.console import Console
 
-    from gpllm.cli.common import fail
+    from gpllm.cli.common import fail, writable_folder
     from gpllm.errors import GPLLMError
     from gpllm.reproduce import ReproduceConfig, reproduce
     from gpllm.report.tables import make_table, rich_table, screens
@@ -32,20 +33,34 @@ def reproduce_command(
         cfg = ReproduceConfig() if config is None else ReproduceConfig.from_toml(config)
         overrides = {}
         if sizes:
-            overrides["sizes"] = tuple(int(s) for s in sizes.split(","))
+            overrides["sizes"] = _integers(sizes, "--sizes")
         if folds:
-            overrides["n_folds"] = folds if folds == "loo" else int(folds)
+            overrides["n_folds"] = folds if folds == "loo" else _integers(folds, "--folds")[0]
         if models:
             overrides["models"] = tuple(m.strip() for m in models.split(","))
         if overrides:
             cfg = dataclasses.replace(cfg, sweep=dataclasses.replace(cfg.sweep, **overrides))
-        run = reproduce(cfg, out or Path("results") / cfg.name, progress=progress, workers=workers)
+        folder = writable_folder(out or Path("results") / cfg.folder_name, "--out")
+        run = reproduce(cfg, folder, progress=progress, workers=workers)
     except GPLLMError as err:
-        raise fail(err) from err
-    except ValueError as err:  # malformed --sizes / --folds
+        if debug and getattr(err, "details", ""):
+            typer.echo(err.details, err=True)
         raise fail(err) from err
     # Wide enough for Table 1's five columns when stdout is a file or a pipe.
     console = Console(width=None if sys.stdout.isatty() else 140)
     for screen in screens(run.results):
         console.print(rich_table(make_table(run.results, screen)))
     console.print(f"results: {run.out_dir / 'results.parquet'}; tables and figures: {run.out_dir / 'report'}")
+
+
+def _integers(text: str, option: str) -> tuple[int, ...]:
+    """``"100,400"`` -> (100, 400); InputError naming the option and the bad item."""
+    from gpllm.errors import InputError
+
+    out = []
+    for item in text.split(","):
+        try:
+            out.append(int(item))
+        except ValueError:
+            raise InputError(f"{option}: {item.strip()!r} is not an integer (give e.g. '100,400')") from None
+    return tuple(out)

@@ -44,7 +44,7 @@ import polars as pl
 
 from gpllm.data.embeddings.assemble import Embedding
 from gpllm.data.screens.perturbation_data import PerturbationData
-from gpllm.errors import DataError, InputError
+from gpllm.errors import DataError, InputError, WorkerError
 from gpllm.evaluate.metrics import perturbation_metrics, predictive_scores
 from gpllm.evaluate.splits import DEFAULT_SIZES, Split, make_plan
 from gpllm.evaluate.store import RunStore, write_json
@@ -211,7 +211,8 @@ def run_chunk(
     ``previous``: this (screen, embedding, model)'s rows at a smaller size,
     whose records warm-start the fits. ``pad_width``: inputs of models that
     declare ``zero_padding_invariant`` are padded with zero columns to this
-    width, so that every embedding's fits at one size share one compiled program.
+    width (the widest embedding the model runs on), so that all its fits at
+    one size share one compiled program.
     """
     spec = spec or ModelSpec(chunk.model)
     blocks = embedding.blocks if embedding is not None else ()
@@ -238,19 +239,20 @@ class SweepContext:
     splits_by_size: Mapping[int, tuple[Split, ...]]  # in increasing size
     config: SweepConfig
     root: str  # the run folder
-    pad_width: int  # kNN/GP inputs are padded with zero columns to this width
+    run_id: str  # the run's id: a part is written only while the folder holds this run
+    pad_widths: Mapping[str, int]  # per model: the widest embedding it runs on (see run_chunk)
 
 
 def compute_chunk(chunk: Chunk, context: SweepContext) -> None:
     """Run one chunk (warm-started from its stored smaller size) and store its rows."""
     started = time.perf_counter()
-    store = RunStore(context.root)
+    store = RunStore(context.root, context.run_id)
     emb = None if chunk.embedding == NO_EMBEDDING else context.embeddings[chunk.embedding]
     spec = context.config.spec(chunk.model)
     previous = _previous_part(store, chunk, spec, tuple(context.splits_by_size), context.config.warm_start)
     frame = run_chunk(
         chunk, context.screens[chunk.screen], emb, context.splits_by_size[chunk.size], context.config.seed,
-        spec=spec, gp_dtype=context.config.gp_dtype, previous=previous, pad_width=context.pad_width,
+        spec=spec, gp_dtype=context.config.gp_dtype, previous=previous, pad_width=context.pad_widths[chunk.model],
     )  # fmt: skip
     store.write_part(chunk.key, frame)
     store.record_time(chunk.key, time.perf_counter() - started)
@@ -300,27 +302,37 @@ def run_sweep(
     perts = common_perturbations(screens, used)
     plan = make_plan(perts, n_folds=config.n_folds, sizes=config.sizes, seed=config.seed)
     resumed = store.open({"config": config.to_json(), "data": data_id, "perts": list(perts)})
-    if resumed:
-        log.info("resuming the run in %s", store.root)
-    write_json(store.root / "splits.json", plan.to_dict())
-
-    aligned_emb = {name: e.select(perts) for name, e in used.items()}
-    context = SweepContext(
-        screens={name: s.select(perts) for name, s in screens.items()},
-        embeddings=aligned_emb,
-        splits_by_size={size: tuple(s for s in plan.splits if s.size == size) for size in plan.sizes},
-        config=config,
-        root=str(store.root),
-        pad_width=max((e.Z.shape[1] for e in aligned_emb.values()), default=0),
-    )
-    chunks = plan_chunks(config, list(screens), plan.sizes)
-    chains = plan_chains([c for c in chunks if not store.has_part(c.key)])
-    if workers is None:
-        workers = default_workers()
-    n_done = len(chunks) - sum(len(chain) for chain in chains)
-    with _progress(progress, len(chunks), n_done, workers) as on_event:
-        run_chains(chains, compute_chunk, context, workers=workers, on_event=on_event)
-    return store.write_results([c.key for c in chunks])
+    try:
+        if resumed:
+            log.info("resuming the run in %s", store.root)
+        write_json(store.root / "splits.json", plan.to_dict())
+        aligned_emb = {name: e.select(perts) for name, e in used.items()}
+        context = SweepContext(
+            screens={name: s.select(perts) for name, s in screens.items()},
+            embeddings=aligned_emb,
+            splits_by_size={size: tuple(s for s in plan.splits if s.size == size) for size in plan.sizes},
+            config=config,
+            root=str(store.root),
+            run_id=store.run_id,
+            pad_widths={s.name: max((aligned_emb[e].Z.shape[1] for e in s.embeddings or config.embeddings),
+                                    default=0) for s in config.models},
+        )  # fmt: skip
+        chunks = plan_chunks(config, list(screens), plan.sizes)
+        if workers is None:
+            workers = default_workers()
+        # Twice at most: a part found damaged when the first pass ends is recomputed once.
+        for _ in range(2):
+            todo = [c for c in chunks if not store.has_part(c.key)]
+            if not todo:
+                break
+            with _progress(progress, len(chunks), len(chunks) - len(todo), workers) as on_event:
+                try:
+                    run_chains(plan_chains(todo), compute_chunk, context, workers=workers, on_event=on_event)
+                except WorkerError as err:
+                    raise store.log_error(err) from None
+        return store.write_results([c.key for c in chunks])
+    finally:
+        store.release()
 
 
 def _previous_part(

@@ -19,8 +19,14 @@ rounding from an in-process run, whose XLA uses every core).
 The parent hands out chains, longest first as the caller orders them, and
 relays each task's start and end to a callback (the progress bar). A task
 that raises stops the run: the error is re-raised in the parent (gpllm's
-own errors as themselves, anything else with the worker's traceback), the
-other workers are stopped, and whatever the finished tasks stored stays.
+own errors as themselves, anything else as a one-line :class:`WorkerError`
+carrying the worker's traceback), the other workers are stopped, and
+whatever the finished tasks stored stays.
+
+Workers never outlive their parent: each asks Linux to kill it when the
+parent dies (``PR_SET_PDEATHSIG``), checks before every task that its parent
+is still the one that started it, and the parent turns SIGTERM (what
+schedulers and ``timeout`` send) into an orderly stop that ends its workers.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import signal
 import traceback
 from typing import Callable, Iterator, Sequence, TypeVar
 
-from gpllm.errors import GPLLMError, InputError
+from gpllm.errors import GPLLMError, InputError, WorkerError
 
 T = TypeVar("T")
 C = TypeVar("C")
@@ -51,10 +57,6 @@ FORWARDED_JAX_SETTINGS = (
 )
 
 _BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-class WorkerError(RuntimeError):
-    """A worker process failed outside gpllm's own checks (crashed, killed, or a bug)."""
 
 
 def available_cores() -> list[int]:
@@ -127,56 +129,98 @@ def _run_in_workers(chains, task, context, workers, on_event) -> list[list]:
     for _ in groups:
         jobs.put(None)
     settings = _jax_settings()
+    parent = os.getpid()
     processes = [
-        ctx.Process(target=_worker, args=(cores, task, context, jobs, messages, settings), daemon=True)
+        ctx.Process(target=_worker, args=(cores, task, context, jobs, messages, settings, parent), daemon=True)
         for cores in groups
     ]  # fmt: skip
     results: list[list] = [[None] * len(chain) for chain in chains]
     remaining = sum(len(chain) for chain in chains)
     release_free_memory()  # what loading the inputs left behind, before we sit and wait
-    try:
-        # Children read these when they start, before any code of ours runs: BLAS
-        # thread counts when NumPy loads, and glibc's malloc arenas (its default of
-        # 8 per core keeps ~300 MB more per worker resident for nothing here).
-        env = {name: str(len(groups[0])) for name in _BLAS_THREAD_VARIABLES}
-        with _environment({**env, "MALLOC_ARENA_MAX": "2"}):
-            for process in processes:
+    with _terminate_raises():  # SIGTERM unwinds through the finally below
+        try:
+            # Children read these when they start, before any code of ours runs: BLAS
+            # thread counts when NumPy loads, and glibc's malloc arenas (its default of
+            # 8 per core keeps ~300 MB more per worker resident for nothing here).
+            env = {name: str(len(groups[0])) for name in _BLAS_THREAD_VARIABLES}
+            with _environment({**env, "MALLOC_ARENA_MAX": "2"}):
+                for process in processes:
+                    try:
+                        process.start()
+                    except (TypeError, AttributeError, pickle.PicklingError) as err:
+                        raise InputError(
+                            f"running in worker processes needs a module-level task and a picklable "
+                            f"context ({type(err).__name__}: {err}); use workers=1"
+                        ) from err
+            quiet = 0  # consecutive empty polls with every worker gone
+            while remaining:
                 try:
-                    process.start()
-                except (TypeError, AttributeError, pickle.PicklingError) as err:
-                    raise InputError(
-                        f"running in worker processes needs a module-level task and a picklable "
-                        f"context ({type(err).__name__}: {err}); use workers=1"
-                    ) from err
-        quiet = 0  # consecutive empty polls with every worker gone
-        while remaining:
-            try:
-                kind, index, position, payload = messages.get(timeout=0.5)
-            except queue.Empty:
-                quiet = quiet + 1 if _check_alive(processes) else 0
-                if quiet >= 2:  # one more poll first: an exited worker's last messages may be in flight
-                    raise WorkerError("every worker exited with tasks left unfinished") from None
-                continue
-            item = chains[index][position]
-            if kind == "error":
-                _reraise(payload, item)
-            if kind == "done":
-                results[index][position] = payload
-                remaining -= 1
-            on_event(kind, item)
-        for process in processes:
-            process.join()
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-            if process.pid is not None:
+                    kind, index, position, payload = messages.get(timeout=0.5)
+                except queue.Empty:
+                    quiet = quiet + 1 if _check_alive(processes) else 0
+                    if quiet >= 2:  # one more poll first: an exited worker's last messages may be in flight
+                        raise WorkerError("every worker exited with tasks left unfinished") from None
+                    continue
+                item = chains[index][position]
+                if kind == "error":
+                    _reraise(payload, item)
+                if kind == "done":
+                    results[index][position] = payload
+                    remaining -= 1
+                on_event(kind, item)
+            for process in processes:
                 process.join()
+        finally:
+            for process in processes:
+                if process.is_alive():
+                    process.terminate()
+                if process.pid is not None:
+                    process.join()
     return results
 
 
-def _worker(cores, task, context, jobs, messages, settings) -> None:
-    """A worker's life: pin to ``cores``, copy JAX settings, run chains until told to stop."""
+class Terminated(SystemExit):
+    """The process received SIGTERM; raised (exit code 143) so that cleanup, stopping the
+    workers, runs; a SystemExit, so that no ``except Exception`` swallows it."""
+
+
+@contextlib.contextmanager
+def _terminate_raises() -> Iterator[None]:
+    """Inside the block, SIGTERM raises :class:`Terminated` (exit code 143) instead of
+    ending the process on the spot, so that ``finally`` blocks stop the workers."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated(143)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies; exit now if it already has."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux/glibc: the liveness check below still works
+        pass
+    if os.getppid() != parent:
+        os._exit(0)
+
+
+def _worker(cores, task, context, jobs, messages, settings, parent) -> None:
+    """A worker's life: tie itself to its parent, pin to ``cores``, copy JAX settings, run
+    chains until told to stop (or until the parent is gone)."""
+    _die_with_parent(parent)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cores)
     # Ctrl-C reaches the whole process group; the parent alone decides what stops.
@@ -188,6 +232,8 @@ def _worker(cores, task, context, jobs, messages, settings) -> None:
     while (job := jobs.get()) is not None:
         index, chain = job
         for position, item in enumerate(chain):
+            if os.getppid() != parent:  # orphaned: write nothing more
+                os._exit(0)
             messages.put(("start", index, position, None))
             try:
                 result = task(item, context)
@@ -212,7 +258,8 @@ def _reraise(payload, item) -> None:
     err, text = payload
     if isinstance(err, GPLLMError):
         raise err
-    raise WorkerError(f"a worker failed on {item!r}:\n{text}") from err
+    what = f"{type(err).__name__}: {err}" if err is not None else text.strip().splitlines()[-1]
+    raise WorkerError(f"a worker failed on {item!r}: {what}", details=text) from None
 
 
 def _check_alive(processes) -> bool:

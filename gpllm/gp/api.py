@@ -10,6 +10,7 @@ static argument, so each kernel configuration compiles once.
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 
 import jax
@@ -24,7 +25,7 @@ from gpllm.gp.cholesky import jitter_schedule
 from gpllm.gp.kernels import Kernel, Params
 from gpllm.gp import parameters
 from gpllm.gp.fit import FitOptions
-from gpllm.gp.objective import LML, GPParams, Path, Targets, constraints_of, lml, prepare_targets, values_of
+from gpllm.gp.objective import LML, GPParams, Path, Targets, constraints_of, init_params, lml, prepare_targets, values_of
 
 
 def params_from_values(kernel: Kernel, kernel_values: Params, noise: float) -> GPParams:
@@ -145,14 +146,47 @@ def _batch_size(batch_size: int | None, n_datasets: int) -> int:
     return int(batch_size)
 
 
-def _checked_raw(kernel: Kernel, params: GPParams | None, name: str = "params0") -> GPParams | None:
-    """Raw ``params`` checked against the kernel's parameter structure and for finiteness."""
+def _checked_raw(kernel: Kernel, params: GPParams | None, Z, name: str = "params0") -> GPParams | None:
+    """Raw ``params`` checked against the kernel's parameters for inputs Z (structure,
+    shapes, finiteness); ``Z`` (N, Q) or, for batched params, (B, N, Q)."""
     if params is None:
         return None
     if not isinstance(params, GPParams):
         raise InputError(f"{name} must be raw GPParams (see gp.params_from_values), got {type(params).__name__}")
     parameters.check_values(constraints_of(kernel), params, name, raw=True)
+    one = jax.ShapeDtypeStruct(Z.shape[-2:], Z.dtype)
+    expected = jax.eval_shape(lambda z: init_params(kernel, z, z[:, :1]), one)
+    lead = Z.shape[:-2]
+    for (path, leaf), want in zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(expected)):
+        if tuple(np.shape(leaf)) != (*lead, *want.shape):
+            raise ShapeError(
+                f"{name}{jax.tree_util.keystr(path)} has shape {tuple(np.shape(leaf))}; the kernel on "
+                f"{Z.shape[-1]} input columns needs {(*lead, *want.shape)}"
+            )
     return params
+
+
+class JitterWarning(UserWarning):
+    """A fit ended where the Cholesky's jitter, not the noise variance, sets the model."""
+
+
+def _flag_jitter_dominated(kernel: Kernel, result: fit_module.FitResult, what: str) -> fit_module.FitResult:
+    """``converged`` False, with a warning, where the fitted noise variance lies below the
+    jitter its factorisation needed: the optimiser then stalled on a surrogate model (the
+    noise's gradient vanishes there), e.g. when started at a noise of 1e-30 on repeated inputs."""
+    noise = np.asarray(values_of(kernel, result.params).noise)
+    stalled = np.asarray(result.jitter) > noise
+    if not np.any(stalled):
+        return result
+    warnings.warn(
+        f"{what}: {int(np.sum(stalled))} fit(s) ended with a noise variance (min {float(np.min(noise)):.3g}) "
+        f"below the jitter their Cholesky needed (max {float(np.max(result.jitter)):.3g}): the optimiser "
+        "stalled where the noise's gradient vanishes; marked not converged. Start from the default "
+        "(params0=None) or a larger noise.",
+        JitterWarning,
+        stacklevel=3,
+    )
+    return result._replace(converged=jnp.asarray(result.converged) & ~jnp.asarray(stalled))
 
 
 def _checked_options(options: FitOptions | None) -> FitOptions:
@@ -169,9 +203,9 @@ def fit(
     """Maximise Eq. 1 for Z (N, Q), Y (N, D) from raw ``params0`` (default: a data-aware
     start); how is :class:`~gpllm.gp.fit.FitOptions` (any optax optimiser)."""
     Z, Y = _checked_data(Z, Y)
-    result = _fit_jit(kernel, Z, Y, _checked_raw(kernel, params0), _checked_options(options))
+    result = _fit_jit(kernel, Z, Y, _checked_raw(kernel, params0, Z), _checked_options(options))
     _raise_if_failed(result.lml, result.jitter, "fit")
-    return result
+    return _flag_jitter_dominated(kernel, result, "fit")
 
 
 def fit_batched(
@@ -186,9 +220,9 @@ def fit_batched(
     in one compiled call); default :func:`default_batch_size`.
     """
     Z, Y = _checked_data(Z, Y, batched=True)
-    result = _fit_batched_jit(kernel, Z, Y, _checked_raw(kernel, params0), _checked_options(options), _batch_size(batch_size, Z.shape[0]))
+    result = _fit_batched_jit(kernel, Z, Y, _checked_raw(kernel, params0, Z), _checked_options(options), _batch_size(batch_size, Z.shape[0]))
     _raise_if_failed(result.lml, result.jitter, "fit_batched")
-    return result
+    return _flag_jitter_dominated(kernel, result, "fit_batched")
 
 
 def fit_predict_batched(
@@ -208,7 +242,7 @@ def fit_predict_batched(
         raise ShapeError(f"Z_new holds {Z_new.shape[0]} datasets but Z holds {Z.shape[0]}")
     checks.check_new_inputs(Z_new.reshape(-1, Z_new.shape[-1]), Z.shape[-1])
     result, (mean, var) = _fit_predict_batched_jit(
-        kernel, Z, Y, _checked_raw(kernel, params0), Z_new, _checked_options(options), _batch_size(batch_size, Z.shape[0]),
+        kernel, Z, Y, _checked_raw(kernel, params0, Z), Z_new, _checked_options(options), _batch_size(batch_size, Z.shape[0]),
         include_noise,
     )
     _raise_if_failed(result.lml, result.jitter, "fit_predict_batched")
@@ -224,7 +258,7 @@ def _condition_jit(kernel, params, Z, Y):
 def condition(kernel: Kernel, params: GPParams, Z, Y) -> posterior_module.Posterior:
     """Factor once for prediction; Z (N, Q), Y (N, D)."""
     Z, Y = _checked_data(Z, Y)
-    post = _condition_jit(kernel, _checked_raw(kernel, params, "params"), Z, Y)
+    post = _condition_jit(kernel, _checked_raw(kernel, params, Z, "params"), Z, Y)
     _raise_if_failed(post.L, post.jitter, "condition")
     return post
 

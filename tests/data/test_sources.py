@@ -144,7 +144,9 @@ def test_corrupt_cached_file_is_refused_when_server_is_bad_too(server, tmp_path)
     server.files["blob.bin"] = b"also garbage"
     with pytest.raises(ChecksumError):
         fetch(src, tmp_path, progress=False)
-    assert list(tmp_path.iterdir()) == []  # the corrupt file is gone, not kept for later use
+    # Not kept for later use, and not deleted either (it may be a user's own file): moved aside.
+    assert [p.name for p in tmp_path.iterdir()] == ["blob.bin.mismatch"]
+    assert (tmp_path / "blob.bin.mismatch").read_bytes() == b"garbage"
 
 
 def test_failed_update_keeps_no_partial_file(server, tmp_path):
@@ -153,7 +155,7 @@ def test_failed_update_keeps_no_partial_file(server, tmp_path):
     server.truncate.add("blob.bin")
     with pytest.raises(DownloadError):
         fetch(src, tmp_path, progress=False)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["blob.bin.mismatch"]  # the stale file aside, no partial one
 
 
 # ----------------------------------------------------------- unknown checksums

@@ -38,9 +38,9 @@ def test_relative_files_in_a_config_are_relative_to_its_folder(pytestconfig):
     "raw, message",
     [
         ({"name": "x", "colour": "red"}, "unknown key"),
-        ({"sweep": {"folds": 3}}, r"unknown \[sweep\] key"),
+        ({"sweep": {"folds": 3}}, r"\[sweep\]: unknown key 'folds' \(did you mean 'n_folds'\?\)"),
         ({"sweep": {"models": ["gp", "gears"]}}, "unknown model"),
-        ({"data": {"kind": "sql"}}, "data.kind"),
+        ({"data": {"kind": "sql"}}, r"\[data\] kind must be"),
         ({"data": {"kind": "files"}}, "needs"),
         ({"data": SMALL, "embeddings": ["text", "structure"]}, "structure"),
         ({"data": SMALL, "evaluate": ["HepG2"]}, "HepG2"),
@@ -108,3 +108,35 @@ def test_synthetic_screens_show_the_papers_ordering(tmp_path):
         assert score[("nonctrl_mean", "none")] > score[("random_perturbation", "none")], (screen, score)
         # Section 3.1: the non-control mean already correlates positively with the true deltas
         assert score[("nonctrl_mean", "none")] > 0.2, (screen, score)
+
+
+def test_the_config_reference_is_generated_from_the_checks(pytestconfig):
+    from gpllm.configs import describe
+
+    written = (pytestconfig.rootpath / "docs" / "config.md").read_text()
+    assert written.strip() == describe().strip(), "regenerate: python -m gpllm.configs > docs/config.md"
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"data": {"kind": "synthetic", "overrides": {"n_pertz": 40}}}, r"\[data.overrides\]: unknown key 'n_pertz' \(did you mean 'n_perts'\?\)"),
+        ({"data": {"kind": "files", "screens": {"k": {"path": "x", "n_hvgs": 9}}}}, r"\[data.screens.k\]: unknown key 'n_hvgs' \(did you mean 'n_hvg'\?\)"),
+        ({"sweep": {"sizes": "10,20"}}, r"\[sweep\] sizes must be a list of integers, got the string '10,20'"),
+        ({"embeddings": "text"}, "embeddings must be a list of strings, got the string 'text'"),
+        ({"sweep": {"models": "knn_k1"}}, r"\[sweep\] models must be a list of strings"),
+        ({"sweep": {"models": []}}, r"\[sweep\] models is empty"),
+        ({"pca_k": "eight"}, "pca_k must be an integer, got the string 'eight'"),
+        ({"models": {"g": {"max_step": 3}}}, r"\[models.g\]: unknown key 'max_step' \(did you mean 'max_steps'\?\)"),
+    ],
+)
+def test_every_config_key_is_checked_at_every_level_before_anything_is_written(raw, message, tmp_path):
+    with pytest.raises(InputError, match=message):
+        reproduce(ReproduceConfig.from_dict(raw), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_config_name_never_leaves_the_results_folder():
+    assert ReproduceConfig(name="../../x").folder_name == "x"
+    assert ReproduceConfig(name="/abs/run").folder_name == "abs_run"
+    assert ReproduceConfig(name="..").folder_name == "run"

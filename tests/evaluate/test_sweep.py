@@ -162,14 +162,16 @@ def test_a_folder_of_another_run_is_refused(inputs, finished):
         run_sweep(screens, embeddings, other, RunStore(root), data_id="t", progress=False)
 
 
-def test_an_unreadable_part_is_named_not_used(inputs, tmp_path):
+def test_a_truncated_part_is_named_set_aside_and_recomputed(inputs, tmp_path, caplog):
     screens, embeddings = inputs
     config = SweepConfig(models=("nonctrl_mean",), embeddings=("text",), sizes=(12,), n_folds=3)
-    run_sweep(screens, embeddings, config, RunStore(tmp_path), data_id="t", progress=False)
+    whole = run_sweep(screens, embeddings, config, RunStore(tmp_path), data_id="t", progress=False)
     part = next((tmp_path / "parts").glob("*.parquet"))
     part.write_bytes(part.read_bytes()[:50])
-    with pytest.raises(DataError, match=part.name):
-        run_sweep(screens, embeddings, config, RunStore(tmp_path), data_id="t", progress=False)
+    with caplog.at_level("WARNING"):
+        again = run_sweep(screens, embeddings, config, RunStore(tmp_path), data_id="t", progress=False)
+    assert again.equals(whole)
+    assert part.name in caplog.text and (tmp_path / "parts" / "set_aside" / part.name).stat().st_size == 50
 
 
 def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):

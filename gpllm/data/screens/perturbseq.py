@@ -354,6 +354,12 @@ def _bulk(adata, labels, groups, keep, genes, opts, lognorm, prov, where, spec) 
     if opts.hvg_flavor == "seurat_v3" and len(genes) > opts.n_hvg:
         raise InputError(f"{where}: hvg flavor 'seurat_v3' needs single-cell counts, not pseudobulk rows")
     rows = np.flatnonzero(labels.keep)
+    names = pd.Index(adata.obs_names[rows])
+    if names.has_duplicates:  # the same row twice is a copy, not a second guide: say so
+        repeated = names[names.duplicated()].unique()
+        log.warning("%s: %d row name(s) appear more than once (e.g. %s); their rows are pooled into "
+                    "their perturbation like any other rows", where, len(repeated), preview(list(repeated)))  # fmt: skip
+        prov["n_duplicated_row_names"] = int(len(repeated))
     X = adata.X[rows]
     X = X.toarray() if sp.issparse(X) else np.asarray(X)
     X = X.astype(np.float64)

@@ -67,7 +67,8 @@ class Source:
         object.__setattr__(self, "checksums", tuple(self.checksums))
         for c in self.checksums:
             parse_checksum(c, f"source {self.name!r}")
-        if not self.name or not self.url or not self.filename or "/" in self.filename:
+        plain = self.filename and "/" not in self.filename and "\\" not in self.filename and self.filename not in (".", "..")
+        if not self.name or not self.url or not plain:
             raise InputError(f"source {self.name!r}: needs a name, a url and a plain filename, got {self.filename!r}")
         if self.size is not None and self.size < 0:
             raise InputError(f"source {self.name!r}: size must be >= 0 bytes, got {self.size}")
@@ -254,15 +255,26 @@ class Fetched(NamedTuple):
 
 
 def _verify_cached(path: Path, expected: tuple[str, ...], size: int | None) -> bool:
-    """True if the cached ``path`` matches; a mismatching file is deleted (logged)."""
+    """True if the cached ``path`` matches; a mismatching file is moved aside, never deleted
+    (it may be a user's own file at that name), and the move is logged."""
     if not path.is_file():
         return False
     bad = mismatches(path, expected, size)
     if not bad:
         return True
-    log.warning("%s: cached file fails its check (%s): deleted, fetching again", path, "; ".join(bad))
-    path.unlink()  # a recorded sha256 stays: it is what the new download must match
+    aside = _free_name(path.with_name(path.name + ".mismatch"))
+    os.replace(path, aside)  # a recorded sha256 stays: it is what the new download must match
+    log.warning("%s: cached file fails its check (%s): moved to %s, fetching again", path, "; ".join(bad), aside)
     return False
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``path.1``, ``path.2``... whichever does not exist yet."""
+    candidate, n = path, 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{n}")
+    return candidate
 
 
 def _fetch_file(

@@ -1,0 +1,197 @@
+"""Fault injection: a run folder survives kills, damaged parts, strays from other runs and a second process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from gpllm.data.embeddings.assemble import build_embedding
+from gpllm.data.synthetic.screens import make_screens
+from gpllm.errors import DataError
+from gpllm.evaluate.store import RunBusyError, RunStore
+from gpllm.evaluate.sweep import SweepConfig, run_sweep
+
+CONFIG = SweepConfig(models=("knn_k1", "ridge", "nonctrl_mean"), embeddings=("text",), sizes=(12, 24), n_folds=3)
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    draw = make_screens(3, n_perts=50, n_genes=30)
+    perts = draw.screens["K562"].perts
+    return draw.screens, {"text": build_embedding({"text": draw.vectors["text"]}, perts, k=4)}
+
+
+@pytest.fixture(scope="module")
+def reference(inputs, tmp_path_factory):
+    screens, embeddings = inputs
+    root = tmp_path_factory.mktemp("reference")
+    return run_sweep(screens, embeddings, CONFIG, RunStore(root), data_id="t", progress=False)
+
+
+def _run(inputs, root):
+    screens, embeddings = inputs
+    return run_sweep(screens, embeddings, CONFIG, RunStore(root), data_id="t", progress=False)
+
+
+def test_a_bit_flipped_part_is_set_aside_and_recomputed_never_used(inputs, reference, tmp_path, caplog):
+    _run(inputs, tmp_path)
+    part = sorted((tmp_path / "parts").glob("*.parquet"))[2]
+    data = bytearray(part.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 40] = bytes(b ^ 0xFF for b in data[middle : middle + 40])  # the file's end intact
+    part.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        again = _run(inputs, tmp_path)
+    assert again.equals(reference)
+    assert part.name in caplog.text and "checksum" in caplog.text
+    assert (tmp_path / "parts" / "set_aside" / part.name).exists()
+
+
+def test_another_chunks_part_in_a_parts_place_is_caught_and_recomputed(inputs, reference, tmp_path, caplog):
+    _run(inputs, tmp_path)
+    a, b = sorted((tmp_path / "parts").glob("*.parquet"))[:2]
+    shutil.copy(a, b)
+    shutil.copy(a.with_suffix(".json"), b.with_suffix(".json"))
+    with caplog.at_level(logging.WARNING):
+        again = _run(inputs, tmp_path)
+    assert again.equals(reference)
+    assert b.name in caplog.text and "holds the rows of chunk" in caplog.text
+
+
+def test_a_part_from_another_run_never_reaches_the_table(inputs, reference, tmp_path, caplog):
+    """What an orphaned worker of a deleted run would leave: a sealed part with the old run's id."""
+    old = tmp_path / "old"
+    _run(inputs, old)
+    new = tmp_path / "new"  # a fresh run's folder, where the strays arrive
+    (new / "parts").mkdir(parents=True)
+    for path in (old / "parts").iterdir():
+        shutil.copy(path, new / "parts" / path.name)
+    with caplog.at_level(logging.WARNING):
+        fresh = _run(inputs, new)
+    assert fresh.equals(reference)  # recomputed: same data, same numbers, but none of the strays used
+    assert caplog.text.count("written by another run") == len(list((old / "parts").glob("*.parquet")))
+
+
+def test_a_worker_of_another_run_cannot_write(tmp_path):
+    mine = RunStore(tmp_path)
+    mine.open({"x": 1})
+    stray = RunStore(tmp_path, run_id=uuid.uuid4().hex)
+    with pytest.raises(DataError, match="now holds another run"):
+        stray.write_part("a|b|c|1", pl.DataFrame({"x": [1]}))
+    mine.release()
+
+
+def test_a_second_run_into_the_same_folder_is_refused_naming_the_holder(inputs, tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from gpllm.evaluate.store import RunStore; "
+         "s = RunStore(sys.argv[1]); s.lock(); print('locked', flush=True); time.sleep(60)", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunBusyError, match=f"pid {holder.pid}"):
+            _run(inputs, tmp_path)
+        assert not (tmp_path / "run.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _run(inputs, tmp_path).height > 0  # the lock went with its process
+
+
+def test_written_files_follow_the_umask(inputs, tmp_path):
+    old = os.umask(0o022)
+    try:
+        _run(inputs, tmp_path)
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "run.json", tmp_path / "results.parquet", *(tmp_path / "parts").glob("*.parquet")):
+        assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+# ------------------------------------------------------------ killing the command
+
+SMALL_TOML = """
+name = "kill"
+embeddings = ["text"]
+pca_k = 4
+[data]
+kind = "synthetic"
+seed = 0
+[data.overrides]
+n_perts = 60
+n_genes = 30
+[sweep]
+models = ["gp", "knn_k1", "ridge", "nonctrl_mean"]
+sizes = [12, 24, 36]
+n_folds = 3
+"""
+
+
+def _gpllm_processes(marker: str) -> list[int]:
+    """Pids of live processes started with ``marker`` in their environment."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _start(config: Path, out: Path, marker: str, cache: Path) -> subprocess.Popen:
+    env = {**os.environ, "GPLLM_KILL_TEST": marker, "GPLLM_JAX_CACHE": str(cache)}
+    command = [sys.executable, "-m", "gpllm.cli", "reproduce", "--config", str(config), "--out", str(out),
+               "--no-progress", "--workers", "2"]  # fmt: skip
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kill")
+    config = root / "kill.toml"
+    config.write_text(SMALL_TOML)
+    child = _start(config, root / "whole", uuid.uuid4().hex, root / "cache")
+    _, err = child.communicate(timeout=600)
+    assert child.returncode == 0, err.decode()[-2000:]
+    return config, root / "cache", pl.read_parquet(root / "whole" / "results.parquet")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_killing_the_command_leaves_no_process_and_no_late_part_and_resumes_to_the_same_table(uninterrupted, tmp_path, sig):
+    config, cache, whole = uninterrupted
+    marker = uuid.uuid4().hex
+    out = tmp_path / "run"
+    child = _start(config, out, marker, cache)
+    deadline = time.time() + 300
+    while not list((out / "parts").glob("*.json")) and time.time() < deadline and child.poll() is None:
+        time.sleep(0.1)
+    assert child.poll() is None, "the run finished before it could be killed"
+    child.send_signal(sig)
+    child.wait(timeout=30)
+    deadline = time.time() + 5
+    while _gpllm_processes(marker) and time.time() < deadline:
+        time.sleep(0.1)
+    assert _gpllm_processes(marker) == [], "a worker outlived its parent"
+    parts = sorted(p.name for p in (out / "parts").glob("*.parquet"))
+    time.sleep(2)
+    assert sorted(p.name for p in (out / "parts").glob("*.parquet")) == parts, "a part was written after the kill"
+    assert not (out / "results.parquet").exists()
+    resumed = _start(config, out, marker, cache)
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err.decode()[-2000:]
+    assert pl.read_parquet(out / "results.parquet").equals(whole)
