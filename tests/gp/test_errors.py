@@ -101,3 +101,28 @@ def test_errors_are_gpllm_errors_and_builtin_value_errors():
         gp.fit(gp.RBF(), np.zeros((1, 2)), np.zeros((1, 2)))
     with pytest.raises(ValueError):
         gp.fit(gp.RBF(), np.zeros((1, 2)), np.zeros((1, 2)))
+
+
+def test_a_fit_that_stalls_below_its_jitter_is_flagged_not_reported_converged():
+    """Started at a noise of 1e-30 on repeated inputs, the noise's gradient vanishes under the jitter."""
+    rng = np.random.default_rng(0)
+    Z = np.repeat(rng.normal(size=(10, 2)), 2, axis=0)
+    Y = np.sin(Z @ rng.normal(size=(2, 3))) + 0.1 * rng.normal(size=(20, 3))
+    start = gp.params_from_values(gp.RBF(), {"variance": 1.0, "lengthscale": 1.0}, 1e-30)
+    with pytest.warns(gp.api.JitterWarning, match="below the jitter"):
+        stalled = gp.fit(gp.RBF(), Z, Y, params0=start)
+    assert not bool(stalled.converged)
+    default = gp.fit(gp.RBF(), Z, Y)
+    assert bool(default.converged) and float(default.lml) > float(stalled.lml)
+
+
+def test_params_of_the_wrong_structure_or_shape_are_named():
+    Z, Y = np.random.default_rng(1).normal(size=(2, 8, 3))
+    missing = gp.GPParams(kernel={"variance": jnp.zeros(())}, noise=jnp.zeros(()))
+    with pytest.raises(InputError, match="do not match the kernel's declared constraints"):
+        gp.fit(gp.RBF(), Z, Y, params0=missing)
+    ard = gp.GPParams(kernel={"variance": jnp.zeros(()), "lengthscale": jnp.zeros(2)}, noise=jnp.zeros(()))
+    with pytest.raises(ShapeError, match=r"params0.kernel\['lengthscale'\] has shape \(2,\).*needs \(3,\)"):
+        gp.fit(gp.RBF(ard=True), Z, Y, params0=ard)
+    with pytest.raises(InputError, match="max_steps must be an integer >= 1"):
+        gp.fit(gp.RBF(), Z, Y, options=gp.FitOptions(max_steps=-1))
