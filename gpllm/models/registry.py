@@ -91,7 +91,8 @@ BUILTINS = (*BUILTIN_KERNELS, *BUILTIN_MODELS)
 BASELINES = frozenset({"random_perturbation", "nonctrl_mean", "control"})
 
 #: Options a GP spec accepts (FitOptions' fields, and the model's own).
-GP_OPTIONS = (*(f.name for f in dataclasses.fields(FitOptions)), "dtype", "fresh_start_below", "center")
+FIT_OPTIONS = tuple(f.name for f in dataclasses.fields(FitOptions))
+GP_OPTIONS = (*FIT_OPTIONS, "dtype", "fresh_start_below", "center")
 SPEC_KEYS = ("name", "kernel", "model", "embeddings", "baseline", *GP_OPTIONS)
 
 
@@ -140,35 +141,46 @@ class ModelSpec:
         """The model, for an embedding with ``context.blocks``; references resolve against
         ``base``; errors name ``where`` (default: the model's name)."""
         where = where or f"model {self.name!r}"
-        if self.model:
-            found = _resolve(plugins.load_reference(self.model, f"{where} model", base), context, f"{where} model")
-            if not isinstance(found, Kernel):  # a factory may build a kernel: then a GP on it
-                return check_model(found, f"{where} model")
-            kernel = found
-        elif not self.is_gp:
+        if not (self.model or self.kernel or self.is_gp):
             return BUILTIN_MODELS[self.name](context)
-        elif self.kernel:
-            kernel = _resolve(plugins.load_reference(self.kernel, f"{where} kernel", base), context, f"{where} kernel")
+        if self.model or self.kernel:
+            key = "model" if self.model else "kernel"
+            built = _resolve(plugins.load_reference(getattr(self, key), f"{where} {key}", base), context, f"{where} {key}")
+            kernel = _checked_plugin(built, key, getattr(self, key), f"{where} {key}")
             if not isinstance(kernel, Kernel):
-                raise InputError(f"{where} kernel: {self.kernel!r} gave {kernel!r}, not a gpllm.gp.Kernel")
+                return kernel  # the user's own model
         else:
             kernel = BUILTIN_KERNELS[self.name](context)
         options = dict(self.options)
-        fit = {k: options.pop(k) for k in list(options) if k in {f.name for f in dataclasses.fields(FitOptions)}}
+        for name in FIT_OPTIONS:
+            options.pop(name, None)
+        options.setdefault("dtype", context.gp_dtype)
+        return GPModel(kernel=kernel, options=self._fit_options(base, where), name=self.name, **options)
+
+    def _fit_options(self, base: Path | None, where: str) -> FitOptions:
+        fit = {k: v for k, v in self.options if k in FIT_OPTIONS}
         if isinstance(fit.get("optimizer"), str) and plugins.is_reference(fit["optimizer"]):
             found = plugins.load_reference(fit["optimizer"], f"{where} optimizer", base)
-            fit["optimizer"] = _resolve(found, context, f"{where} optimizer")
+            fit["optimizer"] = _resolve(found, BuildContext(), f"{where} optimizer")
         try:
-            fit_options = FitOptions(**fit)
+            return FitOptions(**fit)
         except InputError as err:
             raise InputError(f"{where}: {err}") from None
-        options.setdefault("dtype", context.gp_dtype)
-        return GPModel(kernel=kernel, options=fit_options, name=self.name, **options)
 
     def check(self, base: Path | None = None, where: str | None = None) -> None:
-        """Resolve every reference and option now, with a stand-in context (one block, a
-        one-gene control), so that a bad one fails before any fit."""
-        self.build(BuildContext(blocks=(("all", 0, 1),), ctrl=np.zeros(1)), base, where)
+        """Resolve every reference and option now, so that a bad one fails before any data
+        is read: the module imports, the attribute exists, and what it names is a kernel, a
+        model or an optax transformation. A factory that takes the build context is built
+        (and checked) per embedding instead, since it may depend on the embedding's blocks."""
+        where = where or f"model {self.name!r}"
+        for key in ("model", "kernel"):
+            reference = getattr(self, key)
+            if reference:
+                found = plugins.load_reference(reference, f"{where} {key}", base)
+                if not _takes_context(found):
+                    _checked_plugin(_resolve(found, BuildContext(), f"{where} {key}"), key, reference, f"{where} {key}")
+        if self.is_gp or self.model:
+            self._fit_options(base, where)
 
     def to_json(self) -> dict:
         """The spec as a config table (what :func:`spec_from` reads back)."""
@@ -177,6 +189,26 @@ class ModelSpec:
             if getattr(self, key):
                 out[key] = list(self.embeddings) if key == "embeddings" else getattr(self, key)
         return out
+
+
+def _takes_context(obj: Any) -> bool:
+    """A plain function (not a class) with at least one parameter: a factory of the context."""
+    if isinstance(obj, type) or not callable(obj) or isinstance(obj, Kernel) or hasattr(obj, "init"):
+        return False
+    try:
+        return len(inspect.signature(obj).parameters) >= 1
+    except (TypeError, ValueError):
+        return False
+
+
+def _checked_plugin(obj: Any, key: str, reference: str, where: str) -> Any:
+    """``obj`` if it is what ``key`` asks for: a Kernel for ``kernel``; a model (or a
+    kernel, then a GP on it) for ``model``; else InputError naming what is missing."""
+    if isinstance(obj, Kernel):
+        return obj
+    if key == "kernel":
+        raise InputError(f"{where}: {reference!r} gave {obj!r}, not a gpllm.gp.Kernel")
+    return check_model(obj, where)
 
 
 def _resolve(obj: Any, context: BuildContext, where: str) -> Any:

@@ -176,6 +176,18 @@ def test_nan_in_bulk_rows():
         screen_from_anndata(bulk, kind="bulk", n_de=1, source="bulk.h5ad")
 
 
+def test_duplicated_bulk_row_names_are_counted_not_pooled_silently(caplog):
+    bulk = ad.AnnData(
+        X=np.array([[1.5, 2.0, 1.0], [2.0, 1.0, 0.5], [2.2, 1.1, 0.4], [3.0, 0.5, 1.0], [0.9, 1.9, 2.0]]),
+        obs=pd.DataFrame({"gene": ["non-targeting", "A", "A", "B", "non-targeting"]}, index=["r0", "r1", "r1", "r3", "r4"]),
+        var=pd.DataFrame(index=["g0", "g1", "g2"]),
+    )
+    with caplog.at_level("WARNING"):
+        screen = screen_from_anndata(bulk, kind="bulk", n_de=1, source="bulk.h5ad")
+    assert "1 row name(s) appear more than once" in caplog.text and "'r1'" in caplog.text
+    assert screen.singles.provenance["n_duplicated_row_names"] == 1
+
+
 def test_negative_expression():
     a, cell = _with_bad_value(-3.0, sparse=True)
     with pytest.raises(DataError, match=f"cells.h5ad: expression holds negative values.* in gene.*'G007'.*'{cell}'"):

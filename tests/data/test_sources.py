@@ -268,6 +268,7 @@ def test_sources_file_adds_and_overrides_entries(tmp_path):
         ('[{"name": "x", "url": "u", "filename": "f", "sha": "1"}]', DataError, "unknown keys"),
         ('[{"name": "x", "url": "u", "filename": "f", "checksums": ["crc:12"]}]', InputError, "algorithm"),
         ('[{"name": "x", "url": "u", "filename": "a/b"}]', InputError, "plain filename"),
+        ('[{"name": "x", "url": "u", "filename": ".."}]', InputError, "plain filename"),
     ],
 )
 def test_bad_sources_file(tmp_path, content, error, match):

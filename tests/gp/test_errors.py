@@ -126,3 +126,13 @@ def test_params_of_the_wrong_structure_or_shape_are_named():
         gp.fit(gp.RBF(ard=True), Z, Y, params0=ard)
     with pytest.raises(InputError, match="max_steps must be an integer >= 1"):
         gp.fit(gp.RBF(), Z, Y, options=gp.FitOptions(max_steps=-1))
+
+
+def test_cholesky_error_suggests_float64_only_in_float32():
+    negative = gp.FunctionKernel(lambda p, x, y: -p["variance"] * jnp.exp(-jnp.sum((x - y) ** 2)), {"variance": 1.0})
+    Z, Y = np.random.default_rng(2).normal(size=(2, 6, 2))
+    params = gp.params_from_values(negative, {"variance": 1.0}, 1e-3)
+    for dtype, hint in ((np.float64, False), (np.float32, True)):
+        with pytest.raises(CholeskyError) as caught:
+            gp.condition(negative, params, Z.astype(dtype), Y.astype(dtype))
+        assert ("compute in float64" in str(caught.value)) is hint
