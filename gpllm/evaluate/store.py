@@ -150,6 +150,11 @@ class RunStore:
         """Own the folder and claim it for ``run``; True if it resumes an earlier, identical run."""
         self.lock()
         try:
+            if self.manifest_path.exists() and not any(self.parts_dir.glob("*.parquet")):
+                # A run that stopped before its first result (e.g. a model that failed to
+                # build) holds nothing to protect: a corrected config may claim the folder.
+                log.info("%s holds no results yet: starting afresh", self.root)
+                self.manifest_path.unlink()
             if self.manifest_path.exists():
                 previous = json.loads(self.manifest_path.read_text())
                 run_id = previous.pop(RUN_ID, None)

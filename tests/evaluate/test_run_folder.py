@@ -195,3 +195,12 @@ def test_killing_the_command_leaves_no_process_and_no_late_part_and_resumes_to_t
     _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err.decode()[-2000:]
     assert pl.read_parquet(out / "results.parquet").equals(whole)
+
+
+def test_a_run_that_failed_before_any_result_does_not_block_the_corrected_one(inputs, reference, tmp_path):
+    store = RunStore(tmp_path)
+    store.open({"config": "the broken one"})
+    store.release()
+    assert _run(inputs, tmp_path).equals(reference)
+    with pytest.raises(DataError, match="different run"):  # with results, another run is still refused
+        RunStore(tmp_path).open({"config": "yet another"})
