@@ -108,7 +108,7 @@ def as_checked_array(
     ndim: int,
     dtype: Any = None,
     integer: bool = False,
-) -> Array:
+) -> jax.Array:
     """``x`` as a jax array of rank ``ndim``, all finite; otherwise a clear error.
 
     Floating arrays keep their precision (float32 stays float32); integer or

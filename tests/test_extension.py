@@ -6,7 +6,6 @@ import json
 import textwrap
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax

@@ -38,7 +38,7 @@ from jax import lax
 from gpllm.errors import InputError
 from gpllm.gp import parameters
 from gpllm.gp.kernels import Kernel
-from gpllm.gp.objective import GPParams, Path, constraints_of, init_params, lml, params_like, prepare_targets, values_of
+from gpllm.gp.objective import GPParams, Path, constraints_of, init_params, lml, params_like, prepare_targets
 
 OPTIMIZER_NAMES = ("lbfgs", "adam")
 PATHS = ("auto", "direct", "gram")
@@ -87,18 +87,11 @@ class FitOptions:
 
     def transformation(self) -> optax.GradientTransformationExtraArgs:
         """The optax transformation, accepting L-BFGS's extra arguments whatever it is."""
+        if not isinstance(self.optimizer, str):
+            return optax.with_extra_args_support(self.optimizer)
         if self.optimizer == "lbfgs":
             return optax.lbfgs()
-        if self.optimizer == "adam":
-            return optax.with_extra_args_support(optax.adam(self.learning_rate))
-        return optax.with_extra_args_support(self.optimizer)
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready record (a user's optax object as its type's name)."""
-        out = dataclasses.asdict(self)
-        if not isinstance(self.optimizer, str):
-            out["optimizer"] = f"custom {type(self.optimizer).__name__}"
-        return out
+        return optax.with_extra_args_support(optax.adam(self.learning_rate))
 
 
 class FitResult(NamedTuple):

@@ -30,8 +30,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from gpllm import plugins
 from gpllm.errors import InputError
 from gpllm.gp.fit import FitOptions

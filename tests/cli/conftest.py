@@ -8,7 +8,6 @@ from typing import NamedTuple
 import pytest
 from typer.testing import CliRunner
 
-import gpllm  # noqa: F401  (enables float64)
 from gpllm.cli import app
 from gpllm.data.embeddings.files import write_genept_pickle, write_vectors
 from gpllm.data.synthetic.screens import make_screens

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import gpllm  # noqa: F401  (enables float64)
 
 
 @pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])

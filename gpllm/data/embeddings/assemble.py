@@ -18,20 +18,6 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from gpllm.data.embeddings.files import (  # noqa: F401  (re-exported loaders)
-    GENEPT_DIM,
-    PROTT5_DIM,
-    load_genept_pickle,
-    load_prott5_h5,
-    load_table,
-    load_vectors,
-    read_uniprot_idmapping,
-    write_genept_pickle,
-    write_prott5_h5,
-    write_table,
-    write_uniprot_idmapping,
-    write_vectors,
-)
 from gpllm.data.validate import check_finite, check_unique, preview
 from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.errors import EmbeddingError, InputError, ShapeError
