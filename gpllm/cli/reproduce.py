@@ -19,6 +19,9 @@ def reproduce_command(
 ) -> None:
     """Run the paper's evaluation (screens x embeddings x models x sizes x folds), write results,
     Tables 1 / S1 and Figures 1-3, and print the tables."""
+    if config is not None and not config.is_file():  # said at once, before the heavy imports
+        typer.echo(f"error: config {config} does not exist", err=True)
+        raise typer.Exit(code=1)
     import dataclasses
     import sys
 
@@ -50,7 +53,8 @@ def reproduce_command(
     console = Console(width=None if sys.stdout.isatty() else 140)
     for screen in screens(run.results):
         console.print(rich_table(make_table(run.results, screen)))
-    console.print(f"results: {run.out_dir / 'results.parquet'}; tables and figures: {run.out_dir / 'report'}")
+    console.print(f"results: {run.out_dir / 'results.parquet'}; tables and figures: {run.out_dir / 'report'}; "
+                  f"the table at every training size: {run.out_dir / 'report' / 'by_size'}")
 
 
 def _integers(text: str, option: str) -> tuple[int, ...]:

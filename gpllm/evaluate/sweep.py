@@ -37,6 +37,7 @@ import dataclasses
 import json
 import logging
 import time
+import warnings
 from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
@@ -300,8 +301,14 @@ def run_sweep(
         spec.check()
     used = {e: embeddings[e] for e in config.embeddings}
     perts = common_perturbations(screens, used)
-    plan = make_plan(perts, n_folds=config.n_folds, sizes=config.sizes, seed=config.seed)
-    resumed = store.open({"config": config.to_json(), "data": data_id, "perts": list(perts)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a clipped size is reported below, with its reason
+        plan = make_plan(perts, n_folds=config.n_folds, sizes=config.sizes, seed=config.seed)
+    run = {"config": config.to_json(), "data": data_id, "perts": list(perts), "sizes_run": list(plan.sizes)}
+    if note := _size_note(config, plan.sizes, len(perts)):
+        log.warning("%s", note)
+        run["size_note"] = note
+    resumed = store.open(run)
     try:
         if resumed:
             log.info("resuming the run in %s", store.root)
@@ -333,6 +340,17 @@ def run_sweep(
         return store.write_results([c.key for c in chunks])
     finally:
         store.release()
+
+
+def _size_note(config: SweepConfig, sizes_run: Sequence[int], n_perts: int) -> str:
+    """Why a requested training size was not run as asked ("" if every one was)."""
+    clipped = sorted(set(config.sizes) - set(sizes_run))
+    if not clipped:
+        return ""
+    folds = n_perts if config.n_folds == "loo" else config.n_folds
+    return (f"training size(s) {clipped} cannot be run: {n_perts} perturbations are shared by every "
+            f"screen and embedding, so each of the {folds} folds trains on at most {max(sizes_run)}; "
+            f"ran sizes {list(sizes_run)} (recorded in run.json)")  # fmt: skip
 
 
 def _previous_part(
@@ -373,8 +391,9 @@ class _progress:
 
         return on_event
 
-    def __exit__(self, *exc):
+    def __exit__(self, kind, value, traceback):
         if self.enabled:
-            self.bar.update(self.task, description="done")
-            self.bar.__exit__(*exc)
+            ended = "done" if kind is None else "interrupted: run the same command again to resume"
+            self.bar.update(self.task, description=ended)
+            self.bar.__exit__(kind, value, traceback)
         return False

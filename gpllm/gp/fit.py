@@ -38,7 +38,7 @@ from jax import lax
 from gpllm.errors import InputError
 from gpllm.gp import parameters
 from gpllm.gp.kernels import Kernel
-from gpllm.gp.objective import GPParams, Path, constraints_of, init_params, lml, params_like, prepare_targets
+from gpllm.gp.objective import GPParams, Path, constraints_of, init_params, lml, params_like, prepare_targets, values_of
 
 OPTIMIZER_NAMES = ("lbfgs", "adam")
 PATHS = ("auto", "direct", "gram")
@@ -98,10 +98,12 @@ class FitResult(NamedTuple):
     """Optimised parameters and how the optimiser got there.
 
     ``trace`` is padded to ``max_steps + 1`` entries so that fits vmap; use
-    :meth:`lml_trace` for the steps actually taken.
+    :meth:`lml_trace` for the steps actually taken. Printing a result shows the
+    constrained values, the LML, the steps and convergence, never the padding.
     """
 
-    params: GPParams  # raw (unconstrained) leaves
+    params: GPParams  # raw (unconstrained) leaves, what optimisers and restarts take
+    values: GPParams  # the same, constrained: what the kernel sees (positive variances...)
     lml: jax.Array  # () log p(Y|Z) at the optimum
     jitter: jax.Array  # () jitter the final factorisation needed
     trace: jax.Array  # (max_steps + 1,) LML per entry at each iterate; NaN after the stop
@@ -111,6 +113,23 @@ class FitResult(NamedTuple):
     def lml_trace(self) -> np.ndarray:
         """LML per entry at each iterate taken, without the padding, (n_steps + 1,)."""
         return np.asarray(self.trace)[: int(self.n_steps) + 1]
+
+    def __repr__(self) -> str:
+        values = jax.tree.map(_short, {"kernel": self.values.kernel, "noise": self.values.noise})
+        return (f"FitResult(lml={_short(self.lml)}, n_steps={_short(self.n_steps)}, "
+                f"converged={_short(self.converged)}, jitter={_short(self.jitter)}, values={values})")  # fmt: skip
+
+
+def _short(x) -> object:
+    """A value as a person wants to read it: a number, a short list, or a shape."""
+    a = np.asarray(x)
+    if a.dtype == bool:
+        return a.item() if a.ndim == 0 else a.tolist()
+    if a.ndim == 0:
+        return float(f"{a.item():.5g}") if a.dtype.kind == "f" else a.item()
+    if a.size <= 6:
+        return [float(f"{v:.5g}") for v in a.ravel()] if a.dtype.kind == "f" else a.tolist()
+    return f"<array {a.shape} {a.dtype}>"
 
 
 #: Consecutive flat iterations that count as convergence.
@@ -221,4 +240,5 @@ def fit_traced(
     params = params_like(parameters.merge_trainable(final.params, frozen), Z)
     final_lml = lml(kernel, params, Z, targets)
     trace = final.trace.at[final.step].set(final_lml.value / n_entries)
-    return FitResult(params, final_lml.value, final_lml.jitter, trace, final.step, final.converged)
+    values = values_of(kernel, params)
+    return FitResult(params, values, final_lml.value, final_lml.jitter, trace, final.step, final.converged)

@@ -69,7 +69,8 @@ def write_report(
       (:func:`gpllm.report.tables.summarize`);
     - ``notes``: notes.md, the paper's configurations missing per screen;
     - per screen S: ``table_S_md`` / ``table_S_csv`` (Table 1 / S1 at ``size``,
-      default 1400 or the largest present), ``figure1_S`` (Figure 1 / S1) and
+      default 1400 or the largest present), the same table at every training
+      size run (``by_size/table_S_nN.md``), ``figure1_S`` (Figure 1 / S1) and
       ``figure2_S`` (Figure 2);
     - ``figure3``: per-perturbation ``figure_3_y`` vs ``figure_3_x`` (default:
       GEARS if present, else the non-control mean), one panel per screen.
@@ -99,6 +100,9 @@ def write_report(
         table = make_table(results, screen, size=size)
         paths[f"table_{screen}_md"] = write_markdown(table, out / f"table_{slug}.md")
         paths[f"table_{screen}_csv"] = write_csv(table, out / f"table_{slug}.csv")
+        for n in sorted(results.filter(pl.col("screen") == screen).get_column("size").unique().to_list()):
+            at_n = make_table(results, screen, size=n)
+            paths[f"table_{screen}_n{n}_md"] = write_markdown(at_n, out / "by_size" / f"table_{slug}_n{n}.md")
         paths[f"figure1_{screen}"] = figure_1(results, out / f"figure1_{slug}.png", screen=screen)
         paths[f"figure2_{screen}"] = figure_2(results, out / f"figure2_{slug}.png", screen=screen)
     x = figure_3_x if figure_3_x is not None else figure_3_reference(results)

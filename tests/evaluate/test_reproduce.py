@@ -75,7 +75,8 @@ def test_cli_runs_the_grid_writes_the_report_and_prints_table_1(tmp_path):
     assert "GP+LLM (text + sequence)" in result.output and "non-ctrl mean" in result.output
     results = pl.read_parquet(out / "results.parquet")
     assert set(results["screen"]) == {"K562", "RPE1"}
-    for name in ("table_K562.md", "table_RPE1.csv", "figure1_K562.png", "figure2_RPE1.png", "figure3.png"):
+    for name in ("table_K562.md", "table_RPE1.csv", "figure1_K562.png", "figure2_RPE1.png", "figure3.png",
+                 "by_size/table_K562_n20.md", "by_size/table_RPE1_n40.md"):  # fmt: skip
         assert (out / "report" / name).stat().st_size > 0
     again = CliRunner().invoke(app, ["reproduce", "--config", str(config), "--out", str(out), "--no-progress"])
     assert again.exit_code == 0 and pl.read_parquet(out / "results.parquet").equals(results)

@@ -243,3 +243,15 @@ def test_a_warm_started_gp_below_the_threshold_keeps_its_better_start(inputs, fi
     assert np.all(better >= np.maximum(warm, fresh) - tol)
     assert np.all(np.minimum(np.abs(better - warm), np.abs(better - fresh)) <= tol)
     assert frame.height == sum(len(s.test) for s in splits)
+
+
+def test_a_size_that_cannot_run_is_explained_and_recorded(inputs, tmp_path, caplog):
+    screens, embeddings = inputs
+    config = SweepConfig(models=("nonctrl_mean",), embeddings=("text",), sizes=(12, 500), n_folds=3)
+    with caplog.at_level("WARNING"):
+        results = run_sweep(screens, embeddings, config, RunStore(tmp_path), data_id="t", progress=False)
+    largest = int(results["size"].max())
+    assert sorted(results["size"].unique()) == [12, largest] and largest < 500
+    assert "[500] cannot be run" in caplog.text and "shared by every screen and embedding" in caplog.text
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["sizes_run"] == [12, largest] and "3 folds trains on at most" in run["size_note"]

@@ -110,3 +110,15 @@ def test_fused_fit_and_predict_rejects_mismatched_new_inputs():
         gp.fit_predict_batched(gp.RBF(), np.stack([Z, Z]), np.stack([Y, Y]), Z[None, :3])
     with pytest.raises(gp_errors.ShapeError, match="Z_new must be 3-D"):
         gp.fit_predict_batched(gp.RBF(), np.stack([Z, Z]), np.stack([Y, Y]), Z[:3])
+
+
+def test_a_printed_result_is_readable():
+    Z, Y = draw_from_gp(n=30, d=4, seed=3)
+    result = gp.fit(gp.RBF(), Z, Y, options=gp.FitOptions(max_steps=50))
+    text = repr(result)
+    assert "nan" not in text.lower() and "converged=" in text and "n_steps=" in text
+    values = gp.params_to_values(gp.RBF(), result.params)
+    np.testing.assert_allclose(result.values.noise, values["noise"], rtol=1e-12)
+    shown = float(format(float(values["noise"]), ".5g"))
+    assert f"'noise': {shown}" in text
+    assert len(result.lml_trace()) == int(result.n_steps) + 1 and np.all(np.isfinite(result.lml_trace()))

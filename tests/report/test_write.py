@@ -22,11 +22,15 @@ def report(results, tmp_path_factory):
     return out, write_report(results, out)
 
 
-def test_writes_every_table_and_figure(report):
+def test_writes_every_table_and_figure(report, results):
     out, paths = report
     per_screen = ("table_{}_md", "table_{}_csv", "figure1_{}", "figure2_{}")
-    assert set(paths) == {"summary", "notes", "figure3", *(f.format(s) for s in ("K562", "RPE1") for f in per_screen)}
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths.values())
+    by_size = [f"table_{s}_n{n}_md" for s in ("K562", "RPE1") for n in sorted(set(results["size"]))]
+    assert set(paths) == {"summary", "notes", "figure3", *(f.format(s) for s in ("K562", "RPE1") for f in per_screen),
+                          *by_size}  # fmt: skip
+    top = [p.name for p in paths.values() if p.parent == out]
+    assert sorted(p.name for p in out.iterdir()) == sorted([*top, "by_size"])
+    assert sorted(p.name for p in (out / "by_size").iterdir()) == sorted(paths[k].name for k in by_size)
     for name, path in paths.items():
         if path.suffix == ".png":
             assert path.read_bytes()[:8] == PNG_SIGNATURE, name
