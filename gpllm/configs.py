@@ -131,6 +131,7 @@ def _model_keys() -> dict[str, Key]:
         "baseline": Key(BOOL, "bool", "the model ignores the embedding: run it once per screen"),
         "dtype": Key(one_of("float32", "float64"), "string", "GP precision (default: [sweep] gp_dtype)"),
         "fresh_start_below": Key(INT, "int", "GP: below this size a warm start also races a fresh one"),
+        "float64_below": Key(INT, "int", "GP: below this size a float32 GP fits in float64 (default 300)"),
         "center": Key(BOOL, "bool", "GP: model deviations from the training mean (default true)"),
     }
     for name, key in _fields_of(FitOptions, "GP fit option").items():

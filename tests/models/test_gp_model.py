@@ -87,3 +87,26 @@ def test_bad_inputs_are_named(fitted):
         model.fit(np.array([[np.nan, 0, 0], [1, 1, 1]]), np.zeros((2, 2)))
     with pytest.raises(ShapeError, match="embedding dimension 2"):
         model.predict(state, np.zeros((1, 2)))
+
+
+def test_small_float32_fits_run_in_float64_and_reach_the_better_mode():
+    """A case with a known better mode: on 100 perturbations of a synthetic screen, float32
+    stops on the low-signal region (a kernel variance ~5e-5), float64 climbs to the higher LML."""
+    from gpllm.data.embeddings.assemble import build_embedding
+    from gpllm.data.synthetic.screens import make_screens
+    from gpllm.models.base import Fold
+
+    draw = make_screens(0, n_perts=200)
+    screen = draw.screens["K562"]
+    emb = build_embedding({"text": draw.vectors["text"]}, screen.perts, k=50)
+    data = screen.select(emb.names)
+    rng = np.random.default_rng(0)
+    folds = []
+    for _ in range(2):
+        idx = rng.permutation(len(emb.names))
+        folds.append(Fold(emb.Z[idx[:100]], data.Y[idx[:100]], emb.Z[idx[100:110]]))
+    float32 = GPModel(dtype="float32", float64_below=0).fit_predict_folds(folds)
+    default = GPModel(dtype="float32").fit_predict_folds(folds)  # float64_below=300
+    for f32, f64 in zip(float32, default):
+        assert f64.record["lml"] > f32.record["lml"] + 1.0
+        assert f64.record["kernel"]["variance"] > 5 * f32.record["kernel"]["variance"]
