@@ -81,14 +81,14 @@ def _fields_of(cls, help_prefix: str) -> dict[str, Key]:
 
 
 def _screen_keys() -> dict[str, Key]:
+    from gpllm.data.screens.labels import PRESETS
     from gpllm.data.screens.perturbseq import Options
 
     return {
         "path": Key(STR, "string", "the screen's h5ad file, relative to the config's folder"),
         "source": Key(STR, "string", "instead of path: a registry name from `gpllm data list`, downloaded and verified"),
         "allow_unverified": Key(BOOL, "bool", "accept a download whose checksum is not published"),
-        "preset": Key(one_of("replogle_bulk", "replogle_cells", "norman19"), "string",
-                      "how obs names conditions: replogle_bulk, replogle_cells or norman19"),  # fmt: skip
+        "preset": Key(one_of(*PRESETS), "string", f"how obs names conditions: {', '.join(PRESETS)}"),
         "chunked": Key(BOOL, "bool", "stream a large single-cell file in chunks (default: above 2 GiB)"),
         "chunk_size": Key(INT, "int", "cells per streamed chunk (default 4096)"),
         **_fields_of(Options, "screen processing option"),

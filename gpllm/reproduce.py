@@ -165,10 +165,7 @@ def load_screens(entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Perturba
     screens = {}
     for name, entry in entries.items():
         where = f"screen {name!r}"
-        preset = entry.get("preset")
-        spec = getattr(labels, preset.upper(), None) if preset else labels.ObsSpec()
-        if not isinstance(spec, labels.ObsSpec):
-            raise InputError(f"{where}: unknown preset {preset!r}; use replogle_bulk, replogle_cells or norman19")
+        spec = labels.preset(entry.get("preset"), where)
         options = {k: v for k, v in entry.items() if k not in ("path", "source", "preset", "allow_unverified")}
         screens[name] = read_screen(_local_file(entry, where), spec, **options).singles
     return screens

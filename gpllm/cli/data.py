@@ -150,3 +150,49 @@ def synth(
         raise fail(err) from err
     for key, path in paths.items():
         typer.echo(f"{key}\t{path}")
+
+
+@app.command("process")
+def process_screen(
+    screen: Path = typer.Argument(..., help="A Perturb-seq screen h5ad: single cells or pseudobulk rows."),
+    out: Path = typer.Option(..., "--out", "-o", help="The processed screen to write (.h5ad), what `gpllm fit` reads."),
+    preset: str | None = typer.Option(None, "--preset", help="How obs names conditions: replogle_bulk, replogle_cells, norman19 (default: a 'perturbation' column)."),
+    kind: str = typer.Option("auto", "--kind", help="'cells', 'bulk' or 'auto' (detected)."),
+    n_hvg: int = typer.Option(2000, "--n-hvg", min=1, help="Highly variable genes kept."),
+    hvg_flavor: str = typer.Option("seurat", "--hvg-flavor", help="scanpy's HVG flavor."),
+    n_de: int = typer.Option(20, "--n-de", min=1, help="Top DE genes per perturbation."),
+    de_method: str = typer.Option("auto", "--de-method", help="'t-test' (cells), 'abs-delta', or 'auto'."),
+    min_cells: int = typer.Option(2, "--min-cells", min=1, help="Cells a perturbation needs to be kept."),
+    combos_out: Path | None = typer.Option(None, "--combos-out", help="Also write two-gene conditions (A+B) here."),
+) -> None:
+    """Turn a raw screen into the processed screen `gpllm fit` and `gpllm evaluate --truth` read:
+    mean log-normalised expression per perturbation over the HVGs, the control mean, top DE genes."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from gpllm.cli.common import writable_file
+    from gpllm.data.screens.labels import preset as preset_spec
+    from gpllm.data.screens.perturbseq import read_screen
+    from gpllm.errors import GPLLMError
+
+    try:
+        spec = preset_spec(preset, "--preset")
+        writable_file(out, "--out")
+        if combos_out is not None:
+            writable_file(combos_out, "--combos-out")
+        columns = (TextColumn("reading cells"), BarColumn(), TimeElapsedColumn())
+        with Progress(*columns, transient=True) as progress:
+            task = progress.add_task("read", total=None)
+            processed = read_screen(
+                screen, spec, kind=kind, n_hvg=n_hvg, hvg_flavor=hvg_flavor, n_de=n_de, de_method=de_method,
+                min_cells=min_cells, on_chunk=lambda done, total: progress.update(task, completed=done, total=total),
+            )  # fmt: skip
+        singles = processed.singles
+        singles.save(out)
+        if combos_out is not None and processed.combos is not None:
+            processed.combos.save(combos_out)
+    except GPLLMError as err:
+        raise fail(err) from err
+    typer.echo(f"{screen}: {singles.n_perts} single-gene perturbations x {singles.n_genes} genes -> {out}")
+    if processed.combos is not None:
+        where = f" -> {combos_out}" if combos_out is not None else " (set apart; --combos-out writes them)"
+        typer.echo(f"{processed.combos.n_perts} two-gene conditions{where}")

@@ -122,3 +122,28 @@ def test_synth_writes_files_the_loaders_read(tmp_path):
     assert all((out / p.split("/")[-1]).is_file() for p in listed.values())
     screen = read_screen(listed["RPE1_bulk"], REPLOGLE_BULK, n_hvg=40).singles
     assert screen.Y.shape == (30, 40)
+
+
+def test_data_process_turns_real_cells_into_what_fit_reads(shared_data, tmp_path):
+    """The real Norman 2019 cells: processed by the command, equal to read_screen's, and fit-ready."""
+    from gpllm.data.screens.labels import NORMAN19
+    from gpllm.data.screens.perturbation_data import PerturbationData
+    from gpllm.data.screens.perturbseq import read_screen
+
+    raw = shared_data / "norman19_mcfaline23_devel.h5ad"
+    out, combos = tmp_path / "screen.h5ad", tmp_path / "combos.h5ad"
+    result = CliRunner().invoke(app, ["data", "process", str(raw), "--preset", "norman19", "--n-hvg", "200",
+                                      "--out", str(out), "--combos-out", str(combos)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "single-gene perturbations" in result.output and "two-gene conditions" in result.output
+    want = read_screen(raw, NORMAN19, n_hvg=200)
+    got = PerturbationData.load(out)
+    assert got.perts == want.singles.perts and got.genes == want.singles.genes
+    np.testing.assert_array_equal(got.Y, want.singles.Y)
+    assert PerturbationData.load(combos).perts == want.combos.perts
+
+
+def test_data_process_names_a_bad_preset_before_reading(tmp_path):
+    result = CliRunner().invoke(app, ["data", "process", str(tmp_path / "none.h5ad"), "--preset", "replogle",
+                                      "--out", str(tmp_path / "o.h5ad")])  # fmt: skip
+    assert result.exit_code == 1 and "unknown preset 'replogle'" in result.output

@@ -83,6 +83,20 @@ NORMAN19 = ObsSpec(
     subset=(("dataset", ("norman19",)),),
 )
 
+#: The layouts a config's ``preset`` (and ``gpllm data process --preset``) may name.
+PRESETS = {"replogle_bulk": REPLOGLE_BULK, "replogle_cells": REPLOGLE_CELLS, "norman19": NORMAN19}
+
+
+def preset(name: str | None, where: str = "preset") -> ObsSpec:
+    """The :class:`ObsSpec` of a named preset (None: the generic default); InputError if unknown."""
+    if name is None:
+        return ObsSpec()
+    if name not in PRESETS:
+        from gpllm.errors import InputError
+
+        raise InputError(f"{where}: unknown preset {name!r}; use one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
 
 class Labels(NamedTuple):
     """Per-row parse of the perturbation column (N rows kept after subsetting).
