@@ -173,3 +173,12 @@ def paper_figure_1_name(screen: str) -> str:
 def file_slug(name: str) -> str:
     """A screen name made safe for a file name (``"K562 essential" -> "K562_essential"``)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "screen"
+
+
+#: Screens named after their cell line (the paper's, and Replogle's others).
+CELL_LINES = frozenset({"K562", "RPE1", "HepG2", "Jurkat", "HEK293T", "A549", "MCF7"})
+
+
+def screen_description(screen: str) -> str:
+    """``"K562 cell line"`` for a cell line's screen, ``"norman19 screen"`` for any other name."""
+    return f"{screen} cell line" if screen in CELL_LINES else f"{screen} screen"

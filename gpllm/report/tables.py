@@ -33,6 +33,7 @@ from gpllm.report.labels import (
     model_label,
     paper_table_name,
     row_order,
+    screen_description,
 )
 
 #: A configuration: one line of a figure, one row of a table (per size).
@@ -252,7 +253,7 @@ class MetricTable:
         perts = _span(self.rows.get_column("n_perts"))
         return (
             f"{paper_table_name(self.screen)}: Model performance metrics ({self.size} training "
-            f"perturbations, {self.screen} cell line). {self.size_note} "
+            f"perturbations, {screen_description(self.screen)}). {self.size_note} "
             f"Mean ± 1.96 SE across {folds} CV folds ({perts} test perturbations per model); "
             f"{', '.join(METRIC_HEADERS[m] for m in self.metrics)}: Pearson correlation of Δ and MAE "
             "over the top 20 DE genes and over all genes. Best value per column in bold."

@@ -37,15 +37,23 @@ def missing_configurations(results: pl.DataFrame, screen: str) -> list[ModelKey]
 
 
 def notes_markdown(results: pl.DataFrame) -> str:
-    """notes.md: per screen, which of the paper's configurations the results lack (or that none do)."""
+    """notes.md: per screen, the paper's configurations this run has for another screen but
+    not for it (gaps); then, once, the paper's configurations the run never included."""
     lines = ["# Report notes", ""]
+    ran = {ModelKey(*k) for k in results.select("model", "embedding").unique().iter_rows()}
+    never: list[ModelKey] = []
     for screen in screens(results):
         missing = missing_configurations(results, screen)
-        if missing:
-            names = ", ".join(model_label(*k) for k in missing)
+        gaps = [k for k in missing if k in ran]
+        never += [k for k in missing if k not in ran and k not in never]
+        if gaps:
+            names = ", ".join(model_label(*k) for k in gaps)
             lines.append(f"- {screen}: no results for {names}; left out of its table and figures.")
         else:
-            lines.append(f"- {screen}: every configuration of the paper is present.")
+            lines.append(f"- {screen}: every configuration this run includes is present.")
+    if never:
+        lines += ["", "Not part of this run (the paper's Table 1 also has): "
+                  + ", ".join(model_label(*k) for k in never) + "."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

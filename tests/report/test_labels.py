@@ -80,3 +80,10 @@ def test_small_helpers():
     assert paper_figure_1_name("RPE1") == "Figure S1"
     assert file_slug("K562 essential/v2") == "K562_essential_v2"
     assert file_slug("///") == "screen"
+
+
+def test_only_cell_lines_are_called_cell_lines():
+    from gpllm.report.labels import screen_description
+
+    assert screen_description("K562") == "K562 cell line"
+    assert screen_description("norman19") == "norman19 screen"

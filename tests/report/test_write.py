@@ -68,7 +68,16 @@ def test_missing_configurations_are_noted(results, report):
     _, paths = report
     assert missing_configurations(results, "K562") == [ModelKey("linear", "sequence"), ModelKey("linear", "text+sequence")]
     notes = paths["notes"].read_text()
-    assert "K562: no results for Linear (sequence), Linear (text + sequence)" in notes
+    # Never part of this run (for no screen): said once, not as a gap of each screen.
+    assert "Not part of this run (the paper's Table 1 also has): Linear (sequence), Linear (text + sequence)." in notes
+    assert "K562: every configuration this run includes is present." in notes
+
+
+def test_a_gap_between_screens_is_noted_per_screen(results):
+    from gpllm.report.write import notes_markdown
+
+    gap = results.filter(~((pl.col("screen") == "RPE1") & (pl.col("model") == "gp") & (pl.col("embedding") == "text")))
+    assert "- RPE1: no results for GP+LLM (text); left out of its table and figures." in notes_markdown(gap)
 
 
 def test_report_without_embedding_models(results, tmp_path):
