@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import polars as pl
 
-from gpllm.data.embeddings.assemble import Embedding, build_embedding
+from gpllm.data.embeddings.assemble import Embedding, build_embedding, coverage, log_coverage
 from gpllm.data.screens.perturbation_data import PerturbationData, intersect_perturbations
 from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.configs import check_config
@@ -227,7 +227,9 @@ def make_embeddings(
         absent = [s for s in sources if s not in vectors]
         if absent:
             raise InputError(f"embedding {name!r} needs source(s) {absent}; loaded: {sorted(vectors)}")
-        out[name] = build_embedding({s: vectors[s] for s in sources}, perts, k=own_k, missing=missing)
+        out[name] = build_embedding({s: vectors[s] for s in sources}, perts, k=own_k, missing=missing, quiet=True)
+    used = sorted({s for name in names for s in name.partition(SIZE_SUFFIX)[0].split(COMBINE)})
+    log_coverage(coverage(list(perts), {s: vectors[s] for s in used}), missing)  # once per source, not per embedding
     return out
 
 

@@ -155,16 +155,23 @@ def coverage_report(cov: Sequence[Coverage], missing: MissingPolicy = "drop") ->
     return "\n".join(lines)
 
 
+def log_coverage(cov: Sequence[Coverage], missing: MissingPolicy = "drop") -> None:
+    """Log :func:`coverage_report` (a warning when any perturbation lacks a vector)."""
+    level = logging.WARNING if any(c.missing for c in cov) else logging.INFO
+    log.log(level, "embedding coverage\n%s", coverage_report(cov, missing))
+
+
 def align(
-    sources: Mapping[str, GeneVectors], perts: Sequence[str], missing: MissingPolicy = "drop"
+    sources: Mapping[str, GeneVectors], perts: Sequence[str], missing: MissingPolicy = "drop", *, quiet: bool = False
 ) -> tuple[tuple[str, ...], dict[str, np.ndarray], list[Coverage]]:
     """Rows of every source for ``perts``, under one missing-gene policy.
 
     'drop' (default) keeps the perturbations every source embeds, in the order
     of ``perts``; 'mean' keeps all and fills a missing row with that source's
     mean over the perturbations it does embed. Either way the counts are
-    logged and returned as a coverage report. A source sharing no gene with
-    ``perts`` raises :class:`EmbeddingError`.
+    logged (unless ``quiet``: a caller that reports coverage itself) and returned
+    as a coverage report. A source sharing no gene with ``perts`` raises
+    :class:`EmbeddingError`.
 
     Returns (kept perturbations, {source: (P', D_source)}, coverage).
     """
@@ -182,8 +189,8 @@ def align(
                 f"{vec.source}: no overlap between its {len(vec)} genes (e.g. {preview(vec.names[:5])}) "
                 f"and the {len(perts)} perturbations (e.g. {preview(perts[:5])})"
             )
-    report = coverage_report(cov, missing)
-    log.log(logging.WARNING if any(c.missing for c in cov) else logging.INFO, "embedding coverage\n%s", report)
+    if not quiet:
+        log_coverage(cov, missing)
     if missing == "drop":
         gone = set().union(*(c.missing for c in cov))
         kept = tuple(p for p in perts if p not in gone)
@@ -244,6 +251,7 @@ def build_embedding(
     k: int | None = 50,
     missing: MissingPolicy = "drop",
     scale: Literal["block", "none"] = "block",
+    quiet: bool = False,
 ) -> Embedding:
     """Align sources to ``perts``, PCA each to k components, concatenate as blocks.
 
@@ -256,7 +264,7 @@ def build_embedding(
     """
     if scale not in ("block", "none"):
         raise InputError(f"scale must be 'block' or 'none', got {scale!r}")
-    kept, aligned, cov = align(sources, perts, missing)
+    kept, aligned, cov = align(sources, perts, missing, quiet=quiet)
     parts, blocks, prov, off = [], [], {}, 0
     for name, X in aligned.items():
         if k is None:
