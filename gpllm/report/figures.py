@@ -78,7 +78,7 @@ class LineStyle(NamedTuple):
 # Baselines keep one look in every figure; models are coloured by embedding in
 # Figure 1 (one GP per embedding) and by model class in Figure 2 (one panel per embedding).
 _BASELINE_STYLE = {
-    "random_perturbation": LineStyle("0.45", "--", "s"),
+    "random_perturbation": LineStyle("goldenrod", "--", "s"),
     "nonctrl_mean": LineStyle("black", "--", "D"),
     "control": LineStyle("0.7", ":", "x"),
     "gears": LineStyle("tab:purple", "-.", "^"),
@@ -91,6 +91,13 @@ _FAMILY_STYLE = {
     "gp": LineStyle("tab:green", "-", "o"),
 }
 _FIGURE_1_OTHERS = ("random_perturbation", "nonctrl_mean", "gears")
+#: How Figure 2's title names a model class, from the legend label's first word.
+_FAMILY_TITLE = {"kNN": "kNN", "Linear": "linear", "Ridge": "ridge", "GP+LLM": "GP"}
+
+
+def model_family_of_label(label: str) -> str:
+    """The first word of a legend label (``"GP+LLM, ..."`` -> ``"GP+LLM"``)."""
+    return label.split(" ")[0].rstrip(",")
 _FALLBACK_COLORS = ("tab:cyan", "tab:pink", "tab:gray", "tab:olive", "tab:brown")
 
 
@@ -144,10 +151,13 @@ def _plot_curves(ax: Axes, curves: pl.DataFrame, lines: Sequence[Line], metric: 
                 marker=line.style.marker, markersize=4, linewidth=1.6)  # fmt: skip
         ok = np.isfinite(hw)  # one fold: no SE, no band
         if ok.any():
-            ax.fill_between(x[ok], (mean - hw)[ok], (mean + hw)[ok], color=line.style.color, alpha=0.18, linewidth=0)
+            ax.fill_between(x[ok], (mean - hw)[ok], (mean + hw)[ok], color=line.style.color, alpha=0.12, linewidth=0)
         drawn += 1
     ax.set_xlabel(XLABEL)
     ax.set_ylabel(METRIC_AXIS_LABELS.get(metric, metric))
+    sizes = sorted({int(x) for line in ax.lines for x in line.get_xdata()})
+    if sizes:  # ticks at the training sizes run, not at matplotlib's round numbers
+        ax.set_xticks(sizes, [str(s) for s in sizes], rotation=45 if len(sizes) > 4 else 0)
     return drawn
 
 
@@ -278,7 +288,9 @@ def draw_figure_2(
                 _no_data(ax, f"no model results on the {embedding} embedding")
             ax.set_title(f"{screen}: {embedding_label(embedding)}")
         _share_y(axes)
-        fig.suptitle(f"{what}: kNN vs linear vs GP on the same embedding, mean ± 1.96 SE")
+        drawn = [line.get_label() for ax in axes for line in ax.lines]
+        names = list(dict.fromkeys(_FAMILY_TITLE.get(model_family_of_label(label), label) for label in drawn))
+        fig.suptitle(f"{what}: {' vs '.join(names) or 'models'} on the same embedding, mean ± 1.96 SE")
         _shared_legend(fig, axes)
     return fig
 

@@ -57,6 +57,16 @@ def notes_markdown(results: pl.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def figure_3_subject(results: pl.DataFrame) -> ModelKey:
+    """Figure 3's y model: the GP on text + sequence (the paper's), else the GP on the first
+    embedding the run has in the order text + sequence, text, sequence, then any other."""
+    gps = results.filter(pl.col("model") == FIGURE_3_Y.model).get_column("embedding").unique().to_list()
+    for embedding in (FIGURE_3_Y.embedding, "text", "sequence", *sorted(gps)):
+        if embedding in gps:
+            return ModelKey(FIGURE_3_Y.model, embedding)
+    return FIGURE_3_Y
+
+
 def figure_3_reference(results: pl.DataFrame) -> ModelKey:
     """Figure 3's x model: GEARS when its results are present (as in the paper), else the non-control mean."""
     has_gears = results.filter((pl.col("model") == GEARS.model) & (pl.col("embedding") == GEARS.embedding))
@@ -69,7 +79,7 @@ def write_report(
     *,
     size: int | None = None,
     figure_3_x: ModelKey | None = None,
-    figure_3_y: ModelKey = FIGURE_3_Y,
+    figure_3_y: ModelKey | None = None,
 ) -> dict[str, Path]:
     """Write the report of a sweep into ``out_dir``; returns {name: path}.
 
@@ -80,8 +90,9 @@ def write_report(
       default 1400 or the largest present), the same table at every training
       size run (``by_size/table_S_nN.md``), ``figure1_S`` (Figure 1 / S1) and
       ``figure2_S`` (Figure 2);
-    - ``figure3``: per-perturbation ``figure_3_y`` vs ``figure_3_x`` (default:
-      GEARS if present, else the non-control mean), one panel per screen.
+    - ``figure3``: per-perturbation ``figure_3_y`` (default: the GP on text +
+      sequence, else on the richest embedding the run has) vs ``figure_3_x``
+      (default: GEARS if present, else the non-control mean), one panel per screen.
 
     Missing models or embeddings are noted (notes.md, log, empty panels), not
     errors. Raises InputError for an empty frame or missing columns before
@@ -114,6 +125,7 @@ def write_report(
         paths[f"figure1_{screen}"] = figure_1(results, out / f"figure1_{slug}.png", screen=screen)
         paths[f"figure2_{screen}"] = figure_2(results, out / f"figure2_{slug}.png", screen=screen)
     x = figure_3_x if figure_3_x is not None else figure_3_reference(results)
-    paths["figure3"] = figure_3(results, out / "figure3.png", x=x, y=figure_3_y, size=size)
+    y = figure_3_y if figure_3_y is not None else figure_3_subject(results)
+    paths["figure3"] = figure_3(results, out / "figure3.png", x=x, y=y, size=size)
     log.info("report: %d files in %s", len(paths), out)
     return paths

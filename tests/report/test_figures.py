@@ -82,6 +82,18 @@ def test_figure_2_panels_per_embedding(results):
     assert [ln.get_label() for ln in sequence.lines] == ["kNN (k=1)", "GP+LLM"]  # no linear run on it
     assert [ln.get_label() for ln in both.lines] == ["kNN (k=1)", "Ridge", "GP+LLM"]
     assert text.get_ylim() == sequence.get_ylim() == both.get_ylim()  # shared scale
+    # The title names the classes drawn, as the legend does; ticks sit at the sizes run.
+    assert "kNN vs linear vs ridge vs GP on the same embedding" in fig._suptitle.get_text()
+    sizes = sorted(set(results.filter(screen="K562")["size"]))
+    assert [int(x) for x in text.get_xticks()] == sizes
+
+
+def test_figure_3_falls_back_to_the_gp_the_run_has(results):
+    from gpllm.report.write import figure_3_subject
+
+    assert figure_3_subject(results) == ModelKey("gp", "text+sequence")
+    text_only = results.filter((pl.col("model") != "gp") | (pl.col("embedding") == "text"))
+    assert figure_3_subject(text_only) == ModelKey("gp", "text")
 
 
 def test_figures_note_missing_models_instead_of_failing(results):
