@@ -19,6 +19,7 @@ every truth perturbation was predicted, pearson_de_meanref is NaN.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -33,8 +34,8 @@ from gpllm.evaluate.metrics import perturbation_metrics, predictive_scores, summ
 
 #: Labels GEARS uses for the unperturbed half of a single-gene condition.
 CONTROL_LABELS = frozenset({"ctrl", "control"})
-#: The four headline metrics, in table order.
-METRICS = ("pearson_de", "pearson_all", "mae_de", "mae_all")
+#: The four headline metrics, in table order, and GEARS's squared errors.
+METRICS = ("pearson_de", "pearson_all", "mae_de", "mae_all", "mse_de", "mse_all")
 
 
 def normalise_name(name: str) -> str:
@@ -47,6 +48,11 @@ def normalise_name(name: str) -> str:
     if not genes:
         raise InputError(f"prediction row {name!r} is a control, not a perturbation")
     return "+".join(genes)
+
+
+def canonical(name: str) -> str:
+    """A condition's order-free key: 'B+A' and 'A+B' -> 'A+B'."""
+    return "+".join(sorted(name.split("+")))
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,6 +138,9 @@ def align_to_truth(pred: PredictionTable, truth: PerturbationData, *, skip_unkno
     notes = []
     if len(pred.genes) > truth.n_genes:
         notes.append(f"{len(pred.genes) - truth.n_genes} predicted gene(s) not in the truth were ignored")
+    # Two-gene conditions match whatever the order: a prediction for 'B+A' scores the truth's 'A+B'.
+    by_key = {canonical(p): p for p in truth.perts}
+    pred = dataclasses.replace(pred, perts=tuple(by_key.get(canonical(p), p) for p in pred.perts))
     known = set(truth.perts)
     unknown = [p for p in pred.perts if p not in known]
     if unknown and (not skip_unknown or len(unknown) == len(pred.perts)):

@@ -51,6 +51,8 @@ class PerturbationMetrics(NamedTuple):
     mae_all: Array
     undefined_de: Array
     undefined_all: Array
+    mse_de: Array  # mean squared error over the top-20 DE genes (GEARS selects models by it)
+    mse_all: Array
 
 
 def pearson_rows(
@@ -113,6 +115,8 @@ def _metrics(Y_true: Array, Y_pred: Array, reference: Array, de: Array) -> Pertu
         mae_all=abs_err.mean(axis=1),
         undefined_de=undef_de,
         undefined_all=undef_all,
+        mse_de=take(abs_err**2).mean(axis=1),
+        mse_all=(abs_err**2).mean(axis=1),
     )
 
 

@@ -92,3 +92,21 @@ def test_summary_is_mean_and_196_standard_errors_across_perturbations():
     assert s.mean == pytest.approx(values.mean())
     assert s.half_width == pytest.approx(1.96 * values.std(ddof=1) / 2)
     assert s.n == 4
+
+
+def test_two_gene_predictions_match_the_truth_in_either_order_and_report_mse():
+    from gpllm.data.screens.perturbation_data import PerturbationData
+    from gpllm.evaluate import external
+
+    rng = np.random.default_rng(0)
+    genes = tuple(f"G{i}" for i in range(30))
+    truth = PerturbationData(Y=rng.normal(size=(3, 30)), ctrl=np.zeros(30), de=np.tile(np.arange(20), (3, 1)),
+                             perts=("A", "A+B", "C+D"), genes=genes)  # fmt: skip
+    pred_Y = truth.Y + 0.5
+    pred = external.PredictionTable(("A", "B+A", "D+C"), genes, pred_Y, None, "pred.h5ad")
+    aligned = external.align_to_truth(pred, truth)
+    assert aligned.perts == ("A", "A+B", "C+D")
+    rows = external.score(aligned, truth, None)
+    np.testing.assert_allclose(rows["mse_all"].to_numpy(), 0.25)  # every error is 0.5
+    np.testing.assert_allclose(rows["mse_de"].to_numpy(), 0.25)
+    assert {"mse_de", "mse_all"} <= {s.metric for s in external.summarise(rows)}

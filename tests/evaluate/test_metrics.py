@@ -22,7 +22,7 @@ def _reference_metrics(Y, Yh, ref, de):
     """GEARS-style loop: scipy pearsonr per perturbation, NaN (constant) -> 0."""
     Y, Yh, ref = (np.asarray(a, float) for a in (Y, Yh, ref))
     ref = np.broadcast_to(ref, Y.shape)
-    out = {k: [] for k in ("pearson_de", "pearson_all", "mae_de", "mae_all")}
+    out = {k: [] for k in ("pearson_de", "pearson_all", "mae_de", "mae_all", "mse_de", "mse_all")}
     for p in range(len(Y)):
         d, dh = Y[p] - ref[p], Yh[p] - ref[p]
         with warnings.catch_warnings():
@@ -33,6 +33,9 @@ def _reference_metrics(Y, Yh, ref, de):
         out["pearson_de"].append(0.0 if np.isnan(r_de) else r_de)
         out["mae_all"].append(np.mean(np.abs(Yh[p] - Y[p])))
         out["mae_de"].append(np.mean(np.abs(Yh[p, de[p]] - Y[p, de[p]])))
+        # GEARS: mse = mean_squared_error(true, pred) per perturbation, over all and the DE genes
+        out["mse_all"].append(np.mean((Yh[p] - Y[p]) ** 2))
+        out["mse_de"].append(np.mean((Yh[p, de[p]] - Y[p, de[p]]) ** 2))
     return {k: np.array(v) for k, v in out.items()}
 
 
