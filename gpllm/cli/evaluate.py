@@ -11,7 +11,8 @@ from gpllm.cli.common import fail, writable_file
 
 def evaluate_command(
     predictions: Path = typer.Argument(..., help="Prediction h5ad: obs = perturbations (GEARS 'GENE+ctrl' names accepted), var = genes, X = expression."),
-    truth: Path = typer.Option(..., "--truth", help="Measured screen h5ad written by PerturbationData.save."),
+    truth: Path = typer.Option(..., "--truth", help="Measured screen: a processed h5ad (gpllm data process), or a raw one with --preset."),
+    preset: str | None = typer.Option(None, "--preset", help="The truth is a raw screen with this layout (e.g. norman19 for GEARS' 'condition' / 'ctrl' labels): processed here, keeping every gene."),
     train: str | None = typer.Option(
         None, "--train", help="Training perturbations (file or comma list): the Systema reference. Default: the truth's unpredicted ones."
     ),
@@ -33,7 +34,7 @@ def evaluate_command(
             raise InputError(f"--out {out}: write rows as .csv or .parquet")
         if out is not None:
             writable_file(out, "--out")
-        screen = PerturbationData.load(truth)
+        screen = PerturbationData.load(truth) if preset is None else external.truth_from_raw(truth, preset)
         pred, notes = external.read_prediction(predictions, variance_layer)
         aligned = external.align_to_truth(pred, screen, skip_unknown=skip_unknown)
         train_names = name_list(train, "--train") if train is not None else None

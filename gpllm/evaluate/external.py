@@ -18,8 +18,8 @@ every truth perturbation was predicted, pearson_de_meanref is NaN.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -48,6 +48,23 @@ def normalise_name(name: str) -> str:
     if not genes:
         raise InputError(f"prediction row {name!r} is a control, not a perturbation")
     return "+".join(genes)
+
+
+def truth_from_raw(path: str | Path, preset: str) -> PerturbationData:
+    """A raw screen (cells or pseudobulk, e.g. GEARS' h5ad with 'condition' / 'ctrl') processed
+    for scoring: every gene kept (no HVG selection), single- and two-gene conditions together."""
+    from gpllm.data.screens.labels import preset as preset_spec
+    from gpllm.data.screens.perturbseq import read_screen
+
+    screen = read_screen(path, preset_spec(preset, "--preset"), n_hvg=10**9)
+    if screen.combos is None:
+        return screen.singles
+    singles, combos = screen.singles, screen.combos
+    return PerturbationData(
+        Y=np.vstack([singles.Y, combos.Y]), ctrl=singles.ctrl, de=np.vstack([singles.de, combos.de]),
+        perts=singles.perts + combos.perts, genes=singles.genes,
+        provenance={**dict(singles.provenance), "scored_with_two_gene_conditions": len(combos.perts)},
+    )  # fmt: skip
 
 
 def canonical(name: str) -> str:

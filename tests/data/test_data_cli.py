@@ -147,3 +147,25 @@ def test_data_process_names_a_bad_preset_before_reading(tmp_path):
     result = CliRunner().invoke(app, ["data", "process", str(tmp_path / "none.h5ad"), "--preset", "replogle",
                                       "--out", str(tmp_path / "o.h5ad")])  # fmt: skip
     assert result.exit_code == 1 and "unknown preset 'replogle'" in result.output
+
+
+def test_evaluate_scores_against_a_raw_screen_with_a_preset(shared_data, tmp_path):
+    """GEARS-style use: the truth is the raw Norman cells; every gene is kept; pairs score too."""
+    import anndata as ad
+    import pandas as pd
+
+    from gpllm.data.screens.labels import NORMAN19
+    from gpllm.evaluate.external import truth_from_raw
+
+    raw = shared_data / "norman19_mcfaline23_devel.h5ad"
+    truth = truth_from_raw(raw, "norman19")
+    want = read_screen(raw, NORMAN19, n_hvg=10**9)
+    assert truth.n_genes == want.singles.n_genes == ad.read_h5ad(raw, backed="r").n_vars  # every gene kept
+    assert set(want.combos.perts) <= set(truth.perts) and set(want.singles.perts) <= set(truth.perts)
+    names = [("+".join(reversed(p.split("+"))) if "+" in p else f"{p}+ctrl") for p in truth.perts]
+    pred = tmp_path / "pred.h5ad"
+    ad.AnnData(X=truth.Y, obs=pd.DataFrame(index=names), var=pd.DataFrame(index=list(truth.genes))).write_h5ad(pred)
+    result = CliRunner().invoke(app, ["evaluate", str(pred), "--truth", str(raw), "--preset", "norman19"])
+    assert result.exit_code == 0, result.output
+    line = next(row for row in result.output.splitlines() if "pearson_all" in row)
+    assert "1.0000" in line  # the truth predicted as itself, pairs given in the other order
