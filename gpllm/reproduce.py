@@ -171,17 +171,24 @@ def load_screens(entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Perturba
     return screens
 
 
-def load_vectors_from(source: str, entry: Mapping[str, Any]) -> GeneVectors:
+def load_vectors_from(source: str, entry: Mapping[str, Any], needed: set[str] | None = None) -> GeneVectors:
     """One embedding source: a vector file (GenePT pickle, table, ProtT5 h5 with ``idmapping``),
-    or ``descriptions`` (a JSON of gene descriptions) embedded locally (``text`` extra)."""
+    or ``descriptions`` (a JSON of gene descriptions) embedded locally (``text`` extra): only
+    the ``needed`` genes' descriptions, through a cache of vectors keyed by model and text
+    (``text-embeddings/`` in the data cache, ``$GPLLM_DATA``)."""
     from gpllm.data.embeddings import files as embedding_files
 
     where = f"embedding {source!r}"
     if "descriptions" in entry:
         from gpllm.data.embeddings.text import DEFAULT_MODEL, embed_descriptions, read_descriptions
+        from gpllm.data.sources.registry import cache_dir
 
         texts = read_descriptions(entry["descriptions"])
-        return embed_descriptions(texts, model=entry.get("model", DEFAULT_MODEL))
+        if needed is not None:
+            texts = {gene: text for gene, text in texts.items() if gene in needed}
+            if not texts:
+                raise InputError(f"{where}: {entry['descriptions']} describes none of the screens' perturbations")
+        return embed_descriptions(texts, model=entry.get("model", DEFAULT_MODEL), cache=cache_dir() / "text-embeddings")
     path = _local_file(entry, where)
     options = {k: v for k, v in entry.items() if k in ("dim", "index_col")}
     if "idmapping" in entry or "idmapping_source" in entry:
@@ -204,7 +211,8 @@ def load_inputs(config: ReproduceConfig) -> Inputs:
         if not data.get("screens") or not data.get("embeddings"):
             raise InputError(f"config {config.name!r}: kind='files' needs [data.screens.*] and [data.embeddings.*]")
         screens = load_screens(data["screens"])
-        vectors = {name: load_vectors_from(name, entry) for name, entry in data["embeddings"].items()}
+        needed = {p for screen in screens.values() for p in screen.perts}
+        vectors = {name: load_vectors_from(name, entry, needed) for name, entry in data["embeddings"].items()}
     else:
         raise InputError(f"config {config.name!r}: data.kind must be 'synthetic' or 'files', got {kind!r}")
     shared = intersect_perturbations(*screens.values())

@@ -34,47 +34,18 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import polars as pl
 
+from gpllm.atomic import atomic_write, write_json
 from gpllm.errors import DataError, WorkerError
 
 log = logging.getLogger(__name__)
 
 RUN_ID = "run_id"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Run ``write(tmp)`` on a temporary file beside ``path``, then rename it into place.
-
-    The file gets the permissions a plain ``open`` would give (0666 less the umask),
-    not ``mkstemp``'s private 0600.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def write_json(path: Path, obj: Any) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True)))
 
 
 def fingerprint(obj: Any) -> str:

@@ -25,8 +25,6 @@ block layout, the record, provenance) and the arrays ``Z`` (N, Q), ``Y``
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from gpllm.atomic import atomic_write
 from gpllm.data.embeddings.assemble import align, pca
 from gpllm.data.screens.perturbation_data import PerturbationData
 from gpllm.data.validate import check_unique, preview
@@ -232,15 +231,11 @@ def save(fitted: FittedModel, path: str | Path) -> Path:
     arrays = {"meta": np.array(json.dumps(meta)), "Z": fitted.Z, "Y": fitted.Y, "ctrl": fitted.ctrl}
     for i, p in enumerate(fitted.projections):
         arrays.update({f"proj{i}_mean": p.mean, f"proj{i}_components": p.components, f"proj{i}_scale": np.float64(p.scale)})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:  # a file object: np.savez would append '.npz' to a name
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append '.npz' to a name
             np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+
+    return atomic_write(path, write)
 
 
 def load(path: str | Path) -> FittedModel:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gpllm.atomic import atomic_write
 from gpllm.data.validate import preview
 from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.errors import CorruptFileError, DataError, InputError, MissingFileError
@@ -120,29 +121,70 @@ def embed_descriptions(
     model: str = DEFAULT_MODEL,
     batch_size: int = 32,
     on_batch: Callable[[int], None] | None = None,
+    cache: str | Path | None = None,
 ) -> GeneVectors:
     """Embed each gene's description: :class:`GeneVectors` (N, D), rows in input order.
 
     D is the model's dimension (384 for the default); rows have unit norm, so
     cosine similarity is a dot product, as with GenePT's ada-002 vectors. The
-    result depends only on the texts and the model (inference, no sampling).
-    ``on_batch(n)`` is called after each batch with the number of genes done
-    (for a progress bar).
+    result depends only on the texts and the model (inference, no sampling), so
+    with ``cache`` (a folder) each vector is kept under its model and the sha256
+    of its text, and only texts not seen before are embedded. ``on_batch(n)`` is
+    called after each batch with the number of genes done (for a progress bar).
     """
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     desc = check_descriptions(descriptions)
     names, texts = list(desc), list(desc.values())
-    st = load_model(model)
-    _log_truncation(st, names, texts, model)
-    rows = []
-    for start in range(0, len(texts), batch_size):
-        chunk = texts[start : start + batch_size]
-        rows.append(st.encode(chunk, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False))
-        if on_batch is not None:
-            on_batch(start + len(chunk))
-    X = np.concatenate(rows).astype(np.float64)
+
+    def encode(todo: list[str]) -> np.ndarray:
+        st = load_model(model)
+        _log_truncation(st, [n for n, x in zip(names, texts) if x in set(todo)], todo, model)
+        rows = []
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            rows.append(st.encode(chunk, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False))
+            if on_batch is not None:
+                on_batch(start + len(chunk))
+        return np.concatenate(rows).astype(np.float64)
+
+    X = cached_encode(texts, model, encode, cache) if cache is not None else encode(texts)
     return GeneVectors(tuple(names), X, f"{model} text embedding")
+
+
+def cached_encode(
+    texts: list[str], model: str, encode: Callable[[list[str]], np.ndarray], cache: str | Path
+) -> np.ndarray:
+    """``encode(texts)`` (N, D), through a per-model store of vectors keyed by each text's sha256:
+    only texts not stored yet are encoded, then added (the store is rewritten atomically).
+    A store that cannot be read or written is a warning, and everything is encoded."""
+    import hashlib
+
+    path = Path(cache) / f"{''.join(c if c.isalnum() or c in '-_.' else '_' for c in model)}.npz"
+    keys = [hashlib.sha256(x.encode("utf-8")).hexdigest() for x in texts]
+    stored: dict[str, np.ndarray] = {}
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                stored = dict(zip(f["keys"].tolist(), f["vectors"]))
+        except Exception as err:  # a damaged store is rebuilt, never trusted
+            log.warning("%s: unreadable text-embedding cache (%s); embedding afresh", path, err)
+    todo = list(dict.fromkeys(x for x, k in zip(texts, keys) if k not in stored))
+    if todo:
+        new = encode(todo)
+        stored.update(zip((hashlib.sha256(x.encode("utf-8")).hexdigest() for x in todo), new))
+        try:
+            order = sorted(stored)
+            atomic_write(path, lambda tmp: _save_npz(tmp, keys=np.array(order), vectors=np.stack([stored[k] for k in order])))
+        except OSError as err:
+            log.warning("%s: text-embedding cache not written (%s)", path, err)
+    log.info("%s: %d of %d descriptions embedded, %d from the cache", model, len(todo), len(texts), len(texts) - len(todo))
+    return np.stack([stored[k] for k in keys]).astype(np.float64)
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append '.npz' to a name
+        np.savez(f, **arrays)
 
 
 def _log_truncation(st, names: list[str], texts: list[str], model: str) -> None:
