@@ -97,8 +97,16 @@ class GPModel:
     def _cast(self, *arrays):
         return arrays if self.dtype is None else tuple(jnp.asarray(a, self.dtype) for a in arrays)
 
+    def _precision_for(self, n_train: int) -> GPModel:
+        """This model, or its float64 twin where ``float64_below`` says so for ``n_train``."""
+        if self.dtype == "float32" and n_train < self.float64_below and float64_enabled():
+            return dataclasses.replace(self, dtype="float64")
+        return self
+
     def fit(self, Z_train, Y_train, params0: gp.GPParams | None = None) -> GPState:
         """Fit Z (N, Q), Y (N, G); raw ``params0`` warm-starts the optimiser (default: data-aware init)."""
+        if (twin := self._precision_for(len(Z_train))) is not self:
+            return twin.fit(Z_train, Y_train, params0)
         Z, Y = self._cast(*check_fit_inputs(Z_train, Y_train, min_rows=2))
         result = gp.fit(self.kernel, Z, Y - self._offset(Y), params0, self.options)
         return self.condition(result.params, Z, Y, result)
@@ -193,8 +201,8 @@ class GPModel:
         fit also runs from the fresh start and keeps the higher final LML.
         """
         starts = list(starts) if starts is not None else [None] * len(folds)
-        if self.dtype == "float32" and float64_enabled() and max(len(f.Z_train) for f in folds) < self.float64_below:
-            return dataclasses.replace(self, dtype="float64").fit_predict_folds(folds, starts)
+        if (twin := self._precision_for(max(len(f.Z_train) for f in folds))) is not self:
+            return twin.fit_predict_folds(folds, starts)
         if len({len(f.Z_train) for f in folds}) != 1:
             out = []
             for fold, start in zip(folds, starts):
