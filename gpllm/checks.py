@@ -84,19 +84,6 @@ def check_new_inputs(Z_new, n_features: int) -> None:
     check_finite("Z_new", Z_new)
 
 
-def check_positive_tree(name: str, tree) -> None:
-    """InputError if any leaf of a pytree of *constrained* values is <= 0 or non-finite."""
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        if not is_concrete(leaf):
-            continue
-        values = np.asarray(leaf)
-        where = f"{name}{jax.tree_util.keystr(path)}"
-        if np.any(values <= 0):
-            raise InputError(f"{where} must be positive, got {values}")
-        if not np.all(np.isfinite(values)):
-            raise NonFiniteError(f"{where} is not finite: {values}")
-
-
 def describe(name: str, shape: tuple[int, ...]) -> str:
     return f"{name} {tuple(shape)}"
 

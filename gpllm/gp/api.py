@@ -25,7 +25,7 @@ from gpllm.gp.cholesky import jitter_schedule
 from gpllm.gp.kernels import Kernel, Params
 from gpllm.gp import parameters
 from gpllm.gp.fit import FitOptions
-from gpllm.gp.objective import LML, GPParams, Path, Targets, constraints_of, init_params, lml, prepare_targets, values_of
+from gpllm.gp.objective import LML, GPParams, Path, Targets, constraints_of, lml, params_shapes, prepare_targets, values_of
 
 
 def params_from_values(kernel: Kernel, kernel_values: Params, noise: float) -> GPParams:
@@ -154,8 +154,7 @@ def _checked_raw(kernel: Kernel, params: GPParams | None, Z, name: str = "params
     if not isinstance(params, GPParams):
         raise InputError(f"{name} must be raw GPParams (see gp.params_from_values), got {type(params).__name__}")
     parameters.check_values(constraints_of(kernel), params, name, raw=True)
-    one = jax.ShapeDtypeStruct(Z.shape[-2:], Z.dtype)
-    expected = jax.eval_shape(lambda z: init_params(kernel, z, z[:, :1]), one)
+    expected = params_shapes(kernel, *Z.shape[-2:], Z.dtype)
     lead = Z.shape[:-2]
     for (path, leaf), want in zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(expected)):
         if tuple(np.shape(leaf)) != (*lead, *want.shape):

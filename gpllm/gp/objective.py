@@ -24,6 +24,7 @@ works. No N x N x D array and never D factorisations.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal, NamedTuple
 
@@ -167,3 +168,18 @@ def init_params(
     total = jnp.where(total > 0, total, jnp.ones((), Y.dtype))
     values = GPParams(kernel=kernel.init(Z, (1.0 - noise_fraction) * total), noise=noise_fraction * total)
     return parameters.unconstrain(constraints_of(kernel), values)
+
+
+def params_shapes(kernel: Kernel, n: int, q: int, dtype) -> GPParams:
+    """The structure of ``kernel``'s raw parameters for inputs (n, q): a GPParams of
+    ``jax.ShapeDtypeStruct`` leaves, traced from :func:`init_params`, never computed."""
+    key = (kernel, int(n), int(q), jnp.dtype(dtype).name)
+    try:
+        return _params_shapes(*key)
+    except TypeError:  # an unhashable kernel: trace it each time
+        return _params_shapes.__wrapped__(*key)
+
+
+@functools.lru_cache(maxsize=128)
+def _params_shapes(kernel: Kernel, n: int, q: int, dtype: str) -> GPParams:
+    return jax.eval_shape(lambda z: init_params(kernel, z, z[:, :1]), jax.ShapeDtypeStruct((n, q), dtype))

@@ -104,16 +104,18 @@ def check_model(obj: Any, where: str) -> Model:
     return obj
 
 
-def record_of(model: Model, state: Any) -> dict:
-    """``model.record(state)`` as plain JSON (tuples become lists) if the model has that
-    hook, else ``{}``; InputError if the record is not JSON-serialisable."""
-    hook = getattr(model, "record", None)
-    if not callable(hook):
-        return {}
+def _plain_json(record: Record, model: Model) -> dict:
+    """A record as plain JSON (tuples become lists); InputError if it is not JSON-serialisable."""
     try:
-        return json.loads(json.dumps(dict(hook(state))))
+        return json.loads(json.dumps(dict(record)))
     except (TypeError, ValueError) as err:
-        raise InputError(f"{model!r}.record returned something that is not JSON: {err}") from None
+        raise InputError(f"{model!r} recorded something that is not JSON: {err}") from None
+
+
+def record_of(model: Model, state: Any) -> dict:
+    """``model.record(state)`` as plain JSON if the model has that hook, else ``{}``."""
+    hook = getattr(model, "record", None)
+    return _plain_json(hook(state), model) if callable(hook) else {}
 
 
 def restore(model: Model, record: Record, Z_train, Y_train) -> Any:
@@ -130,7 +132,7 @@ def fit_predict_folds(model: Model, folds: Sequence[Fold], starts: Sequence[Reco
         fits = list(hook(folds, starts))
         if len(fits) != len(folds):
             raise InputError(f"{model!r}.fit_predict_folds returned {len(fits)} results for {len(folds)} folds")
-        return fits
+        return [FoldFit(fit.prediction, _plain_json(fit.record, model)) for fit in fits]
     out = []
     for fold in folds:
         state = model.fit(fold.Z_train, fold.Y_train)

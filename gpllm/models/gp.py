@@ -21,7 +21,6 @@ next smaller training size.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from functools import partial
 from typing import NamedTuple
@@ -35,7 +34,7 @@ from gpllm.precision import float64_enabled
 from gpllm.errors import InputError
 from gpllm.gp.fit import FitOptions, FitResult, initial_params
 from gpllm.gp.kernels import RBF, Kernel
-from gpllm.gp.objective import params_like, values_of
+from gpllm.gp.objective import params_like, params_shapes, values_of
 from gpllm.gp.posterior import Posterior
 from gpllm.models.base import Fold, FoldFit, Prediction, Record, check_fit_inputs, check_predict_inputs
 
@@ -133,7 +132,7 @@ class GPModel:
         """Raw hyperparameters from :meth:`record`'s ``raw`` leaves (exact), for inputs Z
         (N, Q), which fix the kernel's parameter shapes; InputError if they do not fit."""
         Z = jnp.asarray(Z)
-        like = jax.eval_shape(lambda z: gp.init_params(self.kernel, z, z[:, :1]), jax.ShapeDtypeStruct(Z.shape, Z.dtype))
+        like = params_shapes(self.kernel, *Z.shape, Z.dtype)
         expected = jax.tree.leaves(like)
         try:
             leaves = [np.asarray(x, np.float64) for x in record["raw"]]
@@ -262,7 +261,7 @@ def _fit_record(kernel: Kernel, params: gp.GPParams, fit: FitResult | None) -> d
     }
     if fit is not None:
         out.update(lml=float(fit.lml), n_steps=int(fit.n_steps), converged=bool(fit.converged))
-    return json.loads(json.dumps(out))  # plain JSON: a Sum kernel's tuple of values becomes a list
+    return out
 
 
 def _stack_params(params: Sequence[gp.GPParams]) -> gp.GPParams:

@@ -213,17 +213,11 @@ def _resolve(obj: Any, context: BuildContext, where: str) -> Any:
     """An instance as it is (a kernel, a model, an optax transformation); a class built
     with no arguments; a factory function called with the context (if it takes one
     parameter) or with nothing."""
-    if isinstance(obj, Kernel) or callable(getattr(obj, "fit", None)) or hasattr(obj, "init"):
-        if not isinstance(obj, type):
-            return obj
-    if not callable(obj):
+    built_already = isinstance(obj, Kernel) or callable(getattr(obj, "fit", None)) or hasattr(obj, "init")
+    if not callable(obj) or (built_already and not isinstance(obj, type)):
         return obj
     try:
-        n_params = 0 if isinstance(obj, type) else len(inspect.signature(obj).parameters)
-    except (TypeError, ValueError):
-        n_params = 0
-    try:
-        return obj(context) if n_params >= 1 else obj()
+        return obj(context) if _takes_context(obj) else obj()
     except InputError:
         raise
     except Exception as err:
