@@ -16,6 +16,7 @@ the two baselines). A config is a TOML file; see ``experiments/*.toml``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import tomllib
@@ -30,6 +31,7 @@ from gpllm.data.screens.perturbation_data import PerturbationData, intersect_per
 from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.configs import check_config
 from gpllm.errors import InputError
+from gpllm.evaluate.executors import Executor, check_executor, open_executor
 from gpllm.evaluate.store import RunStore, fingerprint
 from gpllm.evaluate.sweep import DEFAULT_MODELS, SweepConfig, run_sweep
 from gpllm.models.registry import ModelSpec, spec_from
@@ -58,6 +60,9 @@ class ReproduceConfig:
     embeddings: the inputs to compare; "a+b" concatenates sources a and b as blocks.
     evaluate: the screens to run the grid on (default all); the others still
     count for the shared perturbations (the paper keeps those K562 and RPE1 share).
+    executor: where the sweep's chains run, "local" or "dask://HOST:PORT"
+    (:mod:`gpllm.evaluate.executors`); never part of the run's identity, so a
+    folder started on a cluster resumes locally and the other way round.
     """
 
     name: str = "demo"
@@ -67,6 +72,10 @@ class ReproduceConfig:
     missing: str = "drop"
     sweep: SweepConfig = SweepConfig()
     evaluate: tuple[str, ...] = ()
+    executor: str = "local"
+
+    def __post_init__(self):
+        object.__setattr__(self, "executor", check_executor(self.executor))
 
     @property
     def folder_name(self) -> str:
@@ -98,7 +107,8 @@ class ReproduceConfig:
         data = _resolve_paths(dict(raw.get("data", {"kind": "synthetic", "seed": 0})), base)
         pca_k = raw.get("pca_k", 50)
         return cls(raw.get("name", "run"), data, embeddings, None if pca_k in (0, None) else int(pca_k),
-                   raw.get("missing", "drop"), sweep, tuple(raw.get("evaluate", ())))  # fmt: skip
+                   raw.get("missing", "drop"), sweep, tuple(raw.get("evaluate", ())),
+                   raw.get("executor", "local"))  # fmt: skip
 
 
 def _model_specs(listed, tables: Mapping[str, Any], base: Path, where: str) -> tuple[ModelSpec, ...]:
@@ -248,14 +258,24 @@ class Reproduction(NamedTuple):
 
 
 def reproduce(
-    config: ReproduceConfig, out_dir: str | Path, *, progress: bool = True, workers: int | None = 1
+    config: ReproduceConfig,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    workers: int | None = 1,
+    executor: Executor | None = None,
 ) -> Reproduction:
     """Run (or resume) the config's sweep into ``out_dir`` and write its report there.
 
-    ``workers``: as :func:`~gpllm.evaluate.sweep.run_sweep` (None: one per core on CPU).
+    ``workers``: local processes, as :func:`~gpllm.evaluate.sweep.run_sweep` (None: one
+    per core on CPU). ``executor``: an open executor to run on instead; by default
+    the config's (a Dask cluster is connected to before anything is read or written).
     """
     from gpllm.report import write_report
 
+    if executor is None:
+        with contextlib.closing(open_executor(config.executor, workers=workers)) as opened:
+            return reproduce(config, out_dir, progress=progress, executor=opened)
     out = Path(out_dir)
     inputs = load_inputs(config)
     if config.evaluate:
@@ -268,6 +288,6 @@ def reproduce(
                                  missing=config.missing)  # fmt: skip
     data_id = f"{config.name}:{inputs.data_id}:k={config.pca_k}:{config.missing}"
     results = run_sweep(inputs.screens, embeddings, config.sweep, RunStore(out), data_id=data_id,
-                        progress=progress, workers=workers)  # fmt: skip
+                        progress=progress, executor=executor)  # fmt: skip
     report = write_report(results, out / "report")
     return Reproduction(results, report, out)

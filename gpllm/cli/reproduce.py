@@ -14,6 +14,7 @@ def reproduce_command(
     folds: str = typer.Option(None, help="Override the number of folds (an integer, or 'loo')."),
     models: str = typer.Option(None, help="Override the models, e.g. 'gp,knn_k1,nonctrl_mean'."),
     workers: int = typer.Option(None, min=1, help="Worker processes (default: one per CPU core on CPU, 1 on GPU/TPU; 1 runs in this process)."),
+    executor: str = typer.Option(None, help="Where the sweep runs: 'local' or 'dask://HOST:PORT' (a Dask cluster whose workers see --out); default: the config's, else local."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     debug: bool = typer.Option(False, "--debug", help="On a worker's failure, print its full traceback (always kept in the run folder's errors.log)."),
 ) -> None:
@@ -22,6 +23,7 @@ def reproduce_command(
     if config is not None and not config.is_file():  # said at once, before the heavy imports
         typer.echo(f"error: config {config} does not exist", err=True)
         raise typer.Exit(code=1)
+    import contextlib
     import dataclasses
     import sys
 
@@ -29,6 +31,7 @@ def reproduce_command(
 
     from gpllm.cli.common import fail, writable_folder
     from gpllm.errors import GPLLMError
+    from gpllm.evaluate.executors import open_executor
     from gpllm.reproduce import ReproduceConfig, reproduce
     from gpllm.report.tables import make_table, rich_table, screens
 
@@ -43,8 +46,12 @@ def reproduce_command(
             overrides["models"] = tuple(m.strip() for m in models.split(","))
         if overrides:
             cfg = dataclasses.replace(cfg, sweep=dataclasses.replace(cfg.sweep, **overrides))
-        folder = writable_folder(out or Path("results") / cfg.folder_name, "--out")
-        run = reproduce(cfg, folder, progress=progress, workers=workers)
+        if executor is not None:
+            cfg = dataclasses.replace(cfg, executor=executor)
+        # Connected before the folder is made: an unreachable cluster leaves nothing behind.
+        with contextlib.closing(open_executor(cfg.executor, workers=workers)) as opened:
+            folder = writable_folder(out or Path("results") / cfg.folder_name, "--out")
+            run = reproduce(cfg, folder, progress=progress, executor=opened)
     except GPLLMError as err:
         if debug and getattr(err, "details", ""):
             typer.echo(err.details, err=True)
