@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import tempfile
 from pathlib import Path
 
@@ -14,6 +15,27 @@ def fail(err: Exception) -> typer.Exit:
     """A one-line error on stderr and exit code 1, not a traceback."""
     typer.echo(f"error: {err}", err=True)
     return typer.Exit(code=1)
+
+
+def one_line_paragraphs(text: str | None) -> str | None:
+    """``text`` with each blank-line-separated paragraph joined onto one line.
+
+    Typer's rich help keeps a docstring's source line breaks, so a sentence that
+    continues on the next source line breaks mid-line on screen; one line per
+    paragraph lets rich wrap it at the terminal's width."""
+    if not text:
+        return text
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(text).split("\n\n"))
+
+
+def reflow_help(app: typer.Typer) -> None:
+    """Give every command of ``app`` and of its sub-apps :func:`one_line_paragraphs` help
+    (from ``help=`` or the docstring), before the click commands are built."""
+    for info in app.registered_commands:
+        info.help = one_line_paragraphs(info.help or inspect.getdoc(info.callback))
+    for group in app.registered_groups:
+        group.typer_instance.info.help = one_line_paragraphs(group.typer_instance.info.help)
+        reflow_help(group.typer_instance)
 
 
 def _probe(folder: Path, option: str, what: Path) -> None:

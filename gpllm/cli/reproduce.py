@@ -12,7 +12,7 @@ def reproduce_command(
     out: Path = typer.Option(None, "--out", "-o", help="Output folder (default results/<config name>); an interrupted run resumes there."),
     sizes: str = typer.Option(None, help="Override training sizes, e.g. '100,400'."),
     folds: str = typer.Option(None, help="Override the number of folds (an integer, or 'loo')."),
-    models: str = typer.Option(None, help="Override the models, e.g. 'gp,knn_k1,nonctrl_mean'."),
+    models: str = typer.Option(None, help="Override the models (comma-separated, see `gpllm fit --help`), e.g. gp,ridge."),
     workers: int = typer.Option(None, min=1, help="Worker processes (default: one per CPU core on CPU, 1 on GPU/TPU; 1 runs in this process)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     debug: bool = typer.Option(False, "--debug", help="On a worker's failure, print its full traceback (always kept in the run folder's errors.log)."),
