@@ -53,8 +53,9 @@ def reproduce_command(
     console = Console(width=None if sys.stdout.isatty() else 140)
     for screen in screens(run.results):
         console.print(rich_table(make_table(run.results, screen)))
-    console.print(f"results: {run.out_dir / 'results.parquet'}; tables and figures: {run.out_dir / 'report'}; "
-                  f"the table at every training size: {run.out_dir / 'report' / 'by_size'}")
+    # one path a line, never wrapped inside a path
+    typer.echo(f"results: {run.out_dir / 'results.parquet'}\ntables and figures: {run.out_dir / 'report'}\n"
+               f"the table at every training size: {run.out_dir / 'report' / 'by_size'}")  # fmt: skip
 
 
 def _integers(text: str, option: str) -> tuple[int, ...]:
