@@ -383,9 +383,7 @@ def win_rates(points: pl.DataFrame, *, higher_is_better: bool = True) -> WinRate
     n = points.height
     if n == 0:
         return WinRates(0, float("nan"), float("nan"), float("nan"))
-    diff = points.get_column("y") - points.get_column("x")
-    if not higher_is_better:
-        diff = -diff
+    _, _, diff = _y_advantage(points, higher_is_better)
     return WinRates(n, float((diff > 0).sum() / n), float((diff < 0).sum() / n), float((diff == 0).sum() / n))
 
 
@@ -443,18 +441,23 @@ def _marker(n: int) -> tuple[float, float]:
     return float(np.clip(200 / root, 6, 20)), float(np.clip(8 / root, 0.35, 0.8))
 
 
+def _y_advantage(pts: pl.DataFrame, higher_is_better: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, how much better y is than x) per point: y - x for a score, x - y for an error."""
+    xs, ys = pts.get_column("x").to_numpy(), pts.get_column("y").to_numpy()
+    return xs, ys, (ys - xs) * (1 if higher_is_better else -1)
+
+
 def _scatter_panel(ax: Axes, pts: pl.DataFrame, wins: WinRates, xl: str, yl: str, higher_is_better: bool) -> None:
     """Every point, coloured by which model wins it, and the shares of wins in a legend below
     the axes (never over a point)."""
-    xs, ys = pts.get_column("x").to_numpy(), pts.get_column("y").to_numpy()
-    diff = (ys - xs) * (1 if higher_is_better else -1)
+    xs, ys, diff = _y_advantage(pts, higher_is_better)
     area, alpha = _marker(xs.size)
-    for mask, color, label in (
-        (diff > 0, "tab:blue", f"{yl} better: {wins.y_wins:.0%}"),
-        (diff < 0, "tab:red", f"{xl} better: {wins.x_wins:.0%}"),
-        (diff == 0, "0.5", f"ties: {wins.ties:.0%}"),
+    for mask, color, label, always in (  # a model's share is shown even when it is 0%, ties only if any
+        (diff > 0, "tab:blue", f"{yl} better: {wins.y_wins:.0%}", True),
+        (diff < 0, "tab:red", f"{xl} better: {wins.x_wins:.0%}", True),
+        (diff == 0, "0.5", f"ties: {wins.ties:.0%}", False),
     ):
-        if mask.any() or label.startswith((yl, xl)):  # a model's share is shown even when 0%
+        if always or mask.any():
             ax.scatter(xs[mask], ys[mask], s=area, color=color, alpha=alpha, linewidths=0, label=label)
     lo, hi = float(min(xs.min(), ys.min())), float(max(xs.max(), ys.max()))
     pad = 0.05 * (hi - lo or 1.0)
@@ -472,8 +475,7 @@ def _scatter_panel(ax: Axes, pts: pl.DataFrame, wins: WinRates, xl: str, yl: str
 
 def _name_largest_wins(ax: Axes, pts: pl.DataFrame, higher_is_better: bool) -> None:
     """Ring and name the :data:`FIGURE_3_NAMED_PER_MODEL` perturbations each model wins by most."""
-    xs, ys = pts.get_column("x").to_numpy(), pts.get_column("y").to_numpy()
-    diff = (ys - xs) * (1 if higher_is_better else -1)
+    xs, ys, diff = _y_advantage(pts, higher_is_better)
     _name_points(ax, xs, ys, pts.get_column("pert").to_list(), _largest_wins(diff, FIGURE_3_NAMED_PER_MODEL))
 
 
