@@ -79,14 +79,15 @@ reflow_help(app)
 
 
 def main() -> None:
-    """Console-script entry point: float64, OpenBLAS's spin limited (:mod:`gpllm.blas`), and
-    compiled JAX programs kept between runs (:mod:`gpllm.compilation_cache`)."""
+    """Console-script entry point: OpenBLAS's spin limited (:mod:`gpllm.blas`); float64 and
+    compiled JAX programs kept between runs (:mod:`gpllm.compilation_cache`) once a command
+    computes (:func:`gpllm.cli.common.computing`), so help and argument errors come at once."""
     from gpllm import compilation_cache, use_float64
     from gpllm.blas import limit_openblas_spin
+    from gpllm.cli.common import defer_until_computing
 
     limit_openblas_spin()
-    use_float64()
-    compilation_cache.enable()
+    defer_until_computing(use_float64, compilation_cache.enable)
     app()
 
 

@@ -4,11 +4,29 @@ from __future__ import annotations
 
 import inspect
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
 
 from gpllm.errors import InputError
+
+
+#: Process set-up :func:`gpllm.cli.main` leaves to the first command that computes (see :func:`computing`).
+_DEFERRED: list[Callable[[], object]] = []
+
+
+def defer_until_computing(*steps: Callable[[], object]) -> None:
+    """Run ``steps`` only once a command is about to compute (:func:`computing`): loading JAX
+    takes seconds, which `--help`, `data list` and a mistyped argument should not wait for."""
+    _DEFERRED.extend(steps)
+
+
+def computing() -> None:
+    """The deferred set-up (float64, the compilation cache), once, before a command's real work.
+    A no-op when nothing was deferred (commands invoked in-process, as in tests)."""
+    while _DEFERRED:
+        _DEFERRED.pop(0)()
 
 
 def fail(err: Exception) -> typer.Exit:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from gpllm.cli.common import fail, writable_folder
+from gpllm.cli.common import computing, fail, writable_folder
 
 from gpllm.data.embeddings.text import DEFAULT_MODEL as DEFAULT_TEXT_MODEL
 
@@ -26,6 +26,7 @@ def embed_text(
     ),
 ) -> None:
     """Embed gene descriptions locally with an open sentence-embedding model (no API key)."""
+    computing()
     from gpllm.data.embeddings.files import write_vectors
     from gpllm.data.embeddings.text import embed_descriptions, read_descriptions
     from gpllm.errors import GPLLMError
@@ -132,6 +133,7 @@ def synth(
     n_genes: int | None = typer.Option(None, "--n-genes", min=20, help="Measured genes (default 2000)."),
 ) -> None:
     """Write a synthetic screen in the real files' formats (Replogle h5ad, GenePT pickle, UniProt h5)."""
+    computing()
     from gpllm.data.synthetic.screens import make_screens
     from gpllm.data.synthetic.files import write_files
     from gpllm.errors import GPLLMError
@@ -161,6 +163,7 @@ def process_screen(
 ) -> None:
     """Turn a raw screen into the processed screen `gpllm fit` and `gpllm evaluate --truth` read:
     mean log-normalised expression per perturbation over the HVGs, the control mean, top DE genes."""
+    computing()
     from gpllm.cli.common import writable_file
     from gpllm.data.screens.labels import preset as preset_spec
     from gpllm.data.screens.perturbseq import read_screen

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from gpllm.cli.common import fail, writable_file
+from gpllm.cli.common import computing, fail, writable_file
 
 
 def evaluate_command(
@@ -22,6 +22,7 @@ def evaluate_command(
     variance_layer: str = typer.Option("variance", "--variance-layer", help="Layer holding predictive variances."),
 ) -> None:
     """Score predictions with the sweep's metrics; prints mean +- 1.96 SE across perturbations."""
+    computing()
     from rich.console import Console
     from rich.table import Table
 
