@@ -181,11 +181,13 @@ def load_screens(entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Perturba
     return screens
 
 
-def load_vectors_from(source: str, entry: Mapping[str, Any], needed: set[str] | None = None) -> GeneVectors:
+def load_vectors_from(
+    source: str, entry: Mapping[str, Any], needed: set[str] | None = None, *, progress: bool = False
+) -> GeneVectors:
     """One embedding source: a vector file (GenePT pickle, table, ProtT5 h5 with ``idmapping``),
     or ``descriptions`` (a JSON of gene descriptions) embedded locally (``text`` extra): only
     the ``needed`` genes' descriptions, through a cache of vectors keyed by model and text
-    (``text-embeddings/`` in the data cache, ``$GPLLM_DATA``)."""
+    (``text-embeddings/`` in the data cache, ``$GPLLM_DATA``), with a progress bar if ``progress``."""
     from gpllm.data.embeddings import files as embedding_files
 
     where = f"embedding {source!r}"
@@ -198,7 +200,11 @@ def load_vectors_from(source: str, entry: Mapping[str, Any], needed: set[str] | 
             texts = {gene: text for gene, text in texts.items() if gene in needed}
             if not texts:
                 raise InputError(f"{where}: {entry['descriptions']} describes none of the screens' perturbations")
-        return embed_descriptions(texts, model=entry.get("model", DEFAULT_MODEL), cache=cache_dir() / "text-embeddings")
+        from gpllm.progress import bar
+
+        with bar(f"embedding {source!r}", len(texts), enabled=progress) as update:
+            return embed_descriptions(texts, model=entry.get("model", DEFAULT_MODEL), on_batch=update,
+                                      cache=cache_dir() / "text-embeddings")  # fmt: skip
     path = _local_file(entry, where)
     options = {k: v for k, v in entry.items() if k in ("dim", "index_col")}
     if "idmapping" in entry or "idmapping_source" in entry:
@@ -207,8 +213,9 @@ def load_vectors_from(source: str, entry: Mapping[str, Any], needed: set[str] | 
     return embedding_files.load_vectors(path, **options)
 
 
-def load_inputs(config: ReproduceConfig) -> Inputs:
-    """The config's screens (restricted to the perturbations all of them share) and vectors."""
+def load_inputs(config: ReproduceConfig, *, progress: bool = False) -> Inputs:
+    """The config's screens (restricted to the perturbations all of them share) and vectors
+    (a progress bar over local text embedding if ``progress``)."""
     data = dict(config.data)
     kind = data.get("kind", "synthetic")
     if kind == "synthetic":
@@ -222,7 +229,7 @@ def load_inputs(config: ReproduceConfig) -> Inputs:
             raise InputError(f"config {config.name!r}: kind='files' needs [data.screens.*] and [data.embeddings.*]")
         screens = load_screens(data["screens"])
         needed = {p for screen in screens.values() for p in screen.perts}
-        vectors = {name: load_vectors_from(name, entry, needed) for name, entry in data["embeddings"].items()}
+        vectors = {name: load_vectors_from(name, entry, needed, progress=progress) for name, entry in data["embeddings"].items()}
     else:
         raise InputError(f"config {config.name!r}: data.kind must be 'synthetic' or 'files', got {kind!r}")
     shared = intersect_perturbations(*screens.values())
@@ -277,7 +284,7 @@ def reproduce(
         with contextlib.closing(open_executor(config.executor, workers=workers)) as opened:
             return reproduce(config, out_dir, progress=progress, executor=opened)
     out = Path(out_dir)
-    inputs = load_inputs(config)
+    inputs = load_inputs(config, progress=progress)
     if config.evaluate:
         unknown = sorted(set(config.evaluate) - set(inputs.screens))
         if unknown:

@@ -83,8 +83,11 @@ NORMAN19 = ObsSpec(
     subset=(("dataset", ("norman19",)),),
 )
 
+#: GEARS' own h5ad layout (PertData): obs['condition'] 'ctrl', 'A+ctrl', 'A+B'; symbols in var['gene_name'].
+GEARS = ObsSpec(pert_col="condition", control_labels=("ctrl",), gene_col="gene_name")
+
 #: The layouts a config's ``preset`` (and ``gpllm data process --preset``) may name.
-PRESETS = {"replogle_bulk": REPLOGLE_BULK, "replogle_cells": REPLOGLE_CELLS, "norman19": NORMAN19}
+PRESETS = {"replogle_bulk": REPLOGLE_BULK, "replogle_cells": REPLOGLE_CELLS, "norman19": NORMAN19, "gears": GEARS}
 
 
 def preset(name: str | None, where: str = "preset") -> ObsSpec:
