@@ -56,6 +56,11 @@ def symmetric_product(W: jax.Array, *, lower_triangular: bool = False) -> jax.Ar
         for j in range(i + 1):
             cols = e[j + 1] if lower_triangular else W.shape[1]
             lower[i, j] = W[e[i]:e[i + 1], :cols] @ W[e[j]:e[j + 1], :cols].T
+    return _from_lower_blocks(lower, b)
+
+
+def _from_lower_blocks(lower: dict, b: int) -> jax.Array:
+    """The symmetric matrix whose blocks on and below the diagonal are ``lower[i, j]``."""
     return jnp.block([[lower[i, j] if j <= i else lower[j, i].T for j in range(b)] for i in range(b)])
 
 
@@ -92,4 +97,4 @@ def cholesky_inverse(L: jax.Array) -> jax.Array:
         for j in range(i + 1):
             rows = slice(e[i], None)  # K >= I: rows of L^{-1} where both column blocks can be nonzero
             lower[i, j] = inverse[rows, e[i]:e[i + 1]].T @ inverse[rows, e[j]:e[j + 1]]
-    return jnp.block([[lower[i, j] if j <= i else lower[j, i].T for j in range(b)] for i in range(b)])
+    return _from_lower_blocks(lower, b)
