@@ -168,7 +168,9 @@ def _effect_size(delta: np.ndarray, de: np.ndarray) -> np.ndarray:
 
 #: The levels whose coverage is also scored over the top-20 DE genes.
 DE_COVERAGE_LEVELS = (0.5, 0.9)
+#: Suffix of the recalibrated columns; VAR_SCALE: the column of the factor applied.
 RECAL = "_recal"
+VAR_SCALE = "var_scale"
 
 
 def coverage_column(level: float, de: bool = False) -> str:
@@ -176,17 +178,22 @@ def coverage_column(level: float, de: bool = False) -> str:
     return f"coverage{round(100 * level)}" + ("_de" if de else "")
 
 
+#: The calibration columns, in the order :func:`calibration_columns` fills them.
+CALIBRATION_COLUMNS: tuple[str, ...] = (
+    "nll", "crps", *map(coverage_column, COVERAGE_LEVELS),
+    "nll_de", "crps_de", *(coverage_column(level, de=True) for level in DE_COVERAGE_LEVELS),
+)  # fmt: skip
+
+
 def calibration_columns(Y_true: np.ndarray, mean: np.ndarray, var, de: np.ndarray, suffix: str = "") -> dict:
-    """The calibration columns of the module docstring for one fold's M test rows (each
-    name + ``suffix``); NaN everywhere when ``var`` is None."""
-    names = ["nll", "crps", *map(coverage_column, COVERAGE_LEVELS), "nll_de", "crps_de",
-             *(coverage_column(level, de=True) for level in DE_COVERAGE_LEVELS)]  # fmt: skip
+    """The :data:`CALIBRATION_COLUMNS` (each name + ``suffix``) for one fold's M test rows;
+    NaN everywhere when ``var`` is None."""
     if var is None:
-        return {name + suffix: np.full(len(Y_true), np.nan) for name in names}
+        return {name + suffix: np.full(len(Y_true), np.nan) for name in CALIBRATION_COLUMNS}
     every = predictive_scores(Y_true, mean, var)
     top = predictive_scores(Y_true, mean, var, levels=DE_COVERAGE_LEVELS, genes=de)
     values = [every.nll, every.crps, *np.asarray(every.coverage).T, top.nll, top.crps, *np.asarray(top.coverage).T]
-    return {name + suffix: np.asarray(v) for name, v in zip(names, values)}
+    return {name + suffix: np.asarray(v) for name, v in zip(CALIBRATION_COLUMNS, values, strict=True)}
 
 
 def _fold_rows(chunk: Chunk, data: PerturbationData, split: Split, fit: FoldFit) -> dict:
@@ -215,7 +222,7 @@ def _fold_rows(chunk: Chunk, data: PerturbationData, split: Split, fit: FoldFit)
         # The record once per fold: a user kernel's may hold a whole projection matrix.
         "hyperparameters": [json.dumps(dict(fit.record), sort_keys=True) if fit.record else ""] + [""] * (n - 1),
         **calibration_columns(Y_true, mean, var, de),
-        "var_scale": np.full(n, scale),
+        VAR_SCALE: np.full(n, scale),
         **calibration_columns(Y_true, mean, None if np.isnan(scale) else scale * var, de, RECAL),
     }  # fmt: skip
 
