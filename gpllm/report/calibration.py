@@ -215,8 +215,9 @@ def draw_reliability(results: pl.DataFrame, *, screen: str, size: int | None = N
                 ax.set_xlim(0, 1)
                 ax.set_ylim(0, 1)
                 ax.set_xticks(np.linspace(0, 1, 6))
-                ax.set_xlabel("Nominal level of the central interval")
             axes[row][0].set_ylabel("Empirical coverage")
+        for ax in axes[-1]:
+            ax.set_xlabel("Nominal level of the central interval")
         if handles:
             fig.legend(list(handles.values()), list(handles), loc="outside right center", frameon=False)
         fig.suptitle(f"Reliability of the predictive intervals ({screen}, {size} training perturbations, "
