@@ -126,7 +126,7 @@ class RandomPerturbation:
         m = Z.shape[0]
         return Prediction(jnp.asarray(state.Y)[index], jnp.broadcast_to(state.var, (m, state.var.shape[0])))
 
-    def heldout(self, state: RandomPerturbationState, Z_train=None, Y_train=None) -> HeldOut | None:
+    def heldout(self, state: RandomPerturbationState, Z_train, Y_train) -> HeldOut | None:
         """Point i predicted by another training profile drawn at random (its own key stream,
         apart from the test rows'), with variance 2 s2_{-i}; None for N < 3."""
         Y = jnp.asarray(state.Y)

@@ -187,7 +187,7 @@ class KNN:
         Z = check_predict_inputs(state.Z.shape[1], Z_test, dtype=state.Z.dtype)
         return _predict(self, state, Z)
 
-    def heldout(self, state: KNNState, Z_train=None, Y_train=None) -> HeldOut | None:
+    def heldout(self, state: KNNState, Z_train, Y_train) -> HeldOut | None:
         """Each training point predicted from its k nearest other training points
         (None when k exceeds N - 1)."""
         if self._kmax(state.Z.shape[0]) > state.Z.shape[0] - 1:

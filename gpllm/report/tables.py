@@ -283,6 +283,7 @@ class MetricTable:
 
 
 def span(values: pl.Series) -> str:
+    """``"5"`` when every count is 5, ``"3–5"`` when they range from 3 to 5."""
     lo, hi = int(values.min()), int(values.max())
     return str(lo) if lo == hi else f"{lo}–{hi}"
 
