@@ -98,7 +98,7 @@ class PredictionTable:
     """M predicted perturbations over G genes.
 
     perts: (M,) normalised names; genes: (G,); mean: (M, G) float64;
-    var: (M,) predictive variance shared by a row's genes, or None;
+    var: (M, G) predictive variance per gene, or None;
     source: where it came from (used in messages); names: (M,) the names as
     the file gave them (empty: as ``perts``).
     """
@@ -115,9 +115,8 @@ def read_prediction(path: str | Path, variance_layer: str = "variance") -> tuple
     """A prediction h5ad as a :class:`PredictionTable`, plus notes for the user.
 
     Raises DataError for duplicated names (after normalisation) and NaN/inf
-    values (naming the perturbation and gene). A variance layer that differs
-    across a row's genes cannot be scored as the sweep does (one variance per
-    perturbation): it is ignored, with a note.
+    values (naming the perturbation and gene). The variance layer, when
+    present, is the per-gene predictive variance.
     """
     from gpllm.data.screens.h5ad import read_h5ad
 
@@ -133,10 +132,7 @@ def read_prediction(path: str | Path, variance_layer: str = "variance") -> tuple
     if variance_layer in adata.layers:
         layer = _dense(adata.layers[variance_layer])
         check_finite(layer, f"layers[{variance_layer!r}]", where, genes, perts)
-        if np.allclose(layer, layer[:, :1], rtol=1e-12, atol=0.0):
-            var = layer[:, 0].copy()
-        else:
-            notes.append(f"layers[{variance_layer!r}] differs across genes within a perturbation: NLL and coverage skipped")
+        var = layer
     renamed = sum(a != b for a, b in zip(adata.obs_names, perts, strict=True))
     if renamed:
         notes.append(f"{renamed} GEARS-style perturbation name(s) normalised (e.g. 'GENE+ctrl' -> 'GENE')")
@@ -150,7 +146,7 @@ def _dense(X) -> np.ndarray:
 class Aligned(NamedTuple):
     """Predictions and truth on common rows and genes.
 
-    mean (M, G) and var (M,) | None in truth gene order; rows: (M,) truth row
+    mean (M, G) and var (M, G) | None in truth gene order; rows: (M,) truth row
     indices; notes: what alignment dropped or counted; names: (M,) the
     prediction file's own names of the rows.
     """
@@ -197,7 +193,7 @@ def align_to_truth(pred: PredictionTable, truth: PerturbationData, *, skip_unkno
     if not_predicted:
         notes.append(f"{not_predicted} of the truth's {truth.n_perts} perturbations have no prediction")
     cols = np.array([gpos[g] for g in truth.genes])
-    var = None if pred.var is None else pred.var[keep]
+    var = None if pred.var is None else pred.var[np.ix_(keep, cols)]
     names = tuple((pred.names or pred.perts)[i] for i in keep)
     return Aligned(perts, pred.mean[np.ix_(keep, cols)], var, truth.index(perts), notes, names)
 
@@ -310,8 +306,8 @@ def score(aligned: Aligned, truth: PerturbationData, reference: np.ndarray | Non
     else:
         meanref = np.full(m, np.nan)
     if aligned.var is not None:
-        scores = predictive_scores(Y_true, aligned.mean, aligned.var)
-        nll, coverage = np.asarray(scores.nll), np.asarray(scores.coverage)
+        scores = predictive_scores(Y_true, aligned.mean, aligned.var, levels=(0.9,))
+        nll, coverage = np.asarray(scores.nll), np.asarray(scores.coverage[:, 0])
     else:
         nll = coverage = np.full(m, np.nan)
     return pl.DataFrame({

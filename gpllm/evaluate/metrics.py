@@ -22,7 +22,7 @@ meaningless value (scipy flags only exactly equal values).
 from __future__ import annotations
 
 from statistics import NormalDist
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -156,50 +156,119 @@ def _check_metric_inputs(
     return Y_true.astype(dtype), Y_pred.astype(dtype), reference.astype(dtype), de
 
 
-class PredictiveScores(NamedTuple):
-    """Calibration of a Gaussian predictive distribution, per test perturbation (M,).
+#: Nominal levels of the central predictive intervals whose coverage is scored: ten,
+#: for a reliability diagram, with the 50% and 90% intervals among them.
+COVERAGE_LEVELS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
-    nll: mean over genes of -log N(x_g | mu_g, v).
-    coverage: fraction of genes whose measured value lies in the central
-        ``level`` interval mu_g +- z sqrt(v).
+
+class PredictiveScores(NamedTuple):
+    """Scores of a Gaussian predictive distribution N(mu_g, v_g) per gene, averaged over
+    the genes scored, per test perturbation.
+
+    nll: (M,) mean of -log N(x_g | mu_g, v_g).
+    crps: (M,) mean continuous ranked probability score (closed form, lower is better).
+    coverage: (M, L) fraction of genes whose measured value lies in the central
+        interval mu_g +- z_l sqrt(v_g) of nominal level l, for each of the L ``levels``.
     """
 
     nll: Array
+    crps: Array
     coverage: Array
 
 
 def predictive_scores(
-    Y_true: ArrayLike, mean: ArrayLike, var: ArrayLike, *, level: float = 0.9
+    Y_true: ArrayLike,
+    mean: ArrayLike,
+    var: ArrayLike,
+    *,
+    levels: Sequence[float] = COVERAGE_LEVELS,
+    genes: ArrayLike | None = None,
 ) -> PredictiveScores:
-    """Gaussian NLL per gene and central-interval coverage for M test perturbations.
+    """NLL, CRPS and central-interval coverage for M test perturbations.
 
-    Y_true, mean: (M, G); var: (M,) predictive variance shared by all genes of a
-    test point, > 0.  nll_m = 1/G sum_g [log(2 pi v_m)/2 + (x_mg - mu_mg)^2 / (2 v_m)].
+    Y_true, mean: (M, G); var: (M,) shared by a row's genes, or (M, G); > 0.
+    genes: (M, K) int, score only these genes of each row (e.g. its top-20 DE
+    genes); None scores all G. With z = (x - mu) / sigma:
+
+        nll  = log(2 pi v) / 2 + z^2 / 2
+        crps = sigma [z (2 Phi(z) - 1) + 2 phi(z) - 1 / sqrt(pi)]    (Gneiting & Raftery 2007)
+        inside at level l:  |z| <= Phi^{-1}(1/2 + l/2)
+
+    Raises NonFiniteError for NaN/inf, ShapeError for mismatched shapes,
+    InputError for a variance <= 0, a level outside (0, 1) or gene indices out of range.
     """
     Y_true = as_checked_array(Y_true, "Y_true", ndim=2)
     mean = as_checked_array(mean, "mean", ndim=2)
-    var = as_checked_array(var, "var", ndim=1)
-    if Y_true.shape != mean.shape or var.shape != Y_true.shape[:1]:
+    var = as_checked_array(var, "var", ndim=2 if np.ndim(var) == 2 else 1)
+    m, g = Y_true.shape
+    if mean.shape != Y_true.shape or var.shape not in ((m,), (m, g)):
         raise ShapeError(
             f"Y_true {Y_true.shape}, mean {mean.shape} and var {var.shape} "
-            "must be (M, G), (M, G) and (M,)"
+            f"must be (M, G), (M, G) and (M,) or (M, G)"
         )
     if not bool(jnp.all(var > 0)):
         raise InputError(f"var {var.shape} must be > 0; {int(jnp.sum(var <= 0))} value(s) are not")
-    if not 0 < level < 1:
-        raise InputError(f"level must be in (0, 1), not {level!r}")
-    z = NormalDist().inv_cdf(0.5 + level / 2)
+    levels = tuple(float(level) for level in levels)
+    if not levels or not all(0 < level < 1 for level in levels):
+        raise InputError(f"levels must be in (0, 1), not {levels!r}")
     dtype = jnp.result_type(Y_true.dtype, mean.dtype, var.dtype)
-    return _predictive_scores(Y_true.astype(dtype), mean.astype(dtype), var.astype(dtype), z)
+    Y_true, mean = Y_true.astype(dtype), mean.astype(dtype)
+    var = jnp.broadcast_to(var[:, None] if var.ndim == 1 else var, (m, g)).astype(dtype)
+    if genes is not None:
+        genes = as_checked_array(genes, "genes", ndim=2, integer=True)
+        if genes.shape[0] != m:
+            raise ShapeError(f"genes {genes.shape} must have one row per test perturbation ({m})")
+        if bool(jnp.any((genes < 0) | (genes >= g))):
+            raise InputError(f"genes {genes.shape} holds indices outside [0, {g})")
+        Y_true, mean, var = (jnp.take_along_axis(x, genes, axis=1) for x in (Y_true, mean, var))
+    z = jnp.asarray([NormalDist().inv_cdf(0.5 + level / 2) for level in levels], dtype)
+    return _predictive_scores(Y_true, mean, var, z)
 
 
 @jax.jit
-def _predictive_scores(Y_true: Array, mean: Array, var: Array, z: float) -> PredictiveScores:
-    sq = (Y_true - mean) ** 2
-    v = var[:, None]
-    nll = 0.5 * jnp.log(2 * jnp.pi * v) + sq / (2 * v)
-    inside = sq <= z**2 * v
-    return PredictiveScores(nll.mean(axis=1), inside.mean(axis=1, dtype=Y_true.dtype))
+def _predictive_scores(Y_true: Array, mean: Array, var: Array, z_levels: Array) -> PredictiveScores:
+    sigma = jnp.sqrt(var)
+    z = (Y_true - mean) / sigma
+    nll = 0.5 * jnp.log(2 * jnp.pi * var) + 0.5 * z * z
+    inside = jnp.abs(z)[:, :, None] <= z_levels
+    return PredictiveScores(
+        nll.mean(axis=1),
+        gaussian_crps(z, sigma).mean(axis=1),
+        inside.mean(axis=1, dtype=Y_true.dtype),
+    )
+
+
+def gaussian_crps(z: Array, sigma: Array) -> Array:
+    """CRPS of N(mu, sigma^2) at x, from z = (x - mu) / sigma: elementwise, any shape.
+
+    CRPS = int (F(y) - 1{y >= x})^2 dy = sigma [z (2 Phi(z) - 1) + 2 phi(z) - 1 / sqrt(pi)].
+    """
+    phi = jnp.exp(-0.5 * z * z) / jnp.sqrt(2 * jnp.pi)
+    return sigma * (z * (2 * jax.scipy.special.ndtr(z) - 1) + 2 * phi - 1 / jnp.sqrt(jnp.pi))
+
+
+def variance_scale(residual: ArrayLike, var: ArrayLike) -> float:
+    """The recalibration factor s = mean(r^2 / v) of held-out residuals r (N, G) and their
+    predictive variances v, (N,) or (N, G), > 0: a model whose variances are right on
+    average has s ~ 1, and s v makes them so on these points.
+
+    Fitted on training folds only (a model's leave-one-out predictions), it is
+    applied to that fold's test variances.
+    """
+    residual = as_checked_array(residual, "held-out residual", ndim=2)
+    var = as_checked_array(var, "held-out var", ndim=2 if np.ndim(var) == 2 else 1)
+    n, g = residual.shape
+    if var.shape not in ((n,), (n, g)):
+        raise ShapeError(f"held-out var {var.shape} must be ({n},) or ({n}, {g}) to match its residuals")
+    if not bool(jnp.all(var > 0)):
+        raise InputError(f"held-out var {var.shape} must be > 0; {int(jnp.sum(var <= 0))} value(s) are not")
+    var = var[:, None] if var.ndim == 1 else var
+    return float(_mean_ratio(residual, var.astype(residual.dtype)))
+
+
+@jax.jit
+def _mean_ratio(residual: Array, var: Array) -> Array:
+    return jnp.mean(residual * residual / var)
 
 
 class SplitSummary(NamedTuple):

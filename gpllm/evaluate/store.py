@@ -24,7 +24,8 @@ Guarantees:
   its run) is set aside with a warning naming the file, and recomputed.
 - A worker writes only while the folder's run id is its own.
 - A folder holding a different run (another ``run.json``) is refused rather than
-  mixed with.
+  mixed with; so is one whose parts have another layout (``run.json``'s
+  ``results_schema``, absent before version 2), with a message saying so.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ from gpllm.errors import DataError, WorkerError
 log = logging.getLogger(__name__)
 
 RUN_ID = "run_id"
+SCHEMA = "results_schema"
+#: The layout of a part's rows. Bump it whenever the sweep's row columns change, so
+#: that a folder holding parts of the old layout is never resumed into a mixed table.
+#: 2: per-gene calibration columns (CRPS, coverage at ten levels, recalibrated scores).
+RESULTS_SCHEMA = 2
 
 
 def fingerprint(obj: Any) -> str:
@@ -129,6 +135,13 @@ class RunStore:
             if self.manifest_path.exists():
                 previous = json.loads(self.manifest_path.read_text())
                 run_id = previous.pop(RUN_ID, None)
+                schema = previous.pop(SCHEMA, 1)
+                if schema != RESULTS_SCHEMA:
+                    raise DataError(
+                        f"{self.root} holds results of an older layout (schema {schema}; this gpllm "
+                        f"writes schema {RESULTS_SCHEMA}, with other columns), which cannot be resumed "
+                        "into one table; choose a new output folder or delete that one"
+                    )
                 if run_id is None or previous != json.loads(json.dumps(run, sort_keys=True)):
                     raise DataError(
                         f"{self.root} holds a different run (its run.json differs: another config, "
@@ -137,7 +150,7 @@ class RunStore:
                 self._run_id = run_id
                 return True
             self._run_id = uuid.uuid4().hex
-            write_json(self.manifest_path, {**run, RUN_ID: self._run_id})
+            write_json(self.manifest_path, {**run, RUN_ID: self._run_id, SCHEMA: RESULTS_SCHEMA})
             return False
         except BaseException:
             self.release()

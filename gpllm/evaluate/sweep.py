@@ -13,10 +13,21 @@ chains are independent, so ``workers`` > 1 spreads them over processes
 
 Row columns: screen, model, embedding, size, fold, pert, pearson_de,
 pearson_all, mae_de, mae_all, pearson_de_meanref, undefined_de,
-undefined_all, nll, coverage90, effect_size, hyperparameters (the model's
-record of what the fold's fit chose, as JSON, on the fold's first row; ""
-on its other rows and for models that record nothing). Baselines do not use
-an embedding and run once per screen as embedding "none".
+undefined_all, effect_size, hyperparameters (the model's record of what the
+fold's fit chose, as JSON, on the fold's first row; "" on its other rows and
+for models that record nothing), and the calibration of the predictive
+distribution (:func:`~gpllm.evaluate.metrics.predictive_scores`, NaN for a
+model without a variance):
+
+- nll, crps, coverage10 ... coverage90, coverage95 (the central intervals of
+  :data:`~gpllm.evaluate.metrics.COVERAGE_LEVELS`), over all genes;
+- nll_de, crps_de, coverage50_de, coverage90_de over the top-20 DE genes;
+- var_scale: s = mean(r^2 / v) over the model's leave-one-out predictions on
+  the training fold (its ``heldout`` hook; NaN where it has none), and every
+  column above again, suffixed ``_recal``, with the variance s v. The test
+  fold never enters s.
+
+Baselines do not use an embedding and run once per screen as embedding "none".
 
 The sweep knows models only through the protocol of
 :mod:`gpllm.models.base`: it asks a model to fit and predict a chunk's
@@ -46,7 +57,7 @@ import polars as pl
 from gpllm.data.embeddings.assemble import Embedding
 from gpllm.data.screens.perturbation_data import PerturbationData
 from gpllm.errors import DataError, InputError, WorkerError
-from gpllm.evaluate.metrics import perturbation_metrics, predictive_scores
+from gpllm.evaluate.metrics import COVERAGE_LEVELS, perturbation_metrics, predictive_scores, variance_scale
 from gpllm.evaluate.splits import DEFAULT_SIZES, Split, make_plan
 from gpllm.evaluate.store import RunStore, write_json
 from gpllm.evaluate.executors import Executor, LocalExecutor
@@ -155,6 +166,36 @@ def _effect_size(delta: np.ndarray, de: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.take_along_axis(delta, de, axis=1), axis=1)
 
 
+#: The levels whose coverage is also scored over the top-20 DE genes.
+DE_COVERAGE_LEVELS = (0.5, 0.9)
+#: Suffix of the recalibrated columns; VAR_SCALE: the column of the factor applied.
+RECAL = "_recal"
+VAR_SCALE = "var_scale"
+
+
+def coverage_column(level: float, de: bool = False) -> str:
+    """``coverage90`` for the 90% interval over all genes, ``coverage90_de`` over the DE genes."""
+    return f"coverage{round(100 * level)}" + ("_de" if de else "")
+
+
+#: The calibration columns, in the order :func:`calibration_columns` fills them.
+CALIBRATION_COLUMNS: tuple[str, ...] = (
+    "nll", "crps", *map(coverage_column, COVERAGE_LEVELS),
+    "nll_de", "crps_de", *(coverage_column(level, de=True) for level in DE_COVERAGE_LEVELS),
+)  # fmt: skip
+
+
+def calibration_columns(Y_true: np.ndarray, mean: np.ndarray, var, de: np.ndarray, suffix: str = "") -> dict:
+    """The :data:`CALIBRATION_COLUMNS` (each name + ``suffix``) for one fold's M test rows;
+    NaN everywhere when ``var`` is None."""
+    if var is None:
+        return {name + suffix: np.full(len(Y_true), np.nan) for name in CALIBRATION_COLUMNS}
+    every = predictive_scores(Y_true, mean, var)
+    top = predictive_scores(Y_true, mean, var, levels=DE_COVERAGE_LEVELS, genes=de)
+    values = [every.nll, every.crps, *np.asarray(every.coverage).T, top.nll, top.crps, *np.asarray(top.coverage).T]
+    return {name + suffix: np.asarray(v) for name, v in zip(CALIBRATION_COLUMNS, values, strict=True)}
+
+
 def _fold_rows(chunk: Chunk, data: PerturbationData, split: Split, fit: FoldFit) -> dict:
     prediction = fit.prediction
     Y_true = data.Y[split.test]
@@ -163,11 +204,12 @@ def _fold_rows(chunk: Chunk, data: PerturbationData, split: Split, fit: FoldFit)
     ctrl_ref = perturbation_metrics(Y_true, mean, reference=data.ctrl, de=de)
     mean_ref = perturbation_metrics(Y_true, mean, reference=data.Y[split.train].mean(axis=0), de=de)
     n = len(split.test)
-    if prediction.var is not None:
-        scores = predictive_scores(Y_true, mean, prediction.var)
-        nll, coverage = np.asarray(scores.nll), np.asarray(scores.coverage)
-    else:
-        nll = coverage = np.full(n, np.nan)
+    var = None if prediction.var is None else np.asarray(prediction.var)
+    scale = np.nan
+    if var is not None and fit.heldout is not None:
+        scale = variance_scale(fit.heldout.residual, fit.heldout.var)
+        if not scale > 0:  # every held-out residual exactly 0: no scale to apply
+            scale = np.nan
     return {
         "screen": [chunk.screen] * n, "model": [chunk.model] * n, "embedding": [chunk.embedding] * n,
         "size": np.full(n, chunk.size), "fold": np.full(n, split.fold),
@@ -176,9 +218,12 @@ def _fold_rows(chunk: Chunk, data: PerturbationData, split: Split, fit: FoldFit)
         "mae_de": np.asarray(ctrl_ref.mae_de), "mae_all": np.asarray(ctrl_ref.mae_all),
         "pearson_de_meanref": np.asarray(mean_ref.pearson_de),
         "undefined_de": np.asarray(ctrl_ref.undefined_de), "undefined_all": np.asarray(ctrl_ref.undefined_all),
-        "nll": nll, "coverage90": coverage, "effect_size": _effect_size(Y_true - data.ctrl, de),
+        "effect_size": _effect_size(Y_true - data.ctrl, de),
         # The record once per fold: a user kernel's may hold a whole projection matrix.
         "hyperparameters": [json.dumps(dict(fit.record), sort_keys=True) if fit.record else ""] + [""] * (n - 1),
+        **calibration_columns(Y_true, mean, var, de),
+        VAR_SCALE: np.full(n, scale),
+        **calibration_columns(Y_true, mean, None if np.isnan(scale) else scale * var, de, RECAL),
     }  # fmt: skip
 
 

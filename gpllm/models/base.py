@@ -6,7 +6,7 @@ static argument of ``jax.jit``). Two methods are required; both are pure::
     state = model.fit(Z_train, Y_train)        # Z (N, Q) embeddings, Y (N, G) expression
     pred = model.predict(state, Z_test)        # Z_test (M, Q)
     pred.mean                                  # (M, G)
-    pred.var                                   # (M,) or None
+    pred.var                                   # (M,), (M, G) or None
 
 Optional hooks, each used when present (the functions below supply the default):
 
@@ -21,6 +21,12 @@ Optional hooks, each used when present (the functions below supply the default):
 - ``zero_padding_invariant``: True when appending zero columns to Z changes
   nothing, so that the sweep may pad embeddings of different widths to share
   compiled programs.
+- ``heldout(state, Z_train, Y_train) -> HeldOut | None``: each training
+  point's leave-one-out residual and the predictive variance the model gives
+  it, with the fit's hyperparameters held fixed (None where that is
+  undefined, e.g. too few points). The sweep rescales a model's variance by
+  s = mean(r^2 / v) over them, a recalibration that sees the training fold
+  only; a model without the hook is reported as not recalibrated.
 
 The evaluation layer knows models only through this protocol, so a model in a
 user's own file joins ``gpllm reproduce`` as ``module:attr``.
@@ -54,12 +60,46 @@ class Prediction(NamedTuple):
     """What every model predicts for M test perturbations.
 
     mean: (M, G) predicted expression profiles.
-    var: (M,) predictive variance per test point, shared by all G genes, or
-        None for models without one.
+    var: the variance of a measured profile around ``mean`` (a Gaussian
+        predictive distribution per gene), broadcastable to (M, G): (M,) one
+        value per test point shared by all genes (the GP's), or (M, G) one per
+        gene; > 0. None for models without one. :func:`variance_per_gene`
+        gives the (M, G) form.
     """
 
     mean: Array
     var: Array | None
+
+
+def variance_per_gene(prediction: Prediction) -> Array | None:
+    """``prediction.var`` as (M, G) (a shared (M,) variance repeated over genes), or None."""
+    if prediction.var is None:
+        return None
+    var = jnp.asarray(prediction.var)
+    return jnp.broadcast_to(var[:, None] if var.ndim == 1 else var, jnp.shape(prediction.mean))
+
+
+def variance_floor(Y: Array) -> Array:
+    """The smallest predictive variance a model reports for training profiles Y (N, G).
+
+    A gene constant over the training set (or over a kNN neighbourhood) has a
+    spread of 0; a point mass would give an infinite NLL to any other value, so
+    variances are clamped at eps * (mean squared Y + 1): far below any real spread,
+    and > 0 even when every Y is 0.
+    """
+    return jnp.finfo(Y.dtype).eps * (jnp.mean(Y * Y) + 1.0)
+
+
+class HeldOut(NamedTuple):
+    """Leave-one-out predictions on the N training points (the ``heldout`` hook).
+
+    residual: (N, G) y_i - mu_{-i}, mu_{-i} the prediction at z_i of the model
+        fitted without point i (hyperparameters held at the fitted values).
+    var: broadcastable to (N, G): (N,) or (N, G), the variance that fit gives y_i.
+    """
+
+    residual: Array
+    var: Array
 
 
 @runtime_checkable
@@ -84,10 +124,12 @@ class Fold(NamedTuple):
 
 
 class FoldFit(NamedTuple):
-    """A fold's prediction and the record of what its fit chose (``{}`` if nothing)."""
+    """A fold's prediction, the record of what its fit chose (``{}`` if nothing) and its
+    leave-one-out predictions on the training fold (None for a model without ``heldout``)."""
 
     prediction: Prediction
     record: Record
+    heldout: HeldOut | None = None
 
 
 REQUIRED_METHODS = ("fit", "predict")
@@ -132,12 +174,19 @@ def fit_predict_folds(model: Model, folds: Sequence[Fold], starts: Sequence[Reco
         fits = list(hook(folds, starts))
         if len(fits) != len(folds):
             raise InputError(f"{model!r}.fit_predict_folds returned {len(fits)} results for {len(folds)} folds")
-        return [FoldFit(fit.prediction, _plain_json(fit.record, model)) for fit in fits]
+        return [FoldFit(fit.prediction, _plain_json(fit.record, model), fit.heldout) for fit in fits]
     out = []
     for fold in folds:
         state = model.fit(fold.Z_train, fold.Y_train)
-        out.append(FoldFit(model.predict(state, fold.Z_test), record_of(model, state)))
+        heldout = heldout_of(model, state, fold.Z_train, fold.Y_train)
+        out.append(FoldFit(model.predict(state, fold.Z_test), record_of(model, state), heldout))
     return out
+
+
+def heldout_of(model: Model, state: Any, Z_train, Y_train) -> HeldOut | None:
+    """``model.heldout(state, Z_train, Y_train)`` if the model has that hook, else None."""
+    hook = getattr(model, "heldout", None)
+    return hook(state, Z_train, Y_train) if callable(hook) else None
 
 
 def zero_padding_invariant(model: Model) -> bool:

@@ -7,6 +7,22 @@
 They still validate Z like every model (a swapped or malformed embedding fails
 the same way everywhere), so each state keeps the training mean of Z, z_mean
 (Q,), whose length is what ``predict`` checks Z_test against.
+
+Predictive variance, per gene (G,), the same for every test point since the
+embedding is ignored: an estimate of the expected squared error of the
+prediction for a new profile y* exchangeable with the N training profiles,
+with s2_g = the per-gene variance of the training profiles (ddof 1):
+
+- NonControlMean: Var(y* - y_bar) = s2 (1 + 1/N).
+- RandomPerturbation: Var(y* - y_j) = 2 s2 (two independent draws). It is the
+  spread of the error over draws: given the drawn j, y* is still centred on
+  the population mean, not on y_j.
+- Control: E[(y* - ctrl)^2] = s2 + (mean - ctrl)^2, estimated unbiasedly by the
+  mean squared training delta 1/N sum_i (y_i - ctrl)^2 (the zero-delta model has no
+  spread of its own: its error is the whole delta).
+
+Each also has the ``heldout`` hook (:mod:`gpllm.models.base`): the same
+estimates made without point i, in closed form.
 """
 
 from __future__ import annotations
@@ -21,26 +37,61 @@ import numpy as np
 from gpllm.errors import InputError, ShapeError
 from gpllm.models.base import (
     Array,
+    HeldOut,
     Prediction,
     as_checked_array,
     check_fit_inputs,
     check_predict_inputs,
+    variance_floor,
 )
 
 
 class RandomPerturbationState(NamedTuple):
-    """Y: (N, G) training profiles; key: the PRNG key the draws derive from; z_mean: (Q,)."""
+    """Y: (N, G) training profiles; key: the PRNG key the draws derive from; z_mean: (Q,);
+    var: (G,) predictive variance 2 s2."""
 
     Y: Array
     key: Array
     z_mean: Array
+    var: Array
 
 
 class MeanState(NamedTuple):
-    """profile: (G,) the profile predicted for every test point; z_mean: (Q,)."""
+    """profile: (G,) the profile predicted for every test point; z_mean: (Q,);
+    var: (G,) predictive variance per gene."""
 
     profile: Array
     z_mean: Array
+    var: Array
+
+
+class _LeaveOneOut(NamedTuple):
+    """Per training point i, the mean (N, G) and variance (ddof 1, (N, G)) of the others."""
+
+    mean: Array
+    var: Array
+
+
+def _leave_one_out(Y: Array) -> _LeaveOneOut:
+    """Moments of Y (N, G) without each row, in closed form (N >= 3):
+    mean_{-i} = (N y_bar - y_i) / (N - 1),  SS_{-i} = SS - N / (N - 1) (y_i - y_bar)^2."""
+    n = Y.shape[0]
+    d = Y - Y.mean(axis=0)
+    ss = jnp.sum(d * d, axis=0)
+    return _LeaveOneOut(Y - d * (n / (n - 1.0)), jnp.maximum(ss - d * d * (n / (n - 1.0)), 0.0) / (n - 2.0))
+
+
+def _spread(Y: Array) -> Array:
+    """s2 (G,): the per-gene variance (ddof 1) of the training profiles Y (N, G), N >= 2."""
+    return jnp.var(Y, axis=0, ddof=1)
+
+
+def _floored(var: Array, Y: Array) -> Array:
+    return jnp.maximum(var, variance_floor(Y))
+
+
+#: Training points the baselines' ``heldout`` needs: a variance of the N - 1 others.
+_MIN_HELDOUT = 3
 
 
 @dataclass(frozen=True)
@@ -64,15 +115,31 @@ class RandomPerturbation:
         return "random_perturbation"
 
     def fit(self, Z_train: Array, Y_train: Array) -> RandomPerturbationState:
-        """Z_train (N, Q), Y_train (N, G) -> the training profiles and the key."""
-        Z, Y = check_fit_inputs(Z_train, Y_train)
-        return RandomPerturbationState(Y, jax.random.key(self.seed), Z.mean(axis=0))
+        """Z_train (N, Q), Y_train (N, G), N >= 2 -> the training profiles, the key, 2 s2."""
+        Z, Y = check_fit_inputs(Z_train, Y_train, min_rows=2)
+        return RandomPerturbationState(Y, jax.random.key(self.seed), Z.mean(axis=0), _floored(2.0 * _spread(Y), Y))
 
     def predict(self, state: RandomPerturbationState, Z_test: Array) -> Prediction:
-        """Z_test (M, Q) -> Prediction(mean (M, G): row i = Y[j_i], j_i ~ U{0..N-1}; var None)."""
+        """Z_test (M, Q) -> Prediction(mean (M, G): row i = Y[j_i], j_i ~ U{0..N-1}; var (G,) 2 s2)."""
         Z = check_predict_inputs(state.z_mean.shape[0], Z_test, dtype=state.Y.dtype)
         index = _draw_indices(state.key, jnp.arange(Z.shape[0]), state.Y.shape[0])
-        return Prediction(jnp.asarray(state.Y)[index], None)
+        m = Z.shape[0]
+        return Prediction(jnp.asarray(state.Y)[index], jnp.broadcast_to(state.var, (m, state.var.shape[0])))
+
+    def heldout(self, state: RandomPerturbationState, Z_train, Y_train) -> HeldOut | None:
+        """Point i predicted by another training profile drawn at random (its own key stream,
+        apart from the test rows'), with variance 2 s2_{-i}; None for N < 3."""
+        Y = jnp.asarray(state.Y)
+        n = Y.shape[0]
+        if n < _MIN_HELDOUT:
+            return None
+        others = _draw_indices(jax.random.fold_in(state.key, _HELDOUT_STREAM), jnp.arange(n), n - 1)
+        index = others + (others >= jnp.arange(n))  # uniform over j != i
+        return HeldOut(Y - Y[index], _floored(2.0 * _leave_one_out(Y).var, Y))
+
+
+#: Folded into the key for the held-out draws, so that they never reuse a test row's draw.
+_HELDOUT_STREAM = 2**31 - 1
 
 
 @jax.jit
@@ -94,13 +161,24 @@ class NonControlMean:
         return "nonctrl_mean"
 
     def fit(self, Z_train: Array, Y_train: Array) -> MeanState:
-        """Z_train (N, Q), Y_train (N, G) -> MeanState(profile = mean of Y_train)."""
-        Z, Y = check_fit_inputs(Z_train, Y_train)
-        return MeanState(Y.mean(axis=0), Z.mean(axis=0))
+        """Z_train (N, Q), Y_train (N, G), N >= 2 -> MeanState(profile = mean of Y_train,
+        var = s2 (1 + 1/N))."""
+        Z, Y = check_fit_inputs(Z_train, Y_train, min_rows=2)
+        n = Y.shape[0]
+        return MeanState(Y.mean(axis=0), Z.mean(axis=0), _floored(_spread(Y) * (1.0 + 1.0 / n), Y))
 
     def predict(self, state: MeanState, Z_test: Array) -> Prediction:
-        """Z_test (M, Q) -> Prediction(mean (M, G), every row the training mean; var None)."""
+        """Z_test (M, Q) -> Prediction(mean (M, G), every row the training mean; var (M, G))."""
         return _predict_constant(state, Z_test)
+
+    def heldout(self, state: MeanState, Z_train, Y_train) -> HeldOut | None:
+        """y_i - mean_{-i}, variance s2_{-i} (1 + 1/(N - 1)); None for N < 3."""
+        Y = jnp.asarray(Y_train, state.profile.dtype)
+        n = Y.shape[0]
+        if n < _MIN_HELDOUT:
+            return None
+        loo = _leave_one_out(Y)
+        return HeldOut(Y - loo.mean, _floored(loo.var * (1.0 + 1.0 / (n - 1)), Y))
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,19 +211,31 @@ class Control:
         return "control"
 
     def fit(self, Z_train: Array, Y_train: Array) -> MeanState:
-        """Check Z_train (N, Q), Y_train (N, G) with G = len(ctrl) -> MeanState(profile = ctrl)."""
+        """Check Z_train (N, Q), Y_train (N, G) with G = len(ctrl) -> MeanState(profile = ctrl,
+        var = 1/N sum_i (y_i - ctrl)^2)."""
         Z, Y = check_fit_inputs(Z_train, Y_train)
         if Y.shape[1] != self.ctrl.shape[0]:
             raise ShapeError(
                 f"Y_train {tuple(Y.shape)} has {Y.shape[1]} genes but ctrl has {self.ctrl.shape[0]}"
             )
-        return MeanState(jnp.asarray(self.ctrl, Y.dtype), Z.mean(axis=0))
+        ctrl = jnp.asarray(self.ctrl, Y.dtype)
+        return MeanState(ctrl, Z.mean(axis=0), _floored(jnp.mean((Y - ctrl) ** 2, axis=0), Y))
 
     def predict(self, state: MeanState, Z_test: Array) -> Prediction:
-        """Z_test (M, Q) -> Prediction(mean (M, G), every row ctrl; var None)."""
+        """Z_test (M, Q) -> Prediction(mean (M, G), every row ctrl; var (M, G))."""
         return _predict_constant(state, Z_test)
+
+    def heldout(self, state: MeanState, Z_train, Y_train) -> HeldOut | None:
+        """y_i - ctrl, variance = the mean squared delta of the other N - 1; None for N < 2."""
+        Y = jnp.asarray(Y_train, state.profile.dtype)
+        n = Y.shape[0]
+        if n < 2:
+            return None
+        sq = (Y - state.profile) ** 2
+        return HeldOut(Y - state.profile, _floored((jnp.sum(sq, axis=0) - sq) / (n - 1.0), Y))
 
 
 def _predict_constant(state: MeanState, Z_test: Array) -> Prediction:
     Z = check_predict_inputs(state.z_mean.shape[0], Z_test, dtype=state.profile.dtype)
-    return Prediction(jnp.broadcast_to(state.profile, (Z.shape[0], state.profile.shape[0])), None)
+    shape = (Z.shape[0], state.profile.shape[0])
+    return Prediction(jnp.broadcast_to(state.profile, shape), jnp.broadcast_to(state.var, shape))

@@ -39,7 +39,7 @@ from gpllm.data.screens.perturbation_data import PerturbationData
 from gpllm.data.validate import check_unique, preview
 from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.errors import CorruptFileError, DataError, EmbeddingError, InputError, MissingFileError
-from gpllm.models.base import Model, Prediction, record_of
+from gpllm.models.base import Model, Prediction, record_of, variance_per_gene
 from gpllm.models.base import restore as restore_state
 from gpllm.models.registry import BuildContext, ModelSpec, spec_from
 from gpllm.readonly import PicklesThroughInit
@@ -207,7 +207,7 @@ def restore(fitted: FittedModel) -> tuple[Model, Any]:
 
 
 def predict(fitted: FittedModel, sources: Mapping[str, GeneVectors], genes: Sequence[str]) -> Prediction:
-    """Predicted profiles for perturbing each of ``genes``: mean (M, G), var (M,) or None."""
+    """Predicted profiles for perturbing each of ``genes``: mean (M, G), var (M,), (M, G) or None."""
     genes = list(genes)
     if not genes:
         raise InputError("no genes to predict for")
@@ -277,8 +277,8 @@ def to_anndata(fitted: FittedModel, perts: Sequence[str], prediction: Prediction
     """Predictions as AnnData: obs = the M predicted perturbations, var = the G genes.
 
     X (M, G) is the predicted mean profile; layers['variance'] (M, G) holds the
-    predictive variance (one value per perturbation, repeated over genes, as
-    the GP shares it) when the model has one. uns['gpllm_prediction'] records
+    predictive variance per gene (a GP's one value per perturbation repeated
+    over genes) when the model has one. uns['gpllm_prediction'] records
     the model, embedding, training size and hyperparameters (as JSON).
     """
     import anndata as ad
@@ -289,7 +289,7 @@ def to_anndata(fitted: FittedModel, perts: Sequence[str], prediction: Prediction
     var = pd.DataFrame(index=pd.Index(list(fitted.genes), name="gene"))
     adata = ad.AnnData(X=mean, obs=obs, var=var)
     if prediction.var is not None:
-        adata.layers[VARIANCE_LAYER] = np.repeat(np.asarray(prediction.var, np.float64)[:, None], mean.shape[1], axis=1)
+        adata.layers[VARIANCE_LAYER] = np.array(variance_per_gene(prediction), np.float64)
     adata.uns[UNS_KEY] = {
         "model": fitted.model,
         "embedding": fitted.embedding,

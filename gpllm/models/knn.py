@@ -7,6 +7,26 @@ each training point is predicted from its k nearest *other* training points,
 and the k of the grid with the smallest mean squared error wins.
 
 Ties in distance go to the lower training index.
+
+Predictive variance, per test point and gene (M, G):
+
+    var_g(z) = s2_g c(z),   c(z) = 1/G sum_g t2_g(z) (1 + 1/k) / s2_g   (c = 1 for k = 1),
+
+s2_g the per-gene mean squared leave-one-out error of the model on its
+training set (each point predicted from its k nearest other points), and
+t2_g(z) the per-gene variance (ddof 1) of z's k neighbours' profiles. If the
+test profile is exchangeable with its neighbours, t2_g (1 + 1/k) estimates the
+variance of the error of their mean; c(z) carries that spread of the
+neighbours, wide where they disagree and narrow where they agree, as one
+factor per test point. Why pooled over genes and not t2_g itself: from k <= 3
+neighbours t2_g is a chi-square variable with <= 2 degrees of freedom, whose
+inverse has an infinite mean, so per-gene spreads would put near-zero
+variances on the genes where the neighbours happen to agree (on a small
+synthetic case with k = 3, per-gene spreads gave a leave-one-out mean of
+r^2 / var of ~18 instead of ~1); averaged over the G genes the ratio is stable. With k = 1 a single neighbour
+has no spread and the variance is s2_g, the 1-NN leave-one-out error per gene.
+The ``heldout`` hook gives each training point the prediction and variance of
+its k nearest other points (k held fixed).
 """
 
 from __future__ import annotations
@@ -20,7 +40,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from gpllm.errors import InputError
-from gpllm.models.base import Array, Prediction, check_fit_inputs, check_predict_inputs, scalar_record
+from gpllm.models.base import (
+    Array,
+    HeldOut,
+    Prediction,
+    check_fit_inputs,
+    check_predict_inputs,
+    scalar_record,
+    variance_floor,
+)
 
 Metric = Literal["euclidean", "cosine"]
 
@@ -33,6 +61,7 @@ class KNNState(NamedTuple):
     k: () int, the number of neighbours used at predict time.
     k_grid: (K,) int, the candidate k's scored by leave-one-out (tuned only; else (0,)).
     loo_mse: (K,) leave-one-out mean squared error per candidate (tuned only; else (0,)).
+    loo_var: (G,) s2_g, the per-gene mean squared leave-one-out error at k (module docstring).
     """
 
     Z: Array
@@ -40,6 +69,7 @@ class KNNState(NamedTuple):
     k: Array
     k_grid: Array
     loo_mse: Array
+    loo_var: Array
 
 
 def pairwise_distances(A: Array, B: Array, metric: Metric) -> Array:
@@ -153,9 +183,16 @@ class KNN:
         return scalar_record(state)
 
     def predict(self, state: KNNState, Z_test: Array) -> Prediction:
-        """Z_test (M, Q) -> Prediction(mean (M, G), var None)."""
+        """Z_test (M, Q) -> Prediction(mean (M, G), var (M, G))."""
         Z = check_predict_inputs(state.Z.shape[1], Z_test, dtype=state.Z.dtype)
         return _predict(self, state, Z)
+
+    def heldout(self, state: KNNState, Z_train, Y_train) -> HeldOut | None:
+        """Each training point predicted from its k nearest other training points
+        (None when k exceeds N - 1)."""
+        if self._kmax(state.Z.shape[0]) > state.Z.shape[0] - 1:
+            return None
+        return _heldout(self, state)
 
     def _kmax(self, n_train: int) -> int:
         """Static number of neighbours to fetch; the state's k <= this."""
@@ -175,13 +212,40 @@ def _is_int(k: object) -> bool:
 def _fit(model: KNN, Z: Array, Y: Array) -> KNNState:
     if model.metric == "cosine":
         Z = _unit_rows(Z)
+    n = Z.shape[0]
+    kmax = model._kmax(n)
     if model.k != "tune":
-        empty_i, empty_f = jnp.zeros((0,), jnp.int32), jnp.zeros((0,), Y.dtype)
-        return KNNState(Z, Y, jnp.asarray(model.k, jnp.int32), empty_i, empty_f)
-    grid = jnp.asarray(model._grid(Z.shape[0]), jnp.int32)
-    mse = loo_mse_all_k(Z, Y, model.metric, model._kmax(Z.shape[0]))[grid - 1]
-    k = grid[jnp.argmin(mse)]  # argmin takes the first minimum: the smallest such k
-    return KNNState(Z, Y, k, grid, mse)
+        k = jnp.asarray(model.k, jnp.int32)
+        grid, mse = jnp.zeros((0,), jnp.int32), jnp.zeros((0,), Y.dtype)
+    else:
+        grid = jnp.asarray(model._grid(n), jnp.int32)
+        mse = loo_mse_all_k(Z, Y, model.metric, kmax)[grid - 1]
+        k = grid[jnp.argmin(mse)]  # argmin takes the first minimum: the smallest such k
+    if kmax <= n - 1:
+        residual = Y - _neighbour_weights(_others(Z, model.metric), kmax, k, Y.dtype) @ Y
+        loo_var = jnp.mean(residual * residual, axis=0)
+    else:  # k = N: the prediction is the training mean, whose error variance is s2 (1 + 1/N)
+        loo_var = jnp.var(Y, axis=0, ddof=1) * (1.0 + 1.0 / n) if n > 1 else jnp.zeros(Y.shape[1], Y.dtype)
+    return KNNState(Z, Y, k, grid, mse, jnp.maximum(loo_var, variance_floor(Y)))
+
+
+def _others(Z: Array, metric: Metric) -> Array:
+    """Distances between the rows of Z (N, Q), the diagonal infinite: a point is not its own neighbour."""
+    D = pairwise_distances(Z, Z, metric)
+    return D.at[jnp.diag_indices(Z.shape[0])].set(jnp.inf)
+
+
+def _neighbour_weights(D: Array, kmax: int, k: Array, dtype) -> Array:
+    """(M, N) weights 1/k on the k nearest columns of each row of D (M, N), 0 elsewhere.
+
+    The kmax nearest are fetched (top_k needs a static size) and the first k
+    weighted: k may be a traced (tuned) value.
+    """
+    idx = nearest(D, kmax)
+    w = (jnp.arange(kmax) < k).astype(dtype) / k.astype(dtype)
+    m = D.shape[0]
+    W = jnp.zeros(D.shape, dtype)
+    return W.at[jnp.arange(m)[:, None], idx].add(jnp.broadcast_to(w, idx.shape))
 
 
 def loo_mse_all_k(Z: Array, Y: Array, metric: Metric, kmax: int) -> Array:
@@ -217,12 +281,26 @@ def loo_mse_all_k(Z: Array, Y: Array, metric: Metric, kmax: int) -> Array:
 def _predict(model: KNN, state: KNNState, Z: Array) -> Prediction:
     if model.metric == "cosine":
         Z = _unit_rows(Z)
-    kmax = model._kmax(state.Z.shape[0])
-    idx = nearest(pairwise_distances(Z, state.Z, model.metric), kmax)
-    # Weights 1/k on the first k of the kmax fetched neighbours: k may be a
-    # traced (tuned) value while top_k needs a static size.
-    w = (jnp.arange(kmax) < state.k).astype(state.Y.dtype) / state.k
-    m = Z.shape[0]
-    W = jnp.zeros((m, state.Z.shape[0]), state.Y.dtype)
-    W = W.at[jnp.arange(m)[:, None], idx].add(jnp.broadcast_to(w, idx.shape))
-    return Prediction(W @ state.Y, None)
+    return _neighbour_prediction(state, pairwise_distances(Z, state.Z, model.metric), model._kmax(state.Z.shape[0]))
+
+
+@partial(jax.jit, static_argnums=0)
+def _heldout(model: KNN, state: KNNState) -> HeldOut:
+    pred = _neighbour_prediction(state, _others(state.Z, model.metric), model._kmax(state.Z.shape[0]))
+    return HeldOut(state.Y - pred.mean, pred.var)
+
+
+def _neighbour_prediction(state: KNNState, D: Array, kmax: int) -> Prediction:
+    """Mean and variance (module docstring) of the k nearest training profiles per row of D (M, N)."""
+    W = _neighbour_weights(D, kmax, state.k, state.Y.dtype)
+    # Moments about the training mean, which keeps the cancellation in
+    # E[y^2] - E[y]^2 to the neighbours' spread rather than the expression level.
+    y_bar = state.Y.mean(axis=0)
+    Yc = state.Y - y_bar
+    mean_c = W @ Yc
+    k = state.k.astype(state.Y.dtype)
+    spread = jnp.maximum(W @ (Yc * Yc) - mean_c * mean_c, 0.0) * (k / jnp.maximum(k - 1.0, 1.0))
+    factor = jnp.mean(spread * (1.0 + 1.0 / k) / state.loo_var, axis=1)
+    factor = jnp.where(state.k > 1, factor, 1.0)
+    var = jnp.maximum(state.loo_var * factor[:, None], variance_floor(state.Y))
+    return Prediction(mean_c + y_bar, var)

@@ -14,6 +14,29 @@ so the leave-one-out residual of point i, e_i / (1 - H_ii), is exact (the
 intercept is refitted without i) and costs one (N, r) x (r, G) product per lam.
 ``lam=0`` is the unpenalised least-squares fit (minimum-norm, i.e. the
 pseudo-inverse, when Zc is rank deficient).
+
+Predictive variance, per test point and gene (M, G): the posterior
+predictive of Bayesian ridge at the chosen lam (prior W ~ N(0, s2_g / lam I),
+flat prior on the intercept, noise s2_g per gene),
+
+    var_g(z) = s2_g (1 + h(z)),   h(z) = x^T (X^T X + Lam)^+ x,   x = (1, z - z_bar),
+
+X = [1, Zc], Lam = diag(0, lam I): h is the leverage the hat matrix would give z
+(1/N for the intercept plus the penalised spread of the weights; at a
+training point h = H_ii). The noise s2_g is estimated from the exact LOO
+residuals r_i = e_i / (1 - H_ii) at the chosen lam:
+
+    s2_g = 1/N sum_i r_ig^2 (1 - H_ii) = 1/N sum_i e_ig^2 / (1 - H_ii),
+
+unbiased for least squares (Var e_i = s2 (1 - H_ii)); for ridge it also takes
+in the squared bias the penalty adds. Held out, point i's variance is
+s2_g (1 + h_{-i}(z_i)) = s2_g / (1 - H_ii) (Sherman-Morrison), so the LOO
+residuals scaled by their variances average exactly 1 per gene: a
+recalibration fitted on them (the ``heldout`` hook) leaves ridge unchanged.
+With lam = 0, directions of z outside Zc's row space count 0 (the
+pseudo-inverse), and a fit with no residual degrees of freedom (N <= rank + 1)
+has no estimate of s2: its variance falls to the floor of
+:func:`~gpllm.models.base.variance_floor`, and the calibration metrics show it.
 """
 
 from __future__ import annotations
@@ -27,7 +50,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from gpllm.errors import InputError
-from gpllm.models.base import Array, Prediction, check_fit_inputs, check_predict_inputs, scalar_record
+from gpllm.models.base import (
+    Array,
+    HeldOut,
+    Prediction,
+    check_fit_inputs,
+    check_predict_inputs,
+    scalar_record,
+    variance_floor,
+)
 
 #: Default penalty grid, in multiples of the mean eigenvalue of Zc^T Zc
 #: (|Zc|_F^2 / Q), so that it adapts to the embedding's scale: from nearly
@@ -41,6 +72,10 @@ class RidgeState(NamedTuple):
     W: (Q, G) coefficients; b: (G,) intercept; lam: () the penalty used.
     lam_grid: (K,) penalties scored (absolute units; tuned only, else (0,)).
     cv_mse: (K,) LOO or GCV mean squared error per penalty (tuned only, else (0,)).
+    z_bar: (Q,) training mean of Z.
+    leverage: (Q + 1, Q + 1) (X^T X + Lam)^+ (module docstring): h(z) = x^T leverage x.
+    noise_var: (G,) s2_g, the per-gene noise variance from the LOO residuals.
+    one_minus_h: (N,) 1 - H_ii at the training points (for the ``heldout`` hook).
     """
 
     W: Array
@@ -48,6 +83,10 @@ class RidgeState(NamedTuple):
     lam: Array
     lam_grid: Array
     cv_mse: Array
+    z_bar: Array
+    leverage: Array
+    noise_var: Array
+    one_minus_h: Array
 
 
 @dataclass(frozen=True)
@@ -93,9 +132,17 @@ class Ridge:
         return scalar_record(state)
 
     def predict(self, state: RidgeState, Z_test: Array) -> Prediction:
-        """Z_test (M, Q) -> Prediction(mean = Z_test W + b (M, G), var None)."""
+        """Z_test (M, Q) -> Prediction(mean = Z_test W + b (M, G), var = s2 (1 + h(z)) (M, G))."""
         Z = check_predict_inputs(state.W.shape[0], Z_test, dtype=state.W.dtype)
         return _predict(state, Z)
+
+    def heldout(self, state: RidgeState, Z_train, Y_train) -> HeldOut | None:
+        """Exact LOO residuals e_i / (1 - H_ii) (lam and s2 held) and variances s2 / (1 - H_ii);
+        None when a training point has no residual degrees of freedom (1 - H_ii ~ 0)."""
+        if not bool(jnp.all(state.one_minus_h > _leverage_tol(state.W.dtype))):
+            return None
+        Z, Y = (jnp.asarray(a, state.W.dtype) for a in (Z_train, Y_train))
+        return _heldout(state, Z, Y)
 
 
 @partial(jax.jit, static_argnums=0)
@@ -121,7 +168,35 @@ def _fit(model: Ridge, Z: Array, Y: Array) -> RidgeState:
         lam_grid = cv_mse = jnp.zeros((0,), Z.dtype)
     shrink = jnp.where(keep, s / jnp.where(keep, s**2 + lam, 1.0), 0.0)
     W = Vt.T @ (shrink[:, None] * P)
-    return RidgeState(W, y_bar - z_bar @ W, lam, lam_grid, cv_mse)
+    one_minus_h = _one_minus_leverage(U, s, keep, lam)
+    # e_i^2 / (1 - H_ii), left out where 1 - H_ii ~ 0: such a point is interpolated
+    # (e_i ~ 0 too) and says nothing about the noise.
+    ok = one_minus_h > _leverage_tol(Z.dtype)
+    E = Yc - Zc @ W
+    per_point = jnp.where(ok[:, None], E * E / jnp.where(ok, one_minus_h, 1.0)[:, None], 0.0)
+    noise_var = jnp.sum(per_point, axis=0) / jnp.maximum(jnp.sum(ok), 1)
+    noise_var = jnp.maximum(noise_var, variance_floor(Y))
+    return RidgeState(W, y_bar - z_bar @ W, lam, lam_grid, cv_mse, z_bar, _leverage_matrix(n, Vt, s, keep, lam),
+                      noise_var, one_minus_h)  # fmt: skip
+
+
+def _leverage_tol(dtype) -> float:
+    """1 - H_ii below this counts as 0 (an interpolated point)."""
+    return float(np.sqrt(np.finfo(dtype).eps))
+
+
+def _leverage_matrix(n: int, Vt: Array, s: Array, keep: Array, lam: Array) -> Array:
+    """(X^T X + Lam)^+ for X = [1, Zc], Lam = diag(0, lam I), (Q + 1, Q + 1).
+
+    X^T X = diag(N, Zc^T Zc) since Zc is centred, so the inverse is block
+    diagonal: 1/N, and V diag(1/(s^2 + lam)) V^T on Zc's row space plus
+    (I - V V^T) / lam outside it (the prior's variance; 0 when lam = 0).
+    """
+    q = Vt.shape[1]
+    Vk = jnp.where(keep[:, None], Vt, 0.0)
+    inside = Vk.T @ (jnp.where(keep, 1.0 / jnp.where(keep, s**2 + lam, 1.0), 0.0)[:, None] * Vk)
+    outside = (jnp.eye(q, dtype=Vt.dtype) - Vk.T @ Vk) * jnp.where(lam > 0, 1.0 / jnp.where(lam > 0, lam, 1.0), 0.0)
+    return jax.scipy.linalg.block_diag(jnp.full((1, 1), 1.0 / n, Vt.dtype), inside + outside)
 
 
 class _ResidualMoments(NamedTuple):
@@ -161,25 +236,50 @@ def _cv_mse(
     with e = (I - H) Yc the training residuals (rows from ``moments``).
     """
     n = U.shape[0]
-    denom = jnp.where(keep, s**2 + lam, 1.0)
-    d = jnp.where(keep, s**2 / denom, 0.0)  # (r,) eigenvalues of H (centred part)
-    # 1 - d = lam / (s^2 + lam), formed directly: as 1 - d it would lose all
-    # precision for small lam, exactly where LOO divides by it.
-    one_minus_d = jnp.where(keep, lam / denom, 1.0)
+    one_minus_d = _one_minus_d(s, keep, lam)
     row_sq = moments.row_mean_sq(U * one_minus_d)
     if gcv:
         # N (1 - tr(H)/N) = N - 1 - sum_k d_k, summed from the 1 - d_k terms (the
         # r columns of U count r, the rest of R^N and the intercept N - r - 1).
         n_minus_trace = jnp.sum(one_minus_d) + (n - U.shape[1] - 1.0)
         return jnp.mean(row_sq) / (n_minus_trace / n) ** 2
-    # 1 - H_ii = (1 - 1/N - sum_k U_ik^2) + sum_k U_ik^2 (1 - d_k): the first
-    # bracket is the leverage outside Zc's column space (often 0).
+    return jnp.mean(row_sq / _one_minus_leverage(U, s, keep, lam) ** 2)
+
+
+def _one_minus_leverage(U: Array, s: Array, keep: Array, lam: Array) -> Array:
+    """1 - H_ii (N,) for the hat matrix of the module docstring at penalty lam.
+
+    1 - H_ii = (1 - 1/N - sum_k U_ik^2) + sum_k U_ik^2 (1 - d_k): the first
+    bracket is the leverage outside Zc's column space (often 0).
+    """
+    n = U.shape[0]
     u2 = jnp.where(keep, U**2, 0.0)
     outside = jnp.maximum(1.0 - 1.0 / n - jnp.sum(u2, axis=1), 0.0)
-    one_minus_h = outside + u2 @ one_minus_d
-    return jnp.mean(row_sq / one_minus_h**2)
+    return outside + u2 @ _one_minus_d(s, keep, lam)
+
+
+def _one_minus_d(s: Array, keep: Array, lam: Array) -> Array:
+    """1 - d_k (r,), d_k = s_k^2 / (s_k^2 + lam) the eigenvalues of H's centred part.
+
+    Formed directly as lam / (s^2 + lam): as 1 - d it would lose all precision
+    for small lam, exactly where LOO divides by it.
+    """
+    return jnp.where(keep, lam / jnp.where(keep, s**2 + lam, 1.0), 1.0)
+
+
+def _leverage_at(state: RidgeState, Z: Array) -> Array:
+    """h(z) (M,) for rows of Z (M, Q): x^T leverage x with x = (1, z - z_bar)."""
+    X = jnp.concatenate([jnp.ones((Z.shape[0], 1), Z.dtype), Z - state.z_bar], axis=1)
+    return jnp.maximum(jnp.sum((X @ state.leverage) * X, axis=1), 0.0)
 
 
 @jax.jit
 def _predict(state: RidgeState, Z: Array) -> Prediction:
-    return Prediction(Z @ state.W + state.b, None)
+    var = state.noise_var * (1.0 + _leverage_at(state, Z))[:, None]
+    return Prediction(Z @ state.W + state.b, var)
+
+
+@jax.jit
+def _heldout(state: RidgeState, Z: Array, Y: Array) -> HeldOut:
+    scale = 1.0 / state.one_minus_h[:, None]
+    return HeldOut((Y - (Z @ state.W + state.b)) * scale, state.noise_var * scale)

@@ -4,10 +4,13 @@
   Table 1 / S1 as markdown, CSV and terminal text;
 - :mod:`gpllm.report.figures`: Figure 1 / S1 (baselines vs GP+LLM), Figure 2
   (kNN vs linear vs GP per embedding), Figure 3 (per-perturbation scatter);
+- :mod:`gpllm.report.calibration`: the calibration table (NLL, CRPS, interval
+  coverage, raw and recalibrated) and the reliability diagram;
 - :mod:`gpllm.report.labels`: the paper's names and row order;
 - :func:`write_report`: all of them into one folder.
 """
 
+from gpllm.report.calibration import calibration_table, draw_reliability, reliability_figure
 from gpllm.report.figures import (
     WinRates,
     draw_figure_1,
@@ -38,6 +41,8 @@ __all__ = [
     "MetricTable",
     "ModelKey",
     "WinRates",
+    "calibration_table",
+    "draw_reliability",
     "draw_figure_1",
     "draw_figure_2",
     "draw_figure_3",
@@ -47,6 +52,7 @@ __all__ = [
     "format_table_for_terminal",
     "make_table",
     "missing_configurations",
+    "reliability_figure",
     "model_label",
     "rich_table",
     "scatter_points",

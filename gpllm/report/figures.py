@@ -96,6 +96,18 @@ _FIGURE_1_OTHERS = ("random_perturbation", "nonctrl_mean", "gears")
 _FAMILY_TITLE = {"kNN": "kNN", "Linear": "linear", "Ridge": "ridge", "GP+LLM": "GP"}
 
 
+def line_style(key: ModelKey) -> LineStyle:
+    """One look per configuration for figures drawing every model on one embedding:
+    baselines as everywhere, models by class (Figure 2's colours), variants dashed
+    (a tuned kNN, ``gp_*``), anything else grey."""
+    if key.model in _BASELINE_STYLE:
+        return _BASELINE_STYLE[key.model]
+    family = "linear" if key.model == "linear" else model_family(key.model)
+    style = _FAMILY_STYLE.get(family, LineStyle("tab:gray", "-", "."))
+    variant = (family == "knn" and key.model != "knn_k1") or key.model.startswith("gp_")
+    return style._replace(linestyle="--") if variant else style
+
+
 def model_family_of_label(label: str) -> str:
     """The first word of a legend label (``"GP+LLM, ..."`` -> ``"GP+LLM"``)."""
     return label.split(" ")[0].rstrip(",")

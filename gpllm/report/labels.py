@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from gpllm.evaluate.sweep import CALIBRATION_COLUMNS, RECAL, VAR_SCALE
+
 #: Embeddings in the paper's order (Table 1, Figure 2 panels).
 EMBEDDINGS: tuple[str, ...] = ("text", "sequence", "text+sequence")
 NO_EMBEDDING = "none"
@@ -69,6 +71,31 @@ HIGHER_IS_BETTER: dict[str, bool | None] = {
     "nll": False,
     "coverage90": None,
 }
+
+
+def _calibration_entries() -> tuple[dict[str, str], dict[str, str], dict[str, bool | None]]:
+    """(headers, axis labels, directions) of the sweep's calibration columns: NLL, CRPS
+    (lower is better) and central-interval coverage (should equal its level), over all
+    or the top-20 DE genes, raw or recalibrated, and the recalibration factor."""
+    headers, axes, higher = {VAR_SCALE: "Scale s"}, {VAR_SCALE: "Variance scale s (training-fold LOO)"}, {VAR_SCALE: None}
+    for column in CALIBRATION_COLUMNS:
+        base, de = column.removesuffix("_de"), column.endswith("_de")
+        level = base.removeprefix("coverage")
+        if level != base:
+            header, axis, better = f"{level}% coverage", f"Coverage of the {level}% interval", None
+        else:
+            header, axis, better = base.upper(), {"nll": "Negative log-likelihood", "crps": "CRPS"}[base], False
+        for suffix, note in (("", ""), (RECAL, " recal.")):
+            headers[column + suffix] = header + (" top 20" if de else "") + note
+            axes[column + suffix] = axis + (" (top 20 DE genes)" if de else "") + note
+            higher[column + suffix] = better
+    return headers, axes, higher
+
+
+_HEADERS, _AXES, _HIGHER = _calibration_entries()
+METRIC_HEADERS = _HEADERS | METRIC_HEADERS  # the hand-written entries (nll, coverage90) win
+METRIC_AXIS_LABELS = _AXES | METRIC_AXIS_LABELS
+HIGHER_IS_BETTER = _HIGHER | HIGHER_IS_BETTER
 
 #: The paper's numbering of the per-screen outputs (Table 1 is K562, S1 is RPE1).
 _PAPER_TABLE = {"K562": "Table 1", "RPE1": "Table S1"}

@@ -26,6 +26,7 @@ import polars as pl
 
 from gpllm.errors import InputError, NonFiniteError
 from gpllm.evaluate.metrics import summarize_over_splits
+from gpllm.evaluate.sweep import CALIBRATION_COLUMNS, RECAL, VAR_SCALE
 from gpllm.report.labels import (
     HIGHER_IS_BETTER,
     METRIC_HEADERS,
@@ -40,6 +41,13 @@ from gpllm.report.labels import (
 CONFIG: tuple[str, ...] = ("screen", "model", "embedding", "size")
 #: What identifies a row of the results frame.
 ROW_ID: tuple[str, ...] = (*CONFIG, "fold", "pert")
+#: Metrics of the predictive variance (the sweep's calibration columns, raw and
+#: recalibrated, and the recalibration factor): NaN (or null) for models without one.
+VARIANCE_METRICS: tuple[str, ...] = (
+    *CALIBRATION_COLUMNS,
+    VAR_SCALE,
+    *(column + RECAL for column in CALIBRATION_COLUMNS),
+)
 #: Every metric column the sweep may write, in reporting order.
 METRICS: tuple[str, ...] = (
     "pearson_de",
@@ -47,11 +55,8 @@ METRICS: tuple[str, ...] = (
     "mae_de",
     "mae_all",
     "pearson_de_meanref",
-    "nll",
-    "coverage90",
+    *VARIANCE_METRICS,
 )
-#: Metrics of the predictive variance: NaN (or null) for models without one.
-VARIANCE_METRICS: tuple[str, ...] = ("nll", "coverage90")
 #: Table 1's columns.
 TABLE_METRICS: tuple[str, ...] = ("pearson_de", "pearson_all", "mae_de", "mae_all")
 #: The flag saying a correlation was undefined and reported as 0 (GEARS' convention).
@@ -249,8 +254,8 @@ class MetricTable:
     @property
     def caption(self) -> str:
         """The paper's caption, plus how the interval is computed and over how much."""
-        folds = _span(self.rows.get_column("n_folds"))
-        perts = _span(self.rows.get_column("n_perts"))
+        folds = span(self.rows.get_column("n_folds"))
+        perts = span(self.rows.get_column("n_perts"))
         return (
             f"{paper_table_name(self.screen)}: Model performance metrics ({self.size} training "
             f"perturbations, {screen_description(self.screen)}). {self.size_note} "
@@ -277,7 +282,8 @@ class MetricTable:
         )
 
 
-def _span(values: pl.Series) -> str:
+def span(values: pl.Series) -> str:
+    """``"5"`` when every count is 5, ``"3–5"`` when they range from 3 to 5."""
     lo, hi = int(values.min()), int(values.max())
     return str(lo) if lo == hi else f"{lo}–{hi}"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
+from gpllm.report.calibration import has_calibration, write_calibration
 from gpllm.report.figures import FIGURE_3_X, FIGURE_3_Y, figure_1, figure_2, figure_3
 from gpllm.report.labels import NO_EMBEDDING, PAPER_CONFIGS, ModelKey, file_slug, model_label
 from gpllm.report.tables import (
@@ -90,6 +91,9 @@ def write_report(
       default 1400 or the largest present), the same table at every training
       size run (``by_size/table_S_nN.md``), ``figure1_S`` (Figure 1 / S1) and
       ``figure2_S`` (Figure 2);
+    - per screen with a model that has a predictive variance, when the results
+      hold the calibration columns: ``calibration_S_md`` / ``calibration_S_csv``
+      and ``reliability_S`` (:mod:`gpllm.report.calibration`);
     - ``figure3``: per-perturbation ``figure_3_y`` (default: the GP on text +
       sequence, else on the richest embedding the run has) vs ``figure_3_x``
       (default: GEARS if present, else the non-control mean), one panel per screen.
@@ -106,6 +110,9 @@ def write_report(
     notes = notes_markdown(results)
     paths["notes"].write_text(notes, encoding="utf-8")
     ran = {ModelKey(*k) for k in results.select("model", "embedding").unique().iter_rows()}
+    calibrated = has_calibration(results)
+    if not calibrated:
+        log.info("report: these results have no calibration columns (written before them); no calibration outputs")
     for screen in screens(results):
         missing = missing_configurations(results, screen)
         # A warning only for a gap: a configuration this run has for another screen
@@ -124,6 +131,8 @@ def write_report(
             paths[f"table_{screen}_n{n}_md"] = write_markdown(at_n, out / "by_size" / f"table_{slug}_n{n}.md")
         paths[f"figure1_{screen}"] = figure_1(results, out / f"figure1_{slug}.png", screen=screen)
         paths[f"figure2_{screen}"] = figure_2(results, out / f"figure2_{slug}.png", screen=screen)
+        if calibrated:
+            paths.update(write_calibration(results, out, screen=screen, size=size))
     x = figure_3_x if figure_3_x is not None else figure_3_reference(results)
     y = figure_3_y if figure_3_y is not None else figure_3_subject(results)
     paths["figure3"] = figure_3(results, out / "figure3.png", x=x, y=y, size=size)

@@ -24,13 +24,13 @@ def test_evaluate_equals_the_metrics_computed_directly(files, gp_run, tmp_path):
     Y, de = screen.Y[idx], screen.de[idx]
     want = perturbation_metrics(Y, pred.X, reference=screen.ctrl, de=de)
     systema = perturbation_metrics(Y, pred.X, reference=screen.Y[:60].mean(axis=0), de=de)
-    scores = predictive_scores(Y, pred.X, pred.layers["variance"][:, 0])
+    scores = predictive_scores(Y, pred.X, pred.layers["variance"], levels=(0.9,))
     assert rows["pert"].to_list() == list(pred.obs_names)
     for name in external.METRICS:
         np.testing.assert_array_equal(rows[name].to_numpy(), np.asarray(getattr(want, name)))
     np.testing.assert_array_equal(rows["pearson_de_meanref"].to_numpy(), np.asarray(systema.pearson_de))
     np.testing.assert_array_equal(rows["nll"].to_numpy(), np.asarray(scores.nll))
-    np.testing.assert_array_equal(rows["coverage90"].to_numpy(), np.asarray(scores.coverage))
+    np.testing.assert_array_equal(rows["coverage90"].to_numpy(), np.asarray(scores.coverage[:, 0]))
     title = " ".join(result.stdout.split())  # rich wraps the table's title
     assert "mean ± 1.96 SE across perturbations (no folds)" in title
     mean = float(np.mean(want.pearson_de))

@@ -72,7 +72,9 @@ def test_predict_in_one_go_equals_fit_then_predict(files, tmp_path):
     one_go, two_step = ad.read_h5ad(tmp_path / "one.h5ad"), ad.read_h5ad(tmp_path / "two.h5ad")
     assert tuple(one_go.obs_names) == tuple(two_step.obs_names) == files.test_names
     np.testing.assert_array_equal(one_go.X, two_step.X)
-    assert "variance" not in one_go.layers and one_go.uns["gpllm_prediction"]["model"] == "ridge"
+    np.testing.assert_array_equal(one_go.layers["variance"], two_step.layers["variance"])
+    assert one_go.uns["gpllm_prediction"]["model"] == "ridge"
+    assert not np.all(one_go.layers["variance"] == one_go.layers["variance"][:, :1])  # ridge's is per gene
 
 
 def test_predict_for_genes_outside_the_screen_reuses_the_fit_embeddings(files, gp_run, tmp_path):
@@ -96,7 +98,7 @@ def test_saved_cheap_models_refit_to_the_same_predictions(files, name, tmp_path)
     Z_test = fitted.embed(fit.projections, sources, files.test_names)
     want = model.predict(model.fit(fit.Z, fit.Y), Z_test)
     np.testing.assert_array_equal(got.mean, np.asarray(want.mean))
-    assert got.var is None
+    np.testing.assert_array_equal(got.var, np.asarray(want.var))
     if name not in BASELINES:
         assert fit.record and back.record == fit.record, name  # k or lam is recorded, and kept
 

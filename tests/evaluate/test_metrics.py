@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.stats import norm, pearsonr
+from scipy.integrate import quad
+from scipy.stats import binom, norm, pearsonr
 
 from gpllm.errors import InputError, NonFiniteError, ShapeError
 from gpllm.evaluate.metrics import (
+    COVERAGE_LEVELS,
     perturbation_metrics,
     predictive_scores,
     summarize_over_splits,
+    variance_scale,
 )
 
 
@@ -173,30 +176,86 @@ def test_bad_shapes_and_de_indices_are_clear_errors():
         perturbation_metrics(Y, Yh, reference=ctrl, de=de.astype(float))
 
 
-def test_predictive_scores_match_scipy(dtype, tol):
+def _reference_scores(Y, mu, var, levels):
+    """NLL from scipy's logpdf, coverage from scipy's central intervals, per element."""
+    sd = np.sqrt(np.broadcast_to(var.reshape(len(Y), -1), Y.shape))
+    inside = []
+    for level in levels:
+        lo, hi = norm.interval(level, loc=mu, scale=sd)
+        inside.append(((Y >= lo) & (Y <= hi)).mean(axis=1))
+    return -norm.logpdf(Y, mu, sd).mean(axis=1), np.stack(inside, axis=1)
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["var (M,)", "var (M, G)"])
+def test_predictive_scores_match_scipy(dtype, tol, shared):
     rng = np.random.default_rng(5)
     Y, mu = rng.normal(size=(4, 30)), rng.normal(size=(4, 30))
-    var = rng.uniform(0.5, 2.0, size=4)
-    got = predictive_scores(Y.astype(dtype), mu.astype(dtype), var.astype(dtype), level=0.9)
-    sd = np.sqrt(var)[:, None]
-    np.testing.assert_allclose(np.asarray(got.nll), -norm.logpdf(Y, mu, sd).mean(axis=1), **tol)
-    lo, hi = norm.interval(0.9, loc=mu, scale=sd)
-    np.testing.assert_allclose(np.asarray(got.coverage), ((Y >= lo) & (Y <= hi)).mean(axis=1))
+    var = rng.uniform(0.5, 2.0, size=4 if shared else (4, 30))
+    got = predictive_scores(Y.astype(dtype), mu.astype(dtype), var.astype(dtype))
+    nll, coverage = _reference_scores(Y, mu, var, COVERAGE_LEVELS)
+    np.testing.assert_allclose(np.asarray(got.nll), nll, **tol)
+    # Elements within rounding of an interval's end may fall either side in float32.
+    np.testing.assert_allclose(np.asarray(got.coverage), coverage, atol=0 if dtype == np.float64 else 1 / 30)
 
 
-def test_calibrated_predictions_cover_at_the_nominal_level():
+def test_crps_equals_numerical_integration_of_the_squared_cdf_difference():
+    """CRPS(F, x) = int (F(y) - 1{y >= x})^2 dy, by quadrature on each side of x."""
+    rng = np.random.default_rng(7)
+    Y, mu = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    var = rng.uniform(0.1, 3.0, size=(3, 4))
+    got = np.asarray(predictive_scores(Y, mu, var).crps)
+    want = np.zeros_like(Y)
+    for idx in np.ndindex(Y.shape):
+        F = lambda y: norm.cdf(y, mu[idx], np.sqrt(var[idx]))  # noqa: E731
+        below = quad(lambda y: F(y) ** 2, -np.inf, Y[idx])[0]
+        above = quad(lambda y: (1 - F(y)) ** 2, Y[idx], np.inf)[0]
+        want[idx] = below + above
+    np.testing.assert_allclose(got, want.mean(axis=1), rtol=1e-7)
+
+
+def test_crps_equals_the_energy_form_by_brute_force():
+    """CRPS = E|X - x| - E|X - X'| / 2 (properscoring's ensemble form), with both
+    expectations by quadrature against the normal density."""
+    mu, sd, x = 0.3, 1.7, -1.1
+    e_abs = quad(lambda y: abs(y - x) * norm.pdf(y, mu, sd), -np.inf, np.inf)[0]
+    e_pair = 2 * sd / np.sqrt(np.pi)  # E|X - X'| for X, X' ~ N(mu, sd^2): |N(0, 2 sd^2)|
+    assert np.isclose(e_pair, quad(lambda d: abs(d) * norm.pdf(d, 0, np.sqrt(2) * sd), -np.inf, np.inf)[0])
+    got = float(predictive_scores(np.array([[x, x]]), np.full((1, 2), mu), np.array([sd**2])).crps[0])
+    np.testing.assert_allclose(got, e_abs - e_pair / 2, rtol=1e-8)
+
+
+def test_scores_over_a_gene_subset_equal_the_subset_scored_alone():
+    rng = np.random.default_rng(8)
+    Y, mu = rng.normal(size=(5, 40)), rng.normal(size=(5, 40))
+    var = rng.uniform(0.5, 2.0, size=(5, 40))
+    genes = np.stack([rng.permutation(40)[:20] for _ in range(5)])
+    got = predictive_scores(Y, mu, var, genes=genes, levels=(0.5, 0.9))
+    take = lambda a: np.take_along_axis(a, genes, axis=1)  # noqa: E731
+    want = predictive_scores(take(Y), take(mu), take(var), levels=(0.5, 0.9))
+    for name in got._fields:
+        np.testing.assert_array_equal(np.asarray(getattr(got, name)), np.asarray(getattr(want, name)))
+
+
+def test_calibrated_predictions_cover_within_binomial_error_of_the_nominal_level():
+    """Independent draws from the predictive distribution: each level's count of covered
+    values is Binomial(n, level); it must fall in the central 1 - 1e-4 range (Bonferroni
+    over the levels)."""
     rng = np.random.default_rng(6)
     var = np.array([0.1, 1.0, 10.0])
     mu = rng.normal(size=(3, 20000))
     Y = mu + rng.normal(size=mu.shape) * np.sqrt(var)[:, None]
-    got = predictive_scores(Y, mu, var, level=0.9)
-    np.testing.assert_allclose(np.asarray(got.coverage), 0.9, atol=0.01)
-    # Doubling the variance over-covers and costs likelihood.
-    wide = predictive_scores(Y, mu, 4 * var, level=0.9)
-    assert (np.asarray(wide.coverage) > 0.98).all() and (np.asarray(wide.nll) > np.asarray(got.nll)).all()
+    got = np.asarray(predictive_scores(Y, mu, var).coverage)  # (3, L)
+    n = Y.size
+    alpha = 1e-4 / len(COVERAGE_LEVELS)
+    for covered, level in zip(got.mean(axis=0) * n, COVERAGE_LEVELS):
+        assert binom.ppf(alpha / 2, n, level) <= round(covered) <= binom.isf(alpha / 2, n, level), level
+    # Doubling the standard deviation over-covers and costs likelihood.
+    wide = predictive_scores(Y, mu, 4 * var)
+    assert (np.asarray(wide.coverage)[:, COVERAGE_LEVELS.index(0.9)] > 0.98).all()
+    assert (np.asarray(wide.nll) > np.asarray(predictive_scores(Y, mu, var).nll)).all()
 
 
-def test_predictive_scores_reject_bad_variance():
+def test_predictive_scores_reject_bad_variance_levels_and_genes():
     Y = np.zeros((2, 3))
     with pytest.raises(InputError, match="var"):
         predictive_scores(Y, Y, np.array([1.0, 0.0]))
@@ -204,8 +263,31 @@ def test_predictive_scores_reject_bad_variance():
         predictive_scores(Y, Y, np.array([1.0, np.nan]))
     with pytest.raises(ShapeError):
         predictive_scores(Y, Y, np.ones(3))
+    with pytest.raises(ShapeError):
+        predictive_scores(Y, Y, np.ones((2, 4)))
     with pytest.raises(InputError, match="level"):
-        predictive_scores(Y, Y, np.ones(2), level=1.0)
+        predictive_scores(Y, Y, np.ones(2), levels=(0.5, 1.0))
+    with pytest.raises(InputError, match="genes"):
+        predictive_scores(Y, Y, np.ones(2), genes=np.array([[0], [3]]))
+    with pytest.raises(ShapeError, match="genes"):
+        predictive_scores(Y, Y, np.ones(2), genes=np.array([[0]]))
+
+
+@pytest.mark.parametrize("shape", [(6,), (6, 4)])
+def test_variance_scale_is_the_mean_ratio_of_squared_residual_to_variance(shape):
+    rng = np.random.default_rng(9)
+    r = rng.normal(size=(6, 4))
+    v = rng.uniform(0.5, 2.0, size=shape)
+    want = np.mean(r**2 / np.broadcast_to(v.reshape(6, -1), r.shape))
+    assert np.isclose(variance_scale(r, v), want, rtol=1e-12)
+
+
+def test_variance_scale_rejects_bad_variances():
+    r = np.ones((3, 2))
+    with pytest.raises(InputError, match="held-out var"):
+        variance_scale(r, np.array([1.0, 0.0, 1.0]))
+    with pytest.raises(ShapeError, match="held-out var"):
+        variance_scale(r, np.ones(2))
 
 
 def test_summary_is_mean_of_split_means_with_1_96_standard_errors():

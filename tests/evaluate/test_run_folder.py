@@ -204,3 +204,17 @@ def test_a_run_that_failed_before_any_result_does_not_block_the_corrected_one(in
     assert _run(inputs, tmp_path).equals(reference)
     with pytest.raises(DataError, match="different run"):  # with results, another run is still refused
         RunStore(tmp_path).open({"config": "yet another"})
+
+
+def test_a_folder_of_an_older_results_layout_is_refused_not_mixed(inputs, reference, tmp_path):
+    """A folder written before the calibration columns (no results_schema in run.json) holds
+    parts with other columns: resuming would mix them, so it is refused, saying why."""
+    import json
+
+    _run(inputs, tmp_path)
+    manifest = tmp_path / "run.json"
+    run = json.loads(manifest.read_text())
+    del run["results_schema"]
+    manifest.write_text(json.dumps(run))
+    with pytest.raises(DataError, match="older layout.*schema 1.*writes schema 2"):
+        _run(inputs, tmp_path)

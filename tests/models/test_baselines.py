@@ -21,7 +21,7 @@ def test_random_perturbation_predicts_training_rows(make_data, dtype):
     Z, Y, Zt = make_data(dtype=dtype)
     model = RandomPerturbation(seed=3)
     pred = model.predict(model.fit(Z, Y), Zt)
-    assert pred.var is None and pred.mean.shape == (len(Zt), Y.shape[1]) and pred.mean.dtype == dtype
+    assert pred.var.dtype == dtype and pred.mean.shape == (len(Zt), Y.shape[1]) and pred.mean.dtype == dtype
     assert (_row_indices(pred.mean, Y) >= 0).all()
 
 
@@ -48,7 +48,7 @@ def test_non_control_mean_is_the_training_mean(make_data, dtype, tol):
     Z, Y, Zt = make_data(dtype=dtype)
     model = NonControlMean()
     pred = model.predict(model.fit(Z, Y), Zt)
-    assert pred.var is None and pred.mean.dtype == dtype
+    assert pred.var.dtype == dtype and pred.mean.dtype == dtype
     np.testing.assert_allclose(np.asarray(pred.mean), np.tile(Y.astype(float).mean(0), (len(Zt), 1)), **tol)
 
 
@@ -57,7 +57,7 @@ def test_control_predicts_ctrl(make_data, dtype):
     ctrl = np.linspace(0.0, 1.0, Y.shape[1])
     model = Control(ctrl)
     pred = model.predict(model.fit(Z, Y), Zt)
-    assert pred.var is None and pred.mean.dtype == dtype
+    assert pred.var.dtype == dtype and pred.mean.dtype == dtype
     np.testing.assert_array_equal(np.asarray(pred.mean), np.tile(ctrl.astype(dtype), (len(Zt), 1)))
 
 

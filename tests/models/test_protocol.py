@@ -32,11 +32,14 @@ def test_fit_predict_record_restore(name):
     state = model.fit(Z, Y)
     pred = model.predict(state, Z_test)
     assert np.asarray(pred.mean).shape == (len(Z_test), Y.shape[1])
-    assert pred.var is None or np.asarray(pred.var).shape == (len(Z_test),)
+    # Every built-in model states a predictive variance: (M,) shared by the genes, or (M, G).
+    assert np.asarray(pred.var).shape in ((len(Z_test),), (len(Z_test), Y.shape[1]))
+    assert (np.asarray(pred.var) > 0).all()
     record = base.record_of(model, state)
     assert json.loads(json.dumps(record)) == record  # JSON-ready, and exactly so
     again = model.predict(base.restore(model, record, Z, Y), Z_test)
     np.testing.assert_allclose(np.asarray(again.mean), np.asarray(pred.mean), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(again.var), np.asarray(pred.var), rtol=1e-8)
 
 
 @pytest.mark.parametrize("name", sorted(BUILTINS))
@@ -48,7 +51,10 @@ def test_folds_at_once_equal_folds_one_by_one(name):
         state = model.fit(fold.Z_train, fold.Y_train)
         alone = model.predict(state, fold.Z_test)
         np.testing.assert_allclose(np.asarray(fit.prediction.mean), np.asarray(alone.mean), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(np.asarray(fit.prediction.var), np.asarray(alone.var), rtol=1e-6)
         assert set(fit.record) == set(base.record_of(model, state))
+        want = base.heldout_of(model, state, fold.Z_train, fold.Y_train)
+        np.testing.assert_allclose(np.asarray(fit.heldout.residual), np.asarray(want.residual), rtol=1e-6, atol=1e-8)
 
 
 @pytest.mark.parametrize("name", sorted(n for n in BUILTINS if base.zero_padding_invariant(_build(n))))

@@ -45,7 +45,7 @@ def test_fixed_penalty_matches_sklearn_ridge(n, q, make_data, dtype, tol):
     np.testing.assert_allclose(np.asarray(state.W), ref.coef_.T, **tol)
     np.testing.assert_allclose(np.asarray(state.b), ref.intercept_, **tol)
     pred = model.predict(state, Zt)
-    assert pred.var is None and pred.mean.dtype == dtype
+    assert pred.var.dtype == dtype and pred.mean.dtype == dtype
     np.testing.assert_allclose(np.asarray(pred.mean), ref.predict(Zt.astype(float)), **tol)
 
 

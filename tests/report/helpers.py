@@ -73,6 +73,31 @@ def make_example_results(
     return pl.DataFrame(rows).with_columns(pl.col("size", "fold").cast(pl.Int64))
 
 
+#: Models the calibration helper gives a predictive variance but no recalibration.
+NOT_RECALIBRATED = ("knn_k1",)
+
+
+def with_calibration(results: pl.DataFrame, *, seed: int = 1) -> pl.DataFrame:
+    """``results`` with the sweep's calibration columns: random values for every model
+    but the control baseline (NaN: no variance); NaN recalibrated columns and scale for
+    :data:`NOT_RECALIBRATED` (no held-out predictions), as the sweep writes them."""
+    from gpllm.evaluate.sweep import CALIBRATION_COLUMNS, RECAL, VAR_SCALE
+
+    rng = np.random.default_rng(seed)
+    n = results.height
+    has_var = (results["model"] != "control").to_numpy()
+    recal = has_var & ~results["model"].is_in(list(NOT_RECALIBRATED)).to_numpy()
+    columns = {}
+    for suffix, keep in (("", has_var), (RECAL, recal)):
+        for name in CALIBRATION_COLUMNS:
+            values = rng.uniform(0.0, 1.0, n) if "coverage" in name else rng.uniform(0.5, 2.0, n)
+            columns[name + suffix] = np.where(keep, values, np.nan)
+    columns[VAR_SCALE] = np.where(recal, rng.uniform(0.5, 2.0, n), np.nan)
+    return results.drop([c for c in columns if c in results.columns]).with_columns(
+        **{name: pl.Series(values) for name, values in columns.items()}
+    )
+
+
 def frame_from_folds(
     folds_by_config: dict[tuple[str, str, int], Sequence[Sequence[float]]],
     *,
