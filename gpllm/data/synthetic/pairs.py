@@ -138,7 +138,7 @@ def _draw_pairs(cfg: PairConfig, module: np.ndarray, rng: np.random.Generator):
                 f"offers {pool.size}: lower n_pairs or frac_{CLASSES[c]}, or raise n_perts"
             )
         chosen.append(rng.choice(pool, size=n, replace=False))
-    idx = np.concatenate(chosen)
+    idx = rng.permutation(np.concatenate(chosen))  # classes mixed, not in blocks
     return candidates[idx], cls[idx]
 
 
