@@ -58,6 +58,8 @@ class ReproduceConfig:
     embeddings: the inputs to compare; "a+b" concatenates sources a and b as blocks.
     evaluate: the screens to run the grid on (default all); the others still
     count for the shared perturbations (the paper keeps those K562 and RPE1 share).
+    combos: a ``[combos]`` table: evaluate two-gene perturbations instead
+    (:mod:`gpllm.reproduce_combos`).
     """
 
     name: str = "demo"
@@ -67,6 +69,7 @@ class ReproduceConfig:
     missing: str = "drop"
     sweep: SweepConfig = SweepConfig()
     evaluate: tuple[str, ...] = ()
+    combos: Mapping[str, Any] | None = None
 
     @property
     def folder_name(self) -> str:
@@ -98,7 +101,7 @@ class ReproduceConfig:
         data = _resolve_paths(dict(raw.get("data", {"kind": "synthetic", "seed": 0})), base)
         pca_k = raw.get("pca_k", 50)
         return cls(raw.get("name", "run"), data, embeddings, None if pca_k in (0, None) else int(pca_k),
-                   raw.get("missing", "drop"), sweep, tuple(raw.get("evaluate", ())))  # fmt: skip
+                   raw.get("missing", "drop"), sweep, tuple(raw.get("evaluate", ())), raw.get("combos"))  # fmt: skip
 
 
 def _model_specs(listed, tables: Mapping[str, Any], base: Path, where: str) -> tuple[ModelSpec, ...]:
@@ -256,6 +259,10 @@ def reproduce(
     """
     from gpllm.report import write_report
 
+    if config.combos is not None:
+        from gpllm.reproduce_combos import reproduce_combos
+
+        return reproduce_combos(config, out_dir, progress=progress)
     out = Path(out_dir)
     inputs = load_inputs(config)
     if config.evaluate:

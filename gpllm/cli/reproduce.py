@@ -28,13 +28,15 @@ def reproduce_command(
     from rich.console import Console
 
     from gpllm.cli.common import fail, writable_folder
-    from gpllm.errors import GPLLMError
+    from gpllm.errors import GPLLMError, InputError
     from gpllm.reproduce import ReproduceConfig, reproduce
     from gpllm.report.tables import make_table, rich_table, screens
 
     try:
         cfg = ReproduceConfig() if config is None else ReproduceConfig.from_toml(config)
         overrides = {}
+        if cfg.combos is not None and (sizes or folds or models):
+            raise InputError("--sizes, --folds and --models set the grid; a [combos] config sets its own in [combos]")
         if sizes:
             overrides["sizes"] = _integers(sizes, "--sizes")
         if folds:
@@ -51,6 +53,12 @@ def reproduce_command(
         raise fail(err) from err
     # Wide enough for Table 1's five columns when stdout is a file or a pipe.
     console = Console(width=None if sys.stdout.isatty() else 140)
+    if cfg.combos is not None:
+        from gpllm.report.combos import format_seen_table, seen_table
+
+        console.print(format_seen_table(seen_table(run.results)), markup=False)
+        console.print(f"results, seen tables and figure: {run.out_dir / 'report'}")
+        return
     for screen in screens(run.results):
         console.print(rich_table(make_table(run.results, screen)))
     console.print(f"results: {run.out_dir / 'results.parquet'}; tables and figures: {run.out_dir / 'report'}; "

@@ -22,14 +22,15 @@ from typing import Any
 
 import numpy as np
 
+from gpllm.data.screens.labels import COMBO_SEP
 from gpllm.data.screens.perturbation_data import MIN_PERTS, PerturbationData
 from gpllm.data.validate import preview
 from gpllm.errors import DataError, InputError, ShapeError
 
 log = logging.getLogger(__name__)
 
-#: Separator of the genes in a condition's name.
-SEP = "+"
+#: Separator of the genes in a condition's name (as the label parser writes it).
+SEP = COMBO_SEP
 
 
 def split_condition(name: str) -> tuple[str, ...]:
