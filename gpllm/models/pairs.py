@@ -167,6 +167,13 @@ class AdditiveBaseline:
 
 
 # ---------------------------------------------------------------------- pair GPs
+class EmbeddedState(NamedTuple):
+    """A single-gene-protocol model's state and the gene table its inputs are built from."""
+
+    inner: Any
+    Z: np.ndarray
+
+
 def _pair_gp(kernel: Kernel, options: FitOptions, name: str) -> GPModel:
     # center=False: a zero prior mean is "no response"; offsets shared by all
     # conditions belong in the kernel (Constant), so a pair gets twice a single's
@@ -193,15 +200,14 @@ class PairGP:
 
     def fit(self, Z, train: Conditions, delta):
         Z = _checked(Z, train, delta)
-        return self.gp.fit(paired(Z, train), delta), Z
+        return EmbeddedState(self.gp.fit(paired(Z, train), delta), Z)
 
-    def predict(self, state, test: Conditions) -> Prediction:
-        gp_state, Z = state
-        _checked(Z, test)
-        return self.gp.predict(gp_state, paired(Z, test))
+    def predict(self, state: EmbeddedState, test: Conditions) -> Prediction:
+        _checked(state.Z, test)
+        return self.gp.predict(state.inner, paired(state.Z, test))
 
-    def record(self, state) -> dict:
-        return record_of(self.gp, state[0])
+    def record(self, state: EmbeddedState) -> dict:
+        return record_of(self.gp, state.inner)
 
 
 class ResidualState(NamedTuple):
@@ -262,16 +268,14 @@ class SummedEmbedding:
 
     def fit(self, Z, train: Conditions, delta):
         Z = _checked(Z, train, delta)
-        X, D = check_fit_inputs(summed(Z, train), delta)
-        return self.model.fit(X, D), Z
+        return EmbeddedState(self.model.fit(*check_fit_inputs(summed(Z, train), delta)), Z)
 
-    def predict(self, state, test: Conditions) -> Prediction:
-        inner, Z = state
-        _checked(Z, test)
-        return self.model.predict(inner, summed(Z, test))
+    def predict(self, state: EmbeddedState, test: Conditions) -> Prediction:
+        _checked(state.Z, test)
+        return self.model.predict(state.inner, summed(state.Z, test))
 
-    def record(self, state) -> dict:
-        return record_of(self.model, state[0])
+    def record(self, state: EmbeddedState) -> dict:
+        return record_of(self.model, state.inner)
 
 
 def default_pair_models(options: FitOptions = FitOptions()) -> tuple:
@@ -287,6 +291,6 @@ def default_pair_models(options: FitOptions = FitOptions()) -> tuple:
 
 
 __all__ = [
-    "AdditiveBaseline", "AdditiveState", "Conditions", "PairGP", "ResidualPairGP", "SummedEmbedding",
+    "AdditiveBaseline", "AdditiveState", "Conditions", "EmbeddedState", "PairGP", "ResidualPairGP", "SummedEmbedding",
     "default_pair_models", "paired", "summed",
 ]  # fmt: skip
