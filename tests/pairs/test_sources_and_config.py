@@ -111,3 +111,17 @@ def test_tiny_synthetic_combos_reproduction(tmp_path):
     assert run.report["figure"].is_file() and "seen 1" in run.report["table_md"].read_text()
     with pytest.raises(InputError, match="unknown \\['gp'\\]"):
         reproduce(dataclasses.replace(cfg, combos={"models": ["gp"]}), tmp_path / "x", progress=False)
+
+
+def test_cli_prints_the_seen_tables_and_refuses_grid_options(tmp_path):
+    from tests.cli.conftest import fails, ok
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        'name = "tiny"\nembeddings = ["text"]\npca_k = 4\n[data]\nkind = "synthetic"\nseed = 2\n'
+        "[data.overrides]\nn_perts = 24\nn_genes = 30\nn_pairs = 20\ntext_dim = 16\nseq_dim = 16\nhidden = 8\n"
+        '[combos]\nn_folds = 2\nmodels = ["additive", "knn_summed"]\n'
+    )
+    out = ok("reproduce", "--config", config, "--out", tmp_path / "run", "--no-progress").output
+    assert "seen 0" in out and "seen 2" in out and "knn_summed" in out
+    fails("reproduce", "--config", config, "--out", tmp_path / "r2", "--folds", "3", naming="[combos] config sets its own")
