@@ -38,7 +38,7 @@ import numpy as np
 import polars as pl
 
 from gpllm.data.embeddings.assemble import Embedding
-from gpllm.data.screens.pairs import PairScreen
+from gpllm.data.screens.pairs import PairScreen, pair_screen
 from gpllm.data.validate import preview
 from gpllm.errors import DataError, InputError
 from gpllm.evaluate.metrics import perturbation_metrics
@@ -109,7 +109,8 @@ def align_pairs(screen: PairScreen, embedding: Embedding) -> CombosInputs:
     keep = [i for i, (a, b) in enumerate(screen.genes) if a in rows and b in rows]
     notes = []
     gone_singles = sorted(set(screen.singles.perts) - set(singles))
-    gone_pairs = [screen.pairs.perts[i] for i in range(screen.n_pairs) if i not in set(keep)]
+    kept = set(keep)
+    gone_pairs = [screen.pairs.perts[i] for i in range(screen.n_pairs) if i not in kept]
     if gone_singles or gone_pairs:
         notes.append(
             f"no embedding row: {len(gone_singles)} single(s) {preview(gone_singles)} and {len(gone_pairs)} pair(s) "
@@ -122,8 +123,6 @@ def align_pairs(screen: PairScreen, embedding: Embedding) -> CombosInputs:
     if len(keep) < 2 or len(singles) < 2:
         raise DataError(f"combos: {len(singles)} single(s) and {len(keep)} pair(s) have embeddings; need 2 of each")
     if len(keep) < screen.n_pairs or len(singles) < screen.singles.n_perts:
-        from gpllm.data.screens.pairs import pair_screen
-
         combos = screen.pairs.select([screen.pairs.perts[i] for i in keep], note="combos: pairs with embeddings")
         screen = pair_screen(screen.singles.select(singles, note="combos: singles with embeddings"), combos)
     return CombosInputs(screen, np.asarray(embedding.Z), rows, tuple(notes))
@@ -143,7 +142,8 @@ def _equalise(folds: list[PairFold], screen: PairScreen, seed: int) -> list[Pair
             needed = {g for p in f.test_pairs for g in genes[p]} & set(f.train_singles)
             optional = [g for g in f.train_singles if g not in needed]
             n_optional = max(n_singles - len(needed), 0)
-            kept = set(rng.choice(optional, size=n_optional, replace=False).tolist()) | needed if optional else needed
+            drawn = set(rng.choice(optional, size=n_optional, replace=False).tolist()) if optional else set()
+            kept = drawn | needed
             pairs = rng.choice(len(f.train_pairs), size=n_pairs, replace=False) if f.train_pairs else []
             out.append(f._replace(
                 train_singles=tuple(g for g in f.train_singles if g in kept),
@@ -157,7 +157,7 @@ def _training(inputs: CombosInputs, fold: PairFold) -> tuple[Conditions, np.ndar
     names = (*fold.train_singles, *fold.train_pairs)
     delta = np.vstack([
         screen.singles.delta[screen.singles.index(list(fold.train_singles))],
-        screen.pairs.delta[screen.pairs.index(list(fold.train_pairs))].reshape(-1, screen.singles.n_genes),
+        screen.pairs.delta[screen.pairs.index(list(fold.train_pairs))],
     ])  # fmt: skip
     return Conditions.from_names(names, inputs.rows), delta
 

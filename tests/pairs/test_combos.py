@@ -7,7 +7,6 @@ import logging
 
 import numpy as np
 import polars as pl
-import pytest
 
 from gpllm.data.embeddings.assemble import build_embedding
 from gpllm.data.embeddings.vectors import GeneVectors
