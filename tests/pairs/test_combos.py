@@ -7,6 +7,7 @@ import logging
 
 import numpy as np
 import polars as pl
+import pytest
 
 from gpllm.data.embeddings.assemble import build_embedding
 from gpllm.data.embeddings.vectors import GeneVectors
@@ -102,3 +103,14 @@ def test_real_norman19_pairs_run_end_to_end(shared_data):
     assert results["pair"].is_in(list(pairs.pairs.perts)).all()
     assert np.isfinite(results["mae_de"].to_numpy()).all()
     assert seen_table(results).height > 0
+
+
+def test_magnitude_correlation_of_a_constant_up_to_rounding_is_zero():
+    from gpllm.report.combos import _magnitude_r
+
+    rng = np.random.default_rng(0)
+    true = rng.uniform(0.5, 2.0, 10)
+    rounding = ADDITIVE_MAGNITUDE * (1 + 1e-15 * rng.standard_normal(10))
+    part = pl.DataFrame({"magnitude_true": true, "magnitude_pred": rounding})
+    assert _magnitude_r(part) == 0.0
+    assert _magnitude_r(part.with_columns(magnitude_pred=pl.col("magnitude_true") ** 2)) == pytest.approx(1.0)
