@@ -188,6 +188,8 @@ TOP_KEYS = {
     "sweep": Key(TABLE, "table", "[sweep]: the grid"),
     "evaluate": Key(STR_LIST, "list of strings", "screens to run the grid on (default all)"),
     "models": Key(TABLE, "table", "[models.NAME]: a model of your own, or options of a built-in one"),
+    "executor": Key(STR, "string", "where the sweep runs: 'local' (default) or 'dask://HOST:PORT', a Dask "
+                    "cluster whose workers all see the output folder"),
     "combos": Key(TABLE, "table", "[combos]: evaluate two-gene perturbations (seen-0/1/2 splits) instead of the grid"),
 }
 

@@ -58,6 +58,10 @@ class SplitError(InputError):
     """A cross-validation split is empty or malformed."""
 
 
+class MemoryLimitError(InputError, MemoryError):
+    """A computation would need more memory than the device has free (said before allocating)."""
+
+
 class MissingFileError(DataError, FileNotFoundError):
     """A data file that was asked for does not exist."""
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import warnings
 
-import jax
 import numpy as np
 
 
@@ -28,11 +27,15 @@ def use_float64(enable: bool = True) -> None:
     Call it before creating arrays; it affects every JAX computation in the
     process, which is why importing gpllm does not do it.
     """
+    import jax  # here, not at the top: `import gpllm` (and so `gpllm --help`) does not load JAX
+
     jax.config.update("jax_enable_x64", bool(enable))
 
 
 def float64_enabled() -> bool:
     """Whether JAX computes in float64 when asked (``jax_enable_x64``)."""
+    import jax
+
     return bool(jax.config.jax_enable_x64)
 
 

@@ -16,6 +16,7 @@ the two baselines). A config is a TOML file; see ``experiments/*.toml``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import tomllib
@@ -30,6 +31,7 @@ from gpllm.data.screens.perturbation_data import PerturbationData, intersect_per
 from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.configs import check_config
 from gpllm.errors import InputError
+from gpllm.evaluate.executors import Executor, check_executor, open_executor
 from gpllm.evaluate.store import RunStore, fingerprint
 from gpllm.evaluate.sweep import DEFAULT_MODELS, SweepConfig, run_sweep
 from gpllm.models.registry import ModelSpec, spec_from
@@ -58,6 +60,9 @@ class ReproduceConfig:
     embeddings: the inputs to compare; "a+b" concatenates sources a and b as blocks.
     evaluate: the screens to run the grid on (default all); the others still
     count for the shared perturbations (the paper keeps those K562 and RPE1 share).
+    executor: where the sweep's chains run, "local" or "dask://HOST:PORT"
+    (:mod:`gpllm.evaluate.executors`); never part of the run's identity, so a
+    folder started on a cluster resumes locally and the other way round.
     combos: a ``[combos]`` table: evaluate two-gene perturbations instead
     (:mod:`gpllm.reproduce_combos`).
     """
@@ -69,7 +74,11 @@ class ReproduceConfig:
     missing: str = "drop"
     sweep: SweepConfig = SweepConfig()
     evaluate: tuple[str, ...] = ()
+    executor: str = "local"
     combos: Mapping[str, Any] | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "executor", check_executor(self.executor))
 
     @property
     def folder_name(self) -> str:
@@ -101,7 +110,8 @@ class ReproduceConfig:
         data = _resolve_paths(dict(raw.get("data", {"kind": "synthetic", "seed": 0})), base)
         pca_k = raw.get("pca_k", 50)
         return cls(raw.get("name", "run"), data, embeddings, None if pca_k in (0, None) else int(pca_k),
-                   raw.get("missing", "drop"), sweep, tuple(raw.get("evaluate", ())), raw.get("combos"))  # fmt: skip
+                   raw.get("missing", "drop"), sweep, tuple(raw.get("evaluate", ())),
+                   raw.get("executor", "local"), raw.get("combos"))  # fmt: skip
 
 
 def _model_specs(listed, tables: Mapping[str, Any], base: Path, where: str) -> tuple[ModelSpec, ...]:
@@ -174,11 +184,13 @@ def load_screens(entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Perturba
     return screens
 
 
-def load_vectors_from(source: str, entry: Mapping[str, Any], needed: set[str] | None = None) -> GeneVectors:
+def load_vectors_from(
+    source: str, entry: Mapping[str, Any], needed: set[str] | None = None, *, progress: bool = False
+) -> GeneVectors:
     """One embedding source: a vector file (GenePT pickle, table, ProtT5 h5 with ``idmapping``),
     or ``descriptions`` (a JSON of gene descriptions) embedded locally (``text`` extra): only
     the ``needed`` genes' descriptions, through a cache of vectors keyed by model and text
-    (``text-embeddings/`` in the data cache, ``$GPLLM_DATA``)."""
+    (``text-embeddings/`` in the data cache, ``$GPLLM_DATA``), with a progress bar if ``progress``."""
     from gpllm.data.embeddings import files as embedding_files
 
     where = f"embedding {source!r}"
@@ -191,7 +203,11 @@ def load_vectors_from(source: str, entry: Mapping[str, Any], needed: set[str] | 
             texts = {gene: text for gene, text in texts.items() if gene in needed}
             if not texts:
                 raise InputError(f"{where}: {entry['descriptions']} describes none of the screens' perturbations")
-        return embed_descriptions(texts, model=entry.get("model", DEFAULT_MODEL), cache=cache_dir() / "text-embeddings")
+        from gpllm.progress import bar
+
+        with bar(f"embedding {source!r}", len(texts), enabled=progress) as update:
+            return embed_descriptions(texts, model=entry.get("model", DEFAULT_MODEL), on_batch=update,
+                                      cache=cache_dir() / "text-embeddings")  # fmt: skip
     path = _local_file(entry, where)
     options = {k: v for k, v in entry.items() if k in ("dim", "index_col")}
     if "idmapping" in entry or "idmapping_source" in entry:
@@ -200,8 +216,9 @@ def load_vectors_from(source: str, entry: Mapping[str, Any], needed: set[str] | 
     return embedding_files.load_vectors(path, **options)
 
 
-def load_inputs(config: ReproduceConfig) -> Inputs:
-    """The config's screens (restricted to the perturbations all of them share) and vectors."""
+def load_inputs(config: ReproduceConfig, *, progress: bool = False) -> Inputs:
+    """The config's screens (restricted to the perturbations all of them share) and vectors
+    (a progress bar over local text embedding if ``progress``)."""
     data = dict(config.data)
     kind = data.get("kind", "synthetic")
     if kind == "synthetic":
@@ -215,7 +232,7 @@ def load_inputs(config: ReproduceConfig) -> Inputs:
             raise InputError(f"config {config.name!r}: kind='files' needs [data.screens.*] and [data.embeddings.*]")
         screens = load_screens(data["screens"])
         needed = {p for screen in screens.values() for p in screen.perts}
-        vectors = {name: load_vectors_from(name, entry, needed) for name, entry in data["embeddings"].items()}
+        vectors = {name: load_vectors_from(name, entry, needed, progress=progress) for name, entry in data["embeddings"].items()}
     else:
         raise InputError(f"config {config.name!r}: data.kind must be 'synthetic' or 'files', got {kind!r}")
     shared = intersect_perturbations(*screens.values())
@@ -251,11 +268,18 @@ class Reproduction(NamedTuple):
 
 
 def reproduce(
-    config: ReproduceConfig, out_dir: str | Path, *, progress: bool = True, workers: int | None = 1
+    config: ReproduceConfig,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    workers: int | None = 1,
+    executor: Executor | None = None,
 ) -> Reproduction:
     """Run (or resume) the config's sweep into ``out_dir`` and write its report there.
 
-    ``workers``: as :func:`~gpllm.evaluate.sweep.run_sweep` (None: one per core on CPU).
+    ``workers``: local processes, as :func:`~gpllm.evaluate.sweep.run_sweep` (None: one
+    per core on CPU). ``executor``: an open executor to run on instead; by default
+    the config's (a Dask cluster is connected to before anything is read or written).
     """
     from gpllm.report import write_report
 
@@ -263,8 +287,11 @@ def reproduce(
         from gpllm.reproduce_combos import reproduce_combos
 
         return reproduce_combos(config, out_dir, progress=progress)
+    if executor is None:
+        with contextlib.closing(open_executor(config.executor, workers=workers)) as opened:
+            return reproduce(config, out_dir, progress=progress, executor=opened)
     out = Path(out_dir)
-    inputs = load_inputs(config)
+    inputs = load_inputs(config, progress=progress)
     if config.evaluate:
         unknown = sorted(set(config.evaluate) - set(inputs.screens))
         if unknown:
@@ -275,6 +302,6 @@ def reproduce(
                                  missing=config.missing)  # fmt: skip
     data_id = f"{config.name}:{inputs.data_id}:k={config.pca_k}:{config.missing}"
     results = run_sweep(inputs.screens, embeddings, config.sweep, RunStore(out), data_id=data_id,
-                        progress=progress, workers=workers)  # fmt: skip
+                        progress=progress, executor=executor)  # fmt: skip
     report = write_report(results, out / "report")
     return Reproduction(results, report, out)

@@ -24,6 +24,7 @@ from gpllm.errors import InputError
 from gpllm.evaluate.combos import CombosConfig, run_combos
 from gpllm.gp.fit import FitOptions
 from gpllm.models.pairs import default_pair_models
+from gpllm.progress import bar
 
 #: The pair models a config may name, in the table's order.
 MODEL_NAMES = ("additive", "additive_gp", "pair_gp", "residual_gp", "knn_summed", "ridge_summed")
@@ -77,32 +78,11 @@ def reproduce_combos(config, out_dir: str | Path, *, progress: bool = True):
     embedding = make_embeddings(vectors, screen.all_genes, [embedding_name], k=config.pca_k, missing=config.missing)[embedding_name]
     models = pair_models(combos.get("models", MODEL_NAMES), int(combos.get("max_steps", 200)))
     run_config = CombosConfig(**{k: combos[k] for k in ("n_folds", "seed", "equal_sizes", "magnitude_tol") if k in combos})
-    bar = _progress_bar() if progress else None
-    try:
-        results, notes = run_combos(screen, embedding, models, run_config, progress=bar)
-    finally:
-        if bar is not None:
-            bar.close()
+    with bar("combos: folds x models", enabled=progress) as update:
+        results, notes = run_combos(screen, embedding, models, run_config, progress=update)
     out = Path(out_dir)
     notes = (f"embedding {embedding_name!r}, {embedding.dim} columns; screen {screen!r}", *notes)
     return Reproduction(results, write_combos_report(results, notes, out / "report"), out)
-
-
-class _progress_bar:
-    """``progress(done, total)`` drawn as a rich progress bar (as the sweep's)."""
-
-    def __init__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._bar = Progress(TextColumn("combos: folds x models"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        self._bar.start()
-        self._task = self._bar.add_task("combos", total=None)
-
-    def __call__(self, done: int, total: int) -> None:
-        self._bar.update(self._task, completed=done, total=total)
-
-    def close(self) -> None:
-        self._bar.stop()
 
 
 __all__ = ["MODEL_NAMES", "load_pair_inputs", "pair_models", "reproduce_combos"]

@@ -53,9 +53,24 @@ print(sum("use_float64" in str(w.message) for w in seen))
     assert out.stdout.strip().splitlines()[-1] == "1"
 
 
-def test_the_command_runs_in_float64_with_the_openblas_limit():
-    code = "import sys, jax, os; from gpllm import cli; sys.argv=['gpllm','--help']\ntry:\n    cli.main()\nexcept SystemExit:\n    pass\nprint(jax.config.jax_enable_x64, os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
+def _command_state(*args: str) -> list[str]:
+    """Run the `gpllm` entry point in a fresh process; report float64, the OpenBLAS limit
+    and whether JAX was loaded at all."""
+    code = ("import sys, os; from gpllm import cli; sys.argv=['gpllm', *sys.argv[1:]]\ntry:\n    cli.main()\n"
+            "except SystemExit:\n    pass\nloaded = 'jax' in sys.modules\nimport jax\n"
+            "print(jax.config.jax_enable_x64, os.environ.get('OPENBLAS_THREAD_TIMEOUT'), loaded)")  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
-    out = subprocess.run([sys.executable, "-c", code], env={**env, "GPLLM_JAX_CACHE": "off"},
+    out = subprocess.run([sys.executable, "-c", code, *args], env={**env, "GPLLM_JAX_CACHE": "off"},
                          capture_output=True, text=True, check=True)  # fmt: skip
-    assert out.stdout.strip().splitlines()[-1] == "True 20"
+    return out.stdout.strip().splitlines()[-1].split()
+
+
+def test_the_command_computes_in_float64_with_the_openblas_limit(tmp_path):
+    missing = str(tmp_path / "missing.h5ad")  # fails after the set-up, before any work
+    assert _command_state("evaluate", missing, "--truth", missing) == ["True", "20", "True"]
+
+
+def test_help_and_argument_errors_do_not_load_jax(tmp_path):
+    assert _command_state("--help") == ["False", "20", "False"]
+    assert _command_state("reproduce", "--sizes", "100,abc") == ["False", "20", "False"]
+    assert _command_state("reproduce", "--config", str(tmp_path / "none.toml")) == ["False", "20", "False"]

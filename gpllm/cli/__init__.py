@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from gpllm.cli.common import reflow_help
 from gpllm.cli.data import app as data_app
 from gpllm.cli.data import embed_text
 from gpllm.cli.evaluate import evaluate_command
@@ -34,10 +35,10 @@ app.command("reproduce")(reproduce_command)
     "lml", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
 )
 def bench_lml(ctx: typer.Context) -> None:
-    """LML value+gradient vs scikit-learn, GPJax, tinygp, NumPy (``benchmarks/lml.py``).
+    """LML value+gradient vs scikit-learn, GPJax, tinygp, NumPy (benchmarks/lml.py).
 
-    Options pass through, e.g. ``gpllm bench lml --quick``; needs a source checkout
-    and the ``bench`` extra.
+    Options pass through, e.g. `gpllm bench lml --quick`; needs a source checkout
+    and the 'bench' extra.
     """
     _run_benchmark("lml", ctx.args)
 
@@ -48,15 +49,15 @@ def bench_lml(ctx: typer.Context) -> None:
 def bench_pseudobulk(ctx: typer.Context) -> None:
     """Chunked pseudobulk of a 500,000 x 8,000 h5ad from disk: time and peak memory.
 
-    Runs ``benchmarks/pseudobulk.py``; options pass through, e.g.
-    ``gpllm bench pseudobulk --quick`` or ``--workdir DIR``.
+    Runs benchmarks/pseudobulk.py; options pass through, e.g.
+    `gpllm bench pseudobulk --quick` or `--workdir DIR`.
     """
     _run_benchmark("pseudobulk", ctx.args)
 
 
 @bench_app.command("sweep", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench_sweep(ctx: typer.Context) -> None:
-    """Wall time and peak memory of the default ``gpllm reproduce`` (``benchmarks/sweep.py``)."""
+    """Wall time and peak memory of the default `gpllm reproduce` (benchmarks/sweep.py)."""
     _run_benchmark("sweep", ctx.args)
 
 
@@ -74,15 +75,19 @@ def _run_benchmark(name: str, args: list[str]) -> None:
     raise typer.Exit(code=done.returncode)
 
 
+reflow_help(app)
+
+
 def main() -> None:
-    """Console-script entry point: float64, OpenBLAS's spin limited (:mod:`gpllm.blas`), and
-    compiled JAX programs kept between runs (:mod:`gpllm.compilation_cache`)."""
+    """Console-script entry point: OpenBLAS's spin limited (:mod:`gpllm.blas`); float64 and
+    compiled JAX programs kept between runs (:mod:`gpllm.compilation_cache`) once a command
+    computes (:func:`gpllm.cli.common.computing`), so help and argument errors come at once."""
     from gpllm import compilation_cache, use_float64
     from gpllm.blas import limit_openblas_spin
+    from gpllm.cli.common import defer_until_computing
 
     limit_openblas_spin()
-    use_float64()
-    compilation_cache.enable()
+    defer_until_computing(use_float64, compilation_cache.enable)
     app()
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -10,10 +12,48 @@ import typer
 from gpllm.errors import InputError
 
 
+#: Process set-up :func:`gpllm.cli.main` leaves to the first command that computes (see :func:`computing`).
+_DEFERRED: list[Callable[[], object]] = []
+
+
+def defer_until_computing(*steps: Callable[[], object]) -> None:
+    """Run ``steps`` only once a command is about to compute (:func:`computing`): loading JAX
+    takes seconds, which `--help`, `data list` and a mistyped argument should not wait for."""
+    _DEFERRED.extend(steps)
+
+
+def computing() -> None:
+    """The deferred set-up (float64, the compilation cache), once, before a command's real work.
+    A no-op when nothing was deferred (commands invoked in-process, as in tests)."""
+    while _DEFERRED:
+        _DEFERRED.pop(0)()
+
+
 def fail(err: Exception) -> typer.Exit:
     """A one-line error on stderr and exit code 1, not a traceback."""
     typer.echo(f"error: {err}", err=True)
     return typer.Exit(code=1)
+
+
+def one_line_paragraphs(text: str | None) -> str | None:
+    """``text`` with each blank-line-separated paragraph joined onto one line.
+
+    Typer's rich help keeps a docstring's source line breaks, so a sentence that
+    continues on the next source line breaks mid-line on screen; one line per
+    paragraph lets rich wrap it at the terminal's width."""
+    if not text:
+        return text
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(text).split("\n\n"))
+
+
+def reflow_help(app: typer.Typer) -> None:
+    """Give every command of ``app`` and of its sub-apps :func:`one_line_paragraphs` help
+    (from ``help=`` or the docstring), before the click commands are built."""
+    for info in app.registered_commands:
+        info.help = one_line_paragraphs(info.help or inspect.getdoc(info.callback))
+    for group in app.registered_groups:
+        group.typer_instance.info.help = one_line_paragraphs(group.typer_instance.info.help)
+        reflow_help(group.typer_instance)
 
 
 def _probe(folder: Path, option: str, what: Path) -> None:

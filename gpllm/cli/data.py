@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from gpllm.cli.common import fail, writable_folder
+from gpllm.cli.common import computing, fail, writable_folder
 
 from gpllm.data.embeddings.text import DEFAULT_MODEL as DEFAULT_TEXT_MODEL
 
@@ -26,21 +26,16 @@ def embed_text(
     ),
 ) -> None:
     """Embed gene descriptions locally with an open sentence-embedding model (no API key)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    computing()
     from gpllm.data.embeddings.files import write_vectors
     from gpllm.data.embeddings.text import embed_descriptions, read_descriptions
     from gpllm.errors import GPLLMError
+    from gpllm.progress import bar
 
     try:
         descriptions = read_descriptions(input)
-        columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, transient=True) as progress:
-            task = progress.add_task("embed", total=len(descriptions))
-            vectors = embed_descriptions(
-                descriptions, model=model, batch_size=batch_size,
-                on_batch=lambda done: progress.update(task, completed=done),
-            )
+        with bar("embedding", len(descriptions)) as update:
+            vectors = embed_descriptions(descriptions, model=model, batch_size=batch_size, on_batch=update)
         write_vectors(output, vectors)
     except GPLLMError as err:
         raise fail(err) from err
@@ -138,6 +133,7 @@ def synth(
     n_genes: int | None = typer.Option(None, "--n-genes", min=20, help="Measured genes (default 2000)."),
 ) -> None:
     """Write a synthetic screen in the real files' formats (Replogle h5ad, GenePT pickle, UniProt h5)."""
+    computing()
     from gpllm.data.synthetic.screens import make_screens
     from gpllm.data.synthetic.files import write_files
     from gpllm.errors import GPLLMError
@@ -167,24 +163,22 @@ def process_screen(
 ) -> None:
     """Turn a raw screen into the processed screen `gpllm fit` and `gpllm evaluate --truth` read:
     mean log-normalised expression per perturbation over the HVGs, the control mean, top DE genes."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
+    computing()
     from gpllm.cli.common import writable_file
     from gpllm.data.screens.labels import preset as preset_spec
     from gpllm.data.screens.perturbseq import read_screen
     from gpllm.errors import GPLLMError
+    from gpllm.progress import bar
 
     try:
         spec = preset_spec(preset, "--preset")
         writable_file(out, "--out")
         if combos_out is not None:
             writable_file(combos_out, "--combos-out")
-        columns = (TextColumn("reading cells"), BarColumn(), TimeElapsedColumn())
-        with Progress(*columns, transient=True) as progress:
-            task = progress.add_task("read", total=None)
+        with bar("reading cells") as update:
             processed = read_screen(
                 screen, spec, kind=kind, n_hvg=n_hvg, hvg_flavor=hvg_flavor, n_de=n_de, de_method=de_method,
-                min_cells=min_cells, on_chunk=lambda done, total: progress.update(task, completed=done, total=total),
+                min_cells=min_cells, on_chunk=update,
             )  # fmt: skip
         singles = processed.singles
         singles.save(out)

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import typer
 
-from gpllm.cli.common import fail, writable_file
+from gpllm.cli.common import computing, fail, writable_file
 
 
 def evaluate_command(
-    predictions: Path = typer.Argument(..., help="Prediction h5ad: obs = perturbations (GEARS 'GENE+ctrl' names accepted), var = genes, X = expression."),
+    predictions: Path = typer.Argument(..., help="Prediction h5ad: obs = perturbations (GEARS names accepted: 'GENE+ctrl', 'K562_GENE+ctrl_1+1', a pair as 'A+B', 'B+A' or 'A_B'), var = genes, X = expression."),
     truth: Path = typer.Option(..., "--truth", help="Measured screen: a processed h5ad (gpllm data process), or a raw one with --preset."),
-    preset: str | None = typer.Option(None, "--preset", help="The truth is a raw screen with this layout (e.g. norman19 for GEARS' 'condition' / 'ctrl' labels): processed here, keeping every gene."),
+    preset: str | None = typer.Option(None, "--preset", help="The truth is a raw screen with this layout (gears: GEARS' own h5ad; norman19, replogle_cells, replogle_bulk): processed here, keeping every gene."),
+    de_key: str | None = typer.Option(None, "--de-key", help="Score the DE metrics on the first 20 genes of GEARS' lists in the truth file's uns[KEY] (rank_genes_groups_cov_all: what GEARS' pearson_de and mse_de use; top_non_dropout_de_20) instead of the truth's own top DE genes."),
     train: str | None = typer.Option(
         None, "--train", help="Training perturbations (file or comma list): the Systema reference. Default: the truth's unpredicted ones."
     ),
@@ -21,6 +22,7 @@ def evaluate_command(
     variance_layer: str = typer.Option("variance", "--variance-layer", help="Layer holding predictive variances."),
 ) -> None:
     """Score predictions with the sweep's metrics; prints mean +- 1.96 SE across perturbations."""
+    computing()
     from rich.console import Console
     from rich.table import Table
 
@@ -39,7 +41,11 @@ def evaluate_command(
         aligned = external.align_to_truth(pred, screen, skip_unknown=skip_unknown)
         train_names = name_list(train, "--train") if train is not None else None
         reference, how = external.systema_reference(screen, aligned.rows, train_names)
-        rows = external.score(aligned, screen, reference)
+        if de_key is None:
+            de, de_notes = None, [f"DE genes (pearson_de, mae_de, mse_de): the truth's own top {screen.de.shape[1]}"]
+        else:
+            de, de_notes = external.gears_de(truth, de_key, screen, aligned)
+        rows = external.score(aligned, screen, reference, de)
     except GPLLMError as err:
         raise fail(err) from err
     n = rows.height
@@ -53,7 +59,7 @@ def evaluate_command(
     undefined = int(rows["undefined_de"].sum())
     if undefined:
         notes.append(f"pearson_de undefined (a constant side) for {undefined} perturbation(s), counted as 0")
-    for line in [*notes, *aligned.notes, f"Systema reference (pearson_de_meanref): {how}"]:
+    for line in [*notes, *aligned.notes, *de_notes, f"Systema reference (pearson_de_meanref): {how}"]:
         typer.echo(f"note: {line}")  # plain lines: greppable, never re-wrapped
     if out is not None:
         rows.write_parquet(out) if out.name.lower().endswith(".parquet") else rows.write_csv(out)

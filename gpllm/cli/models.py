@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from gpllm.cli.common import fail, writable_file
+from gpllm.cli.common import computing, fail, writable_file
 
 _TEXT = typer.Option(None, "--text", help="Text embedding: GenePT-style .pickle, or a .csv/.tsv/.parquet table (gene column first).")
 _SEQUENCE = typer.Option(None, "--sequence", help="Sequence embedding: UniProt per-protein .h5 (with --idmapping), or a table/.pickle.")
@@ -95,6 +95,7 @@ def fit_command(
     seed: int = _SEED,
 ) -> None:
     """Fit one model on a screen and save it for `gpllm predict`."""
+    computing()
     from gpllm.errors import GPLLMError
     from gpllm.models import fitted
 
@@ -127,6 +128,7 @@ def predict_command(
     With --screen (and no model file) the model is fitted first; then --genes
     defaults to the screen's perturbations outside --train.
     """
+    computing()
     from gpllm.errors import GPLLMError, InputError
     from gpllm.models import fitted
 

@@ -12,41 +12,46 @@ def reproduce_command(
     out: Path = typer.Option(None, "--out", "-o", help="Output folder (default results/<config name>); an interrupted run resumes there."),
     sizes: str = typer.Option(None, help="Override training sizes, e.g. '100,400'."),
     folds: str = typer.Option(None, help="Override the number of folds (an integer, or 'loo')."),
-    models: str = typer.Option(None, help="Override the models, e.g. 'gp,knn_k1,nonctrl_mean'."),
+    models: str = typer.Option(None, help="Override the models (comma-separated, see `gpllm fit --help`), e.g. gp,ridge."),
     workers: int = typer.Option(None, min=1, help="Worker processes (default: one per CPU core on CPU, 1 on GPU/TPU; 1 runs in this process)."),
+    executor: str = typer.Option(None, help="Where the sweep runs: 'local' or 'dask://HOST:PORT' (a Dask cluster whose workers see --out); default: the config's, else local."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     debug: bool = typer.Option(False, "--debug", help="On a worker's failure, print its full traceback (always kept in the run folder's errors.log)."),
 ) -> None:
     """Run the paper's evaluation (screens x embeddings x models x sizes x folds), write results,
     Tables 1 / S1 and Figures 1-3, and print the tables."""
-    if config is not None and not config.is_file():  # said at once, before the heavy imports
-        typer.echo(f"error: config {config} does not exist", err=True)
-        raise typer.Exit(code=1)
+    from gpllm.cli.common import computing, fail, writable_folder
+    from gpllm.errors import GPLLMError, InputError
+
+    try:  # the arguments are checked at once, before JAX and the data layers are loaded
+        if config is not None and not config.is_file():
+            raise InputError(f"config {config} does not exist")
+        overrides = _overrides(sizes, folds, models)
+    except GPLLMError as err:
+        raise fail(err) from err
+    computing()
+    import contextlib
     import dataclasses
     import sys
 
     from rich.console import Console
 
-    from gpllm.cli.common import fail, writable_folder
-    from gpllm.errors import GPLLMError, InputError
+    from gpllm.evaluate.executors import open_executor
     from gpllm.reproduce import ReproduceConfig, reproduce
     from gpllm.report.tables import make_table, rich_table, screens
 
     try:
         cfg = ReproduceConfig() if config is None else ReproduceConfig.from_toml(config)
-        overrides = {}
-        if cfg.combos is not None and (sizes or folds or models):
+        if cfg.combos is not None and overrides:
             raise InputError("--sizes, --folds and --models set the grid; a [combos] config sets its own in [combos]")
-        if sizes:
-            overrides["sizes"] = _integers(sizes, "--sizes")
-        if folds:
-            overrides["n_folds"] = folds if folds == "loo" else _integers(folds, "--folds")[0]
-        if models:
-            overrides["models"] = tuple(m.strip() for m in models.split(","))
         if overrides:
             cfg = dataclasses.replace(cfg, sweep=dataclasses.replace(cfg.sweep, **overrides))
-        folder = writable_folder(out or Path("results") / cfg.folder_name, "--out")
-        run = reproduce(cfg, folder, progress=progress, workers=workers)
+        if executor is not None:
+            cfg = dataclasses.replace(cfg, executor=executor)
+        # Connected before the folder is made: an unreachable cluster leaves nothing behind.
+        with contextlib.closing(open_executor(cfg.executor, workers=workers)) as opened:
+            folder = writable_folder(out or Path("results") / cfg.folder_name, "--out")
+            run = reproduce(cfg, folder, progress=progress, executor=opened)
     except GPLLMError as err:
         if debug and getattr(err, "details", ""):
             typer.echo(err.details, err=True)
@@ -61,8 +66,21 @@ def reproduce_command(
         return
     for screen in screens(run.results):
         console.print(rich_table(make_table(run.results, screen)))
-    console.print(f"results: {run.out_dir / 'results.parquet'}; tables and figures: {run.out_dir / 'report'}; "
-                  f"the table at every training size: {run.out_dir / 'report' / 'by_size'}")
+    # one path a line, never wrapped inside a path
+    typer.echo(f"results: {run.out_dir / 'results.parquet'}\ntables and figures: {run.out_dir / 'report'}\n"
+               f"the table at every training size: {run.out_dir / 'report' / 'by_size'}")  # fmt: skip
+
+
+def _overrides(sizes: str | None, folds: str | None, models: str | None) -> dict:
+    """The sweep settings the options override, parsed (InputError naming the option)."""
+    overrides = {}
+    if sizes:
+        overrides["sizes"] = _integers(sizes, "--sizes")
+    if folds:
+        overrides["n_folds"] = folds if folds == "loo" else _integers(folds, "--folds")[0]
+    if models:
+        overrides["models"] = tuple(m.strip() for m in models.split(","))
+    return overrides
 
 
 def _integers(text: str, option: str) -> tuple[int, ...]:

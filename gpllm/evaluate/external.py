@@ -2,9 +2,11 @@
 
 A prediction file is an h5ad with obs = predicted perturbations, var = genes,
 X = predicted mean expression (not deltas) and optionally a layer of
-predictive variances. Perturbation names may follow GEARS ('GENE+ctrl',
-'ctrl+GENE' for a single knockout, 'A+B' for a pair): they are normalised to
-the screen's convention ('GENE', 'A+B'). Scoring uses the sweep's metrics
+predictive variances. Perturbation names may follow GEARS: a condition
+('GENE+ctrl', 'ctrl+GENE' for a single knockout, 'A+B' for a pair), a
+condition_name ('K562_GENE+ctrl_1+1'), or a key of GEARS' ``predict`` output
+('GENE', 'A_B'); they are matched to the screen's names ('GENE', 'A+B'), a
+pair in either order. Scoring uses the sweep's metrics
 (:func:`~gpllm.evaluate.metrics.perturbation_metrics` against ctrl, the
 Systema variant against a training mean, and
 :func:`~gpllm.evaluate.metrics.predictive_scores` when a variance exists),
@@ -14,12 +16,18 @@ Systema reference: the mean truth profile of the training perturbations
 (``train``). Without a training list, the mean of the truth's perturbations
 that were *not* predicted stands in for it (the usual held-out setting); if
 every truth perturbation was predicted, pearson_de_meanref is NaN.
+
+DE genes: the truth's own top-k (as processed), or GEARS' lists from the truth
+file (:func:`gears_de`): ``uns['rank_genes_groups_cov_all']`` (whose first 20
+GEARS' pearson_de / mse_de use) or ``uns['top_non_dropout_de_20']``, each a
+dict condition_name -> var_names, most differential first.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -36,14 +44,27 @@ from gpllm.evaluate.metrics import perturbation_metrics, predictive_scores, summ
 CONTROL_LABELS = frozenset({"ctrl", "control"})
 #: The four headline metrics, in table order, and GEARS's squared errors.
 METRICS = ("pearson_de", "pearson_all", "mae_de", "mae_all", "mse_de", "mse_all")
+#: GEARS' condition_name, '<cell type>_<condition>_<dose>' (data_utils.get_DE_genes): dose '1+1'
+#: for any two-part condition ('A+ctrl' too), '1' for 'ctrl'; e.g. 'K562_A+ctrl_1+1', 'K562_A+B_1+1'.
+GEARS_CONDITION_NAME = re.compile(r"(?P<cell_type>.+)_(?P<condition>[^_]+)_(?P<dose>1(?:\+1)*)")
+#: The uns entries of a GEARS h5ad that list each condition_name's DE genes (var_names, best first).
+GEARS_DE_KEYS = ("rank_genes_groups_cov_all", "top_non_dropout_de_20")
+#: How many DE genes GEARS scores.
+GEARS_N_DE = 20
+
+
+def gears_condition(name: str) -> str:
+    """The condition inside a GEARS condition_name ('K562_A+ctrl_1+1' -> 'A+ctrl'); other names as given."""
+    match = GEARS_CONDITION_NAME.fullmatch(str(name).strip())
+    return match["condition"] if match else str(name).strip()
 
 
 def normalise_name(name: str) -> str:
-    """A GEARS condition as the screen names it: 'A+ctrl' / 'ctrl+A' -> 'A', 'A+B' stays.
+    """A GEARS condition as the screen names it: 'A+ctrl' / 'ctrl+A' / 'K562_A+ctrl_1+1' -> 'A', 'A+B' stays.
 
     InputError for a pure control ('ctrl'), which is no perturbation.
     """
-    genes = [p.strip() for p in str(name).split("+")]
+    genes = [p.strip() for p in gears_condition(name).split("+")]
     genes = [g for g in genes if g and g not in CONTROL_LABELS]
     if not genes:
         raise InputError(f"prediction row {name!r} is a control, not a perturbation")
@@ -78,7 +99,8 @@ class PredictionTable:
 
     perts: (M,) normalised names; genes: (G,); mean: (M, G) float64;
     var: (M,) predictive variance shared by a row's genes, or None;
-    source: where it came from (used in messages).
+    source: where it came from (used in messages); names: (M,) the names as
+    the file gave them (empty: as ``perts``).
     """
 
     perts: tuple[str, ...]
@@ -86,6 +108,7 @@ class PredictionTable:
     mean: np.ndarray
     var: np.ndarray | None
     source: str
+    names: tuple[str, ...] = ()
 
 
 def read_prediction(path: str | Path, variance_layer: str = "variance") -> tuple[PredictionTable, list[str]]:
@@ -117,7 +140,7 @@ def read_prediction(path: str | Path, variance_layer: str = "variance") -> tuple
     renamed = sum(a != b for a, b in zip(adata.obs_names, perts, strict=True))
     if renamed:
         notes.append(f"{renamed} GEARS-style perturbation name(s) normalised (e.g. 'GENE+ctrl' -> 'GENE')")
-    return PredictionTable(perts, genes, mean, var, where), notes
+    return PredictionTable(perts, genes, mean, var, where, tuple(str(n) for n in adata.obs_names)), notes
 
 
 def _dense(X) -> np.ndarray:
@@ -128,7 +151,8 @@ class Aligned(NamedTuple):
     """Predictions and truth on common rows and genes.
 
     mean (M, G) and var (M,) | None in truth gene order; rows: (M,) truth row
-    indices; notes: what alignment dropped or counted.
+    indices; notes: what alignment dropped or counted; names: (M,) the
+    prediction file's own names of the rows.
     """
 
     perts: tuple[str, ...]
@@ -136,6 +160,7 @@ class Aligned(NamedTuple):
     var: np.ndarray | None
     rows: np.ndarray
     notes: list[str]
+    names: tuple[str, ...] = ()
 
 
 def align_to_truth(pred: PredictionTable, truth: PerturbationData, *, skip_unknown: bool = False) -> Aligned:
@@ -155,9 +180,8 @@ def align_to_truth(pred: PredictionTable, truth: PerturbationData, *, skip_unkno
     notes = []
     if len(pred.genes) > truth.n_genes:
         notes.append(f"{len(pred.genes) - truth.n_genes} predicted gene(s) not in the truth were ignored")
-    # Two-gene conditions match whatever the order: a prediction for 'B+A' scores the truth's 'A+B'.
-    by_key = {canonical(p): p for p in truth.perts}
-    pred = dataclasses.replace(pred, perts=tuple(by_key.get(canonical(p), p) for p in pred.perts))
+    pred = dataclasses.replace(pred, perts=match_names(pred.perts, truth.perts))
+    check_unique(pred.perts, "perturbations (matched to the truth's names)", pred.source)
     known = set(truth.perts)
     unknown = [p for p in pred.perts if p not in known]
     if unknown and (not skip_unknown or len(unknown) == len(pred.perts)):
@@ -174,7 +198,83 @@ def align_to_truth(pred: PredictionTable, truth: PerturbationData, *, skip_unkno
         notes.append(f"{not_predicted} of the truth's {truth.n_perts} perturbations have no prediction")
     cols = np.array([gpos[g] for g in truth.genes])
     var = None if pred.var is None else pred.var[keep]
-    return Aligned(perts, pred.mean[np.ix_(keep, cols)], var, truth.index(perts), notes)
+    names = tuple((pred.names or pred.perts)[i] for i in keep)
+    return Aligned(perts, pred.mean[np.ix_(keep, cols)], var, truth.index(perts), notes, names)
+
+
+def match_names(names: Sequence[str], truth_perts: Sequence[str]) -> tuple[str, ...]:
+    """Each (normalised) name as the truth spells it: a pair in either order ('B+A' -> the
+    truth's 'A+B'), and a GEARS ``predict`` key 'A_B' as the pair 'A+B' when no truth
+    perturbation is called 'A_B'. Names the truth lacks come back unchanged."""
+    by_key = {canonical(p): p for p in truth_perts}
+
+    def one(name: str) -> str:
+        found = by_key.get(canonical(name))
+        if found is None and "_" in name:
+            found = by_key.get(canonical(name.replace("_", "+")))
+        return found or name
+
+    return tuple(one(n) for n in names)
+
+
+def gears_de(path: str | Path, key: str, truth: PerturbationData, aligned: Aligned, n: int = GEARS_N_DE) -> tuple[np.ndarray, list[str]]:
+    """(M, n) indices into ``truth.genes`` of each scored row's DE genes, the first ``n`` of
+    GEARS' list ``uns[key]`` in the truth file ``path``, and notes for the user.
+
+    GEARS keys the lists by condition_name and names genes by var_names; ``truth`` must hold
+    every gene of ``path`` in file order (as :func:`truth_from_raw` reads it). Where two GEARS
+    conditions are one perturbation here ('A+ctrl' and 'ctrl+A'), the list of the spelling
+    the prediction used is taken, else the first. DataError if the key is absent or not such
+    a dict, or a scored perturbation has no list or fewer than ``n`` genes.
+    """
+    from gpllm.data.screens.h5ad import read_h5ad
+
+    adata = read_h5ad(path, backed=True)
+    try:
+        var_names = [str(v) for v in adata.var_names]
+        lists = adata.uns.get(key)
+        uns_keys = sorted(adata.uns.keys())
+    finally:
+        adata.file.close()
+    where = f"{path}: uns[{key!r}]"
+    if lists is None:
+        raise DataError(f"{path}: uns has no {key!r} (it has {preview(uns_keys)}); GEARS writes "
+                        f"{' and '.join(GEARS_DE_KEYS)} into its h5ad, which --truth must then be (with --preset)")  # fmt: skip
+    if not isinstance(lists, Mapping):
+        raise DataError(f"{where} is a {type(lists).__name__}, not GEARS' dict condition_name -> DE genes")
+    if len(var_names) != truth.n_genes:
+        raise DataError(f"{where}: the truth keeps {truth.n_genes} of the file's {len(var_names)} genes; "
+                        "GEARS' DE lists need every gene (give the raw file with --preset)")  # fmt: skip
+    position = {g: i for i, g in enumerate(var_names)}
+    conditions: dict[str, list[str]] = {}
+    for name in lists:
+        try:
+            conditions.setdefault(canonical(normalise_name(name)), []).append(str(name))
+        except InputError:  # the control's own list
+            continue
+    rows, missing, short, unknown, ambiguous = [], [], [], set(), 0
+    for pert, own in zip(aligned.perts, aligned.names or aligned.perts, strict=True):
+        names = conditions.get(canonical(pert))
+        if not names:
+            missing.append(pert)
+            continue
+        same = [c for c in names if gears_condition(c) == gears_condition(own)]
+        ambiguous += len(names) > 1 and not same
+        genes = [str(g) for g in list(lists[(same or names)[0]])[:n]]
+        unknown.update(g for g in genes if g not in position)
+        if len(genes) < n:
+            short.append(pert)
+        rows.append([position.get(g, -1) for g in genes])
+    if missing:
+        raise DataError(f"{where}: no DE list for {len(missing)} scored perturbation(s): {preview(missing)}")
+    if unknown:
+        raise DataError(f"{where}: {len(unknown)} DE gene(s) are not among the file's var_names: {preview(sorted(unknown))}")
+    if short:
+        raise DataError(f"{where}: fewer than {n} DE genes for {len(short)} perturbation(s): {preview(short)}")
+    notes = [f"DE genes (pearson_de, mae_de, mse_de): the first {n} of GEARS' uns[{key!r}] in {path}"]
+    if ambiguous:
+        notes.append(f"{ambiguous} perturbation(s) have two GEARS DE lists ('A+ctrl' and 'ctrl+A'); the first was used")
+    return np.asarray(rows, dtype=np.int64).reshape(len(rows), n), notes
 
 
 def systema_reference(truth: PerturbationData, rows: np.ndarray, train: Sequence[str] | None) -> tuple[np.ndarray | None, str]:
@@ -195,10 +295,14 @@ def systema_reference(truth: PerturbationData, rows: np.ndarray, train: Sequence
     return truth.Y[rest].mean(axis=0), f"mean of the {rest.size} truth perturbations not predicted (no --train given)"
 
 
-def score(aligned: Aligned, truth: PerturbationData, reference: np.ndarray | None) -> pl.DataFrame:
+def score(aligned: Aligned, truth: PerturbationData, reference: np.ndarray | None, de: np.ndarray | None = None) -> pl.DataFrame:
     """One row per scored perturbation: pert, the four metrics, pearson_de_meanref,
-    undefined_de, undefined_all, nll, coverage90 (NaN without a variance)."""
-    Y_true, de = truth.Y[aligned.rows], truth.de[aligned.rows]
+    undefined_de, undefined_all, nll, coverage90 (NaN without a variance).
+
+    de: (M, k) DE gene indices of the scored rows (e.g. :func:`gears_de`); default the truth's own.
+    """
+    Y_true = truth.Y[aligned.rows]
+    de = truth.de[aligned.rows] if de is None else de
     m = len(aligned.perts)
     ctrl_ref = perturbation_metrics(Y_true, aligned.mean, reference=truth.ctrl, de=de)
     if reference is not None:

@@ -49,7 +49,7 @@ from gpllm.errors import DataError, InputError, WorkerError
 from gpllm.evaluate.metrics import perturbation_metrics, predictive_scores
 from gpllm.evaluate.splits import DEFAULT_SIZES, Split, make_plan
 from gpllm.evaluate.store import RunStore, write_json
-from gpllm.evaluate.workers import default_workers, run_chains
+from gpllm.evaluate.executors import Executor, LocalExecutor
 from gpllm.models.base import Fold, FoldFit, fit_predict_folds, zero_padding_invariant
 from gpllm.models.registry import BuildContext, ModelSpec, spec_from
 
@@ -286,6 +286,7 @@ def run_sweep(
     data_id: str = "",
     progress: bool = True,
     workers: int | None = 1,
+    executor: Executor | None = None,
 ) -> pl.DataFrame:
     """Run (or resume) the grid into ``store``; returns the full results table.
 
@@ -293,6 +294,8 @@ def run_sweep(
     the input files) so that a folder is never resumed with other data.
     ``workers``: processes to spread the chains over (:mod:`gpllm.evaluate.workers`);
     1 runs in this process, None picks :func:`~gpllm.evaluate.workers.default_workers`.
+    ``executor``: where the chains run instead (:mod:`gpllm.evaluate.executors`, e.g. a
+    Dask cluster); ``workers`` is then unused.
     """
     missing = [e for e in config.embeddings if e not in embeddings]
     if missing:
@@ -319,22 +322,21 @@ def run_sweep(
             embeddings=aligned_emb,
             splits_by_size={size: tuple(s for s in plan.splits if s.size == size) for size in plan.sizes},
             config=config,
-            root=str(store.root),
+            root=str(store.root.resolve()),  # the same path for workers with another cwd
             run_id=store.run_id,
             pad_widths={s.name: max((aligned_emb[e].Z.shape[1] for e in s.embeddings or config.embeddings),
                                     default=0) for s in config.models},
         )  # fmt: skip
         chunks = plan_chunks(config, list(screens), plan.sizes)
-        if workers is None:
-            workers = default_workers()
+        executor = executor or LocalExecutor(workers)
         # Twice at most: a part found damaged when the first pass ends is recomputed once.
         for _ in range(2):
             todo = [c for c in chunks if not store.has_part(c.key)]
             if not todo:
                 break
-            with _progress(progress, len(chunks), len(chunks) - len(todo), workers) as on_event:
+            with _progress(progress, len(chunks), len(chunks) - len(todo), executor.label) as on_event:
                 try:
-                    run_chains(plan_chains(todo), compute_chunk, context, workers=workers, on_event=on_event)
+                    executor.run_chains(plan_chains(todo), compute_chunk, context, on_event)
                 except WorkerError as err:
                     raise store.log_error(err) from None
         return store.write_results([c.key for c in chunks])
@@ -368,8 +370,8 @@ class _progress:
     """A rich progress bar over chunks (or nothing), usable as ``with ... as on_event``,
     where ``on_event("start" | "done", chunk)`` is :func:`run_chains`'s callback."""
 
-    def __init__(self, enabled: bool, total: int, done: int, workers: int):
-        self.enabled, self.total, self.done, self.workers = enabled, total, done, workers
+    def __init__(self, enabled: bool, total: int, done: int, where: str):
+        self.enabled, self.total, self.done, self.where = enabled, total, done, where
 
     def __enter__(self):
         if not self.enabled:
@@ -379,7 +381,7 @@ class _progress:
         self.bar = Progress(TextColumn("{task.description:<56}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), transient=False)  # fmt: skip
         self.bar.__enter__()
-        where = "" if self.workers == 1 else f" ({self.workers} workers)"
+        where = f" ({self.where})" if self.where else ""
         self.task = self.bar.add_task(f"sweep{where}", total=self.total, completed=self.done)
 
         def on_event(kind: str, chunk: Chunk) -> None:

@@ -128,7 +128,7 @@ def _run_in_workers(chains, task, context, workers, on_event) -> list[list]:
     groups = core_groups(workers)[: len(chains)]  # sized for ``workers``, however many start
     for _ in groups:
         jobs.put(None)
-    settings = _jax_settings()
+    settings = jax_settings()
     parent = os.getpid()
     processes = [
         ctx.Process(target=_worker, args=(cores, task, context, jobs, messages, settings, parent), daemon=True)
@@ -296,7 +296,8 @@ def release_free_memory() -> None:
 _MALLOC_TRIM = None
 
 
-def _jax_settings() -> dict:
+def jax_settings() -> dict:
+    """The JAX settings a worker copies from this process (:data:`FORWARDED_JAX_SETTINGS`)."""
     import jax
 
     return {name: getattr(jax.config, name) for name in FORWARDED_JAX_SETTINGS}

@@ -23,6 +23,7 @@ from gpllm.gp import fit as fit_module
 from gpllm.gp import posterior as posterior_module
 from gpllm.gp.cholesky import jitter_schedule
 from gpllm.gp.kernels import Kernel, Params
+from gpllm.gp.memory import check_gp_fits
 from gpllm.gp import parameters
 from gpllm.gp.fit import FitOptions
 from gpllm.gp.objective import LML, GPParams, Path, Targets, constraints_of, lml, params_shapes, prepare_targets, values_of
@@ -58,10 +59,14 @@ def _raise_if_failed(value, jitter, what: str) -> None:
         )
 
 
-def _checked_data(Z, Y, batched=False, dtype=None):
+def _checked_data(Z, Y, batched=False, dtype=None, *, batch_size: int | None = None, what: str = "GP"):
+    """Z, Y as float arrays of one dtype, checked; and MemoryLimitError if a GP on them
+    (when ``batched``, :func:`_batch_size` datasets in flight at once) would not fit."""
     Z = checks.as_float_array("Z", Z, dtype)
     Y = checks.as_float_array("Y", Y, Z.dtype)
     checks.check_training_arrays(Z, Y, batched=batched)
+    at_once = _batch_size(batch_size, Z.shape[0]) if batched else 1
+    check_gp_fits(*Y.shape[-2:], Z.shape[-1], Z.dtype, at_once, what=what)
     return Z, Y
 
 
@@ -79,7 +84,7 @@ def log_marginal_likelihood(
     kernel: Kernel, params: GPParams, Z, Y, path: Path = "auto"
 ) -> LML:
     """Eq. 1 for Z (N, Q), Y (N, D): value and the jitter the Cholesky needed."""
-    Z, Y = _checked_data(Z, Y)
+    Z, Y = _checked_data(Z, Y, what="log_marginal_likelihood")
     result = _lml_jit(kernel, params, Z, prepare_targets(Y, path))
     _raise_if_failed(result.value, result.jitter, "log_marginal_likelihood")
     return result
@@ -91,6 +96,8 @@ def value_and_grad(kernel: Kernel, params: GPParams, Z, targets: Targets):
     Takes prepared :class:`Targets` so that the gram path's QR is paid once
     per dataset, not per call; this is the function the benchmark times.
     """
+    if checks.is_concrete(targets.n_outputs):
+        check_gp_fits(Z.shape[0], int(targets.n_outputs), Z.shape[1], Z.dtype, what="value_and_grad")
     value, grad = _value_and_grad_jit(kernel, params, Z, targets)
     _raise_if_failed(value, None, "value_and_grad")
     return value, grad
@@ -201,7 +208,7 @@ def fit(
 ) -> fit_module.FitResult:
     """Maximise Eq. 1 for Z (N, Q), Y (N, D) from raw ``params0`` (default: a data-aware
     start); how is :class:`~gpllm.gp.fit.FitOptions` (any optax optimiser)."""
-    Z, Y = _checked_data(Z, Y)
+    Z, Y = _checked_data(Z, Y, what="gp.fit")
     result = _fit_jit(kernel, Z, Y, _checked_raw(kernel, params0, Z), _checked_options(options))
     _raise_if_failed(result.lml, result.jitter, "fit")
     return _flag_jitter_dominated(kernel, result, "fit")
@@ -218,8 +225,9 @@ def fit_batched(
     datasets are vmapped together (``lax.map`` runs the groups in turn, still
     in one compiled call); default :func:`default_batch_size`.
     """
-    Z, Y = _checked_data(Z, Y, batched=True)
-    result = _fit_batched_jit(kernel, Z, Y, _checked_raw(kernel, params0, Z), _checked_options(options), _batch_size(batch_size, Z.shape[0]))
+    Z, Y = _checked_data(Z, Y, batched=True, batch_size=batch_size, what="fit_batched")
+    result = _fit_batched_jit(kernel, Z, Y, _checked_raw(kernel, params0, Z), _checked_options(options),
+                              _batch_size(batch_size, Z.shape[0]))  # fmt: skip
     _raise_if_failed(result.lml, result.jitter, "fit_batched")
     return _flag_jitter_dominated(kernel, result, "fit_batched")
 
@@ -234,15 +242,15 @@ def fit_predict_batched(
     axis, mean (B, M, D), variance (B, M)). One program per shape instead of
     three (fit, condition, predict): on CPU compiling dominates small fits.
     """
-    Z, Y = _checked_data(Z, Y, batched=True)
+    Z, Y = _checked_data(Z, Y, batched=True, batch_size=batch_size, what="fit_predict_batched")
     Z_new = checks.as_float_array("Z_new", Z_new, Z.dtype)
     checks.check_rank("Z_new", Z_new, 3)
     if Z_new.shape[0] != Z.shape[0]:
         raise ShapeError(f"Z_new holds {Z_new.shape[0]} datasets but Z holds {Z.shape[0]}")
     checks.check_new_inputs(Z_new.reshape(-1, Z_new.shape[-1]), Z.shape[-1])
     result, (mean, var) = _fit_predict_batched_jit(
-        kernel, Z, Y, _checked_raw(kernel, params0, Z), Z_new, _checked_options(options), _batch_size(batch_size, Z.shape[0]),
-        include_noise,
+        kernel, Z, Y, _checked_raw(kernel, params0, Z), Z_new, _checked_options(options),
+        _batch_size(batch_size, Z.shape[0]), include_noise,
     )
     _raise_if_failed(result.lml, result.jitter, "fit_predict_batched")
     _raise_if_failed(var, None, "fit_predict_batched (conditioning)")
@@ -256,7 +264,7 @@ def _condition_jit(kernel, params, Z, Y):
 
 def condition(kernel: Kernel, params: GPParams, Z, Y) -> posterior_module.Posterior:
     """Factor once for prediction; Z (N, Q), Y (N, D)."""
-    Z, Y = _checked_data(Z, Y)
+    Z, Y = _checked_data(Z, Y, what="condition")
     post = _condition_jit(kernel, _checked_raw(kernel, params, Z, "params"), Z, Y)
     _raise_if_failed(post.L, post.jitter, "condition")
     return post

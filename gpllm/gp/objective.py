@@ -17,13 +17,16 @@ through the Cholesky, which costs ~3.5x the forward pass:
 
     dLML/dA = 1/2 L^{-T} (W W^T - D I) L^{-1},   W = L^{-1} F,
 
-two more triangular solves with N right-hand sides and one GEMM. Autodiff
-then carries dLML/dA through the kernel to the hyperparameters, so any kernel
-works. No N x N x D array and never D factorisations.
+computed in whichever order costs fewer FLOPs for the path (see
+:func:`_backward`), skipping the zeros of triangular operands by blocks
+(:mod:`gpllm.gp.blocked`). Autodiff then carries dLML/dA through the kernel
+to the hyperparameters, so any kernel works. No N x N x D array and never D
+factorisations.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Literal, NamedTuple
@@ -32,6 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from gpllm.gp import blocked
 from gpllm.gp.cholesky import cholesky_with_jitter
 from gpllm.gp.kernels import Kernel, Params
 from gpllm.gp import parameters
@@ -57,11 +61,19 @@ def values_of(kernel: Kernel, params: GPParams) -> GPParams:
     return parameters.constrain(constraints_of(kernel), params)
 
 
-class Targets(NamedTuple):
-    """Y as the likelihood consumes it: a factor of Y Y^T and the output count."""
+@functools.partial(jax.tree_util.register_dataclass, data_fields=("factor", "n_outputs"),
+                   meta_fields=("lower_triangular",))  # fmt: skip
+@dataclasses.dataclass(frozen=True)
+class Targets:
+    """Y as the likelihood consumes it: a factor of Y Y^T and the output count.
+
+    ``lower_triangular`` (static): the factor is the gram path's R^T, whose zeros
+    the solves and products skip (:mod:`gpllm.gp.blocked`).
+    """
 
     factor: jax.Array  # (N, R): Y itself (R = D) or the QR factor (R = N)
     n_outputs: jax.Array  # () D, the number of outputs Y had
+    lower_triangular: bool = False
 
 
 class LML(NamedTuple):
@@ -87,9 +99,9 @@ def prepare_targets(Y: jax.Array, path: Path = "auto") -> Targets:
     and copes with rank-deficient Y (e.g. column-centred Y has rank N - 1).
     """
     n, d = Y.shape
-    chosen = choose_path(n, d, path)
-    factor = Y if chosen == "direct" else jnp.linalg.qr(Y.T, mode="r").T
-    return Targets(factor=factor, n_outputs=jnp.asarray(d, dtype=Y.dtype))
+    gram = choose_path(n, d, path) == "gram"
+    factor = jnp.linalg.qr(Y.T, mode="r").T if gram else Y
+    return Targets(factor=factor, n_outputs=jnp.asarray(d, dtype=Y.dtype), lower_triangular=gram)
 
 
 def _solve_lower(L, B, *, left: bool = True, transpose: bool = False):
@@ -104,36 +116,48 @@ def _lml_from_factor(L, W, n_outputs):
     return -0.5 * quad - 0.5 * n_outputs * logdet - 0.5 * n * n_outputs * math.log(2.0 * math.pi)
 
 
-@jax.custom_vjp
-def gaussian_lml(A: jax.Array, factor: jax.Array, n_outputs: jax.Array) -> LML:
-    """Eq. 1 given A = K + s2 I (N, N), a factor F (N, R) of Y Y^T, and D.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def gaussian_lml(A: jax.Array, factor: jax.Array, n_outputs: jax.Array, lower_triangular: bool = False) -> LML:
+    """Eq. 1 given A = K + s2 I (N, N), a factor F (N, R) of Y Y^T, and D;
+    ``lower_triangular`` (static): F is (the gram path's R^T).
 
     Differentiable in A (and F); the jitter is treated as a constant.
     """
-    return _forward(A, factor, n_outputs)[0]
+    return _forward(A, factor, n_outputs, lower_triangular)[0]
 
 
-def _forward(A, factor, n_outputs):
+def _forward(A, factor, n_outputs, lower_triangular):
     L, jitter = cholesky_with_jitter(A)
-    W = _solve_lower(L, factor)
+    W = blocked.solve_triangular_rhs(L, factor) if lower_triangular else _solve_lower(L, factor)
     value = _lml_from_factor(L, W, n_outputs)
     return LML(value, jitter), (L, W, n_outputs)
 
 
-def _backward(residuals, cotangent):
+def _backward(lower_triangular, residuals, cotangent):
+    """dLML/dA = 1/2 (L^{-T} W W^T L^{-1} - D A^{-1}), by whichever of two orders costs less.
+
+    Gram path (W (N, N) lower triangular): M = W W^T - D I from the nonzero blocks
+    (~N^3/3), then two right-side solves (2 N^3). Direct path (W (N, D), D <= N),
+    when blocked: B = L^{-T} W = A^{-1} F (N^2 D), then B B^T - D A^{-1} with A^{-1}
+    from L's blocks (~2 N^3/3), and B is also the gradient w.r.t. F; the two full
+    solves would cost 2 N^3.
+    """
     L, W, n_outputs = residuals
     g = cotangent.value
     n = L.shape[0]
-    # M = W W^T - D I; dA = 1/2 L^{-T} M L^{-1} = 1/2 ((M L^{-1})^T L^{-1})^T since M
-    # is symmetric. Two right-side solves: LAPACK's transposed solve runs at half speed.
-    M = W @ W.T - n_outputs * jnp.eye(n, dtype=W.dtype)
-    G = _solve_lower(L, _solve_lower(L, M, left=False).T, left=False).T
-    dA = 0.25 * g * (G + G.T)
-    # d/dF = -A^{-1} F; dead code under jit unless someone differentiates w.r.t. Y.
-    dfactor = -g * _solve_lower(L, W.T, left=False).T
     logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(L)))
     dn_outputs = g * (-0.5 * logdet - 0.5 * n * math.log(2.0 * math.pi))
-    return dA, dfactor, dn_outputs
+    # Right-side solves throughout: LAPACK's transposed solve runs at half speed.
+    B = _solve_lower(L, W.T, left=False).T  # L^{-T} W = A^{-1} F
+    if not lower_triangular and len(blocked.block_edges(n)) > 2:
+        dA = 0.5 * g * (blocked.symmetric_product(B) - n_outputs * blocked.cholesky_inverse(L))
+        return dA, -g * B, dn_outputs
+    # M = W W^T - D I; dA = 1/2 L^{-T} M L^{-1} = 1/2 ((M L^{-1})^T L^{-1})^T since M is symmetric.
+    M = blocked.symmetric_product(W, lower_triangular=lower_triangular) - n_outputs * jnp.eye(n, dtype=W.dtype)
+    G = _solve_lower(L, _solve_lower(L, M, left=False).T, left=False).T
+    dA = 0.25 * g * (G + G.T)
+    # d/dF = -A^{-1} F = -B; dead code under jit unless someone differentiates w.r.t. Y.
+    return dA, -g * B, dn_outputs
 
 
 gaussian_lml.defvjp(_forward, _backward)
@@ -154,7 +178,7 @@ def covariance(kernel: Kernel, params: GPParams, Z: jax.Array) -> jax.Array:
 
 def lml(kernel: Kernel, params: GPParams, Z: jax.Array, targets: Targets) -> LML:
     """Eq. 1 for Z (N, Q) and prepared targets; pure and traceable (no input checks)."""
-    return gaussian_lml(covariance(kernel, params, Z), targets.factor, targets.n_outputs)
+    return gaussian_lml(covariance(kernel, params, Z), targets.factor, targets.n_outputs, targets.lower_triangular)
 
 
 def init_params(

@@ -50,4 +50,5 @@ def shard_targets(targets: Targets, mesh: Mesh) -> Targets:
     return Targets(
         factor=shard_columns(targets.factor, mesh),
         n_outputs=jax.device_put(targets.n_outputs, replicated),
+        lower_triangular=targets.lower_triangular,
     )

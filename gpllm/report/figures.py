@@ -25,6 +25,7 @@ import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from gpllm.errors import InputError
 from gpllm.report.labels import (
@@ -382,9 +383,7 @@ def win_rates(points: pl.DataFrame, *, higher_is_better: bool = True) -> WinRate
     n = points.height
     if n == 0:
         return WinRates(0, float("nan"), float("nan"), float("nan"))
-    diff = points.get_column("y") - points.get_column("x")
-    if not higher_is_better:
-        diff = -diff
+    _, _, diff = _y_advantage(points, higher_is_better)
     return WinRates(n, float((diff > 0).sum() / n), float((diff < 0).sum() / n), float((diff == 0).sum() / n))
 
 
@@ -401,7 +400,8 @@ def draw_figure_3(
     """Figure 3: per-perturbation ``metric`` of model y vs model x, one panel per screen.
 
     Points where y is better (above the diagonal for correlations) are blue,
-    where x is better red, ties grey; the panel says each model's share of wins.
+    where x is better red, ties grey; a legend under each panel gives each model's
+    share of wins, and the perturbations each model wins by most are named.
     Uses :func:`scatter_points` (top 50% of perturbations by effect size).
     """
     x, y = ModelKey(*x), ModelKey(*y)
@@ -411,6 +411,7 @@ def draw_figure_3(
     xl, yl = model_label(*x), model_label(*y)
     with matplotlib.rc_context(RC):
         fig, axes = new_figure(len(names), panel_width=5.5, height=5.6)
+        named = []
         for ax, screen in zip(axes, names):
             pts, used = scatter_points(results, screen=screen, x=x, y=y, size=size, metric=metric, top_fraction=top_fraction)
             if pts.height == 0:
@@ -419,23 +420,45 @@ def draw_figure_3(
                 ax.set_title(screen)
                 continue
             _scatter_panel(ax, pts, win_rates(pts, higher_is_better=better), xl, yl, better)
+            named.append((ax, pts, better))
             ax.set_title(f"{screen}: {used} training perturbations\ntop {top_fraction:.0%} by effect size, n = {pts.height}")
             ax.set_xlabel(f"{METRIC_HEADERS.get(metric, metric)}: {xl}")
             ax.set_ylabel(f"{METRIC_HEADERS.get(metric, metric)}: {yl}")
         fig.suptitle(f"Figure 3: {yl} vs {xl}, per perturbation")
+        for ax, pts, better in named:  # last: names are placed on the final layout
+            _name_largest_wins(ax, pts, better)
     return fig
 
 
-_TOP_LEFT = (0.03, 0.97, "left", "top")
-_BOTTOM_RIGHT = (0.97, 0.03, "right", "bottom")
+#: Figure 3 names the perturbations where the two models differ most, this many per model.
+FIGURE_3_NAMED_PER_MODEL = 3
+
+
+def _marker(n: int) -> tuple[float, float]:
+    """(area in pt², alpha) of Figure 3's points: smaller and lighter as ``n`` grows, so a
+    screen of ~700 shown perturbations reads as a density, not a blot; 20 and 0.8 up to 100."""
+    root = math.sqrt(max(n, 1))
+    return float(np.clip(200 / root, 6, 20)), float(np.clip(8 / root, 0.35, 0.8))
+
+
+def _y_advantage(pts: pl.DataFrame, higher_is_better: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, how much better y is than x) per point: y - x for a score, x - y for an error."""
+    xs, ys = pts.get_column("x").to_numpy(), pts.get_column("y").to_numpy()
+    return xs, ys, (ys - xs) * (1 if higher_is_better else -1)
 
 
 def _scatter_panel(ax: Axes, pts: pl.DataFrame, wins: WinRates, xl: str, yl: str, higher_is_better: bool) -> None:
-    xs, ys = pts.get_column("x").to_numpy(), pts.get_column("y").to_numpy()
-    diff = (ys - xs) * (1 if higher_is_better else -1)
-    for mask, color in ((diff > 0, "tab:blue"), (diff < 0, "tab:red"), (diff == 0, "0.5")):
-        if mask.any():
-            ax.scatter(xs[mask], ys[mask], s=14, color=color, alpha=0.7, linewidths=0)
+    """Every point, coloured by which model wins it, and the shares of wins in a legend below
+    the axes (never over a point)."""
+    xs, ys, diff = _y_advantage(pts, higher_is_better)
+    area, alpha = _marker(xs.size)
+    for mask, color, label, always in (  # a model's share is shown even when it is 0%, ties only if any
+        (diff > 0, "tab:blue", f"{yl} better: {wins.y_wins:.0%}", True),
+        (diff < 0, "tab:red", f"{xl} better: {wins.x_wins:.0%}", True),
+        (diff == 0, "0.5", f"ties: {wins.ties:.0%}", False),
+    ):
+        if always or mask.any():
+            ax.scatter(xs[mask], ys[mask], s=area, color=color, alpha=alpha, linewidths=0, label=label)
     lo, hi = float(min(xs.min(), ys.min())), float(max(xs.max(), ys.max()))
     pad = 0.05 * (hi - lo or 1.0)
     lo, hi = lo - pad, hi + pad
@@ -443,17 +466,55 @@ def _scatter_panel(ax: Axes, pts: pl.DataFrame, wins: WinRates, xl: str, yl: str
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
     ax.set_aspect("equal")
-    # Each model's share of wins sits in the corner of the half where it wins: y is
-    # better above the diagonal for correlations, below it for errors.
-    y_corner, x_corner = (_TOP_LEFT, _BOTTOM_RIGHT) if higher_is_better else (_BOTTOM_RIGHT, _TOP_LEFT)
-    for (cx, cy, ha, va), text, color in (
-        (y_corner, f"{yl} better: {wins.y_wins:.0%}", "tab:blue"),
-        (x_corner, f"{xl} better: {wins.x_wins:.0%}", "tab:red"),
-    ):
-        ax.text(cx, cy, text, color=color, transform=ax.transAxes, ha=ha, va=va, fontsize=10,
-                bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none"})  # fmt: skip
-    if wins.ties:
-        ax.text(0.97, 0.5, f"ties: {wins.ties:.0%}", color="0.4", transform=ax.transAxes, ha="right", fontsize=10)
+    legend = ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False, fontsize=10,
+                       title=f"named: each model's {FIGURE_3_NAMED_PER_MODEL} largest wins", title_fontsize=10)  # fmt: skip
+    for handle in legend.legend_handles:
+        handle.set_alpha(1.0)
+        handle.set_sizes([30.0])
+
+
+def _name_largest_wins(ax: Axes, pts: pl.DataFrame, higher_is_better: bool) -> None:
+    """Ring and name the :data:`FIGURE_3_NAMED_PER_MODEL` perturbations each model wins by most."""
+    xs, ys, diff = _y_advantage(pts, higher_is_better)
+    _name_points(ax, xs, ys, pts.get_column("pert").to_list(), _largest_wins(diff, FIGURE_3_NAMED_PER_MODEL))
+
+
+def _name_points(ax: Axes, xs: np.ndarray, ys: np.ndarray, names: Sequence[str], which: Sequence[int]) -> None:
+    """Ring points ``which`` and name each beside its point on the side facing the diagonal
+    (so inside the axes: points above it are named to their right, points below to their
+    left), moved just enough that no two names overlap. Call it on the final layout."""
+    ax.scatter(xs[list(which)], ys[list(which)], s=40, facecolors="none", edgecolors="black", linewidths=0.8)
+    fig = ax.get_figure()
+    fig.draw_without_rendering()  # the final layout, so that text extents are measured at their size
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    # Names stack away from the nearest edge: those above the diagonal (top-left) downwards
+    # from the top, those below it (bottom-right) upwards from the bottom.
+    for i in sorted(which, key=lambda i: (ys[i] < xs[i], -ys[i] if ys[i] > xs[i] else ys[i])):
+        above = ys[i] > xs[i]
+        note = ax.annotate(names[i], (xs[i], ys[i]), xytext=(6 if above else -6, 0), textcoords="offset points",
+                           ha="left" if above else "right", va="center", fontsize=10, in_layout=False,
+                           arrowprops={"arrowstyle": "-", "color": "0.4", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 2})  # fmt: skip
+        for _ in range(len(placed) + 1):
+            box = _text_extent(note, renderer)
+            hit = next((b for b in placed if b.overlaps(box)), None)
+            if hit is None:
+                break
+            dy = (hit.y0 - box.y1 - 2) if above else (hit.y1 - box.y0 + 2)  # pixels
+            note.xyann = (note.xyann[0], note.xyann[1] + dy * 72 / fig.dpi)  # xytext is in points
+        placed.append(_text_extent(note, renderer))
+
+
+def _text_extent(note, renderer):
+    """The pixel box of an annotation's text alone (its own extent includes the leader line)."""
+    note.update_positions(renderer)  # the text's place follows xytext only once updated
+    return Text.get_window_extent(note, renderer)
+
+
+def _largest_wins(diff: np.ndarray, k: int) -> list[int]:
+    """Indices of the ``k`` largest positive and the ``k`` most negative ``diff``."""
+    order = np.argsort(diff, kind="stable")
+    return [int(i) for i in order[::-1][:k] if diff[i] > 0] + [int(i) for i in order[:k] if diff[i] < 0]
 
 
 def figure_3(results: pl.DataFrame, path: str | PathLike, **options) -> Path:

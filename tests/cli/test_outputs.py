@@ -51,9 +51,13 @@ def test_an_unwritable_home_or_cache_is_a_warning_not_a_failure(tmp_path):
     a_file = tmp_path / "not_a_folder"
     a_file.write_text("x")
     base = {k: v for k, v in os.environ.items() if k not in ("GPLLM_JAX_CACHE", "XDG_CACHE_HOME")}
+    missing = str(tmp_path / "missing.h5ad")
     for env in ({**base, "HOME": str(a_file)}, {**base, "GPLLM_JAX_CACHE": str(a_file / "cache")}):
         for args in (("--help",), ("data", "list")):
             done = _gpllm(*args, env=env)
             assert done.returncode == 0, done.stderr
             assert "Traceback" not in done.stderr
+        # the cache is set up when a command computes: a warning, and the command goes on
+        done = _gpllm("evaluate", missing, "--truth", missing, env=env)
         assert "not writable" in done.stderr and "running without it" in done.stderr
+        assert done.stderr.strip().splitlines()[-1] == f"error: {missing}: no such h5ad file"

@@ -16,7 +16,7 @@ import pytest
 import scipy.sparse as sp
 
 from gpllm.configs import check_config
-from gpllm.data.screens.labels import NORMAN_GEARS, NORMAN_SCPERTURB
+from gpllm.data.screens.labels import GEARS, NORMAN_SCPERTURB
 from gpllm.data.screens.pairs import pair_screen
 from gpllm.data.screens.perturbseq import read_screen, screen_from_anndata
 from gpllm.data.sources.registry import REGISTRY, fetch
@@ -54,7 +54,7 @@ def test_the_gears_norman_entry_is_registered_with_published_figures():
 
 def test_gears_layout_fetched_from_loopback_reads_as_pairs(tmp_path):
     """The registry entry with its URL and checksums pointed at a local copy in GEARS' layout:
-    download, verify, extract the member, read it with the norman_gears preset, link the pairs."""
+    download, verify, extract the member, read it with the gears preset, link the pairs."""
     h5ad = tmp_path / "src.h5ad"
     _cells(GEARS_CONDITIONS, "condition", gene_col="gene_name").write_h5ad(h5ad)
     buf = io.BytesIO()
@@ -72,7 +72,7 @@ def test_gears_layout_fetched_from_loopback_reads_as_pairs(tmp_path):
         bad = dataclasses.replace(src, checksums=("md5:" + "0" * 32,))
         with pytest.raises(ChecksumError):
             fetch(bad, tmp_path / "other", progress=False)
-    screen = read_screen(got.path, NORMAN_GEARS, n_de=5)
+    screen = read_screen(got.path, GEARS, n_de=5)
     pairs = pair_screen(screen.singles, screen.combos)
     assert set(screen.singles.perts) == {"A", "B", "C"}  # 'ctrl+B' is B
     assert pairs.pairs.perts == ("A+B", "B+C") and pairs.set_apart == ("A+C+D",)

@@ -168,3 +168,33 @@ def test_figure_errors(results):
         draw_figure_1(results.drop("mae_de"), screen="K562")
     with pytest.raises(InputError, match="empty"):
         draw_figure_2(results.head(0), screen="K562")
+
+
+def test_figure_3_names_each_models_largest_wins_without_overlap():
+    from matplotlib.text import Annotation
+
+    from gpllm.report.figures import FIGURE_3_NAMED_PER_MODEL
+    from tests.report.helpers import make_example_results
+
+    # a screen of the paper's size: ~1,450 perturbations, half of them shown
+    results = make_example_results(sizes=(1400,), n_folds=5, perts_per_fold=290,
+                                   configs=(("nonctrl_mean", "none", 0.40), ("gp", "text+sequence", 0.45)))  # fmt: skip
+    fig = draw_figure_3(results)
+    _assert_readable(fig)
+    renderer = fig.canvas.get_renderer()
+    for ax, screen in zip(fig.axes, ("K562", "RPE1")):
+        pts, _ = scatter_points(results, screen=screen)
+        diff = pts["y"].to_numpy() - pts["x"].to_numpy()
+        names = np.array(pts["pert"].to_list())
+        k = FIGURE_3_NAMED_PER_MODEL
+        want = {*names[np.argsort(-diff)[:k]], *names[np.argsort(diff)[:k]]}
+        notes = [c for c in ax.get_children() if isinstance(c, Annotation)]
+        assert {n.get_text() for n in notes} == want
+        boxes = [Text.get_window_extent(n, renderer) for n in notes]  # the text, not its leader line
+        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+        inside = ax.get_window_extent(renderer)
+        assert all(inside.x0 <= b.x0 and b.x1 <= inside.x1 for b in boxes)  # never over the axis labels
+        # the shares of wins sit in a legend under the axes, not over the points
+        legend = ax.get_legend()
+        assert legend.get_window_extent(renderer).y1 < inside.y0
+        assert any("better" in t.get_text() for t in legend.get_texts())

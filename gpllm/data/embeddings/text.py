@@ -25,6 +25,7 @@ from gpllm.atomic import atomic_write
 from gpllm.data.validate import preview
 from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.errors import CorruptFileError, DataError, InputError, MissingFileError
+from gpllm.progress import library_bars_off
 
 log = logging.getLogger(__name__)
 
@@ -138,15 +139,16 @@ def embed_descriptions(
     names, texts = list(desc), list(desc.values())
 
     def encode(todo: list[str]) -> np.ndarray:
-        st = load_model(model)
-        _log_truncation(st, [n for n, x in zip(names, texts) if x in set(todo)], todo, model)
-        rows = []
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start : start + batch_size]
-            rows.append(st.encode(chunk, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False))
-            if on_batch is not None:
-                on_batch(start + len(chunk))
-        return np.concatenate(rows).astype(np.float64)
+        with library_bars_off():  # the caller's rich bar (on_batch) is the one bar shown
+            st = load_model(model)
+            _log_truncation(st, [n for n, x in zip(names, texts) if x in set(todo)], todo, model)
+            rows = []
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start : start + batch_size]
+                rows.append(st.encode(chunk, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False))
+                if on_batch is not None:
+                    on_batch(start + len(chunk))
+            return np.concatenate(rows).astype(np.float64)
 
     X = cached_encode(texts, model, encode, cache) if cache is not None else encode(texts)
     return GeneVectors(tuple(names), X, f"{model} text embedding")

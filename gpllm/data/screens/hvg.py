@@ -117,5 +117,13 @@ def hvg_scanpy(adata, n_top: int, flavor: str = "seurat", counts_layer: str | No
         except ImportError as err:
             raise InputError(f"hvg flavor 'seurat_v3' needs scikit-misc: {err}") from err
     else:
-        res = sc.pp.highly_variable_genes(adata, n_top_genes=n_top, flavor=flavor, inplace=False)
-    return np.asarray(res["highly_variable"], dtype=bool)
+        import warnings
+
+        with warnings.catch_warnings():  # said below in gpllm's words, not as scanpy's raw warning
+            warnings.filterwarnings("ignore", message=".*n_top_genes.*normalized dispersions")
+            res = sc.pp.highly_variable_genes(adata, n_top_genes=n_top, flavor=flavor, inplace=False)
+    mask = np.asarray(res["highly_variable"], dtype=bool)
+    if mask.sum() < min(n_top, mask.size):
+        log.warning("n_hvg=%d: only %d of %d genes have a defined dispersion (flavor %r); keeping those %d",
+                    n_top, mask.sum(), mask.size, flavor, mask.sum())  # fmt: skip
+    return mask

@@ -86,14 +86,14 @@ NORMAN19 = ObsSpec(
     subset=(("dataset", ("norman19",)),),
 )
 
-#: Norman 2019 as GEARS distributes it (perturb_processed.h5ad): 'ctrl', 'A+ctrl', 'A+B'.
-NORMAN_GEARS = ObsSpec(pert_col="condition", control_labels=("ctrl",), gene_col="gene_name")
+#: GEARS' own h5ad layout (PertData): obs['condition'] 'ctrl', 'A+ctrl', 'A+B'; symbols in var['gene_name'].
+GEARS = ObsSpec(pert_col="condition", control_labels=("ctrl",), gene_col="gene_name")
 #: Norman 2019 as scPerturb distributes it: obs['perturbation'] 'control', 'A', 'A_B'.
 NORMAN_SCPERTURB = ObsSpec(pert_col="perturbation", control_labels=("control",), combo_sep="_")
 
 #: The layouts a config's ``preset`` (and ``gpllm data process --preset``) may name.
-PRESETS = {"replogle_bulk": REPLOGLE_BULK, "replogle_cells": REPLOGLE_CELLS, "norman19": NORMAN19,
-           "norman_gears": NORMAN_GEARS, "norman_scperturb": NORMAN_SCPERTURB}  # fmt: skip
+PRESETS = {"replogle_bulk": REPLOGLE_BULK, "replogle_cells": REPLOGLE_CELLS, "norman19": NORMAN19, "gears": GEARS,
+           "norman_scperturb": NORMAN_SCPERTURB}  # fmt: skip
 
 
 def preset(name: str | None, where: str = "preset") -> ObsSpec:

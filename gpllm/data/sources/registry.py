@@ -133,7 +133,7 @@ SOURCES: tuple[Source, ...] = (
     Source(
         "norman-gears", "https://dataverse.harvard.edu/api/access/datafile/6154020", "norman.zip",
         "Norman 2019 K562 CRISPRa singles and pairs as GEARS distributes them (91,205 cells x 5,045 genes; "
-        "preset norman_gears)",
+        "preset gears)",
         size=168_758_985,
         checksums=("md5:cdc41d6050e619c37fd9dd44d440e2b4",
                    "sha256:c1938353f6f41829c9137f073ecb843ce4d4114528b001b48312b019f739d877"),

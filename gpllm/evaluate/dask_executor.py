@@ -1,0 +1,125 @@
+"""The sweep's chains on a ``dask.distributed`` cluster.
+
+Each task becomes one Dask task, submitted when the one before it in its
+chain has finished, so a chain runs in order (a GP size warm-starts from the
+stored fit at the smaller one) while different chains spread over the
+cluster. (Not as a Dask dependency: the scheduler would then recompute a
+finished task whose worker was lost, to hand its result to the next one.) The
+context is sent to the workers once (``scatter``, broadcast), and every task
+first copies the parent's JAX settings (float64, the compilation cache), as
+local workers do.
+
+Failures:
+
+- a task that raises stops the run: gpllm's own errors come back as
+  themselves, anything else as a :class:`~gpllm.errors.WorkerError` with the
+  worker's traceback; the other tasks are cancelled, and what finished stays
+  in the run folder;
+- a worker lost mid-task (killed, out of memory, its machine gone) is not an
+  error of the task: the scheduler reruns the task on another worker, up to
+  its ``distributed.scheduler.allowed-failures`` times (default 3); beyond
+  that the run stops with a WorkerError naming the task, never skipping it.
+
+The run folder must be on storage that every worker sees at the same path
+(the parent passes an absolute path).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any, Callable, Sequence
+
+from gpllm.errors import GPLLMError, InputError, WorkerError
+
+
+@dataclasses.dataclass
+class DaskExecutor:
+    """A connected ``distributed.Client``; :meth:`close` disconnects (the cluster stays up)."""
+
+    client: Any
+    address: str
+
+    @classmethod
+    def connect(cls, address: str, *, timeout: float = 5.0) -> DaskExecutor:
+        """Connect to the scheduler at ``address`` (``tcp://HOST:PORT``); InputError within
+        ``timeout`` seconds if it cannot be reached, or if dask.distributed is not installed."""
+        try:
+            from distributed import Client
+        except ImportError:
+            raise InputError(f"executor {address}: dask.distributed is not installed "
+                             "(pip install 'gpllm[dask]')") from None  # fmt: skip
+        try:
+            client = Client(address, timeout=f"{timeout}s", set_as_default=False)
+        except (OSError, TimeoutError) as err:
+            raise InputError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({err}); "
+                             "is the cluster running, and is the address right?") from None  # fmt: skip
+        return cls(client, address)
+
+    @property
+    def label(self) -> str:
+        workers = len(self.client.scheduler_info().get("workers", {}))
+        return f"dask {self.address}, {workers} workers"
+
+    def run_chains(
+        self, chains: Sequence[Sequence[Any]], task: Callable, context: Any, on_event: Callable[[str, Any], None]
+    ) -> list[list[Any]]:
+        """``task(item, context)`` for every item, in order within each chain; results per chain."""
+        from distributed import as_completed
+
+        from gpllm.evaluate.workers import jax_settings
+
+        context_future = self.client.scatter(context, broadcast=True, hash=False)
+        settings = jax_settings()
+        run = uuid.uuid4().hex[:8]
+        where: dict[str, tuple[int, int]] = {}
+
+        def submit(c: int, p: int):
+            future = self.client.submit(_run_task, task, chains[c][p], context_future, settings,
+                                        key=f"gpllm-{run}-{c}-{p}", pure=False)  # fmt: skip
+            where[future.key] = (c, p)
+            on_event("start", chains[c][p])
+            return future
+
+        pending = as_completed([submit(c, 0) for c, chain in enumerate(chains) if chain], loop=self.client.loop)
+        results: list[list[Any]] = [[None] * len(chain) for chain in chains]
+        try:
+            for future in pending:
+                c, p = where[future.key]
+                if future.status != "finished":
+                    _raise_failure(future, chains[c][p])
+                results[c][p] = future.result()
+                future.release()
+                on_event("done", chains[c][p])
+                if p + 1 < len(chains[c]):
+                    pending.add(submit(c, p + 1))
+        finally:
+            pending.clear()  # cancels what is still queued or running
+        return results
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _run_task(task: Callable, item: Any, context: Any, settings: dict) -> Any:
+    """On a worker: the parent's JAX settings, then the task."""
+    import jax
+
+    for name, value in settings.items():
+        jax.config.update(name, value)
+    return task(item, context)
+
+
+def _raise_failure(future: Any, item: Any) -> None:
+    from distributed.scheduler import KilledWorker
+
+    err = future.exception()
+    if isinstance(err, KilledWorker):
+        raise WorkerError(f"Dask workers died each time they ran {item!r} ({err}); the run stopped there "
+                          "(finished results are kept: run the same command again to resume)") from None  # fmt: skip
+    if isinstance(err, GPLLMError):
+        raise err
+    import traceback
+
+    text = "".join(traceback.format_exception(type(err), err, future.traceback()))
+    raise WorkerError(f"a Dask worker failed on {item!r}: {type(err).__name__}: {err}", details=text) from None

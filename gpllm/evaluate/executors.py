@@ -1,0 +1,89 @@
+"""Where the sweep's chains run: local worker processes, or a Dask cluster.
+
+An executor runs independent *chains* of tasks (a chain in order; see
+:func:`gpllm.evaluate.workers.run_chains`) and relays each task's start and
+end to a callback. The results never depend on the executor: every task
+reads its inputs from the context it is handed and its warm start from the
+run folder, and writes its sealed part there, so a run may be started on a
+cluster and resumed on a laptop (and the other way round) over the same folder.
+
+- ``"local"`` (the default): this process, or ``workers`` spawned processes
+  pinned to the cores (:mod:`gpllm.evaluate.workers`).
+- ``"dask://HOST:PORT"``: the scheduler of a running ``dask.distributed``
+  cluster (``tcp://`` addresses are taken as they are). The run folder must
+  be on storage every worker sees (:mod:`gpllm.evaluate.dask_executor`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Protocol, Sequence
+
+from gpllm.errors import InputError
+
+#: Executor strings that mean "this machine".
+LOCAL = "local"
+DASK_SCHEME = "dask://"
+
+
+class Executor(Protocol):
+    """Runs chains of ``task(item, context)``; ``label`` says where, for the progress bar."""
+
+    label: str
+
+    def run_chains(
+        self, chains: Sequence[Sequence[Any]], task: Callable, context: Any, on_event: Callable[[str, Any], None]
+    ) -> list[list[Any]]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalExecutor:
+    """This process (``workers`` = 1) or that many spawned worker processes (None: one per core)."""
+
+    workers: int | None = 1
+
+    @property
+    def label(self) -> str:
+        return "" if self._count() == 1 else f"{self._count()} workers"
+
+    def _count(self) -> int:
+        from gpllm.evaluate.workers import default_workers
+
+        return self.workers if self.workers is not None else default_workers()
+
+    def run_chains(self, chains, task, context, on_event):
+        from gpllm.evaluate.workers import run_chains
+
+        return run_chains(chains, task, context, workers=self._count(), on_event=on_event)
+
+    def close(self) -> None:
+        pass
+
+
+def check_executor(spec: str | None) -> str:
+    """``spec`` normalised ("local", or a scheduler address ``tcp://HOST:PORT``); InputError
+    naming what is wrong with it. Connects to nothing."""
+    if spec in (None, "", LOCAL):
+        return LOCAL
+    if not isinstance(spec, str):
+        raise InputError(f"executor must be 'local' or 'dask://HOST:PORT', got {spec!r}")
+    address = "tcp://" + spec[len(DASK_SCHEME):] if spec.startswith(DASK_SCHEME) else spec
+    host, _, port = address.removeprefix("tcp://").rpartition(":")
+    if not address.startswith("tcp://") or not host or not port.isdigit():
+        raise InputError(f"executor {spec!r}: expected 'local' or 'dask://HOST:PORT' (e.g. dask://10.0.0.5:8786)")
+    return address
+
+
+def open_executor(spec: str | None = LOCAL, *, workers: int | None = 1, timeout: float = 5.0) -> Executor:
+    """The executor ``spec`` names, ready to run: a Dask cluster is connected to now, so an
+    unreachable one fails within ``timeout`` seconds, before any run folder is made."""
+    address = check_executor(spec)
+    if address == LOCAL:
+        if workers is not None and workers < 1:
+            raise InputError(f"workers must be >= 1, got {workers}")
+        return LocalExecutor(workers)
+    from gpllm.evaluate.dask_executor import DaskExecutor
+
+    return DaskExecutor.connect(address, timeout=timeout)

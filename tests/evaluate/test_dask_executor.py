@@ -1,0 +1,121 @@
+"""The sweep on a Dask cluster: a real ``distributed.LocalCluster`` of 2 worker processes."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from gpllm.errors import InputError, WorkerError
+from gpllm.evaluate.executors import LocalExecutor, check_executor, open_executor
+from gpllm.reproduce import ReproduceConfig, reproduce
+
+distributed = pytest.importorskip("distributed")
+
+CHAINS = [[("a", 1), ("a", 2), ("a", 3)], [("b", 10)], [("c", 5), ("c", 6)]]
+SMALL = {"kind": "synthetic", "seed": 3, "overrides": {"n_perts": 60, "n_genes": 40}}
+
+
+def record(item, context):
+    """A task: its result, and the order in which tasks ran (a file per chain)."""
+    name, value = item
+    if value == context.get("fail_on"):
+        raise context["error"]
+    marker = Path(context["root"]) / f"died-{value}"
+    if value == context.get("die_once_on") and not marker.exists():
+        marker.touch()
+        os._exit(9)  # the worker process dies mid-task, as under the out-of-memory killer
+    with open(Path(context["root"]) / f"order-{name}", "a") as log:
+        log.write(f"{value}\n")
+    return name, value * context["scale"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c:
+        yield c
+
+
+@pytest.fixture
+def dask(cluster):
+    executor = open_executor("dask://" + cluster.scheduler_address.removeprefix("tcp://"))
+    yield executor
+    executor.close()
+
+
+def test_chains_on_dask_match_local_and_keep_their_order(dask, tmp_path):
+    events = []
+    context = {"scale": 2, "root": str(tmp_path)}
+    there = dask.run_chains(CHAINS, record, context, lambda kind, item: events.append((kind, item)))
+    (tmp_path / "here").mkdir()
+    here = LocalExecutor(1).run_chains(CHAINS, record, {"scale": 2, "root": str(tmp_path / "here")}, lambda *a: None)
+    assert there == here == [[("a", 2), ("a", 4), ("a", 6)], [("b", 20)], [("c", 10), ("c", 12)]]
+    assert (tmp_path / "order-a").read_text().split() == ["1", "2", "3"]
+    for chain in CHAINS:
+        for item in chain:
+            assert events.index(("start", item)) < events.index(("done", item))
+    assert "2 workers" in dask.label
+
+
+def test_a_gpllm_error_on_a_worker_comes_back_as_itself(dask, tmp_path):
+    context = {"scale": 1, "root": str(tmp_path), "fail_on": 2, "error": InputError("bad gene 'XYZ'")}
+    with pytest.raises(InputError, match="bad gene 'XYZ'"):
+        dask.run_chains(CHAINS, record, context, lambda *a: None)
+
+
+def test_another_error_is_a_worker_error_with_the_traceback(dask, tmp_path):
+    context = {"scale": 1, "root": str(tmp_path), "fail_on": 6, "error": ZeroDivisionError("boom")}
+    with pytest.raises(WorkerError, match="ZeroDivisionError: boom") as caught:
+        dask.run_chains(CHAINS, record, context, lambda *a: None)
+    assert "Traceback" in caught.value.details
+
+
+def test_a_worker_lost_mid_chain_is_retried_not_skipped(dask, tmp_path):
+    context = {"scale": 1, "root": str(tmp_path), "die_once_on": 2}
+    results = dask.run_chains(CHAINS, record, context, lambda *a: None)
+    assert results == [[("a", 1), ("a", 2), ("a", 3)], [("b", 10)], [("c", 5), ("c", 6)]]
+    assert (tmp_path / "died-2").exists()
+    assert (tmp_path / "order-a").read_text().split() == ["1", "2", "3"]
+
+
+def test_reproduce_on_dask_gives_the_local_table(dask, tmp_path):
+    config = ReproduceConfig.from_dict({"name": "dask", "data": SMALL, "embeddings": ["text"],
+                                        "sweep": {"sizes": [20, 40], "n_folds": 2,
+                                                  "models": ["gp", "nonctrl_mean"]}})  # fmt: skip
+    local = reproduce(config, tmp_path / "local", progress=False, workers=1).results
+    remote = reproduce(config, tmp_path / "dask", progress=False, executor=dask).results
+    drop = ["hyperparameters"]  # the GP's recorded LML may differ in its last digits between processes
+    assert remote.drop(drop).columns == local.drop(drop).columns
+    numeric = [c for c, t in local.schema.items() if t.is_float()]
+    key = [c for c in local.columns if c not in numeric and c not in drop]
+    assert remote.select(key).equals(local.select(key))
+    for column in numeric:
+        a, b = local[column].to_numpy(), remote[column].to_numpy()
+        assert (abs(a - b) <= 1e-6 * (1 + abs(a))).all() or pl.Series(a).equals(pl.Series(b)), column
+    # a folder started on the cluster resumes locally with nothing left to do
+    again = reproduce(config, tmp_path / "dask", progress=False, workers=1).results
+    assert again.equals(remote)
+
+
+@pytest.mark.parametrize("spec", ["dask://", "dask://host", "dask://host:port", "spark://h:1", "tcp://:80", 7])
+def test_a_malformed_executor_is_named(spec):
+    with pytest.raises(InputError, match="executor"):
+        check_executor(spec)
+
+
+def test_an_unreachable_cluster_fails_in_seconds_and_leaves_no_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    from gpllm.cli import app
+
+    out = tmp_path / "run"
+    started = time.perf_counter()
+    result = CliRunner().invoke(app, ["reproduce", "--executor", "dask://127.0.0.1:9", "--out", str(out),
+                                      "--sizes", "20", "--no-progress"])  # fmt: skip
+    assert result.exit_code == 1
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in result.stderr
+    assert time.perf_counter() - started < 30  # a generous bound on a 5 s timeout, not a benchmark
+    assert not out.exists()
