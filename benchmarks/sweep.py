@@ -29,6 +29,7 @@ import threading
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 from benchmarks.peers import REPO_ROOT
 from gpllm import compilation_cache
@@ -95,6 +96,24 @@ def run_once(args, cache: Path, tmp: Path, label: str) -> dict | None:
         command += ["--sizes", "100,400", "--folds", "2"]
     if args.workers:
         command += ["--workers", str(args.workers)]
+    run = measured_run(command, cache)
+    if run is None:
+        return None
+    timings = RunStore(out).read_timings()
+    by_model, by_size, processes = breakdown(timings)
+    return {"wall_s": run.wall_s, "parts": len(timings), "processes": processes, "peak_tree_bytes": run.peak_bytes,
+            "seconds_per_model": by_model, "seconds_per_size": by_size}  # fmt: skip
+
+
+class MeasuredRun(NamedTuple):
+    wall_s: float
+    peak_bytes: int
+    stdout: str
+
+
+def measured_run(command: list[str], cache: Path) -> MeasuredRun | None:
+    """``command`` in a child process (JAX compilation cache ``cache``), its wall time, the peak
+    resident memory of its process tree and its stdout; None (output printed) if it failed."""
     env = {**os.environ, compilation_cache.ENV: str(cache)}
     started = time.time()
     child = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -107,10 +126,7 @@ def run_once(args, cache: Path, tmp: Path, label: str) -> dict | None:
     if child.returncode != 0:
         print(stdout[-3000:], stderr[-3000:], sep="\n")
         return None
-    timings = RunStore(out).read_timings()
-    by_model, by_size, processes = breakdown(timings)
-    return {"wall_s": wall, "parts": len(timings), "processes": processes, "peak_tree_bytes": sampler.peak,
-            "seconds_per_model": by_model, "seconds_per_size": by_size}  # fmt: skip
+    return MeasuredRun(wall, sampler.peak, stdout)
 
 
 def report(label: str, run: dict) -> None:

@@ -156,6 +156,28 @@ def _files_keys() -> dict[str, Key]:
     }
 
 
+def _combos_keys() -> dict[str, Key]:
+    from gpllm.evaluate.combos import CombosConfig
+    from gpllm.reproduce_combos import MODEL_NAMES
+
+    return {
+        **_fields_of(CombosConfig, "seen-0/1/2 evaluation option"),
+        "models": Key(STR_LIST, "list of strings", f"pair models, from {', '.join(MODEL_NAMES)} (default all)"),
+        "max_steps": Key(INT, "int", "GP optimiser steps per fit (default 200)"),
+        "screen": Key(STR, "string", "kind = 'files': the screen whose two-gene conditions are evaluated"),
+        "embedding": Key(STR, "string", "the embedding used (default: the first of the top-level embeddings)"),
+    }
+
+
+def _override_keys(combos: bool) -> dict[str, Key]:
+    """[data.overrides]: the single-gene generator's knobs, and the pair generator's with [combos]."""
+    from gpllm.data.synthetic.pairs import PairConfig
+    from gpllm.data.synthetic.screens import SyntheticConfig
+
+    keys = _fields_of(SyntheticConfig, "generator knob")
+    return {**keys, **_fields_of(PairConfig, "pair generator knob ([combos] only)")} if combos else keys
+
+
 TOP_KEYS = {
     "name": Key(STR, "string", "the run's name: its folder under results/ (made a safe file name)"),
     "data": Key(TABLE, "table", "[data]: kind = 'synthetic' or 'files', and their keys"),
@@ -168,6 +190,7 @@ TOP_KEYS = {
     "models": Key(TABLE, "table", "[models.NAME]: a model of your own, or options of a built-in one"),
     "executor": Key(STR, "string", "where the sweep runs: 'local' (default) or 'dask://HOST:PORT', a Dask "
                     "cluster whose workers all see the output folder"),
+    "combos": Key(TABLE, "table", "[combos]: evaluate two-gene perturbations (seen-0/1/2 splits) instead of the grid"),
 }
 
 
@@ -191,19 +214,19 @@ def check_table(table: Any, keys: Mapping[str, Key], where: str) -> None:
 
 def check_config(raw: Mapping[str, Any], where: str = "config") -> None:
     """Check every key of a config at every level; InputError naming the first problem."""
-    from gpllm.data.synthetic.screens import SyntheticConfig
-
     check_table(raw, TOP_KEYS, where)
     check_table(raw.get("sweep", {}), _sweep_keys(), f"{where} [sweep]")
     if "models" in raw.get("sweep", {}) and not raw["sweep"]["models"]:
         raise InputError(f"{where} [sweep] models is empty: name at least one model")
     for name, table in raw.get("models", {}).items():
         check_table(table, _model_keys(), f"{where} [models.{name}]")
+    if "combos" in raw:
+        check_table(raw["combos"], _combos_keys(), f"{where} [combos]")
     data = raw.get("data", {"kind": "synthetic"})
     kind = data.get("kind", "synthetic") if isinstance(data, Mapping) else None
     if kind == "synthetic":
         check_table(data, _synthetic_keys(), f"{where} [data]")
-        check_table(data.get("overrides", {}), _fields_of(SyntheticConfig, "generator knob"), f"{where} [data.overrides]")
+        check_table(data.get("overrides", {}), _override_keys("combos" in raw), f"{where} [data.overrides]")
     elif kind == "files":
         check_table(data, _files_keys(), f"{where} [data]")
         for group, keys in (("screens", _screen_keys()), ("embeddings", EMBEDDING_KEYS)):
@@ -217,17 +240,16 @@ def check_config(raw: Mapping[str, Any], where: str = "config") -> None:
 
 def describe() -> str:
     """The config reference as Markdown: every section, key, type and meaning."""
-    from gpllm.data.synthetic.screens import SyntheticConfig
-
     sections = [
         ("top level", TOP_KEYS),
         ("[sweep]", _sweep_keys()),
         ("[models.NAME]", _model_keys()),
         ("[data] with kind = \"synthetic\"", _synthetic_keys()),
-        ("[data.overrides]", _fields_of(SyntheticConfig, "generator knob")),
+        ("[data.overrides]", _override_keys(combos=True)),
         ("[data] with kind = \"files\"", _files_keys()),
         ("[data.screens.NAME]", _screen_keys()),
         ("[data.embeddings.SOURCE]", EMBEDDING_KEYS),
+        ("[combos]", _combos_keys()),
     ]
     lines = ["# gpllm reproduce: config reference", "",
              "Generated from `gpllm/configs.py` (`python -m gpllm.configs > docs/config.md`); a test keeps",

@@ -63,6 +63,8 @@ class ReproduceConfig:
     executor: where the sweep's chains run, "local" or "dask://HOST:PORT"
     (:mod:`gpllm.evaluate.executors`); never part of the run's identity, so a
     folder started on a cluster resumes locally and the other way round.
+    combos: a ``[combos]`` table: evaluate two-gene perturbations instead
+    (:mod:`gpllm.reproduce_combos`).
     """
 
     name: str = "demo"
@@ -73,6 +75,7 @@ class ReproduceConfig:
     sweep: SweepConfig = SweepConfig()
     evaluate: tuple[str, ...] = ()
     executor: str = "local"
+    combos: Mapping[str, Any] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "executor", check_executor(self.executor))
@@ -108,7 +111,7 @@ class ReproduceConfig:
         pca_k = raw.get("pca_k", 50)
         return cls(raw.get("name", "run"), data, embeddings, None if pca_k in (0, None) else int(pca_k),
                    raw.get("missing", "drop"), sweep, tuple(raw.get("evaluate", ())),
-                   raw.get("executor", "local"))  # fmt: skip
+                   raw.get("executor", "local"), raw.get("combos"))  # fmt: skip
 
 
 def _model_specs(listed, tables: Mapping[str, Any], base: Path, where: str) -> tuple[ModelSpec, ...]:
@@ -280,6 +283,10 @@ def reproduce(
     """
     from gpllm.report import write_report
 
+    if config.combos is not None:
+        from gpllm.reproduce_combos import reproduce_combos
+
+        return reproduce_combos(config, out_dir, progress=progress)
     if executor is None:
         with contextlib.closing(open_executor(config.executor, workers=workers)) as opened:
             return reproduce(config, out_dir, progress=progress, executor=opened)

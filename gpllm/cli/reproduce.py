@@ -42,6 +42,8 @@ def reproduce_command(
 
     try:
         cfg = ReproduceConfig() if config is None else ReproduceConfig.from_toml(config)
+        if cfg.combos is not None and overrides:
+            raise InputError("--sizes, --folds and --models set the grid; a [combos] config sets its own in [combos]")
         if overrides:
             cfg = dataclasses.replace(cfg, sweep=dataclasses.replace(cfg.sweep, **overrides))
         if executor is not None:
@@ -56,6 +58,12 @@ def reproduce_command(
         raise fail(err) from err
     # Wide enough for Table 1's five columns when stdout is a file or a pipe.
     console = Console(width=None if sys.stdout.isatty() else 140)
+    if cfg.combos is not None:
+        from gpllm.report.combos import format_seen_table, seen_table
+
+        console.print(format_seen_table(seen_table(run.results)), markup=False)
+        console.print(f"results, seen tables and figure: {run.out_dir / 'report'}")
+        return
     for screen in screens(run.results):
         console.print(rich_table(make_table(run.results, screen)))
     # one path a line, never wrapped inside a path

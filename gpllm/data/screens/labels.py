@@ -7,8 +7,9 @@ A screen's obs table names the target in one column, with its own conventions:
 * Replogle 2022 bulk files: the row ID obs['gene_transcript'] is
   ``<n>_<GENE>_<promoter>_<ENSEMBL>`` for a targeting guide and ends in
   ``_non-targeting_non-targeting_non-targeting`` for a control guide.
-* Norman 2019 (GEARS/perturbench style): obs['condition'] is 'control', 'A',
-  or 'A+B' for a two-gene perturbation ('A+ctrl' is a single).
+* Norman 2019 (GEARS/perturbench style): obs['condition'] is 'control' (or
+  'ctrl'), 'A', or 'A+B' for a two-gene perturbation ('A+ctrl' is a single);
+  scPerturb's copy joins the genes with '_' ('A_B'). Parsed names always use '+'.
 
 :class:`ObsSpec` describes one such convention; :func:`parse_labels` turns the
 column into (kind, target) per row. Two-gene perturbations are recognised and
@@ -28,6 +29,8 @@ from gpllm.errors import DataError
 
 #: Kind codes in :class:`Labels`.
 CONTROL, SINGLE, COMBO = 0, 1, 2
+#: Separator of the genes in a multi-gene condition's name after parsing ('A+B').
+COMBO_SEP = "+"
 
 
 @dataclass(frozen=True)
@@ -85,9 +88,12 @@ NORMAN19 = ObsSpec(
 
 #: GEARS' own h5ad layout (PertData): obs['condition'] 'ctrl', 'A+ctrl', 'A+B'; symbols in var['gene_name'].
 GEARS = ObsSpec(pert_col="condition", control_labels=("ctrl",), gene_col="gene_name")
+#: Norman 2019 as scPerturb distributes it: obs['perturbation'] 'control', 'A', 'A_B'.
+NORMAN_SCPERTURB = ObsSpec(pert_col="perturbation", control_labels=("control",), combo_sep="_")
 
 #: The layouts a config's ``preset`` (and ``gpllm data process --preset``) may name.
-PRESETS = {"replogle_bulk": REPLOGLE_BULK, "replogle_cells": REPLOGLE_CELLS, "norman19": NORMAN19, "gears": GEARS}
+PRESETS = {"replogle_bulk": REPLOGLE_BULK, "replogle_cells": REPLOGLE_CELLS, "norman19": NORMAN19, "gears": GEARS,
+           "norman_scperturb": NORMAN_SCPERTURB}  # fmt: skip
 
 
 def preset(name: str | None, where: str = "preset") -> ObsSpec:
@@ -209,5 +215,5 @@ def _classify(raw: str, spec: ObsSpec, controls: frozenset[str]) -> tuple[int, s
             return CONTROL, ""
         if len(genes) == 1:
             return SINGLE, genes[0]
-        return COMBO, spec.combo_sep.join(genes)
+        return COMBO, COMBO_SEP.join(genes)  # one separator downstream, whatever the file's
     return SINGLE, label

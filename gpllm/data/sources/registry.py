@@ -131,6 +131,27 @@ SOURCES: tuple[Source, ...] = (
         "extracted pickle (reported 460,797,248 bytes) is checked through the zip; " + _NOT_VERIFIED_HERE,
     ),
     Source(
+        "norman-gears", "https://dataverse.harvard.edu/api/access/datafile/6154020", "norman.zip",
+        "Norman 2019 K562 CRISPRa singles and pairs as GEARS distributes them (91,205 cells x 5,045 genes; "
+        "preset gears)",
+        size=168_758_985,
+        checksums=("md5:cdc41d6050e619c37fd9dd44d440e2b4",
+                   "sha256:c1938353f6f41829c9137f073ecb843ce4d4114528b001b48312b019f739d877"),
+        member="perturb_processed.h5ad",
+        notes="Harvard Dataverse doi:10.7910/DVN/Q2ZV3E, datafile 6154020, CC0; size and md5 of the zip as the "
+        "Dataverse record publishes them (reported by several projects), sha256 as pinned by another project; the "
+        "extracted h5ad (reported 2,228,610,012 bytes) is checked through the zip; " + _NOT_VERIFIED_HERE,
+    ),
+    Source(
+        "norman-scperturb", "https://zenodo.org/records/10044268/files/NormanWeissman2019_filtered.h5ad?download=1",
+        "NormanWeissman2019_filtered.h5ad",
+        "Norman 2019 as scPerturb distributes it (111,445 cells x 33,694 genes, raw counts; preset norman_scperturb)",
+        size=698_680_199,
+        checksums=("md5:c870e6967d91c017d9da827bab183cd6",),
+        notes="scPerturb on Zenodo (records 10044268 and 13350497); size and md5 as Zenodo publishes them; "
+        + _NOT_VERIFIED_HERE,
+    ),
+    Source(
         "uniprot-human-prott5", _UNIPROT + "embeddings/UP000005640_9606/per-protein.h5", "per-protein.h5",
         "UniProt ProtT5 per-protein embeddings, human proteome UP000005640 (1024-d, about 47 MB)",
         notes="size and checksum unknown: the file lives under current_release and changes with "

@@ -262,6 +262,14 @@ def _embeddings(cfg, u_all, names_all, perts, rng):
     return out, missing
 
 
+def counting_noise(m: np.ndarray, n_cells, cfg: SyntheticConfig, rng: np.random.Generator) -> np.ndarray:
+    """Rates m (..., G) of pseudobulks of ``n_cells`` cells (broadcast against m) times
+    exp(N(0, 1/(n depth m/sum(m)) + phi/n)): Poisson counting plus NB over-dispersion."""
+    frac = m / m.sum(axis=-1, keepdims=True)
+    var = 1.0 / (n_cells * cfg.depth * frac) + cfg.overdispersion / n_cells
+    return m * np.exp(np.sqrt(var) * rng.standard_normal(m.shape))
+
+
 def _normalise_log(m: np.ndarray, target_sum: float) -> np.ndarray:
     """log1p(target_sum * m / rowsum(m)) for rates m (..., G)."""
     return np.log1p(target_sum * m / m.sum(axis=-1, keepdims=True))
@@ -324,12 +332,8 @@ def make_screens(seed: int = 0, config: SyntheticConfig | None = None, **overrid
         m = mu * np.exp(D)
         n_p = (40 + rng.gamma(4.0, 20.0, size=P)).astype(np.int64)
         n_c = int(rng.integers(8000, 12000))
-        frac = m / m.sum(axis=1, keepdims=True)
-        var = 1.0 / (n_p[:, None] * cfg.depth * frac) + cfg.overdispersion / n_p[:, None]
-        m_obs = m * np.exp(np.sqrt(var) * rng.standard_normal(m.shape))
-        fc = mu / mu.sum()
-        var_c = 1.0 / (n_c * cfg.depth * fc) + cfg.overdispersion / n_c
-        mu_obs = mu * np.exp(np.sqrt(var_c) * rng.standard_normal(G))
+        m_obs = counting_noise(m, n_p[:, None], cfg, rng)
+        mu_obs = counting_noise(mu, n_c, cfg, rng)
         Y = _normalise_log(m_obs, cfg.target_sum)
         ctrl = _normalise_log(mu_obs, cfg.target_sum)
         de = np.argsort(-np.abs(Y - ctrl), axis=1, kind="stable")[:, : cfg.n_de]
