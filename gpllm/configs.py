@@ -158,11 +158,11 @@ def _files_keys() -> dict[str, Key]:
 
 def _combos_keys() -> dict[str, Key]:
     from gpllm.evaluate.combos import CombosConfig
-    from gpllm.reproduce_combos import MODEL_NAMES
+    from gpllm.models.pairs import PAIR_MODEL_NAMES
 
     return {
         **_fields_of(CombosConfig, "seen-0/1/2 evaluation option"),
-        "models": Key(STR_LIST, "list of strings", f"pair models, from {', '.join(MODEL_NAMES)} (default all)"),
+        "models": Key(STR_LIST, "list of strings", f"pair models, from {', '.join(PAIR_MODEL_NAMES)} (default all)"),
         "max_steps": Key(INT, "int", "GP optimiser steps per fit (default 200)"),
         "screen": Key(STR, "string", "kind = 'files': the screen whose two-gene conditions are evaluated"),
         "embedding": Key(STR, "string", "the embedding used (default: the first of the top-level embeddings)"),

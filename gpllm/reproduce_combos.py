@@ -8,7 +8,7 @@ Data flow::
       -> run_combos over GEARS' seen-0/1/2 folds -> write_combos_report
 
 ``[combos]`` keys (see ``docs/config.md``): the models by name
-(:data:`MODEL_NAMES`), the folds, the GI magnitude band, the GP's optimiser
+(:data:`PAIR_MODEL_NAMES`), the folds, the GI magnitude band, the GP's optimiser
 steps; ``[data.overrides]`` may set the pair generator's knobs
 (:class:`~gpllm.data.synthetic.pairs.PairConfig`) beside the singles'.
 """
@@ -19,15 +19,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from gpllm.data.screens.pairs import PairScreen, pair_screen
 from gpllm.errors import InputError
 from gpllm.evaluate.combos import CombosConfig, run_combos
 from gpllm.gp.fit import FitOptions
+from gpllm.inputs import local_file, load_vectors_from, make_embeddings
+from gpllm.models.pairs import PAIR_MODEL_NAMES
 from gpllm.models.pairs import default_pair_models
 from gpllm.progress import bar
-
-#: The pair models a config may name, in the table's order.
-MODEL_NAMES = ("additive", "additive_gp", "pair_gp", "residual_gp", "knn_summed", "ridge_summed")
 
 
 def pair_models(names, max_steps: int = 200) -> tuple:
@@ -35,15 +36,13 @@ def pair_models(names, max_steps: int = 200) -> tuple:
     known = {m.name: m for m in default_pair_models(FitOptions(max_steps=max_steps))}
     unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise InputError(f"[combos] models: unknown {unknown}; choose from {list(MODEL_NAMES)}" if unknown
+        raise InputError(f"[combos] models: unknown {unknown}; choose from {list(PAIR_MODEL_NAMES)}" if unknown
                          else "[combos] models is empty")  # fmt: skip
     return tuple(known[n] for n in names)
 
 
 def load_pair_inputs(data: Mapping[str, Any], screen_name: str | None = None):
     """(PairScreen, {source: GeneVectors}) from the config's ``[data]``."""
-    from gpllm.reproduce import _local_file, load_vectors_from
-
     kind = data.get("kind", "synthetic")
     if kind == "synthetic":
         from gpllm.data.synthetic.pairs import make_pair_screen
@@ -61,28 +60,27 @@ def load_pair_inputs(data: Mapping[str, Any], screen_name: str | None = None):
         raise InputError(f"[combos] needs [data.screens.{name}] and [data.embeddings.*]; screens: {sorted(entries)}")
     entry, where = entries[name], f"screen {name!r}"
     options = {k: v for k, v in entry.items() if k not in ("path", "source", "preset", "allow_unverified")}
-    screen = read_screen(_local_file(entry, where), labels.preset(entry.get("preset"), where), **options)
+    screen = read_screen(local_file(entry, where), labels.preset(entry.get("preset"), where), **options)
     pairs: PairScreen = pair_screen(screen.singles, screen.combos, where)
     needed = set(pairs.all_genes)
     return pairs, {s: load_vectors_from(s, e, needed) for s, e in data["embeddings"].items()}
 
 
-def reproduce_combos(config, out_dir: str | Path, *, progress: bool = True):
-    """Run the config's combos evaluation into ``out_dir``; a :class:`~gpllm.reproduce.Reproduction`."""
-    from gpllm.reproduce import Reproduction, make_embeddings
+def reproduce_combos(config, out_dir: str | Path, *, progress: bool = True) -> tuple[pl.DataFrame, dict[str, Path]]:
+    """Run a :class:`~gpllm.reproduce.ReproduceConfig`'s combos evaluation into ``out_dir``:
+    (the result rows, the report's files)."""
     from gpllm.report.combos import write_combos_report
 
     combos = dict(config.combos)
     screen, vectors = load_pair_inputs(config.data, combos.get("screen"))
     embedding_name = combos.get("embedding", config.embeddings[0])
     embedding = make_embeddings(vectors, screen.all_genes, [embedding_name], k=config.pca_k, missing=config.missing)[embedding_name]
-    models = pair_models(combos.get("models", MODEL_NAMES), int(combos.get("max_steps", 200)))
+    models = pair_models(combos.get("models", PAIR_MODEL_NAMES), int(combos.get("max_steps", 200)))
     run_config = CombosConfig(**{k: combos[k] for k in ("n_folds", "seed", "equal_sizes", "magnitude_tol") if k in combos})
     with bar("combos: folds x models", enabled=progress) as update:
         results, notes = run_combos(screen, embedding, models, run_config, progress=update)
-    out = Path(out_dir)
     notes = (f"embedding {embedding_name!r}, {embedding.dim} columns; screen {screen!r}", *notes)
-    return Reproduction(results, write_combos_report(results, notes, out / "report"), out)
+    return results, write_combos_report(results, notes, Path(out_dir) / "report")
 
 
-__all__ = ["MODEL_NAMES", "load_pair_inputs", "pair_models", "reproduce_combos"]
+__all__ = ["load_pair_inputs", "pair_models", "reproduce_combos"]

@@ -278,6 +278,10 @@ class SummedEmbedding:
         return record_of(self.model, state.inner)
 
 
+#: The names of :func:`default_pair_models`, in the table's order.
+PAIR_MODEL_NAMES = ("additive", "additive_gp", "pair_gp", "residual_gp", "knn_summed", "ridge_summed")
+
+
 def default_pair_models(options: FitOptions = FitOptions()) -> tuple:
     """The models of the seen-0/1/2 table: additive baseline, the GPs, summed kNN and ridge."""
     return (
@@ -292,5 +296,5 @@ def default_pair_models(options: FitOptions = FitOptions()) -> tuple:
 
 __all__ = [
     "AdditiveBaseline", "AdditiveState", "Conditions", "EmbeddedState", "PairGP", "ResidualPairGP", "SummedEmbedding",
-    "default_pair_models", "paired", "summed",
+    "PAIR_MODEL_NAMES", "default_pair_models", "paired", "summed",
 ]  # fmt: skip
