@@ -11,9 +11,6 @@ that are not zero and not the mirror image of one already made:
 - :func:`solve_triangular_rhs`: L^{-1} F for lower-triangular L and F, block
   column by block column on the rows where it is not zero: about N^3/3 FLOPs
   where trsm spends N^3.
-- :func:`cholesky_inverse`: A^{-1} = L^{-T} L^{-1} from L, as L^{-1} by
-  :func:`solve_triangular_rhs` on the identity and its lower-triangular Gram
-  product: about 2 N^3/3 FLOPs where two full solves spend 2 N^3.
 
 Every function is pure and traceable (jit, vmap, grad); the block boundaries
 depend only on static shapes. Below ``min_blocked`` rows a single call is
@@ -77,24 +74,3 @@ def solve_triangular_rhs(L: jax.Array, F: jax.Array) -> jax.Array:
         block = lax.linalg.triangular_solve(L[start:, start:], F[start:, start:stop], left_side=True, lower=True)
         columns.append(jnp.concatenate([jnp.zeros((start, stop - start), F.dtype), block], axis=0))
     return jnp.concatenate(columns, axis=1)
-
-
-def cholesky_inverse(L: jax.Array) -> jax.Array:
-    """A^{-1} = L^{-T} L^{-1} (N, N) for the lower Cholesky factor L of A.
-
-    (L^{-T} L^{-1})_{IJ} = sum_{K >= max(I, J)} (L^{-1})_{KI}^T (L^{-1})_{KJ}: only the
-    blocks of L^{-1} on and below the diagonal enter.
-    """
-    e = block_edges(L.shape[0])
-    b = len(e) - 1
-    identity = jnp.eye(L.shape[0], dtype=L.dtype)
-    if b == 1:
-        inverse = lax.linalg.triangular_solve(L, identity, left_side=True, lower=True)
-        return inverse.T @ inverse
-    inverse = solve_triangular_rhs(L, identity)
-    lower = {}
-    for i in range(b):
-        for j in range(i + 1):
-            rows = slice(e[i], None)  # K >= I: rows of L^{-1} where both column blocks can be nonzero
-            lower[i, j] = inverse[rows, e[i]:e[i + 1]].T @ inverse[rows, e[j]:e[j + 1]]
-    return _from_lower_blocks(lower, b)
