@@ -9,8 +9,10 @@ pair up. A *chain* is one (acquisition, repeat); each of its rounds
    raw hyperparameters, conditioned in float64 where JAX has it) and asks the
    acquisition for the next batch, which :func:`check_batch` validates;
 2. refits the GP on everything measured, warm-started from the previous
-   round's hyperparameters (below the model's ``fresh_start_below`` also from
-   the fresh start, keeping the higher LML: :meth:`GPModel.fit_predict_folds`);
+   round's hyperparameters (:meth:`GPModel.fit_predict_folds`: from the fresh
+   start where they sit on the no-signal plateau, and also from it, keeping
+   the higher LML, below the model's ``fresh_start_below``, which
+   :func:`gpllm.active.run.run_active` sets to 0 unless the config sets it);
 3. scores the held-out set with the usual metrics (means over test
    perturbations) and writes one sealed part to the run folder
    (:class:`~gpllm.evaluate.store.RunStore`).
