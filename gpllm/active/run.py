@@ -53,7 +53,7 @@ class ActiveRun(NamedTuple):
     out_dir: Path
 
 
-def _model_spec(data_config: ReproduceConfig, config: ActiveConfig) -> ModelSpec:
+def model_spec(data_config: ReproduceConfig, config: ActiveConfig) -> ModelSpec:
     """The config's ``[models.NAME]`` of that name, or a built-in GP / a ``module:attr`` kernel."""
     where = "[active] model"
     specs = {s.name: s for s in data_config.sweep.models}
@@ -69,7 +69,7 @@ def run_active(data_config: ReproduceConfig, config: ActiveConfig, out_dir: str 
     """Run (or resume) the design simulation into ``out_dir``; write its figure and table there."""
     out = Path(out_dir)
     acquisitions = {name: load_acquisition(name, "[active] acquisitions") for name in config.acquisitions}
-    spec = _model_spec(data_config, config)
+    spec = model_spec(data_config, config)
     inputs = load_inputs(data_config)
     screen = config.screen or next(iter(inputs.screens))
     if screen not in inputs.screens:

@@ -102,3 +102,12 @@ def test_a_good_batch_passes_as_int64():
     design = Design(None, None, np.zeros((6, 2)), np.array([0, 2]), np.zeros(3))
     out = check_batch(np.array([5, 1, 3], np.int32), design, 3, "mine")
     assert out.dtype == np.int64 and out.tolist() == [5, 1, 3]
+
+
+def test_a_model_without_a_predictive_covariance_is_refused():
+    from gpllm.active.run import model_spec
+    from gpllm.reproduce import ReproduceConfig
+
+    with pytest.raises(InputError, match=r"\[active\] model 'ridge' is not a GP"):
+        model_spec(ReproduceConfig(), dataclasses.replace(ActiveConfig(), model="ridge"))
+    assert model_spec(ReproduceConfig(), ActiveConfig()).name == "gp"
