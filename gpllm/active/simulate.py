@@ -125,12 +125,8 @@ def run_chain(sim: Simulation, store: RunStore, acquisition: str, repeat: int, o
             continue
         computing = True
         started = time.perf_counter()
-        if round_ == 0:
-            batch = split.seed
-        else:
-            design = _design(sim, split, measured, record)
-            batch = check_batch(sim.acquisitions[acquisition](design, n_measured - len(measured), sim.key(repeat, round_)),
-                                design, n_measured - len(measured), acquisition)  # fmt: skip
+        size = n_measured - len(measured)
+        batch = split.seed if round_ == 0 else _acquire(sim, acquisition, split, measured, record, size, sim.key(repeat, round_))
         measured = np.concatenate([measured, batch])
         train = split.pool[measured]
         fit = fit_predict_folds(sim.model, [Fold(Z[train], data.Y[train], Z[split.test])], [record])[0]
@@ -145,12 +141,15 @@ def run_chain(sim: Simulation, store: RunStore, acquisition: str, repeat: int, o
         on_round()
 
 
-def _design(sim: Simulation, split: Split, measured: np.ndarray, record: dict) -> Design:
-    """The GP of the previous round, rebuilt from its record, as the acquisition sees it."""
+def _acquire(sim: Simulation, acquisition: str, split: Split, measured: np.ndarray, record: dict, size: int,
+             key: jax.Array) -> np.ndarray:  # fmt: skip
+    """The acquisition's next ``size`` pool indices, checked, given the previous round's GP
+    rebuilt from its record (in float64 where JAX has it)."""
     model = dataclasses.replace(sim.model, dtype="float64") if float64_enabled() else sim.model
     train = split.pool[measured]
     state = model.restore(record, sim.embedding.Z[train], sim.data.Y[train])
-    return Design(model, state, sim.embedding.Z[split.pool], measured.copy(), np.asarray(sim.data.ctrl))
+    design = Design(model, state, sim.embedding.Z[split.pool], measured.copy(), np.asarray(sim.data.ctrl))
+    return check_batch(sim.acquisitions[acquisition](design, size, key), design, size, acquisition)
 
 
 def _strongest(data: PerturbationData, pool: np.ndarray) -> np.ndarray:
