@@ -14,7 +14,6 @@ as soon as the screen is known, before any fit.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import NamedTuple
@@ -81,10 +80,6 @@ def run_active(data_config: ReproduceConfig, config: ActiveConfig, out_dir: str 
     perts = common_perturbations({screen: data}, {emb_name: embedding})
     data, embedding = data.select(perts), embedding.select(perts)
     model = spec.build(BuildContext(blocks=embedding.blocks, ctrl=data.ctrl, seed=config.seed, gp_dtype=config.gp_dtype))
-    if "fresh_start_below" not in dict(spec.options):
-        # Each round warm-starts from the last, 50 perturbations smaller; racing a fresh start
-        # (the sweep's default below 300) took ~100 L-BFGS steps a round, most of a run's time.
-        model = dataclasses.replace(model, fresh_start_below=0)
     sim = Simulation(data, embedding, config, model, acquisitions)  # checks the budget against the pool
     run = {"active": config.to_json(), "model": spec.to_json(), "screen": screen, "embedding": emb_name,
            "data": f"{data_config.name}:{inputs.data_id}:k={data_config.pca_k}:{data_config.missing}",

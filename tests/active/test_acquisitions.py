@@ -106,3 +106,20 @@ def test_every_builtin_follows_the_interface(design):
         batch = np.asarray(acquire(design, 4, jax.random.key(1)))
         assert batch.shape == (4,) and len(set(batch.tolist())) == 4, name
         assert not set(batch.tolist()) & set(design.measured.tolist()), name
+
+
+def test_a_fit_without_signal_is_told_apart(design):
+    """K A^{-1} (Y - m) against Y - m, recomputed with a NumPy solve."""
+    from gpllm.active.simulate import MIN_SIGNAL, carries_signal
+
+    design, Z_train = design
+    Y = np.random.default_rng(0).normal(size=(len(Z_train), 5))
+    for variance, expected in ((VARIANCE, True), (1e-4 * NOISE, False)):
+        params = params_from_values(RBF(), {"variance": variance, "lengthscale": LENGTHSCALE}, NOISE)
+        state = design.model.condition(params, Z_train, Y)
+        K = variance / VARIANCE * rbf(Z_train, Z_train)
+        centred = Y - Y.mean(axis=0)
+        explained = K @ np.linalg.solve(K + NOISE * np.eye(len(K)), centred)
+        share = np.linalg.norm(explained) / np.linalg.norm(centred)
+        assert (share >= MIN_SIGNAL) == expected
+        assert carries_signal(design._replace(state=state)) == expected
