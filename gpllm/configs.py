@@ -178,6 +178,23 @@ def _override_keys(combos: bool) -> dict[str, Key]:
     return {**keys, **_fields_of(PairConfig, "pair generator knob ([combos] only)")} if combos else keys
 
 
+def _active_keys() -> dict[str, Key]:
+    return {
+        "acquisitions": Key(STR_LIST, "list of strings", "random, max_variance, variance_reduction, coreset, "
+                            "ucb_effect (default all), or 'file.py:attr' / 'module:attr' of your own"),
+        "repeats": Key(INT, "int", "repeats, each with its own test set and seed set (default 5)"),
+        "seed_size": Key(INT, "int", "perturbations measured first, at random (default 50)"),
+        "batch_size": Key(INT, "int", "perturbations each round adds (default 50)"),
+        "budget": Key(INT, "int", "perturbations measured in the end, seed set included (default 800)"),
+        "test_fraction": Key(NUMBER, "number", "share of the screen held out for scoring (default 0.2)"),
+        "seed": Key(INT, "int", "seed of the test sets, seed sets and random acquisitions (default 0)"),
+        "screen": Key(STR, "string", "the screen to simulate on (default: the config's first)"),
+        "embedding": Key(STR, "string", "the embedding the GP uses (default: the config's last)"),
+        "model": Key(STR, "string", "'gp', 'gp_blocks', a [models.NAME] GP, or a 'module:attr' kernel (default gp)"),
+        "gp_dtype": Key(one_of("float32", "float64"), "string", "precision of the GP fits (default float32)"),
+    }  # fmt: skip
+
+
 TOP_KEYS = {
     "name": Key(STR, "string", "the run's name: its folder under results/ (made a safe file name)"),
     "data": Key(TABLE, "table", "[data]: kind = 'synthetic' or 'files', and their keys"),
@@ -191,6 +208,7 @@ TOP_KEYS = {
     "executor": Key(STR, "string", "where the sweep runs: 'local' (default) or 'dask://HOST:PORT', a Dask "
                     "cluster whose workers all see the output folder"),
     "combos": Key(TABLE, "table", "[combos]: evaluate two-gene perturbations (seen-0/1/2 splits) instead of the grid"),
+    "active": Key(TABLE, "table", "[active]: the design simulation of `gpllm active`"),
 }
 
 
@@ -216,6 +234,7 @@ def check_config(raw: Mapping[str, Any], where: str = "config") -> None:
     """Check every key of a config at every level; InputError naming the first problem."""
     check_table(raw, TOP_KEYS, where)
     check_table(raw.get("sweep", {}), _sweep_keys(), f"{where} [sweep]")
+    check_table(raw.get("active", {}), _active_keys(), f"{where} [active]")
     if "models" in raw.get("sweep", {}) and not raw["sweep"]["models"]:
         raise InputError(f"{where} [sweep] models is empty: name at least one model")
     for name, table in raw.get("models", {}).items():
@@ -244,6 +263,7 @@ def describe() -> str:
         ("top level", TOP_KEYS),
         ("[sweep]", _sweep_keys()),
         ("[models.NAME]", _model_keys()),
+        ("[active] (`gpllm active`)", _active_keys()),
         ("[data] with kind = \"synthetic\"", _synthetic_keys()),
         ("[data.overrides]", _override_keys(combos=True)),
         ("[data] with kind = \"files\"", _files_keys()),

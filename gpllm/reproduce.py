@@ -77,14 +77,7 @@ class ReproduceConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> ReproduceConfig:
-        path = Path(path)
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"config {path} does not exist") from None
-        except tomllib.TOMLDecodeError as err:
-            raise InputError(f"config {path} is not valid TOML: {err}") from None
-        return cls.from_dict(raw, base=path.parent, where=str(path))
+        return cls.from_dict(read_config(path), base=Path(path).parent, where=str(path))
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], base: Path = Path("."), where: str = "config") -> ReproduceConfig:
@@ -100,6 +93,17 @@ class ReproduceConfig:
         return cls(raw.get("name", "run"), data, embeddings, None if pca_k in (0, None) else int(pca_k),
                    raw.get("missing", "drop"), sweep, tuple(raw.get("evaluate", ())),
                    raw.get("executor", "local"), raw.get("combos"))  # fmt: skip
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A config file's TOML as a dict; InputError if it is missing or not valid TOML."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"config {path} does not exist") from None
+    except tomllib.TOMLDecodeError as err:
+        raise InputError(f"config {path} is not valid TOML: {err}") from None
 
 
 def _model_specs(listed, tables: Mapping[str, Any], base: Path, where: str) -> tuple[ModelSpec, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from gpllm.cli.active import active_command
 from gpllm.cli.common import reflow_help
 from gpllm.cli.data import app as data_app
 from gpllm.cli.data import embed_text
@@ -29,6 +30,7 @@ app.command("fit")(fit_command)
 app.command("predict")(predict_command)
 app.command("evaluate")(evaluate_command)
 app.command("reproduce")(reproduce_command)
+app.command("active")(active_command)
 
 
 @bench_app.command(

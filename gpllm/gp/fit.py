@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -139,6 +140,9 @@ FLAT_STEPS = 3
 NOISE_FRACTIONS = (0.1, 0.5, 0.9)
 
 
+# Compiled once per kernel and shape: called eagerly (GPModel.fresh_start), its Cholesky's
+# lax.cond would otherwise be traced and compiled anew on every call.
+@partial(jax.jit, static_argnums=0)
 def initial_params(kernel: Kernel, Z: jax.Array, Y: jax.Array, targets=None) -> GPParams:
     """The best of a few data-aware starts by Eq. 1: :func:`init_params` at each of
     ``NOISE_FRACTIONS`` of Y's variance given to the noise.

@@ -1,0 +1,251 @@
+"""The design simulation: rounds of acquire, measure, refit and score, resumable round by round.
+
+For each repeat r (``split_for``): a random test set is held out, the rest of
+the screen is the pool, and a random seed set of the pool is measured first;
+all acquisitions of a repeat share its split and seed set, so their curves
+pair up. A *chain* is one (acquisition, repeat); each of its rounds
+
+1. rebuilds the GP fitted in the previous round from its stored record (exact
+   raw hyperparameters, conditioned in float64 where JAX has it) and asks the
+   acquisition for the next batch, which :func:`check_batch` validates;
+2. refits the GP on everything measured, warm-started from the previous
+   round's hyperparameters; only where the previous fit carries no signal
+   (:func:`carries_signal`) does a fit from the fresh start race it, keeping
+   the higher LML (:meth:`GPModel.fit_predict_folds`). The sweep races below
+   300 perturbations always; here that took ~100 L-BFGS steps a round, most
+   of a run's time, for rounds 50 perturbations apart;
+3. scores the held-out set with the usual metrics (means over test
+   perturbations) and writes one sealed part to the run folder
+   (:class:`~gpllm.evaluate.store.RunStore`).
+
+Every round starts from what the previous round stored, so a resumed chain
+computes exactly what an uninterrupted one would. Row columns: acquisition,
+repeat, round, n_measured, pearson_de, pearson_all, mae_de, mae_all, mse_de,
+nll, coverage90, strong_found (share of the pool's strongest 10% responders
+measured so far: effect size |x - ctrl| over the top-20 DE genes), added (the
+perturbations this round measured), record (the GP fit's record, JSON).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import jax
+import numpy as np
+import polars as pl
+
+from gpllm.active.acquisitions import Acquisition, Design, check_batch
+from gpllm.active.config import ActiveConfig
+from gpllm.data.embeddings.assemble import Embedding
+from gpllm.data.screens.perturbation_data import PerturbationData
+from gpllm.errors import InputError
+from gpllm.evaluate.metrics import perturbation_metrics, predictive_scores
+from gpllm.evaluate.store import RunStore
+from gpllm.models.base import Fold, fit_predict_folds
+from gpllm.models.gp import GPModel
+from gpllm.precision import float64_enabled
+
+log = logging.getLogger(__name__)
+
+#: The share of the pool counted as strong responders in ``strong_found``.
+STRONG_SHARE = 0.1
+
+
+class Split(NamedTuple):
+    """One repeat's split of a screen: test and pool hold screen indices, seed pool indices."""
+
+    test: np.ndarray
+    pool: np.ndarray
+    seed: np.ndarray
+
+
+def split_for(n_perts: int, config: ActiveConfig, repeat: int) -> Split:
+    """Repeat ``repeat``'s held-out test set, pool (both sorted screen indices) and seed set."""
+    rng = np.random.default_rng([config.seed, repeat])
+    order = rng.permutation(n_perts)
+    n_test = config.test_size(n_perts)
+    test, pool = np.sort(order[:n_test]), np.sort(order[n_test:])
+    return Split(test, pool, np.sort(rng.choice(len(pool), config.seed_size, replace=False)))
+
+
+def part_key(acquisition: str, repeat: int, round_: int) -> str:
+    return f"{acquisition}|{repeat}|{round_}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Simulation:
+    """Everything the rounds need, aligned: row i of ``embedding.Z`` is ``data.perts[i]``."""
+
+    data: PerturbationData
+    embedding: Embedding
+    config: ActiveConfig
+    model: GPModel
+    acquisitions: Mapping[str, Acquisition]
+
+    def __post_init__(self):
+        if tuple(self.embedding.names) != tuple(self.data.perts):
+            raise InputError("the embedding's rows must be the screen's perturbations, in order")
+        if not isinstance(self.model, GPModel):
+            raise InputError(f"gpllm active needs a GP model (a gpllm GPModel), got {type(self.model).__name__}")
+        self.config.check_pool(self.data.n_perts, "the screen")
+
+    @property
+    def keys(self) -> list[str]:
+        """Every part's key, in the results' order."""
+        return [part_key(a, r, k) for a in self.acquisitions for r in range(self.config.repeats)
+                for k in range(len(self.config.rounds))]  # fmt: skip
+
+    def key(self, repeat: int, round_: int) -> jax.Array:
+        """The PRNG key an acquisition gets in a round (the same for every acquisition)."""
+        return jax.random.fold_in(jax.random.fold_in(jax.random.key(self.config.seed), repeat), round_)
+
+
+def run_chain(sim: Simulation, store: RunStore, acquisition: str, repeat: int, on_round=lambda: None) -> None:
+    """Every round of one (acquisition, repeat) not yet stored; stored rounds are read back.
+
+    Once a round is computed, the later ones are recomputed too (never mixed
+    with parts computed from another history).
+    """
+    data, Z = sim.data, sim.embedding.Z
+    split = split_for(data.n_perts, sim.config, repeat)
+    index = {data.perts[i]: pool_i for pool_i, i in enumerate(split.pool)}
+    strong = _strongest(data, split.pool)
+    measured, record, computing = np.zeros(0, np.int64), None, False
+    for round_, n_measured in enumerate(sim.config.rounds):
+        key = part_key(acquisition, repeat, round_)
+        if not computing and store.has_part(key):
+            row = store.read_part(key).row(0, named=True)
+            measured = np.concatenate([measured, [index[p] for p in row["added"]]]).astype(np.int64)
+            record = json.loads(row["record"])
+            on_round()
+            continue
+        computing = True
+        started = time.perf_counter()
+        model, batch = dataclasses.replace(sim.model, fresh_start_below=0), split.seed
+        if round_ > 0:
+            design = _design(sim, split, measured, record)
+            size = n_measured - len(measured)
+            batch = check_batch(sim.acquisitions[acquisition](design, size, sim.key(repeat, round_)), design, size, acquisition)
+            if not carries_signal(design):
+                model = dataclasses.replace(model, fresh_start_below=n_measured + 1)
+        measured = np.concatenate([measured, batch])
+        train = split.pool[measured]
+        fit = fit_predict_folds(model, [Fold(Z[train], data.Y[train], Z[split.test])], [record])[0]
+        record = dict(fit.record)
+        row = _score(data, split.test, fit.prediction) | {
+            "acquisition": acquisition, "repeat": repeat, "round": round_, "n_measured": len(measured),
+            "strong_found": float(np.isin(strong, measured).mean()),
+            "added": [data.perts[i] for i in split.pool[batch]], "record": json.dumps(record, sort_keys=True),
+        }  # fmt: skip
+        store.write_part(key, _frame(row))
+        store.record_time(key, time.perf_counter() - started)
+        on_round()
+
+
+def _design(sim: Simulation, split: Split, measured: np.ndarray, record: dict) -> Design:
+    """The previous round's GP, rebuilt from its record (in float64 where JAX has it), as
+    the acquisition sees it."""
+    model = dataclasses.replace(sim.model, dtype="float64") if float64_enabled() else sim.model
+    train = split.pool[measured]
+    state = model.restore(record, sim.embedding.Z[train], sim.data.Y[train])
+    return Design(model, state, sim.embedding.Z[split.pool], measured.copy(), np.asarray(sim.data.ctrl))
+
+
+#: Below this share of the training profiles' spread explained, a fit carries no signal.
+MIN_SIGNAL = 1e-2
+
+
+def carries_signal(design: Design) -> bool:
+    """Whether the fitted GP explains at least ``MIN_SIGNAL`` of its training profiles'
+    deviation from their mean: |K A^{-1} (Y - m)|_F / |Y - m|_F, from the stored factor.
+
+    Why: a fit on few perturbations can settle where the kernel's variance is ~1e-4 of
+    the noise's; the GP then predicts the mean, and warm starts never leave that mode
+    (seen at n = 50 on one repeat of the synthetic screen, stuck up to n = 800).
+    """
+    post = design.state.posterior
+    explained = design.model.predict(design.state, post.Z).mean - design.state.offset
+    deviation = post.L @ (post.L.T @ post.alpha)  # A alpha = Y - m
+    return bool(np.linalg.norm(explained) >= MIN_SIGNAL * np.linalg.norm(deviation))
+
+
+def _strongest(data: PerturbationData, pool: np.ndarray) -> np.ndarray:
+    """Pool indices of the pool's strongest ``STRONG_SHARE`` responders (largest top-20 DE effect)."""
+    delta = data.Y[pool] - data.ctrl
+    effect = np.linalg.norm(np.take_along_axis(delta, data.de[pool], axis=1), axis=1)
+    return np.argsort(-effect, kind="stable")[: max(1, round(STRONG_SHARE * len(pool)))]
+
+
+def _score(data: PerturbationData, test: np.ndarray, prediction) -> dict:
+    """Held-out metrics, each the mean over test perturbations."""
+    Y_test, mean = data.Y[test], np.asarray(prediction.mean)
+    metrics = perturbation_metrics(Y_test, mean, reference=data.ctrl, de=data.de[test])
+    scores = predictive_scores(Y_test, mean, prediction.var)
+    out = {name: float(np.mean(getattr(metrics, name))) for name in ("pearson_de", "pearson_all", "mae_de", "mae_all", "mse_de")}
+    return out | {"nll": float(np.mean(scores.nll)), "coverage90": float(np.mean(scores.coverage))}
+
+
+_SCHEMA = {"acquisition": pl.String, "repeat": pl.Int64, "round": pl.Int64, "n_measured": pl.Int64,
+           "pearson_de": pl.Float64, "pearson_all": pl.Float64, "mae_de": pl.Float64, "mae_all": pl.Float64,
+           "mse_de": pl.Float64, "nll": pl.Float64, "coverage90": pl.Float64, "strong_found": pl.Float64,
+           "added": pl.List(pl.String), "record": pl.String}  # fmt: skip
+
+
+def _frame(row: dict) -> pl.DataFrame:
+    return pl.DataFrame([{name: row[name] for name in _SCHEMA}], schema=_SCHEMA)
+
+
+def run_simulation(sim: Simulation, store: RunStore, *, run: dict, progress: bool = True) -> pl.DataFrame:
+    """Run (or resume) every chain into ``store``; the results of every round, in a fixed order.
+
+    ``run``: what identifies the run (config, data) in the folder's run.json,
+    so that a folder is only ever resumed with the same run.
+    """
+    resumed = store.open(run)
+    try:
+        if resumed:
+            log.info("resuming the design simulation in %s", store.root)
+        chains = [(a, r) for r in range(sim.config.repeats) for a in sim.acquisitions]
+        with _progress(progress, len(sim.keys)) as advance:
+            for acquisition, repeat in chains:
+                advance(f"{acquisition} repeat {repeat + 1}/{sim.config.repeats}", 0)
+                run_chain(sim, store, acquisition, repeat, on_round=lambda: advance(None, 1))
+        return store.write_results(sim.keys)
+    finally:
+        store.release()
+
+
+class _progress:
+    """A rich progress bar over rounds (or nothing): ``with ... as advance``, where
+    ``advance(description or None, n_rounds_done)``."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total = enabled, total
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda description, n: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), transient=False)  # fmt: skip
+        self.bar.__enter__()
+        self.task = self.bar.add_task("design simulation", total=self.total)
+
+        def advance(description: str | None, n: int) -> None:
+            self.bar.update(self.task, advance=n, **({"description": description} if description else {}))
+
+        return advance
+
+    def __exit__(self, kind, value, traceback):
+        if self.enabled:
+            ended = "done" if kind is None else "interrupted: run the same command again to resume"
+            self.bar.update(self.task, description=ended)
+            self.bar.__exit__(kind, value, traceback)
+        return False
+
