@@ -33,34 +33,32 @@ app.command("reproduce")(reproduce_command)
 app.command("active")(active_command)
 
 
-@bench_app.command(
-    "lml", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
-)
-def bench_lml(ctx: typer.Context) -> None:
-    """LML value+gradient vs scikit-learn, GPJax, tinygp, NumPy (benchmarks/lml.py).
-
-    Options pass through, e.g. `gpllm bench lml --quick`; needs a source checkout
-    and the 'bench' extra.
-    """
-    _run_benchmark("lml", ctx.args)
-
-
-@bench_app.command(
-    "pseudobulk", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
-)
-def bench_pseudobulk(ctx: typer.Context) -> None:
-    """Chunked pseudobulk of a 500,000 x 8,000 h5ad from disk: time and peak memory.
-
-    Runs benchmarks/pseudobulk.py; options pass through, e.g.
-    `gpllm bench pseudobulk --quick` or `--workdir DIR`.
-    """
-    _run_benchmark("pseudobulk", ctx.args)
+#: ``gpllm bench NAME`` runs ``benchmarks/NAME.py`` (a source checkout; options pass through).
+BENCHMARKS = {
+    "lml": "LML value+gradient vs scikit-learn, GPJax, tinygp, NumPy (benchmarks/lml.py). Options pass "
+           "through, e.g. `gpllm bench lml --quick`; needs the 'bench' extra.",
+    "pseudobulk": "Chunked pseudobulk of a 500,000 x 8,000 h5ad from disk: time and peak memory "
+                  "(benchmarks/pseudobulk.py), e.g. `gpllm bench pseudobulk --quick` or `--workdir DIR`.",
+    "sweep": "Wall time and peak memory of the default `gpllm reproduce` (benchmarks/sweep.py).",
+    "active": "Wall time, peak memory and the measurements-to-90%/95% table of the default "
+              "`gpllm active` (benchmarks/active.py).",
+    "combos": "Wall time, peak memory and the seen-0/1/2 table of the synthetic two-gene run "
+              "(benchmarks/combos.py).",
+}  # fmt: skip
 
 
-@bench_app.command("sweep", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def bench_sweep(ctx: typer.Context) -> None:
-    """Wall time and peak memory of the default `gpllm reproduce` (benchmarks/sweep.py)."""
-    _run_benchmark("sweep", ctx.args)
+def _benchmark_command(name: str):
+    def command(ctx: typer.Context) -> None:
+        _run_benchmark(name, ctx.args)
+
+    command.__doc__ = BENCHMARKS[name]
+    return command
+
+
+for _name in BENCHMARKS:
+    bench_app.command(_name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+        _benchmark_command(_name)
+    )
 
 
 def _run_benchmark(name: str, args: list[str]) -> None:

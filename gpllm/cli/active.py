@@ -20,9 +20,15 @@ def active_command(
     """Simulate sequential experiment design on a screen: acquisitions add batches of measured
     perturbations, the GP is refitted and scored on a held-out set after every round; writes
     learning curves (PNG) and the measurements each acquisition needs to match random."""
-    if config is not None and not config.is_file():  # said at once, before the heavy imports
-        typer.echo(f"error: config {config} does not exist", err=True)
-        raise typer.Exit(code=1)
+    from gpllm.cli.common import computing, fail, writable_folder
+    from gpllm.errors import GPLLMError, InputError
+
+    try:  # checked at once, before JAX and the data layers are loaded
+        if config is not None and not config.is_file():
+            raise InputError(f"config {config} does not exist")
+    except GPLLMError as err:
+        raise fail(err) from err
+    computing()  # float64 and the compilation cache, as every computing command
     import dataclasses
     import sys
 
@@ -31,9 +37,6 @@ def active_command(
 
     from gpllm.active.curves import printable
     from gpllm.active.run import load_configs, run_active
-    from gpllm.cli.common import fail, writable_folder
-    from gpllm.errors import GPLLMError
-
     try:
         data_config, active_config = load_configs(config)
         overrides = {"repeats": repeats, "seed_size": seed_size, "batch_size": batch_size, "budget": budget}
@@ -56,4 +59,4 @@ def active_command(
         for row in shown.iter_rows():
             table.add_row(*(str(v) for v in row))
         console.print(table)
-    console.print("; ".join(f"{name}: {path}" for name, path in run.paths.items()))
+    typer.echo("\n".join(f"{name}: {path}" for name, path in run.paths.items()))  # one path a line
