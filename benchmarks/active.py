@@ -18,18 +18,15 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
 import polars as pl
 
 from benchmarks.peers import REPO_ROOT
-from benchmarks.sweep import PeakSampler
-from gpllm import compilation_cache
+from benchmarks.sweep import measured_run
 from gpllm.active.curves import learning_curves, printable
 from gpllm.evaluate.store import RunStore
 
@@ -43,22 +40,13 @@ def run_once(args, cache: Path, out: Path) -> dict | None:
     command = [sys.executable, "-m", "gpllm.cli", "active", "--out", str(out), "--no-progress"]
     if args.quick:
         command += ["--repeats", "2", "--budget", "300"]
-    env = {**os.environ, compilation_cache.ENV: str(cache)}
-    started = time.time()
-    child = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    sampler = PeakSampler(child.pid)
-    sampler.start()
-    stdout, stderr = child.communicate()
-    wall = time.time() - started
-    sampler.finished.set()
-    sampler.join()
-    if child.returncode != 0:
-        print(stdout[-3000:], stderr[-3000:], sep="\n")
+    run = measured_run(command, cache)
+    if run is None:
         return None
     per_acquisition = defaultdict(float)
     for row in RunStore(out).read_timings():
         per_acquisition[row["chunk"].split("|")[0]] += row["seconds"]
-    return {"wall_s": wall, "peak_bytes": sampler.peak, "seconds_per_acquisition": dict(per_acquisition)}
+    return {"wall_s": run.wall_s, "peak_bytes": run.peak_bytes, "seconds_per_acquisition": dict(per_acquisition)}
 
 
 def report(label: str, run: dict) -> None:

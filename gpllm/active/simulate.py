@@ -49,6 +49,7 @@ from gpllm.evaluate.store import RunStore
 from gpllm.models.base import Fold, fit_predict_folds
 from gpllm.models.gp import GPModel
 from gpllm.precision import float64_enabled
+from gpllm.progress import run_bar
 
 log = logging.getLogger(__name__)
 
@@ -211,41 +212,11 @@ def run_simulation(sim: Simulation, store: RunStore, *, run: dict, progress: boo
         if resumed:
             log.info("resuming the design simulation in %s", store.root)
         chains = [(a, r) for r in range(sim.config.repeats) for a in sim.acquisitions]
-        with _progress(progress, len(sim.keys)) as advance:
+        with run_bar("design simulation", len(sim.keys), width=40, enabled=progress) as update:
             for acquisition, repeat in chains:
-                advance(f"{acquisition} repeat {repeat + 1}/{sim.config.repeats}", 0)
-                run_chain(sim, store, acquisition, repeat, on_round=lambda: advance(None, 1))
+                update(f"{acquisition} repeat {repeat + 1}/{sim.config.repeats}")
+                run_chain(sim, store, acquisition, repeat, on_round=lambda: update(advance=1))
         return store.write_results(sim.keys)
     finally:
         store.release()
-
-
-class _progress:
-    """A rich progress bar over rounds (or nothing): ``with ... as advance``, where
-    ``advance(description or None, n_rounds_done)``."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total = enabled, total
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda description, n: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), transient=False)  # fmt: skip
-        self.bar.__enter__()
-        self.task = self.bar.add_task("design simulation", total=self.total)
-
-        def advance(description: str | None, n: int) -> None:
-            self.bar.update(self.task, advance=n, **({"description": description} if description else {}))
-
-        return advance
-
-    def __exit__(self, kind, value, traceback):
-        if self.enabled:
-            ended = "done" if kind is None else "interrupted: run the same command again to resume"
-            self.bar.update(self.task, description=ended)
-            self.bar.__exit__(kind, value, traceback)
-        return False
 

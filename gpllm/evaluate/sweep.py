@@ -44,12 +44,13 @@ core's default.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import time
 import warnings
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -63,6 +64,7 @@ from gpllm.evaluate.store import RunStore, write_json
 from gpllm.evaluate.executors import Executor, LocalExecutor
 from gpllm.models.base import Fold, FoldFit, fit_predict_folds, zero_padding_invariant
 from gpllm.models.registry import BuildContext, ModelSpec, spec_from
+from gpllm.progress import run_bar
 
 log = logging.getLogger(__name__)
 
@@ -411,36 +413,17 @@ def _previous_part(
     return store.read_part(key) if store.has_part(key) else None
 
 
-class _progress:
-    """A rich progress bar over chunks (or nothing), usable as ``with ... as on_event``,
+@contextlib.contextmanager
+def _progress(enabled: bool, total: int, done: int, where: str) -> Iterator[Callable[[str, Chunk], None]]:
+    """A run bar over chunks (:func:`gpllm.progress.run_bar`), usable as ``with ... as on_event``,
     where ``on_event("start" | "done", chunk)`` is :func:`run_chains`'s callback."""
-
-    def __init__(self, enabled: bool, total: int, done: int, where: str):
-        self.enabled, self.total, self.done, self.where = enabled, total, done, where
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda kind, chunk: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("{task.description:<56}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), transient=False)  # fmt: skip
-        self.bar.__enter__()
-        where = f" ({self.where})" if self.where else ""
-        self.task = self.bar.add_task(f"sweep{where}", total=self.total, completed=self.done)
+    suffix = f" ({where})" if where else ""
+    with run_bar(f"sweep{suffix}", total, done=done, enabled=enabled) as update:
 
         def on_event(kind: str, chunk: Chunk) -> None:
             if kind == "done":
-                self.bar.advance(self.task)
+                update(advance=1)
             else:
-                label = f"{chunk.screen} {chunk.embedding} {chunk.model} n={chunk.size}"
-                self.bar.update(self.task, description=label + where)
+                update(f"{chunk.screen} {chunk.embedding} {chunk.model} n={chunk.size}{suffix}")
 
-        return on_event
-
-    def __exit__(self, kind, value, traceback):
-        if self.enabled:
-            ended = "done" if kind is None else "interrupted: run the same command again to resume"
-            self.bar.update(self.task, description=ended)
-            self.bar.__exit__(kind, value, traceback)
-        return False
+        yield on_event
