@@ -13,12 +13,17 @@ compilation. Printed:
 2. the main table: each case's median time, peak memory, its ratio to gpllm in the same
    dtype, and its agreement with gpllm's value;
 3. gpllm's FLOP count per path, the FLOP-bound time (FLOPs / GEMM rate) and the
-   fraction of it reached. The GEMM rate here is timed in the case's own process,
+   fraction of it reached. The FLOPs are those of the compiled program (XLA's cost
+   analysis, plus potrf and the diagonal blocks' solves, which run in LAPACK); the
+   dense algorithm's count (what a program skipping no zeros would do) is printed
+   next to it. The GEMM rate here is timed in the case's own process,
    alternating with the case's runs, and the fraction is the median over those rounds of
    (FLOP-bound time / case time) within the round: on a shared machine the rate drifts by
    +-30% over minutes, and a fraction is only meaningful when both were measured together.
-   Next to it, the floor of the algorithm: its potrf, trsm and GEMM calls timed alone;
-4. a scaling sweep over N at fixed D;
+   Next to it, the floor of the algorithm: its potrf timed alone, every other FLOP at
+   the GEMM rate;
+4. a scaling sweep over N at fixed D (``--sweep``, ``--sweep-d``), both dtypes, on the
+   gram path (``--sweep-path``): time, peak memory and the fraction of the GEMM rate;
 5. the wall time of a full L-BFGS fit at the main size.
 
 Results are also written as JSON (``--json``).
@@ -38,22 +43,20 @@ import numpy as np
 from gpllm.blas import limit_openblas_spin
 
 limit_openblas_spin()  # before anything loads SciPy's LAPACK (gpllm/blas.py)
-from benchmarks.peers import (DEFAULT_MAX_BYTES, REPO_ROOT, child_environment, primitive_floor_s,
+from benchmarks.peers import (DEFAULT_MAX_BYTES, REPO_ROOT, algorithm_floor_s, child_environment,
                               run_isolated)  # fmt: skip
 
 MIB = 1024**2
+GIB = 1024**3
 GEMM_N = 2000  # the GEMM whose rate defines "FLOP-bound": 2000 x 2000 x 2000, jitted jnp.matmul
 
 
-def gpllm_flops(n: int, q: int, d: int, path: str) -> float:
-    """FLOPs of one gpllm value+gradient, by the standard LAPACK/BLAS counts.
-
-    potrf N^3/3; trsm with M right-hand sides N^2 M; GEMM (m,k)x(k,n) 2mkn. Forward: the
-    kernel's distance GEMM 2N^2Q, potrf, W = L^{-1}F (R = D direct, R = N gram).
-    Backward: W W^T (2N^2R) and two trsm with N right-hand sides (2N^3); the kernel's
-    backward is elementwise for a shared lengthscale.
-    """
-    r = d if path == "direct" else n
+def dense_flops(n: int, q: int, d: int, path: str) -> float:
+    """FLOPs of one value+gradient by the dense algorithm, skipping no zeros (the
+    standard LAPACK/BLAS counts): the kernel's distance GEMM 2N^2Q, potrf N^3/3,
+    W = L^{-1}F (N^2 R; R = D direct, min(N, D) gram), W W^T (2N^2 R) and
+    L^{-T}(W W^T - D I)L^{-1} as two trsm with N right-hand sides (2N^3)."""
+    r = d if path == "direct" else min(n, d)
     return 2 * n * n * q + n**3 / 3 + n * n * r + 2 * n * n * r + 2 * n**3
 
 
@@ -141,17 +144,29 @@ def flop_report(records, n, q, d) -> list[dict]:
         if not r["case"].startswith("gpllm") or "error" in r:
             continue
         path = r["case"].split("-", 1)[1]
-        flops = gpllm_flops(n, q, d, path)
-        fraction, rate = paired_fraction(r, flops), r["gemm_gflops"]
+        flops, rate = r["flops"], r["gemm_gflops"]
         bound = flops / (rate * 1e9)
-        row = {"case": r["case"], "dtype": r["dtype"], "gflop": flops / 1e9, "gemm_gflops": rate,
-               "flop_bound_s": bound, "median_s": r["median_s"], "fraction_of_gemm_rate": fraction}  # fmt: skip
-        if "primitives_s" in r:
-            floor = primitive_floor_s(r["primitives_s"])
-            row |= {"primitives_s": r["primitives_s"], "primitive_floor_s": floor,
-                    "floor_fraction_of_gemm_rate": bound / floor}  # fmt: skip
-        out.append(row)
+        floor = algorithm_floor_s(n, flops, r["potrf_s"], rate)
+        out.append({"case": r["case"], "dtype": r["dtype"], "gflop": flops / 1e9,
+                    "dense_gflop": dense_flops(n, q, d, path) / 1e9, "gemm_gflops": rate,
+                    "flop_bound_s": bound, "median_s": r["median_s"],
+                    "fraction_of_gemm_rate": paired_fraction(r, flops),
+                    "dense_fraction_of_gemm_rate": paired_fraction(r, dense_flops(n, q, d, path)),
+                    "potrf_s": r["potrf_s"], "floor_s": floor, "floor_fraction_of_gemm_rate": bound / floor})  # fmt: skip
     return out
+
+
+def print_flops(flops: list[dict]) -> None:
+    for f in flops:
+        print(f"{f['case']:<15}{f['dtype']:<9}{f['gflop']:>7.1f} GFLOP ({f['dense_gflop']:.1f} dense)  "
+              f"GEMM {f['gemm_gflops']:6.1f} GFLOP/s  bound {f['flop_bound_s']:.3f} s  measured {f['median_s']:.3f} s"
+              f"  -> {100 * f['fraction_of_gemm_rate']:.0f}% of GEMM rate "
+              f"({100 * f['dense_fraction_of_gemm_rate']:.0f}% counting dense FLOPs)")  # fmt: skip
+    print("Floor of the algorithm: its potrf timed alone in the same rounds, every other FLOP at the GEMM rate")
+    for f in flops:
+        print(f"{f['case']:<15}{f['dtype']:<9}potrf {1e3 * f['potrf_s']:.0f} ms -> floor {f['floor_s']:.3f} s "
+              f"= {100 * f['floor_fraction_of_gemm_rate']:.0f}% of GEMM rate; "
+              f"gpllm's time {f['median_s'] / f['floor_s']:.2f}x the floor")  # fmt: skip
 
 
 def time_full_fit(n, q, d, seed=0) -> dict:
@@ -182,7 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--q", type=int, default=100)
     parser.add_argument("--d", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--sweep", default="200,700,1400,2800,5600", help="N values at --d")
+    parser.add_argument("--sweep", default="200,700,1400,2800,5600", help="N values ('' for none)")
+    parser.add_argument("--sweep-d", type=int, default=None, help="D of the sweep (default --d)")
+    parser.add_argument("--sweep-dtypes", default="float64,float32")
+    parser.add_argument("--sweep-path", choices=("gram", "direct"), default="gram",
+                        help="gram: Y enters through its QR factor, prepared once (not timed)")
+    parser.add_argument("--sweep-repeats", type=int, default=3)
     parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="sklearn gradient budget")
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--no-fit", action="store_true")
@@ -190,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=Path("results/bench_lml.json"))
     args = parser.parse_args(argv)
     if args.quick:
-        args.n, args.d, args.q, args.repeats, args.sweep = 300, 400, 50, 3, "100,300"
+        args.n, args.d, args.q, args.repeats, args.sweep, args.sweep_repeats = 300, 400, 50, 3, "100,300", 3
 
     report = {"machine": platform.platform(), "processor": platform.processor(),
               "size": {"n": args.n, "q": args.q, "d": args.d}}  # fmt: skip
@@ -215,30 +235,25 @@ def main(argv: list[str] | None = None) -> int:
     report["flops"] = flops
     print("\nFLOP-bound check (FLOPs / GEMM rate vs measured; the GEMM timed alternately with the case,"
           " fraction = median over those rounds)")
-    for f in flops:
-        print(f"{f['case']:<15}{f['dtype']:<9}{f['gflop']:>7.1f} GFLOP  GEMM {f['gemm_gflops']:6.1f} GFLOP/s  "
-              f"bound {f['flop_bound_s']:.3f} s  "
-              f"measured {f['median_s']:.3f} s  -> {100 * f['fraction_of_gemm_rate']:.0f}% of GEMM rate")  # fmt: skip
-    print("Floor of the algorithm: its LAPACK/XLA calls timed alone in the same rounds "
-          "(potrf + trsm(R) + W W^T + 2 trsm(N); R = D direct, N gram)")
-    for f in (f for f in flops if "primitive_floor_s" in f):
-        p = f["primitives_s"]
-        print(f"{f['case']:<15}{f['dtype']:<9}potrf {1e3 * p['potrf']:.0f} ms, trsm(R) {1e3 * p['trsm_r']:.0f} ms, "
-              f"W W^T {1e3 * p['gemm_wwt']:.0f} ms, trsm(N) {1e3 * p['trsm_n']:.0f} ms -> floor "
-              f"{f['primitive_floor_s']:.3f} s = {100 * f['floor_fraction_of_gemm_rate']:.0f}% of GEMM rate; "
-              f"gpllm's time {f['median_s'] / f['primitive_floor_s']:.2f}x the floor")  # fmt: skip
+    print_flops(flops)
 
     sweep = []
-    print(f"\nScaling sweep, gpllm float64, D={args.d} (auto path: gram when D > N)")
-    for n in (int(x) for x in args.sweep.split(",")):
-        path = "gram" if args.d > n else "direct"
-        _progress(f"sweep N={n} ({path})")
-        r = run_isolated(f"gpllm-{path}", n, args.q, args.d, "float64", args.repeats, timeout=1800,
-                         gemm_n=GEMM_N)  # fmt: skip
-        r["fraction_of_gemm_rate"] = paired_fraction(r, gpllm_flops(n, args.q, args.d, path))
-        sweep.append(r)
-        print(f"N={n:>5} {path:<7} median {r['median_s']:.3f} s  peak {r['peak_rss_bytes'] / MIB:.0f} MiB  "
-              f"{100 * r['fraction_of_gemm_rate']:.0f}% of GEMM rate ({r['gemm_gflops']:.0f} GFLOP/s)")  # fmt: skip
+    sweep_d = args.sweep_d or args.d
+    print(f"\nScaling sweep, gpllm {args.sweep_path} path, D={sweep_d}, "
+          f"median of {args.sweep_repeats} after compile, each size in its own process")
+    for n in (int(x) for x in args.sweep.split(",") if x):
+        for dtype in args.sweep_dtypes.split(","):
+            _progress(f"sweep N={n} {dtype}")
+            r = run_isolated(f"gpllm-{args.sweep_path}", n, args.q, sweep_d, dtype, args.sweep_repeats,
+                             timeout=3600, gemm_n=GEMM_N)  # fmt: skip
+            if "error" in r:
+                print(f"N={n:>6} {dtype:<8} error: {r['error'][:200]}")
+                continue
+            r["fraction_of_gemm_rate"] = paired_fraction(r, r["flops"])
+            sweep.append(r)
+            print(f"N={n:>6} {dtype:<8} median {r['median_s']:8.3f} s  peak {r['peak_rss_bytes'] / GIB:5.2f} GiB "
+                  f"(process {r['process_peak_rss_bytes'] / GIB:5.2f} GiB)  {r['flops'] / 1e9:8.1f} GFLOP  "
+                  f"{100 * r['fraction_of_gemm_rate']:.0f}% of GEMM rate ({r['gemm_gflops']:.0f} GFLOP/s)")  # fmt: skip
     report["sweep"] = sweep
 
     if not args.no_fit:

@@ -89,6 +89,7 @@ class PeerCase:
     grad_convention: str = "theta"
     d_used: int | None = None
     extra_diag: float = 0.0
+    flops: float | None = None  # of one run, where the case can count them (gpllm)
 
 
 class Timing(NamedTuple):
@@ -383,7 +384,7 @@ def make_gpllm(Z, Y, variance, lengthscale, noise, dtype=np.float64, path="gram"
 
     ``path="gram"`` factors Y Y^T once (a QR, not timed: it is per dataset, not per
     evaluation); ``"direct"`` solves against Y itself. Gradient w.r.t. gpllm's
-    unconstrained parameters u = softplus^{-1}(theta).
+    unconstrained parameters u = softplus^{-1}(theta). ``flops``: :func:`gpllm_flops`.
     """
     from gpllm import gp
     from gpllm.gp.objective import prepare_targets
@@ -402,7 +403,22 @@ def make_gpllm(Z, Y, variance, lengthscale, noise, dtype=np.float64, path="gram"
         return float(value), np.array([float(x) for x in leaves])
 
     return PeerCase(f"gpllm-{path}", run, f"gpllm {path} path", grad_convention="softplus",
-                    d_used=Y.shape[1])  # fmt: skip
+                    d_used=Y.shape[1], flops=gpllm_flops(kernel, params, Zj, targets))  # fmt: skip
+
+
+def gpllm_flops(kernel, params, Z, targets) -> float:
+    """FLOPs of one gpllm value+gradient as compiled: XLA's own count of its GEMMs and
+    elementwise work (``cost_analysis``), plus the LAPACK calls it cannot see inside:
+    potrf (N^3/3) and the triangular inverses of the diagonal blocks (nb^3 each)."""
+    from gpllm.gp import blocked
+    from gpllm.gp.objective import lml
+
+    program = jax.jit(jax.value_and_grad(lambda p, z, t: lml(kernel, p, z, t).value))
+    analysis = program.lower(params, Z, targets).compile().cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    n = Z.shape[0]
+    edges = blocked.block_edges(n)
+    return float(analysis["flops"]) + n**3 / 3 + sum((b - a) ** 3 for a, b in zip(edges, edges[1:]))
 
 
 FACTORIES: dict[str, Callable[..., PeerCase]] = {
@@ -462,26 +478,20 @@ def jax_gemm(n: int, dtype) -> tuple[Callable[[], jax.Array], float]:
     return (lambda: matmul(a, b)), 2.0 * n**3 / 1e9
 
 
-def lapack_primitives(n: int, r: int, dtype) -> dict[str, Callable[[], jax.Array]]:
-    """The library calls one gpllm value+gradient is made of, each jitted alone at its
-    size: potrf (N, N); trsm with R and with N right-hand sides; the GEMM W W^T, W (N, R).
-    Their summed time is the floor of this algorithm on this machine's LAPACK and XLA."""
+def potrf_call(n: int, dtype) -> Callable[[], jax.Array]:
+    """LAPACK's potrf on an (N, N) SPD matrix, jitted alone: the one call of a gpllm
+    value+gradient that is not a GEMM (or a small block's solve)."""
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, n)) / math.sqrt(n)
     A = jnp.asarray(X @ X.T + np.eye(n), dtype)
-    L = jnp.linalg.cholesky(A)
-    B_r, B_n = (jnp.asarray(rng.standard_normal((n, m)), dtype) for m in (r, n))
     potrf = jax.jit(lambda a: jax.lax.linalg.cholesky(a, symmetrize_input=False))
-    trsm = jax.jit(lambda l, b: jax.lax.linalg.triangular_solve(l, b, left_side=True, lower=True))
-    gram = jax.jit(lambda w: w @ w.T)
-    return {"potrf": lambda: potrf(A), "trsm_r": lambda: trsm(L, B_r),
-            "trsm_n": lambda: trsm(L, B_n), "gemm_wwt": lambda: gram(B_r)}  # fmt: skip
+    return lambda: potrf(A)
 
 
-def primitive_floor_s(primitives_s: dict[str, float]) -> float:
-    """potrf + trsm(R) + W W^T + 2 trsm(N): the calls of one value+gradient, in seconds."""
-    p = primitives_s
-    return p["potrf"] + p["trsm_r"] + p["gemm_wwt"] + 2 * p["trsm_n"]
+def algorithm_floor_s(n: int, flops: float, potrf_s: float, gemm_gflops: float) -> float:
+    """The algorithm's floor on this machine: its potrf as LAPACK runs it, and every
+    other FLOP at the rate of the big GEMM."""
+    return potrf_s + (flops - n**3 / 3) / (gemm_gflops * 1e9)
 
 
 def gemm_rate(n: int = 2000, dtype=np.float64, repeats: int = 5) -> GemmRate:
@@ -535,13 +545,13 @@ def run_case(
         rest = time_call(case.run, more, warmup=0).all_s if more else ()
     else:
         gemm, gflop = jax_gemm(gemm_n, dtype)
-        primitives = lapack_primitives(n, d if name == "gpllm-direct" else n, dtype) if name.startswith("gpllm") else {}
+        primitives = {"potrf": potrf_call(n, dtype)} if case.flops else {}
         timings = time_calls_interleaved({"case": case.run, "gemm": gemm, **primitives}, more)
         rest = timings["case"].all_s
         record |= {"gemm_n": gemm_n, "gemm_gflops": gflop / timings["gemm"].median_s,
                    "gemm_all_s": list(timings["gemm"].all_s)}  # fmt: skip
         if primitives:
-            record["primitives_s"] = {key: timings[key].median_s for key in primitives}
+            record |= {"potrf_s": timings["potrf"].median_s, "flops": case.flops}
     all_s = first.all_s + rest
     timing = Timing(float(np.median(all_s)), float(min(all_s)), all_s)
     return {
@@ -556,6 +566,7 @@ def run_case(
         "all_s": list(timing.all_s),
         "peak_rss_bytes": peak,
         "baseline_rss_bytes": baseline,
+        "process_peak_rss_bytes": peak + baseline,
     }
 
 

@@ -1,20 +1,23 @@
-"""Dense linear algebra that skips the zeros of triangular operands, by blocks.
+"""Dense linear algebra by blocks: skip the zeros of triangular operands, and
+the mirror half of symmetric results.
 
 XLA offers GEMM, potrf and trsm, none of which knows when an operand is
-triangular or when only half of a symmetric result is needed. Split the
-N rows into b blocks (static boundaries) and issue only the block products
-that are not zero and not the mirror image of one already made:
+triangular or when only half of a symmetric result is needed. Split the N
+rows into b blocks (static boundaries e_0 < ... < e_b) and issue only the
+block products that are not zero and not the mirror image of one already
+made. Operands are lower triangular (N, N) or lower *trapezoidal* (N, R),
+R <= N, with X[i, j] = 0 for j > i: the gram path's factor R^T of Y^T = Q R
+and everything made from it. Columns are blocked at the same boundaries as
+rows, clipped to R.
 
-- :func:`symmetric_product`: W W^T from the block products on and below the
-  diagonal: (b + 1) / 2b of the GEMM's 2 N^2 R FLOPs, and for a lower-
-  triangular W (N, N) only the columns up to each block's end: about 1/3 of it.
-- :func:`solve_triangular_rhs`: L^{-1} F for lower-triangular L and F, block
-  column by block column on the rows where it is not zero: about N^3/3 FLOPs
-  where trsm spends N^3.
+FLOPs against the dense call (N = R): :func:`inverse_lower` and
+:func:`lower_times` N^3/3 (trsm / GEMM: N^3, 2 N^3), :func:`gram_of_inverse`
+N^3/3 (2 N^3), :func:`lower_blocks_of_product` (b + 1) / 2b of the GEMM, and
+about 1/3 of it for a trapezoidal operand.
 
 Every function is pure and traceable (jit, vmap, grad); the block boundaries
-depend only on static shapes. Below ``min_blocked`` rows a single call is
-as fast and these fall back to it.
+depend only on static shapes. Below ``MIN_BLOCKED`` rows there is one block
+and each function is one plain call.
 """
 
 from __future__ import annotations
@@ -29,48 +32,145 @@ from jax import lax
 #: skipped zeros matter. Measured on CPU at N = 1,400: 3-6 blocks all ~2.5x faster
 #: than one GEMM for W W^T with a triangular W.
 BLOCK_ROWS = 384
-#: Below this many rows one plain call is used.
-MIN_BLOCKED = 512
+#: Below this many rows one plain call is used: from here on even two blocks beat one
+#: (measured on one CPU core: 1.2-1.5x at N = 200-400 for Eq. 1's value + gradient).
+MIN_BLOCKED = 160
 #: At most this many blocks per side, to bound the program's size (b^2 / 2 products).
-MAX_BLOCKS = 16
+MAX_BLOCKS = 8
+
+Blocks = dict[tuple[int, int], jax.Array]  # (i, j) with j <= i -> block (e_i:e_{i+1}, e_j:e_{j+1})
 
 
 def block_edges(n: int) -> tuple[int, ...]:
-    """Static boundaries 0 = e_0 < e_1 < ... < e_b = n of b near-equal row blocks."""
-    b = 1 if n < MIN_BLOCKED else min(MAX_BLOCKS, math.ceil(n / BLOCK_ROWS))
+    """Static boundaries 0 = e_0 < e_1 < ... < e_b = n of b near-equal row blocks:
+    at least 2 from ``MIN_BLOCKED`` rows on, at most ``MAX_BLOCKS``."""
+    b = 1 if n < MIN_BLOCKED else min(MAX_BLOCKS, max(2, math.ceil(n / BLOCK_ROWS)))
     return tuple(round(i * n / b) for i in range(b + 1))
 
 
-def symmetric_product(W: jax.Array, *, lower_triangular: bool = False) -> jax.Array:
-    """W W^T (N, N) for W (N, R); ``lower_triangular``: W (N, N) is, so that block J's
-    rows end at column e_{J+1}. Exact in the same sense as the GEMM (same sums, fewer zeros)."""
-    e = block_edges(W.shape[0])
-    b = len(e) - 1
-    if b == 1:
-        return W @ W.T
-    lower = {}
-    for i in range(b):
-        for j in range(i + 1):
-            cols = e[j + 1] if lower_triangular else W.shape[1]
-            lower[i, j] = W[e[i]:e[i + 1], :cols] @ W[e[j]:e[j + 1], :cols].T
-    return _from_lower_blocks(lower, b)
+def _placed(shape: tuple[int, int], dtype, blocks) -> jax.Array:
+    """A zero (shape) array with each (row, col, block) of ``blocks`` written at (row, col).
+
+    Written one by one into one buffer (XLA updates it in place) rather than
+    concatenated, so the blocks and the result are never all alive at once.
+    """
+    out = jnp.zeros(shape, dtype)
+    for row, col, block in blocks:
+        out = lax.dynamic_update_slice(out, block.astype(dtype), (row, col))
+    return out
 
 
-def _from_lower_blocks(lower: dict, b: int) -> jax.Array:
+def _column_blocks(e: tuple[int, ...], r: int) -> list[tuple[int, int, int]]:
+    """(j, start, stop) of the column blocks of an (N, R) operand: the row boundaries clipped to R."""
+    return [(j, e[j], min(e[j + 1], r)) for j in range(len(e) - 1) if e[j] < r]
+
+
+def lower_times(V: jax.Array, X: jax.Array, *, trapezoidal: bool) -> jax.Array:
+    """V X (N, R) for lower-triangular V (N, N) and X (N, R): row block i sums only
+    V[i, :e_{i+1}] X[:e_{i+1}]; for a ``trapezoidal`` X, block (i, j) sums only rows
+    e_j..e_{i+1} (N^3/3 for R = N) and the product is trapezoidal too."""
+    n, r = X.shape
+    e = block_edges(n)
+    if len(e) == 2:
+        return V @ X
+    blocks = []
+    for i in range(len(e) - 1):
+        start, stop = e[i], e[i + 1]
+        if not trapezoidal:
+            blocks.append((start, 0, V[start:stop, :stop] @ X[:stop]))
+            continue
+        blocks += [(start, c0, V[start:stop, c0:stop] @ X[c0:stop, c0:c1]) for j, c0, c1 in _column_blocks(e, r) if j <= i]
+    return _placed((n, r), X.dtype, blocks)
+
+
+def upper_times(U: jax.Array, X: jax.Array, *, trapezoidal: bool) -> jax.Array:
+    """U X (N, R) for upper-triangular U (N, N) and X (N, R): block (i, j) sums only
+    rows k >= e_i (and, for a ``trapezoidal`` X, k >= e_j too)."""
+    n, r = X.shape
+    e = block_edges(n)
+    if len(e) == 2:
+        return U @ X
+    blocks = []
+    for i in range(len(e) - 1):
+        start, stop = e[i], e[i + 1]
+        if not trapezoidal:
+            blocks.append((start, 0, U[start:stop, start:] @ X[start:]))
+            continue
+        # Columns before e_{i+1} are nonzero from row e_i on; each later block j from e_j on.
+        blocks.append((start, 0, U[start:stop, start:] @ X[start:, : min(stop, r)]))
+        blocks += [(start, c0, U[start:stop, c0:] @ X[c0:, c0:c1]) for _, c0, c1 in _column_blocks(e, r) if c0 >= stop]
+    return _placed((n, r), X.dtype, blocks)
+
+
+def gram_of_upper(U: jax.Array) -> Blocks:
+    """The blocks on and below the diagonal of U U^T for upper-triangular U (N, N)
+    (= A^{-1} for U = L^{-T}): block (i, j) sums only columns k >= e_i."""
+    e = block_edges(U.shape[0])
+    if len(e) == 2:
+        return {(0, 0): U @ U.T}
+    rows = lambda i: slice(e[i], e[i + 1])  # noqa: E731
+    return {(i, j): U[rows(i), e[i]:] @ U[rows(j), e[i]:].T for i in range(len(e) - 1) for j in range(i + 1)}
+
+
+def lower_blocks_of_product(W: jax.Array, *, trapezoidal: bool) -> Blocks:
+    """The blocks on and below the diagonal of W W^T for W (N, R); for a ``trapezoidal``
+    W block (i, j) sums only columns < min(e_{j+1}, R)."""
+    n, r = W.shape
+    e = block_edges(n)
+    if len(e) == 2:
+        return {(0, 0): W @ W.T}
+    rows = lambda i: slice(e[i], e[i + 1])  # noqa: E731
+    return {
+        (i, j): W[rows(i), : min(e[j + 1], r) if trapezoidal else r] @ W[rows(j), : min(e[j + 1], r) if trapezoidal else r].T
+        for i in range(len(e) - 1)
+        for j in range(i + 1)
+    }
+
+
+def from_lower_blocks(lower: Blocks) -> jax.Array:
     """The symmetric matrix whose blocks on and below the diagonal are ``lower[i, j]``."""
-    return jnp.block([[lower[i, j] if j <= i else lower[j, i].T for j in range(b)] for i in range(b)])
+    b = 1 + max(i for i, _ in lower)
+    if b == 1:
+        return lower[0, 0]
+    e = [0] + [lower[i, 0].shape[0] for i in range(b)]
+    e = [sum(e[: k + 1]) for k in range(b + 1)]
+    mirrored = [(e[j], e[i], block.T) for (i, j), block in lower.items() if i != j]
+    return _placed((e[-1], e[-1]), lower[0, 0].dtype, [(e[i], e[j], block) for (i, j), block in lower.items()] + mirrored)
 
 
-def solve_triangular_rhs(L: jax.Array, F: jax.Array) -> jax.Array:
-    """L^{-1} F (N, N) for lower-triangular L and F: lower triangular itself, so block
-    column J solves only rows e_J.. against the trailing block of L."""
-    e = block_edges(L.shape[0])
+def symmetric_product(W: jax.Array, *, trapezoidal: bool = False) -> jax.Array:
+    """W W^T (N, N) from the block products on and below the diagonal."""
+    return from_lower_blocks(lower_blocks_of_product(W, trapezoidal=trapezoidal))
+
+
+def solve_lower(L: jax.Array, F: jax.Array, *, trapezoidal: bool) -> jax.Array:
+    """L^{-1} F (N, R) for lower-triangular L; for a ``trapezoidal`` F the result is too,
+    and block column j solves only rows e_j.. against the trailing block of L."""
+    n, r = F.shape
+    e = block_edges(n)
+    if not trapezoidal or len(e) == 2:
+        return lax.linalg.triangular_solve(L, F, left_side=True, lower=True)
+    blocks = [(start, start, lax.linalg.triangular_solve(L[start:, start:], F[start:, start:stop], left_side=True,
+                                                         lower=True))
+              for _, start, stop in _column_blocks(e, r)]  # fmt: skip
+    return _placed((n, r), F.dtype, blocks)
+
+
+def inverse_lower(L: jax.Array) -> jax.Array:
+    """V = L^{-1} row block by row block: V_ii = L_ii^{-1}, and for j < i
+    V_ij = -V_ii sum_{e_j <= k < e_i} L_ik V_kj, one GEMM per block (N^3/3 in all)."""
+    n = L.shape[0]
+    e = block_edges(n)
     b = len(e) - 1
     if b == 1:
-        return lax.linalg.triangular_solve(L, F, left_side=True, lower=True)
-    columns = []
-    for j in range(b):
-        start, stop = e[j], e[j + 1]
-        block = lax.linalg.triangular_solve(L[start:, start:], F[start:, start:stop], left_side=True, lower=True)
-        columns.append(jnp.concatenate([jnp.zeros((start, stop - start), F.dtype), block], axis=0))
-    return jnp.concatenate(columns, axis=1)
+        return lax.linalg.triangular_solve(L, jnp.eye(n, dtype=L.dtype), left_side=True, lower=True)
+    V = jnp.zeros_like(L)
+    for i in range(b):
+        start, stop = e[i], e[i + 1]
+        diag = lax.linalg.triangular_solve(L[start:stop, start:stop], jnp.eye(stop - start, dtype=L.dtype),
+                                           left_side=True, lower=True)  # fmt: skip
+        V = lax.dynamic_update_slice(V, diag, (start, start))
+        for j in range(i):
+            block = -diag @ (L[start:stop, e[j]:start] @ V[e[j]:start, e[j]:e[j + 1]])
+            V = lax.dynamic_update_slice(V, block, (start, e[j]))
+    return V

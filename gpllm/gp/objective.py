@@ -107,15 +107,8 @@ def prepare_targets(Y: jax.Array, path: Path = "auto") -> Targets:
     return Targets(factor=factor, n_outputs=jnp.asarray(d, dtype=Y.dtype), lower_triangular=gram)
 
 
-def _solve_lower(L, B, *, left: bool = True, transpose: bool = False):
-    """L^{-1} B (left) or B L^{-1} (right), with L^T in place of L if ``transpose``."""
-    return lax.linalg.triangular_solve(L, B, left_side=left, lower=True, transpose_a=transpose)
-
-
-def _lml_from_factor(L, W, n_outputs):
-    n = L.shape[0]
-    quad = jnp.sum(W * W)
-    logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(L)))
+def _lml_from_parts(quad, logdet, n, n_outputs):
+    """Eq. 1 from |L^{-1} F|_F^2, log|A| and the sizes."""
     return -0.5 * quad - 0.5 * n_outputs * logdet - 0.5 * n * n_outputs * math.log(2.0 * math.pi)
 
 
@@ -126,31 +119,36 @@ def gaussian_lml(A: jax.Array, factor: jax.Array, n_outputs: jax.Array, lower_tr
 
     Differentiable in A (and F); the jitter is treated as a constant.
     """
-    return _forward(A, factor, n_outputs, lower_triangular)[0]
-
-
-def _forward(A, factor, n_outputs, lower_triangular):
     L, jitter = cholesky_with_jitter(A)
-    W = blocked.solve_triangular_rhs(L, factor) if lower_triangular else _solve_lower(L, factor)
-    value = _lml_from_factor(L, W, n_outputs)
-    return LML(value, jitter), (L, W, n_outputs)
-
-
-def _backward(lower_triangular, residuals, cotangent):
-    """dLML/dA = 1/2 L^{-T} (W W^T - D I) L^{-1}: W W^T from the blocks on and below the
-    diagonal (on the gram path only their nonzero columns: W is lower triangular),
-    then two right-side solves, 2 N^3."""
-    L, W, n_outputs = residuals
-    g = cotangent.value
-    n = L.shape[0]
-    # M = W W^T - D I; dA = 1/2 L^{-T} M L^{-1} = 1/2 ((M L^{-1})^T L^{-1})^T since M
-    # is symmetric. Two right-side solves: LAPACK's transposed solve runs at half speed.
-    M = blocked.symmetric_product(W, lower_triangular=lower_triangular) - n_outputs * jnp.eye(n, dtype=W.dtype)
-    G = _solve_lower(L, _solve_lower(L, M, left=False).T, left=False).T
-    dA = 0.25 * g * (G + G.T)
-    # d/dF = -A^{-1} F; dead code under jit unless someone differentiates w.r.t. Y.
-    dfactor = -g * _solve_lower(L, W.T, left=False).T
+    W = blocked.solve_lower(L, factor, trapezoidal=lower_triangular)
     logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(L)))
+    return LML(_lml_from_parts(jnp.sum(W * W), logdet, L.shape[0], n_outputs), jitter)
+
+
+def _forward(A, factor, n_outputs, trapezoidal):
+    L, jitter = cholesky_with_jitter(A)
+    # The gradient needs V = L^{-1} anyway (A^{-1} = V^T V), and W = V F as a product
+    # runs at the GEMM rate where a solve with a triangular F does not.
+    V = blocked.inverse_lower(L)
+    W = blocked.lower_times(V, factor, trapezoidal=trapezoidal)
+    logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(L)))
+    value = _lml_from_parts(jnp.sum(W * W), logdet, L.shape[0], n_outputs)
+    return LML(value, jitter), (V, W, n_outputs, logdet)
+
+
+def _backward(trapezoidal, residuals, cotangent):
+    """dLML/dA = 1/2 (B B^T - D A^{-1}) with U = V^T = L^{-T}, B = A^{-1} F = U W and
+    A^{-1} = U U^T, each from the blocks on and below the diagonal (:mod:`gpllm.gp.blocked`)."""
+    V, W, n_outputs, logdet = residuals
+    g = cotangent.value
+    n = V.shape[0]
+    U = V.T  # once: XLA's CPU GEMM contracting the rows of its left operand runs at ~2/3 rate
+    B = blocked.upper_times(U, W, trapezoidal=trapezoidal)
+    inverse = blocked.gram_of_upper(U)
+    outer = blocked.lower_blocks_of_product(B, trapezoidal=False)
+    dA = blocked.from_lower_blocks({k: (0.5 * g) * (outer[k] - n_outputs * inverse[k]) for k in inverse})
+    # d/dF = -A^{-1} F; dead code under jit unless someone differentiates w.r.t. Y.
+    dfactor = -g * B
     dn_outputs = g * (-0.5 * logdet - 0.5 * n * math.log(2.0 * math.pi))
     return dA, dfactor, dn_outputs
 

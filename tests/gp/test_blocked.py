@@ -29,29 +29,48 @@ def test_block_edges_cover_the_rows_in_near_equal_blocks(n):
 
 
 @pytest.mark.parametrize("n", [50, N_BLOCKED, 1100])
-def test_products_and_solves_match_numpy(n):
+@pytest.mark.parametrize("r_fraction", [1.0, 0.7], ids=["square", "trapezoidal"])
+def test_products_and_solves_match_numpy(n, r_fraction):
+    """Each blocked routine against the dense NumPy/SciPy call, for a lower-triangular
+    (R = N) and a lower-trapezoidal (R < N, R not on a block boundary) operand."""
     rng = np.random.default_rng(n)
+    r = int(r_fraction * n)
     L = _factor(n, rng)
-    F = np.tril(rng.normal(size=(n, n)))
+    V = np.linalg.inv(L)
+    F = np.tril(rng.normal(size=(n, r)))
     dense = rng.normal(size=(n, 70))
-    np.testing.assert_allclose(blocked.symmetric_product(jnp.asarray(dense)), dense @ dense.T, rtol=1e-12, atol=1e-11)
-    np.testing.assert_allclose(blocked.symmetric_product(jnp.asarray(F), lower_triangular=True), F @ F.T,
-                               rtol=1e-12, atol=1e-10)  # fmt: skip
-    W = blocked.solve_triangular_rhs(jnp.asarray(L), jnp.asarray(F))
+    tight = dict(rtol=1e-11, atol=1e-11)
+
+    W = np.asarray(blocked.solve_lower(jnp.asarray(L), jnp.asarray(F), trapezoidal=True))
     np.testing.assert_allclose(W, scipy.linalg.solve_triangular(L, F, lower=True), rtol=1e-10, atol=1e-12)
-    assert np.all(np.triu(np.asarray(W), 1) == 0)
+    assert np.all(np.triu(W, 1) == 0), "a trapezoidal right-hand side gives a trapezoidal solution"
+    V_blocked = np.asarray(blocked.inverse_lower(jnp.asarray(L)))
+    np.testing.assert_allclose(V_blocked, V, rtol=1e-10, atol=1e-12)
+    assert np.all(np.triu(V_blocked, 1) == 0)
+
+    for X, trapezoidal in ((F, True), (dense, False)):
+        product = np.asarray(blocked.lower_times(jnp.asarray(V), jnp.asarray(X), trapezoidal=trapezoidal))
+        np.testing.assert_allclose(product, V @ X, **tight)
+        np.testing.assert_allclose(blocked.upper_times(jnp.asarray(V.T), jnp.asarray(X), trapezoidal=trapezoidal),
+                                   V.T @ X, **tight)  # fmt: skip
+        np.testing.assert_allclose(blocked.symmetric_product(jnp.asarray(X), trapezoidal=trapezoidal), X @ X.T,
+                                   **tight)  # fmt: skip
+    np.testing.assert_allclose(blocked.from_lower_blocks(blocked.gram_of_upper(jnp.asarray(V.T))), V.T @ V,
+                               rtol=1e-10, atol=1e-10)  # fmt: skip
 
 
-@pytest.mark.parametrize("d", [900, 300], ids=["gram", "direct"])
-def test_blocked_gradient_matches_autodiff_through_the_plain_cholesky(d):
-    """On N = 600 (blocked) the hand-written gradient of either path equals JAX's autodiff
+@pytest.mark.parametrize(("d", "path"), [(900, "gram"), (300, "direct"), (450, "gram")],
+                         ids=["gram", "direct", "gram-trapezoidal"])  # fmt: skip
+def test_blocked_gradient_matches_autodiff_through_the_plain_cholesky(d, path):
+    """On N = 600 (blocked) the hand-written gradient of every path equals JAX's autodiff
     through an unblocked Cholesky and solve, and the value is unchanged to 1e-12."""
     rng = np.random.default_rng(d)
     Z, Y = jnp.asarray(rng.normal(size=(N_BLOCKED, 4))), jnp.asarray(rng.normal(size=(N_BLOCKED, d)))
     kernel = gp.RBF()
     params = gp.params_from_values(kernel, {"variance": 1.3, "lengthscale": 1.1}, 0.3)
-    targets = prepare_targets(Y)
-    assert targets.lower_triangular == (d > N_BLOCKED)
+    targets = prepare_targets(Y, path)
+    assert targets.lower_triangular == (path == "gram")
+    assert targets.factor.shape == (N_BLOCKED, min(d, N_BLOCKED))
 
     def reference(p):
         L = jnp.linalg.cholesky(covariance(kernel, p, Z))
@@ -61,6 +80,7 @@ def test_blocked_gradient_matches_autodiff_through_the_plain_cholesky(d):
     value, grad = jax.value_and_grad(lambda p: lml(kernel, p, Z, targets).value)(params)
     ref_value, ref_grad = jax.value_and_grad(reference)(params)
     np.testing.assert_allclose(value, ref_value, rtol=1e-12)
+    np.testing.assert_allclose(lml(kernel, params, Z, targets).value, ref_value, rtol=1e-12)  # the solve, not V F
     for got, want in zip(jax.tree.leaves(grad), jax.tree.leaves(ref_grad)):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * abs(float(ref_value)) / N_BLOCKED)
 
