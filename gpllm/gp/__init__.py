@@ -4,7 +4,7 @@ Data flow: ``parameters`` declare each hyperparameter's constraint ->
 ``kernels`` build K from constrained values -> ``objective`` evaluates Eq. 1
 (``cholesky`` keeps it finite) -> ``fit`` maximises it with any optax
 optimiser -> ``posterior`` predicts from one factor; ``sharding`` spreads
-outputs over devices. ``api`` is the checked, jit-compiled surface re-exported here.
+outputs or datasets (CV folds) over devices. ``api`` is the checked, jit-compiled surface re-exported here.
 """
 
 from gpllm.gp.api import (

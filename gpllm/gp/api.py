@@ -25,6 +25,7 @@ from gpllm.gp.cholesky import jitter_schedule
 from gpllm.gp.kernels import Kernel, Params
 from gpllm.gp.memory import check_gp_fits
 from gpllm.gp import parameters
+from gpllm.gp import sharding
 from gpllm.gp.fit import FitOptions
 from gpllm.gp.objective import LML, GPParams, Path, Targets, constraints_of, lml, params_shapes, prepare_targets, values_of
 
@@ -59,15 +60,27 @@ def _raise_if_failed(value, jitter, what: str) -> None:
         )
 
 
-def _checked_data(Z, Y, batched=False, dtype=None, *, batch_size: int | None = None, what: str = "GP"):
+def _checked_data(Z, Y, batched=False, dtype=None, *, batch_size: int | None = None, mesh=None, what: str = "GP"):
     """Z, Y as float arrays of one dtype, checked; and MemoryLimitError if a GP on them
-    (when ``batched``, :func:`_batch_size` datasets in flight at once) would not fit."""
+    (when ``batched``, :func:`_in_flight` datasets at once) would not fit."""
     Z = checks.as_float_array("Z", Z, dtype)
     Y = checks.as_float_array("Y", Y, Z.dtype)
     checks.check_training_arrays(Z, Y, batched=batched)
-    at_once = _batch_size(batch_size, Z.shape[0]) if batched else 1
+    if mesh is not None:
+        sharding.check_dataset_mesh(mesh)
+    at_once = _in_flight(batch_size, Z.shape[0], mesh) if batched else 1
     check_gp_fits(*Y.shape[-2:], Z.shape[-1], Z.dtype, at_once, what=what)
     return Z, Y
+
+
+def _in_flight(batch_size: int | None, n_datasets: int, mesh) -> int:
+    """Datasets whose GPs are in one memory at once: a group of ``batch_size`` of each
+    device's share; host (CPU) devices all draw on the machine's memory, so theirs add up."""
+    share = n_datasets if mesh is None else sharding.datasets_per_device(n_datasets, mesh)
+    group = min(_batch_size(batch_size, share), share)
+    if mesh is not None and mesh.devices.flat[0].platform == "cpu":
+        return group * mesh.devices.size
+    return group
 
 
 @partial(jax.jit, static_argnums=0)
@@ -108,28 +121,31 @@ def _fit_jit(kernel, Z, Y, params0, options):
     return fit_module.fit_traced(kernel, Z, Y, params0, options)
 
 
-def _over_datasets(one, args, batch_size: int):
-    """``one`` over the leading axis of ``args``: vmapped in groups of ``batch_size``."""
+def _over_datasets(one, args, batch_size: int, mesh=None):
+    """``one`` over the leading axis of ``args``: vmapped in groups of ``batch_size``; with a
+    ``mesh``, each device does so on its own share (:func:`gpllm.gp.sharding.over_devices`)."""
+    if mesh is not None:
+        return sharding.over_devices(partial(_over_datasets, one, batch_size=batch_size), mesh)(args)
     if batch_size >= jax.tree.leaves(args)[0].shape[0]:
         return jax.vmap(one)(args)
     return jax.lax.map(one, args, batch_size=None if batch_size == 1 else batch_size)
 
 
-@partial(jax.jit, static_argnums=(0, 4, 5))
-def _fit_batched_jit(kernel, Z, Y, params0, options, batch_size):
+@partial(jax.jit, static_argnums=(0, 4, 5, 6))
+def _fit_batched_jit(kernel, Z, Y, params0, options, batch_size, mesh):
     one = lambda args: fit_module.fit_traced(kernel, *args, options)
-    return _over_datasets(one, (Z, Y, params0), batch_size)
+    return _over_datasets(one, (Z, Y, params0), batch_size, mesh)
 
 
-@partial(jax.jit, static_argnums=(0, 5, 6, 7))
-def _fit_predict_batched_jit(kernel, Z, Y, params0, Z_new, options, batch_size, include_noise):
+@partial(jax.jit, static_argnums=(0, 5, 6, 7, 8))
+def _fit_predict_batched_jit(kernel, Z, Y, params0, Z_new, options, include_noise, batch_size, mesh):
     def one(args):
         z, y, start, z_new = args
         result = fit_module.fit_traced(kernel, z, y, start, options)
         post = posterior_module.condition(kernel, result.params, z, y)
         return result, posterior_module.predict(kernel, post, z_new, include_noise)
 
-    return _over_datasets(one, (Z, Y, params0, Z_new), batch_size)
+    return _over_datasets(one, (Z, Y, params0, Z_new), batch_size, mesh)
 
 
 def default_batch_size(n_datasets: int) -> int:
@@ -214,44 +230,62 @@ def fit(
     return _flag_jitter_dominated(kernel, result, "fit")
 
 
+def _run_batched(jitted, args: tuple, statics: tuple, batch_size: int | None, mesh):
+    """``jitted(*args, *statics, batch_size, mesh)`` over the leading B axis of ``args``.
+
+    With a ``mesh``, the args are first spread over its datasets axis (padded
+    to a multiple of its size, :func:`gpllm.gp.sharding.shard_datasets`) and
+    the padding's results dropped; ``batch_size`` then counts per device.
+    """
+    n = jax.tree.leaves(args)[0].shape[0]
+    if mesh is None:
+        return jitted(*args, *statics, _batch_size(batch_size, n), None)
+    share = sharding.datasets_per_device(n, mesh)
+    out = jitted(*sharding.shard_datasets(args, mesh), *statics, _batch_size(batch_size, share), mesh)
+    return out if jax.tree.leaves(out)[0].shape[0] == n else jax.tree.map(lambda x: x[:n], out)
+
+
 def fit_batched(
     kernel: Kernel, Z, Y, params0: GPParams | None = None, options: FitOptions | None = None, *,
-    batch_size: int | None = None,
+    batch_size: int | None = None, mesh: jax.sharding.Mesh | None = None,
 ) -> fit_module.FitResult:
     """One compiled fit over a leading axis: Z (B, N, Q), Y (B, N, D).
 
     Every dataset must have the same N (e.g. CV folds downsampled to one
     size); each gets its own hyperparameters and convergence. ``batch_size``
     datasets are vmapped together (``lax.map`` runs the groups in turn, still
-    in one compiled call); default :func:`default_batch_size`.
+    in one compiled call); default :func:`default_batch_size`. ``mesh``
+    (:func:`gpllm.gp.sharding.dataset_mesh`) spreads the datasets over its
+    devices, each fitting its share in groups of ``batch_size``; B need not
+    divide the device count (:mod:`gpllm.gp.sharding`).
     """
-    Z, Y = _checked_data(Z, Y, batched=True, batch_size=batch_size, what="fit_batched")
-    result = _fit_batched_jit(kernel, Z, Y, _checked_raw(kernel, params0, Z), _checked_options(options),
-                              _batch_size(batch_size, Z.shape[0]))  # fmt: skip
+    Z, Y = _checked_data(Z, Y, batched=True, batch_size=batch_size, mesh=mesh, what="fit_batched")
+    args = (Z, Y, _checked_raw(kernel, params0, Z))
+    result = _run_batched(partial(_fit_batched_jit, kernel), args, (_checked_options(options),), batch_size, mesh)
     _raise_if_failed(result.lml, result.jitter, "fit_batched")
     return _flag_jitter_dominated(kernel, result, "fit_batched")
 
 
 def fit_predict_batched(
     kernel: Kernel, Z, Y, Z_new, params0: GPParams | None = None, options: FitOptions | None = None, *,
-    include_noise: bool = False, batch_size: int | None = None,
+    include_noise: bool = False, batch_size: int | None = None, mesh: jax.sharding.Mesh | None = None,
 ) -> tuple[fit_module.FitResult, jax.Array, jax.Array]:
     """:func:`fit_batched`, then each dataset's prediction at its own new inputs, in one compiled call.
 
     Z (B, N, Q), Y (B, N, D), Z_new (B, M, Q) -> (FitResult with a leading B
     axis, mean (B, M, D), variance (B, M)). One program per shape instead of
     three (fit, condition, predict): on CPU compiling dominates small fits.
+    ``batch_size`` and ``mesh`` as in :func:`fit_batched`.
     """
-    Z, Y = _checked_data(Z, Y, batched=True, batch_size=batch_size, what="fit_predict_batched")
+    Z, Y = _checked_data(Z, Y, batched=True, batch_size=batch_size, mesh=mesh, what="fit_predict_batched")
     Z_new = checks.as_float_array("Z_new", Z_new, Z.dtype)
     checks.check_rank("Z_new", Z_new, 3)
     if Z_new.shape[0] != Z.shape[0]:
         raise ShapeError(f"Z_new holds {Z_new.shape[0]} datasets but Z holds {Z.shape[0]}")
     checks.check_new_inputs(Z_new.reshape(-1, Z_new.shape[-1]), Z.shape[-1])
-    result, (mean, var) = _fit_predict_batched_jit(
-        kernel, Z, Y, _checked_raw(kernel, params0, Z), Z_new, _checked_options(options),
-        _batch_size(batch_size, Z.shape[0]), include_noise,
-    )
+    args = (Z, Y, _checked_raw(kernel, params0, Z), Z_new)
+    statics = (_checked_options(options), include_noise)
+    result, (mean, var) = _run_batched(partial(_fit_predict_batched_jit, kernel), args, statics, batch_size, mesh)
     _raise_if_failed(result.lml, result.jitter, "fit_predict_batched")
     _raise_if_failed(var, None, "fit_predict_batched (conditioning)")
     return result, mean, var

@@ -90,7 +90,7 @@ BASELINES = frozenset({"random_perturbation", "nonctrl_mean", "control"})
 
 #: Options a GP spec accepts (FitOptions' fields, and the model's own).
 FIT_OPTIONS = tuple(f.name for f in dataclasses.fields(FitOptions))
-GP_OPTIONS = (*FIT_OPTIONS, "dtype", "fresh_start_below", "float64_below", "center")
+GP_OPTIONS = (*FIT_OPTIONS, "dtype", "fresh_start_below", "float64_below", "center", "spread_folds")
 SPEC_KEYS = ("name", "kernel", "model", "embeddings", "baseline", *GP_OPTIONS)
 
 
