@@ -53,6 +53,8 @@ def test_the_gwps_shape_is_one_k562_screen_and_overrides_apply_on_top():
 def test_a_bad_shape_or_knob_is_named(data, message):
     with pytest.raises(InputError, match=message):
         ReproduceConfig.from_dict({"data": data})
+    with pytest.raises(InputError, match=r"unknown (synthetic shape 'genome'|knob\(s\) \['n_pert'\])"):
+        synthetic_config(data["shape"], **data.get("overrides", {}))
 
 
 def test_a_combos_run_refuses_a_shape():

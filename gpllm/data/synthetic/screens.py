@@ -152,12 +152,12 @@ def synthetic_config(shape: str = "essential", **overrides) -> SyntheticConfig:
     gives them, become tuples); InputError naming the known shapes or knobs."""
     if shape not in SHAPES:
         raise InputError(f"unknown synthetic shape {shape!r}; known: {', '.join(SHAPES)}")
-    knobs = asdict(SyntheticConfig())
-    unknown = sorted(set(overrides) - set(knobs))
+    known = asdict(SyntheticConfig())
+    unknown = sorted(set(overrides) - set(known))
     if unknown:
-        raise InputError(f"unknown knob(s) {unknown} of the synthetic generator; known: {sorted(knobs)}")
-    knobs = {**SHAPES[shape], **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}}
-    return SyntheticConfig(**knobs)
+        raise InputError(f"unknown knob(s) {unknown} of the synthetic generator; known: {sorted(known)}")
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return SyntheticConfig(**{**SHAPES[shape], **overrides})
 
 
 @dataclass(frozen=True, eq=False)
@@ -353,7 +353,8 @@ def make_screens(seed: int = 0, config: SyntheticConfig | None = None, **overrid
     screens, baseline, lfc, Y_true, n_cells, n_ctrl = {}, {}, {}, {}, {}, {}
     base0 = rng.standard_normal(G)
     rho = cfg.line_corr
-    # (P, G) arrays are built in place: a GWPS-sized screen's are 0.6 GB each
+    # (P, G) arrays are built in place: a GWPS-sized screen's are 0.6 GB each.
+    # The idiosyncratic part is the same in every line.
     idio = xi @ Lnorm
     idio /= np.sqrt((idio**2).mean())
     idio *= cfg.idio_sd
