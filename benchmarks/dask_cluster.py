@@ -19,7 +19,8 @@ the child and its local workers; the child and the cluster's worker processes
 (the scheduler and nannies live in this process and are not counted). Then
 checks that the two results tables agree
 (:func:`gpllm.evaluate.compare.table_differences`: the same rows, floats within
-1e-6 relative, the GP's record left out) and exits 1 if they do not.
+1e-6 relative, the GP's record left out); where they do not, it prints the largest
+difference of each headline metric per model, and exits 1.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ from benchmarks.sweep import MeasuredRun, measured_run
 from gpllm.blas import limit_openblas_spin
 from gpllm.evaluate.compare import table_differences
 
+#: The metrics whose largest difference per model is shown when the tables differ.
+SHOWN = ("pearson_de", "pearson_all", "mae_de", "mae_all", "pearson_de_meanref")
+
 
 def reproduce_command(args, out: Path) -> list[str]:
     """The ``gpllm reproduce`` both runs share, writing into ``out``."""
@@ -50,12 +54,18 @@ def reproduce_command(args, out: Path) -> list[str]:
     return command
 
 
-def run_local(args, tmp: Path) -> MeasuredRun | None:
-    command = [*reproduce_command(args, tmp / "local"), "--workers", str(args.workers)]
+def largest_differences(a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:
+    """Per model, the largest |a - b| of each :data:`SHOWN` metric, of two tables whose rows align."""
+    diff = a.select("model", *[(pl.col(c) - b[c]).abs().alias(c) for c in SHOWN])
+    return diff.group_by("model", maintain_order=True).max()
+
+
+def run_local(args, root: Path, tmp: Path) -> MeasuredRun | None:
+    command = [*reproduce_command(args, root / "local"), "--workers", str(args.workers)]
     return measured_run(command, tmp / "cache-local")
 
 
-def run_on_cluster(args, tmp: Path) -> tuple[MeasuredRun | None, float]:
+def run_on_cluster(args, root: Path, tmp: Path) -> tuple[MeasuredRun | None, float]:
     """The run on a fresh LocalCluster, and the seconds the cluster took to start."""
     from distributed import Client, LocalCluster
 
@@ -67,7 +77,7 @@ def run_on_cluster(args, tmp: Path) -> tuple[MeasuredRun | None, float]:
         startup = time.time() - started
         workers = list(client.run(os.getpid).values())
         executor = "dask://" + cluster.scheduler_address.removeprefix("tcp://")
-        command = [*reproduce_command(args, tmp / "dask"), "--executor", executor]
+        command = [*reproduce_command(args, root / "dask"), "--executor", executor]
         return measured_run(command, tmp / "cache-dask", also=workers), startup
 
 
@@ -78,18 +88,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=2, help="CV folds of both runs (default 2)")
     parser.add_argument("--workers", type=int, default=2, help="local worker processes = cluster workers (default 2)")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "results" / "bench_dask_cluster.json")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the run folders (local/, dask/) here")
     args = parser.parse_args(argv)
     limit_openblas_spin()  # the cluster's workers inherit it, as the CLI's own workers do
+    if args.keep is not None and any((args.keep / where).exists() for where in ("local", "dask")):
+        print(f"{args.keep} holds a local/ or dask/ run folder, which would resume: choose an empty --keep folder")
+        return 1
 
     with tempfile.TemporaryDirectory(prefix="gpllm-dask-") as name:
-        tmp = Path(name)
-        local = run_local(args, tmp)
+        tmp = Path(name)  # the compilation caches, and the run folders unless --keep
+        root = args.keep or tmp
+        local = run_local(args, root, tmp)
         if local is None:
             return 1
-        dask, startup = run_on_cluster(args, tmp)
+        dask, startup = run_on_cluster(args, root, tmp)
         if dask is None:
             return 1
-        tables = [pl.read_parquet(tmp / where / "results.parquet") for where in ("local", "dask")]
+        tables = [pl.read_parquet(root / where / "results.parquet") for where in ("local", "dask")]
     problems = table_differences(*tables)
 
     what = f"{args.config.name if args.config else 'the demo'}, sizes {args.sizes}, {args.folds} folds"
@@ -101,7 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  dask / local wall time: {dask.wall_s / local.wall_s:.2f}x (the cluster took {startup:.1f} s to "
           "start, not counted)")  # fmt: skip
     if problems:
-        print("  results tables DIFFER:\n    " + "\n    ".join(problems))
+        print(f"  results tables DIFFER ({len(problems)} problems, all in {args.json}); the first: {problems[0]}")
+        if tables[0].height == tables[1].height and tables[0]["model"].equals(tables[1]["model"]):
+            with pl.Config(tbl_hide_dataframe_shape=True, tbl_cols=len(SHOWN) + 1, float_precision=6):
+                print("  largest |local - dask| per model:")
+                print(largest_differences(*tables))
     else:
         print(f"  results tables equal: {tables[0].height} rows, floats within 1e-6 relative "
               "(the GP's recorded hyperparameters left out)")  # fmt: skip
