@@ -29,7 +29,7 @@ import threading
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 from benchmarks.peers import REPO_ROOT
 from gpllm import compilation_cache
@@ -52,8 +52,8 @@ def breakdown(timings: list[dict]) -> tuple[dict[str, float], dict[str, float], 
     return dict(by_model), dict(by_size), len({row["pid"] for row in timings})
 
 
-def tree_rss_bytes(root: int) -> int:
-    """Resident memory of process ``root`` and all its descendants (Linux /proc), in bytes."""
+def tree_rss_bytes(*roots: int) -> int:
+    """Resident memory of processes ``roots`` and all their descendants (Linux /proc), in bytes."""
     parents, rss = {}, {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -64,7 +64,7 @@ def tree_rss_bytes(root: int) -> int:
             rss[int(entry.name)] = int(fields[21]) * PAGE_BYTES
         except (OSError, IndexError, ValueError):  # the process ended while we looked
             continue
-    tree, frontier = {root}, [root]
+    tree, frontier = set(roots), list(roots)
     while frontier:
         children = [pid for pid, parent in parents.items() if parent in frontier and pid not in tree]
         tree.update(children)
@@ -73,16 +73,16 @@ def tree_rss_bytes(root: int) -> int:
 
 
 class PeakSampler(threading.Thread):
-    """Samples :func:`tree_rss_bytes` of a process every ``interval`` seconds; ``peak`` is the largest."""
+    """Samples :func:`tree_rss_bytes` of processes every ``interval`` seconds; ``peak`` is the largest."""
 
-    def __init__(self, pid: int, interval: float = 0.2):
+    def __init__(self, pids: Sequence[int], interval: float = 0.2):
         super().__init__(daemon=True)
-        self.pid, self.interval, self.peak = pid, interval, 0
+        self.pids, self.interval, self.peak = tuple(pids), interval, 0
         self.finished = threading.Event()
 
     def run(self) -> None:
         while not self.finished.wait(self.interval):
-            self.peak = max(self.peak, tree_rss_bytes(self.pid))
+            self.peak = max(self.peak, tree_rss_bytes(*self.pids))
 
 
 def run_once(args, cache: Path, tmp: Path, label: str) -> dict | None:
@@ -111,13 +111,14 @@ class MeasuredRun(NamedTuple):
     stdout: str
 
 
-def measured_run(command: list[str], cache: Path) -> MeasuredRun | None:
+def measured_run(command: list[str], cache: Path, also: Sequence[int] = ()) -> MeasuredRun | None:
     """``command`` in a child process (JAX compilation cache ``cache``), its wall time, the peak
-    resident memory of its process tree and its stdout; None (output printed) if it failed."""
+    resident memory of its process tree (together with the trees of the processes ``also``,
+    e.g. the workers of a cluster it runs on) and its stdout; None (output printed) if it failed."""
     env = {**os.environ, compilation_cache.ENV: str(cache)}
     started = time.time()
     child = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    sampler = PeakSampler(child.pid)
+    sampler = PeakSampler((child.pid, *also))
     sampler.start()
     stdout, stderr = child.communicate()
     wall = time.time() - started

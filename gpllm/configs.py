@@ -142,9 +142,13 @@ def _model_keys() -> dict[str, Key]:
 
 
 def _synthetic_keys() -> dict[str, Key]:
+    from gpllm.data.synthetic.screens import SHAPES
+
     return {
         "kind": Key(one_of("synthetic"), "string", "'synthetic': screens drawn in-process (no download)"),
         "seed": Key(INT, "int", "seed of the draw"),
+        "shape": Key(one_of(*SHAPES), "string", "the generator's named shape: 'essential' (default: K562 and RPE1, "
+                     "1,774 x 2,000) or 'gwps' (K562 genome-wide, 9,800 x 8,000, one line); overrides apply on top"),
         "overrides": Key(TABLE, "table", "[data.overrides]: knobs of the generator"),
     }
 
@@ -246,6 +250,9 @@ def check_config(raw: Mapping[str, Any], where: str = "config") -> None:
     kind = data.get("kind", "synthetic") if isinstance(data, Mapping) else None
     if kind == "synthetic":
         check_table(data, _synthetic_keys(), f"{where} [data]")
+        if "combos" in raw and "shape" in data:
+            raise InputError(f"{where} [data] shape sets the single-gene grid's screens; a [combos] run draws "
+                             "one line of its own: set its sizes in [data.overrides]")  # fmt: skip
         check_table(data.get("overrides", {}), _override_keys("combos" in raw), f"{where} [data.overrides]")
     elif kind == "files":
         check_table(data, _files_keys(), f"{where} [data]")

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 class ReproduceConfig:
     """Everything one run needs; ``from_toml`` reads it from a file.
 
-    data: ``{"kind": "synthetic", "seed": 0, "overrides": {...}}`` or
+    data: ``{"kind": "synthetic", "seed": 0, "shape": "essential", "overrides": {...}}`` or
     ``{"kind": "files", "screens": {name: {...}}, "embeddings": {source: {...}}}``
     (see :func:`load_screens` / :func:`load_vectors_from` for the entries).
     embeddings: the inputs to compare; "a+b" concatenates sources a and b as blocks.
@@ -155,10 +155,10 @@ def load_inputs(config: ReproduceConfig, *, progress: bool = False) -> Inputs:
     data = dict(config.data)
     kind = data.get("kind", "synthetic")
     if kind == "synthetic":
-        from gpllm.data.synthetic.screens import make_screens
+        from gpllm.data.synthetic.screens import make_screens, synthetic_config
 
-        seed, overrides = int(data.get("seed", 0)), dict(data.get("overrides", {}))
-        draw = make_screens(seed, **overrides)
+        generator = synthetic_config(data.get("shape", "essential"), **dict(data.get("overrides", {})))
+        draw = make_screens(int(data.get("seed", 0)), generator)
         screens, vectors = draw.screens, draw.vectors
     elif kind == "files":
         if not data.get("screens") or not data.get("embeddings"):

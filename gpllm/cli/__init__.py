@@ -44,6 +44,8 @@ BENCHMARKS = {
               "`gpllm active` (benchmarks/active.py).",
     "combos": "Wall time, peak memory and the seen-0/1/2 table of the synthetic two-gene run "
               "(benchmarks/combos.py).",
+    "dask_cluster": "One small `gpllm reproduce` locally and on a 2-worker Dask LocalCluster: both wall "
+                    "times and peak memories, and whether the tables agree (benchmarks/dask_cluster.py).",
 }  # fmt: skip
 
 

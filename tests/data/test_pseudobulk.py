@@ -106,6 +106,23 @@ def test_top_k_abs_ranks_by_magnitude():
     np.testing.assert_array_equal(top_k_abs(scores, 3), [[1, 2, 3], [2, 0, 3]])
 
 
+@pytest.mark.parametrize("k", [1, 5, 20, 40])
+@pytest.mark.parametrize("values", ["continuous", "ties"])
+def test_top_k_abs_is_the_stable_full_sort_in_blocks(k, values, monkeypatch):
+    """Partition + sort of the chosen equals the stable full argsort, ties at the k-th place included."""
+    from gpllm.data.screens import de
+
+    monkeypatch.setattr(de, "TOP_K_BLOCK_ROWS", 7)  # several blocks and a ragged last one
+    rng = np.random.default_rng(k)
+    scores = rng.standard_normal((30, 40))
+    if values == "ties":  # few distinct magnitudes: most rows tie across the k-th place
+        scores = np.round(scores * 2) / 2
+    want = np.argsort(-np.abs(scores), axis=1, kind="stable")[:, :k]
+    got = top_k_abs(scores, k)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.filterwarnings("ignore::scipy.sparse.SparseEfficiencyWarning")
 @pytest.mark.parametrize("flavor", ["seurat", "cell_ranger"])
 def test_hvg_from_moments_matches_scanpy(flavor):

@@ -230,14 +230,17 @@ def test_archive_that_is_not_a_zip_is_corrupt(server, tmp_path):
 
 # ------------------------------------------------------------------- registry
 def test_builtin_registry_is_complete_and_honest():
-    assert {"replogle-k562-bulk", "replogle-rpe1-bulk", "replogle-k562-cells", "replogle-rpe1-cells",
-            "genept-ada", "uniprot-human-prott5", "uniprot-human-idmapping"} <= set(REGISTRY)  # fmt: skip
+    assert {"replogle-k562-bulk", "replogle-rpe1-bulk", "replogle-k562-gwps-bulk", "replogle-k562-cells",
+            "replogle-rpe1-cells", "genept-ada", "uniprot-human-prott5", "uniprot-human-idmapping"} <= set(REGISTRY)  # fmt: skip
     for s in REGISTRY.values():
         assert s.url.startswith("https://") and s.description
         if not s.verified:
             assert "unknown" in s.notes and "--allow-unverified" in s.notes
     k562 = REGISTRY["replogle-k562-bulk"]
     assert k562.size == 79_766_954 and "md5:8321d5d3ffc99db2a5c71edca4189735" in k562.checksums
+    gwps = REGISTRY["replogle-k562-gwps-bulk"]
+    assert gwps.url.endswith("/35774443") and gwps.filename == "K562_gwps_raw_bulk_01.h5ad"
+    assert gwps.size == 374_587_922 and "md5:4570b53c9d62ff6df281e622f0350060" in gwps.checksums
 
 
 def test_unknown_name_lists_known_ones(tmp_path):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 from typer.testing import CliRunner
 
 from gpllm.cli import app
 from gpllm.errors import InputError
-from gpllm.reproduce import ReproduceConfig, reproduce
+from gpllm.data.sources.registry import REGISTRY
+from gpllm.data.synthetic.screens import make_screens, synthetic_config
+from gpllm.reproduce import ReproduceConfig, load_inputs, reproduce
 from gpllm.evaluate.sweep import SweepConfig
 from gpllm.report.tables import summarize
 
@@ -18,11 +21,45 @@ SMALL = {"kind": "synthetic", "seed": 0, "overrides": {"n_perts": 90, "n_genes":
 def test_the_experiment_configs_parse(pytestconfig):
     root = pytestconfig.rootpath / "experiments"
     names = sorted(p.stem for p in root.glob("*.toml"))
-    assert {"demo", "paper", "table1_k562", "table_s1_rpe1", "norman_local_text"} <= set(names)
+    assert {"demo", "paper", "table1_k562", "table_s1_rpe1", "norman_local_text", "gwps", "gwps_k562"} <= set(names)
     for path in root.glob("*.toml"):
         config = ReproduceConfig.from_toml(path)
         assert config.sweep.embeddings == config.embeddings
+        for entry in (e for group in ("screens", "embeddings") for e in config.data.get(group, {}).values()):
+            named = [entry[k] for k in ("source", "idmapping_source") if k in entry]
+            assert set(named) <= set(REGISTRY), f"{path.name} names an unregistered source: {named}"
     assert ReproduceConfig.from_toml(root / "demo.toml").sweep == SweepConfig()
+
+
+def test_the_gwps_shape_is_one_k562_screen_and_overrides_apply_on_top():
+    config = ReproduceConfig.from_dict({"name": "g", "embeddings": ["text"],
+                                        "data": {"kind": "synthetic", "shape": "gwps",
+                                                 "overrides": {"n_perts": 60, "n_genes": 40}}})  # fmt: skip
+    inputs = load_inputs(config)
+    assert list(inputs.screens) == ["K562"] and inputs.screens["K562"].Y.shape == (60, 40)
+    full = synthetic_config("gwps")
+    assert (full.n_perts, full.n_genes, full.cell_lines) == (9800, 8000, ("K562",))
+    # one line calibrated as the essential screens' K562: the same draw at equal sizes
+    both = make_screens(1, n_perts=50, n_genes=30).screens["K562"]
+    one = make_screens(1, synthetic_config("gwps", n_perts=50, n_genes=30)).screens["K562"]
+    np.testing.assert_array_equal(one.Y, both.Y)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [({"kind": "synthetic", "shape": "genome"}, r"\[data\] shape must be one of \['essential', 'gwps'\]"),
+     ({"kind": "synthetic", "shape": "gwps", "overrides": {"n_pert": 5}}, "did you mean 'n_perts'")],
+)  # fmt: skip
+def test_a_bad_shape_or_knob_is_named(data, message):
+    with pytest.raises(InputError, match=message):
+        ReproduceConfig.from_dict({"data": data})
+    with pytest.raises(InputError, match=r"unknown (synthetic shape 'genome'|knob\(s\) \['n_pert'\])"):
+        synthetic_config(data["shape"], **data.get("overrides", {}))
+
+
+def test_a_combos_run_refuses_a_shape():
+    with pytest.raises(InputError, match=r"\[data\] shape .* \[combos\]"):
+        ReproduceConfig.from_dict({"data": {"kind": "synthetic", "shape": "gwps"}, "combos": {}})
 
 
 def test_relative_files_in_a_config_are_relative_to_its_folder(pytestconfig):

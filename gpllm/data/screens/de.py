@@ -22,15 +22,46 @@ from gpllm.errors import InputError
 DEMethod = Literal["t-test", "abs-delta"]
 
 
+#: Rows ranked at once by :func:`top_k_abs`: bounds its working memory at any K.
+TOP_K_BLOCK_ROWS = 1024
+
+
 def top_k_abs(scores: np.ndarray, k: int) -> np.ndarray:
     """int64 (K, k): per row of ``scores`` (K, G), column indices of the k largest |score|.
 
-    Most extreme first; ties keep the lower index (stable).
+    Most extreme first; ties keep the lower index: exactly
+    ``argsort(-|scores|, stable)[:, :k]``, in O(K G) time rather than O(K G log G)
+    (a partition, then a sort of the k chosen), one block of rows at a time.
     """
     scores = np.asarray(scores)
     if k > scores.shape[1]:
         raise InputError(f"top-{k} DE genes requested but only {scores.shape[1]} genes are measured")
-    return np.argsort(-np.abs(scores), axis=1, kind="stable")[:, :k].astype(np.int64)
+    out = np.empty((scores.shape[0], k), dtype=np.int64)
+    for start in range(0, scores.shape[0], TOP_K_BLOCK_ROWS):
+        rows = slice(start, start + TOP_K_BLOCK_ROWS)
+        out[rows] = _top_k_rows(np.abs(scores[rows]), k)
+    return out
+
+
+def _top_k_rows(a: np.ndarray, k: int) -> np.ndarray:
+    """(B, k) ``argsort(-a, stable)[:, :k]`` for a (B, G) >= 0.
+
+    A partition finds each row's k largest; if exactly k values reach the k-th
+    largest they are the answer, ordered by (-value, index). A row where a tie
+    straddles the k-th place (or a NaN is among them) is sorted in full instead,
+    so which of the tied genes make the cut is the stable sort's choice.
+    """
+    if k == a.shape[1]:
+        return np.argsort(-a, axis=1, kind="stable")
+    chosen = np.argpartition(-a, k - 1, axis=1)[:, :k]
+    values = np.take_along_axis(a, chosen, axis=1)
+    order = np.lexsort((chosen, -values), axis=1)
+    top = np.take_along_axis(chosen, order, axis=1)
+    kth = values.min(axis=1, keepdims=True)
+    unsettled = np.flatnonzero((a >= kth).sum(axis=1) != k)
+    if unsettled.size:
+        top[unsettled] = np.argsort(-a[unsettled], axis=1, kind="stable")[:, :k]
+    return top
 
 
 def welch_t(

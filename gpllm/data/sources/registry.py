@@ -108,6 +108,17 @@ SOURCES: tuple[Source, ...] = (
         notes="md5 as published by figshare, sha256 as pinned by another project; " + _NOT_VERIFIED_HERE,
     ),
     Source(
+        "replogle-k562-gwps-bulk", _FIGSHARE + "35774443", "K562_gwps_raw_bulk_01.h5ad",
+        "Replogle 2022 K562 genome-wide (GWPS), raw pseudobulk (11,258 guide rows x 8,248 genes; preset "
+        "replogle_bulk)",
+        size=374_587_922,
+        checksums=("md5:4570b53c9d62ff6df281e622f0350060",
+                   "sha256:7cec96b3b76169abbf6b6ab9d10bf00d71d942d89e63292351f745e130b154db"),
+        notes="figshare file 35774443 of article 20029387; size and md5 as figshare publishes them (the same "
+        "figures pinned by several projects' download scripts), sha256 as one project recorded after checking "
+        "that md5, shape (11,258 x 8,248, float32) as another project's loader asserts; " + _NOT_VERIFIED_HERE,
+    ),
+    Source(
         "replogle-k562-cells", _FIGSHARE + "35773219", "K562_essential_raw_singlecell_01.h5ad",
         "Replogle 2022 K562 essential, raw single cells (310,385 cells, 10.7 GB)",
         size=10_661_879_995,

@@ -1,8 +1,9 @@
 """The embedded default: a synthetic Perturb-seq screen with the real one's shape and quirks.
 
-Generated in-process from a seed, deterministic, a few seconds at full size
+Generated in-process from a seed, deterministic, a second at full size
 (1774 perturbations x 2000 genes, two cell lines, 1536-d text and 1024-d
-sequence embeddings).
+sequence embeddings). :data:`SHAPES` names other sizes: ``"gwps"`` is the K562
+genome-wide screen's (9,800 x 8,000, one line; ~10 s and ~3.4 GB peak on 2 cores).
 
 Generative model
 ----------------
@@ -64,10 +65,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from gpllm.data.screens.de import top_k_abs
 from gpllm.data.screens.perturbation_data import PerturbationData
 from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.errors import InputError
@@ -128,6 +131,33 @@ class SyntheticConfig:
             dims = getattr(self, name)
             if not dims or min(dims) < 0 or max(dims) >= self.latent_dim:
                 raise InputError(f"SyntheticConfig: {name} must index latent dims [0, {self.latent_dim})")
+
+
+#: Named shapes of the generator, each a set of :class:`SyntheticConfig` overrides (a config's
+#: ``[data] shape``; its ``[data.overrides]`` apply on top): ``essential``, the paper's K562
+#: and RPE1 essential-gene screens (the default); ``gwps``, the K562 genome-wide screen
+#: (Replogle 2022 GWPS: ~9,800 knocked-down genes, ~8,000 measured), one cell line
+#: calibrated as K562.
+SHAPES: Mapping[str, Mapping[str, Any]] = MappingProxyType({
+    "essential": MappingProxyType({}),
+    "gwps": MappingProxyType({
+        "n_perts": 9800, "n_genes": 8000, "cell_lines": CELL_LINES[:1],
+        "amplitude": SyntheticConfig.amplitude[:1], "common_weight": SyntheticConfig.common_weight[:1],
+    }),
+})  # fmt: skip
+
+
+def synthetic_config(shape: str = "essential", **overrides) -> SyntheticConfig:
+    """The config of the named :data:`SHAPES` entry with ``overrides`` on top (lists, as TOML
+    gives them, become tuples); InputError naming the known shapes or knobs."""
+    if shape not in SHAPES:
+        raise InputError(f"unknown synthetic shape {shape!r}; known: {', '.join(SHAPES)}")
+    known = asdict(SyntheticConfig())
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise InputError(f"unknown knob(s) {unknown} of the synthetic generator; known: {sorted(known)}")
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return SyntheticConfig(**{**SHAPES[shape], **overrides})
 
 
 @dataclass(frozen=True, eq=False)
@@ -263,16 +293,27 @@ def _embeddings(cfg, u_all, names_all, perts, rng):
 
 
 def counting_noise(m: np.ndarray, n_cells, cfg: SyntheticConfig, rng: np.random.Generator) -> np.ndarray:
-    """Rates m (..., G) of pseudobulks of ``n_cells`` cells (broadcast against m) times
-    exp(N(0, 1/(n depth m/sum(m)) + phi/n)): Poisson counting plus NB over-dispersion."""
-    frac = m / m.sum(axis=-1, keepdims=True)
-    var = 1.0 / (n_cells * cfg.depth * frac) + cfg.overdispersion / n_cells
-    return m * np.exp(np.sqrt(var) * rng.standard_normal(m.shape))
+    """Rates m (..., G) of pseudobulks of ``n_cells`` cells (broadcast against m, not beyond
+    its shape) times exp(N(0, 1/(n depth m/sum(m)) + phi/n)): Poisson counting plus NB
+    over-dispersion. Two working arrays of m's size (GWPS-sized screens are 0.6 GB each)."""
+    sd = m / m.sum(axis=-1, keepdims=True)
+    sd *= n_cells * cfg.depth
+    np.divide(1.0, sd, out=sd)
+    sd += cfg.overdispersion / n_cells
+    np.sqrt(sd, out=sd)
+    noisy = rng.standard_normal(m.shape)
+    noisy *= sd
+    np.exp(noisy, out=noisy)
+    noisy *= m
+    return noisy
 
 
-def _normalise_log(m: np.ndarray, target_sum: float) -> np.ndarray:
-    """log1p(target_sum * m / rowsum(m)) for rates m (..., G)."""
-    return np.log1p(target_sum * m / m.sum(axis=-1, keepdims=True))
+def _normalise_log(m: np.ndarray, target_sum: float, out: np.ndarray | None = None) -> np.ndarray:
+    """log1p(target_sum * m / rowsum(m)) for rates m (..., G), into ``out`` (may be m itself)."""
+    total = m.sum(axis=-1, keepdims=True)
+    out = np.multiply(m, target_sum, out=out)
+    out /= total
+    return np.log1p(out, out=out)
 
 
 # ------------------------------------------------------------------- public
@@ -291,7 +332,8 @@ def make_screens(seed: int = 0, config: SyntheticConfig | None = None, **overrid
     rng = np.random.default_rng(seed)
     perts, genes, target_gene, extras = _names(cfg, rng)
     P, G = cfg.n_perts, cfg.n_genes
-    names_all = perts + [g for g in genes if g not in set(perts)] + extras
+    perturbed = set(perts)
+    names_all = perts + [g for g in genes if g not in perturbed] + extras
     u_all, mod_all = _latent(cfg, len(names_all), rng)
     u, module = u_all[:P], mod_all[:P]
     prog, L = _programs(cfg, rng)
@@ -311,32 +353,39 @@ def make_screens(seed: int = 0, config: SyntheticConfig | None = None, **overrid
     screens, baseline, lfc, Y_true, n_cells, n_ctrl = {}, {}, {}, {}, {}, {}
     base0 = rng.standard_normal(G)
     rho = cfg.line_corr
+    # (P, G) arrays are built in place: a GWPS-sized screen's are 0.6 GB each.
+    # The idiosyncratic part is the same in every line.
+    idio = xi @ Lnorm
+    idio /= np.sqrt((idio**2).mean())
+    idio *= cfg.idio_sd
     for li, line in enumerate(cfg.cell_lines):
         H = rho * H0 + np.sqrt(1 - rho**2) * rng.standard_normal(H0.shape)
         chat = Lnorm[stress].sum(axis=0) + 0.5 * rng.standard_normal(G)
         chat /= np.sqrt((chat**2).mean())
-        smooth = phi @ H @ Lnorm
-        smooth /= np.sqrt((smooth**2).mean())
-        idio = xi @ Lnorm
-        idio /= np.sqrt((idio**2).mean())
-        D = cfg.amplitude[li] * strength[:, None] * (
-            cfg.common_weight[li] * common[:, None] * chat + smooth + cfg.idio_sd * idio
-        )
+        D = phi @ H @ Lnorm  # the smooth part
+        D /= np.sqrt((D**2).mean())
+        D += (cfg.common_weight[li] * common[:, None]) * chat
+        D += idio
+        D *= cfg.amplitude[li] * strength[:, None]
         # responses saturate: no gene moves by more than a factor e^4 (~55)
-        D = 4.0 * np.tanh(D / 4.0)
+        D /= 4.0
+        np.tanh(D, out=D)
+        D *= 4.0
         hit = target_gene >= 0
         D[np.flatnonzero(hit), target_gene[hit]] = np.log(kd[hit])
         # line-specific baseline, correlated 0.8 across lines
         mu = np.exp(0.8 * base0 + 0.6 * rng.standard_normal(G))
         mu *= cfg.target_sum / mu.sum()
-        m = mu * np.exp(D)
+        m = np.exp(D)
+        m *= mu
         n_p = (40 + rng.gamma(4.0, 20.0, size=P)).astype(np.int64)
         n_c = int(rng.integers(8000, 12000))
         m_obs = counting_noise(m, n_p[:, None], cfg, rng)
         mu_obs = counting_noise(mu, n_c, cfg, rng)
-        Y = _normalise_log(m_obs, cfg.target_sum)
+        Y = _normalise_log(m_obs, cfg.target_sum, out=m_obs)
+        del m_obs
         ctrl = _normalise_log(mu_obs, cfg.target_sum)
-        de = np.argsort(-np.abs(Y - ctrl), axis=1, kind="stable")[:, : cfg.n_de]
+        de = top_k_abs(Y - ctrl, cfg.n_de)
         screens[line] = PerturbationData(
             Y=Y, ctrl=ctrl, de=de, perts=tuple(perts), genes=tuple(genes),
             provenance={
@@ -350,12 +399,14 @@ def make_screens(seed: int = 0, config: SyntheticConfig | None = None, **overrid
                 "steps": ["gpllm.data.synthetic.screens.make_screens"],
             },
         )
+        del Y  # the screen holds its own copy
         baseline[line] = _normalise_log(mu, cfg.target_sum)
         lfc[line] = D
-        Y_true[line] = _normalise_log(m, cfg.target_sum)
+        Y_true[line] = _normalise_log(m, cfg.target_sum, out=m)
         n_cells[line] = n_p
         n_ctrl[line] = n_c
 
+    del idio
     vectors, missing = _embeddings(cfg, u_all, names_all, perts, rng)
     truth = SyntheticTruth(
         config=cfg, seed=seed, perts=tuple(perts), genes=tuple(genes), u=u, module=module,

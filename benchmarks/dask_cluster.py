@@ -1,0 +1,138 @@
+"""Wall time and peak memory of one small ``gpllm reproduce``, locally and on a Dask cluster.
+
+    python -m benchmarks.dask_cluster            # the demo grid at sizes 100,400, 2 folds (sweep --quick's)
+    python -m benchmarks.dask_cluster --config experiments/gwps.toml --sizes 100,200 --folds 2
+    gpllm bench dask_cluster [options]
+
+Runs the same ``gpllm reproduce`` twice, each in a fresh child process into a new
+folder with its own empty JAX compilation cache (both compile every program, as
+a first run does):
+
+1. local: ``--workers N``, N spawned worker processes, each pinned to its cores;
+2. dask: ``--executor dask://...`` on a ``distributed.LocalCluster`` of N worker
+   processes with one thread each (not pinned; Dask sets their BLAS to one
+   thread), which the benchmark starts before the run (not timed) and stops after.
+
+Prints the two wall times side by side with the peak resident memory of each
+run's processes, sampled from /proc every 0.2 s (:func:`benchmarks.sweep.measured_run`):
+the child and its local workers; the child and the cluster's worker processes
+(the scheduler and nannies live in this process and are not counted). Then
+checks that the two results tables agree
+(:func:`gpllm.evaluate.compare.table_differences`: the same rows, floats within
+1e-6 relative, the GP's record left out); where they do not, it prints the largest
+difference of each headline metric per model, and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+
+from benchmarks.peers import REPO_ROOT
+from benchmarks.sweep import MeasuredRun, measured_run
+from gpllm.blas import limit_openblas_spin
+from gpllm.evaluate.compare import table_differences
+
+#: The metrics whose largest difference per model is shown when the tables differ.
+SHOWN = ("pearson_de", "pearson_all", "mae_de", "mae_all", "pearson_de_meanref")
+
+
+def reproduce_command(args, out: Path) -> list[str]:
+    """The ``gpllm reproduce`` both runs share, writing into ``out``."""
+    command = [sys.executable, "-m", "gpllm.cli", "reproduce", "--out", str(out), "--no-progress",
+               "--sizes", args.sizes, "--folds", str(args.folds)]  # fmt: skip
+    if args.config is not None:
+        command += ["--config", str(args.config.resolve())]
+    return command
+
+
+def largest_differences(a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:
+    """Per model, the largest |a - b| of each :data:`SHOWN` metric, of two tables whose rows align."""
+    diff = a.select("model", *[(pl.col(c) - b[c]).abs().alias(c) for c in SHOWN])
+    return diff.group_by("model", maintain_order=True).max()
+
+
+def run_local(args, root: Path, tmp: Path) -> MeasuredRun | None:
+    command = [*reproduce_command(args, root / "local"), "--workers", str(args.workers)]
+    return measured_run(command, tmp / "cache-local")
+
+
+def run_on_cluster(args, root: Path, tmp: Path) -> tuple[MeasuredRun | None, float]:
+    """The run on a fresh LocalCluster, and the seconds the cluster took to start."""
+    from distributed import Client, LocalCluster
+
+    started = time.time()
+    with (
+        LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        startup = time.time() - started
+        workers = list(client.run(os.getpid).values())
+        executor = "dask://" + cluster.scheduler_address.removeprefix("tcp://")
+        command = [*reproduce_command(args, root / "dask"), "--executor", executor]
+        return measured_run(command, tmp / "cache-dask", also=workers), startup
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=None, help="a gpllm reproduce config (default: the demo)")
+    parser.add_argument("--sizes", default="100,400", help="training sizes of both runs (default 100,400)")
+    parser.add_argument("--folds", type=int, default=2, help="CV folds of both runs (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="local worker processes = cluster workers (default 2)")
+    parser.add_argument("--json", type=Path, default=REPO_ROOT / "results" / "bench_dask_cluster.json")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the run folders (local/, dask/) here")
+    args = parser.parse_args(argv)
+    limit_openblas_spin()  # the cluster's workers inherit it, as the CLI's own workers do
+    if args.keep is not None and any((args.keep / where).exists() for where in ("local", "dask")):
+        print(f"{args.keep} holds a local/ or dask/ run folder, which would resume: choose an empty --keep folder")
+        return 1
+
+    with tempfile.TemporaryDirectory(prefix="gpllm-dask-") as name:
+        tmp = Path(name)  # the compilation caches, and the run folders unless --keep
+        root = args.keep or tmp
+        local = run_local(args, root, tmp)
+        if local is None:
+            return 1
+        dask, startup = run_on_cluster(args, root, tmp)
+        if dask is None:
+            return 1
+        tables = [pl.read_parquet(root / where / "results.parquet") for where in ("local", "dask")]
+    problems = table_differences(*tables)
+
+    what = f"{args.config.name if args.config else 'the demo'}, sizes {args.sizes}, {args.folds} folds"
+    print(f"gpllm reproduce ({what}) on {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print(f"  {'':<40} {'wall time':>10} {'peak memory':>12}")
+    for label, run in ((f"local: --workers {args.workers}", local),
+                       (f"dask: LocalCluster of {args.workers} worker processes", dask)):  # fmt: skip
+        print(f"  {label:<40} {run.wall_s:8.1f} s {run.peak_bytes / 1024**3:8.2f} GiB")
+    print(f"  dask / local wall time: {dask.wall_s / local.wall_s:.2f}x (the cluster took {startup:.1f} s to "
+          "start, not counted)")  # fmt: skip
+    if problems:
+        print(f"  results tables DIFFER ({len(problems)} problems, all in {args.json}); the first: {problems[0]}")
+        if tables[0].height == tables[1].height and tables[0]["model"].equals(tables[1]["model"]):
+            with pl.Config(tbl_hide_dataframe_shape=True, tbl_cols=len(SHOWN) + 1, float_precision=6):
+                print("  largest |local - dask| per model:")
+                print(largest_differences(*tables))
+    else:
+        print(f"  results tables equal: {tables[0].height} rows, floats within 1e-6 relative "
+              "(the GP's recorded hyperparameters left out)")  # fmt: skip
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    figures = {"local": local._asdict(), "dask": dask._asdict(), "cluster_startup_s": startup,
+               "rows": tables[0].height, "differences": problems, "sizes": args.sizes, "folds": args.folds,
+               "workers": args.workers, "config": str(args.config) if args.config else None}  # fmt: skip
+    for run in ("local", "dask"):
+        figures[run].pop("stdout")
+    args.json.write_text(json.dumps(figures, indent=2))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
