@@ -132,7 +132,7 @@ def paired_fraction(record: dict, flops: float) -> float:
     """A gpllm record's fraction of the GEMM rate: the median over the rounds in which
     the case and the GEMM ran back to back, so a noise burst that slows a round slows
     both and cancels in that round's ratio."""
-    gflop_gemm = 2.0 * record["gemm_n"] ** 3 / 1e9
+    gflop_gemm = record["gemm_gflop"]  # of one timed GEMM call (several GEMMs)
     case_s, gemm_s = np.asarray(record["all_s"][1:]), np.asarray(record["gemm_all_s"])
     return float(np.median((flops / 1e9) * gemm_s / gflop_gemm / case_s))
 

@@ -2,16 +2,17 @@
 
 An exact GP on N points and D outputs holds a handful of N x N matrices and a
 few N x D ones at its peak. Counted for the value + gradient of Eq. 1 (the
-fit's inner step; conditioning and prediction need less): A = K + s2 I, its
-factor L, the gradient's W W^T, two triangular solves' results and dA (up to
-7 N x N, as XLA keeps some alive together), W = L^{-1} F (N x R, R = D on the
-direct path, N on the gram path) and its cotangent, and Y itself:
+fit's inner step; conditioning and prediction need less): A = K + s2 I and
+the kernel's residuals, V = L^{-1} and U = V^T, the blocks of B B^T and
+A^{-1} and dA (up to 7 N x N alive together), W = V F and B = U W (N x R,
+R = D on the direct path, min(N, D) on the gram path), and Y itself:
 
     bytes ~ itemsize * B * (7 N^2 + 2 N R + N D + N Q)
 
-for B datasets in flight at once (vmapped CV folds). Measured peaks on CPU,
-float64, direct path (D = 8000): 2.6 GB at N = 5,600 (estimate 2.8 GB) and
-7.6 GB at N = 10,000 (estimate 7.5 GB).
+for B datasets in flight at once (vmapped CV folds). Measured on CPU, float64,
+gram path, D = 8,000, N = 10,000: 6.0 GiB added by the value + gradient and
+its targets, plus Y's 0.6 GiB (estimate 7.0 GiB); ``python -m benchmarks.lml``
+prints these peaks.
 
 The limit is what the device has free: on GPU/TPU the allocator's
 ``bytes_limit`` less what is in use; on CPU the kernel's MemAvailable, or
