@@ -10,8 +10,11 @@ a first run does):
 
 1. local: ``--workers N``, N spawned worker processes, each pinned to its cores;
 2. dask: ``--executor dask://...`` on a ``distributed.LocalCluster`` of N worker
-   processes with one thread each (not pinned; Dask sets their BLAS to one
-   thread), which the benchmark starts before the run (not timed) and stops after.
+   processes with one thread each, each pinned to its own cores as the local
+   workers are (:func:`gpllm.evaluate.dask_executor.pin_local_workers`, before
+   JAX starts in them, so that XLA and OpenBLAS run on as many threads as a
+   local worker's and round alike), which the benchmark starts before the run
+   (not timed) and stops after.
 
 Prints the two wall times side by side with the peak resident memory of each
 run's processes, sampled from /proc every 0.2 s (:func:`benchmarks.sweep.measured_run`):
@@ -40,6 +43,7 @@ from benchmarks.peers import REPO_ROOT
 from benchmarks.sweep import MeasuredRun, measured_run
 from gpllm.blas import limit_openblas_spin
 from gpllm.evaluate.compare import table_differences
+from gpllm.evaluate.dask_executor import pin_local_workers
 
 #: The metrics whose largest difference per model is shown when the tables differ.
 SHOWN = ("pearson_de", "pearson_all", "mae_de", "mae_all", "pearson_de_meanref")
@@ -74,10 +78,12 @@ def run_on_cluster(args, root: Path, tmp: Path) -> tuple[MeasuredRun | None, flo
         LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
         Client(cluster) as client,
     ):
+        pin_local_workers(client)
         startup = time.time() - started
         workers = list(client.run(os.getpid).values())
         executor = "dask://" + cluster.scheduler_address.removeprefix("tcp://")
-        command = [*reproduce_command(args, root / "dask"), "--executor", executor]
+        # --workers: the local run its workers are checked against (it warns where they differ)
+        command = [*reproduce_command(args, root / "dask"), "--executor", executor, "--workers", str(args.workers)]
         return measured_run(command, tmp / "cache-dask", also=workers), startup
 
 
