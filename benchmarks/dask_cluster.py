@@ -64,12 +64,17 @@ def largest_differences(a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:
     return diff.group_by("model", maintain_order=True).max()
 
 
-def run_local(args, root: Path, tmp: Path) -> MeasuredRun | None:
+def numerics_warnings(stderr: str) -> list[str]:
+    """The lines in which the Dask executor warned that a worker's numerics differ from a local run's."""
+    return [line for line in stderr.splitlines() if line.startswith("Dask worker")]
+
+
+def run_local(args, root: Path, tmp: Path, env: dict[str, str]) -> MeasuredRun | None:
     command = [*reproduce_command(args, root / "local"), "--workers", str(args.workers)]
-    return measured_run(command, tmp / "cache-local")
+    return measured_run(command, tmp / "cache-local", env=env)
 
 
-def run_on_cluster(args, root: Path, tmp: Path) -> tuple[MeasuredRun | None, float]:
+def run_on_cluster(args, root: Path, tmp: Path, env: dict[str, str]) -> tuple[MeasuredRun | None, float]:
     """The run on a fresh LocalCluster, and the seconds the cluster took to start."""
     from distributed import Client, LocalCluster
 
@@ -84,7 +89,7 @@ def run_on_cluster(args, root: Path, tmp: Path) -> tuple[MeasuredRun | None, flo
         executor = "dask://" + cluster.scheduler_address.removeprefix("tcp://")
         # --workers: the local run its workers are checked against (it warns where they differ)
         command = [*reproduce_command(args, root / "dask"), "--executor", executor, "--workers", str(args.workers)]
-        return measured_run(command, tmp / "cache-dask", also=workers), startup
+        return measured_run(command, tmp / "cache-dask", also=workers, env=env), startup
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, default=None, help="keep the run folders (local/, dask/) here")
     args = parser.parse_args(argv)
     limit_openblas_spin()  # the cluster's workers inherit it, as the CLI's own workers do
+    # Both runs start from this environment. The cluster's nannies write their workers'
+    # settings (OPENBLAS_NUM_THREADS=1, ...: Dask's pre-spawn-environ) into this process's
+    # environment, and a command started after would build its inputs (the embeddings' PCA,
+    # the synthetic screens) with one BLAS thread, rounding them unlike the local run's.
+    env = dict(os.environ)
     if args.keep is not None and any((args.keep / where).exists() for where in ("local", "dask")):
         print(f"{args.keep} holds a local/ or dask/ run folder, which would resume: choose an empty --keep folder")
         return 1
@@ -104,10 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gpllm-dask-") as name:
         tmp = Path(name)  # the compilation caches, and the run folders unless --keep
         root = args.keep or tmp
-        local = run_local(args, root, tmp)
+        local = run_local(args, root, tmp, env)
         if local is None:
             return 1
-        dask, startup = run_on_cluster(args, root, tmp)
+        dask, startup = run_on_cluster(args, root, tmp, env)
         if dask is None:
             return 1
         tables = [pl.read_parquet(root / where / "results.parquet") for where in ("local", "dask")]
@@ -121,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label:<40} {run.wall_s:8.1f} s {run.peak_bytes / 1024**3:8.2f} GiB")
     print(f"  dask / local wall time: {dask.wall_s / local.wall_s:.2f}x (the cluster took {startup:.1f} s to "
           "start, not counted)")  # fmt: skip
+    for line in numerics_warnings(dask.stderr):
+        print(f"  the dask run warned: {line}")
     if problems:
         print(f"  results tables DIFFER ({len(problems)} problems, all in {args.json}); the first: {problems[0]}")
         if tables[0].height == tables[1].height and tables[0]["model"].equals(tables[1]["model"]):
@@ -136,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                "workers": args.workers, "config": str(args.config) if args.config else None}  # fmt: skip
     for run in ("local", "dask"):
         figures[run].pop("stdout")
+        figures[run]["warnings"] = numerics_warnings(figures[run].pop("stderr"))
     args.json.write_text(json.dumps(figures, indent=2))
     return 1 if problems else 0
 

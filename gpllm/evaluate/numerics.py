@@ -20,6 +20,12 @@ Dask worker with the CPUs its process was started on, and each of its tasks sets
 OpenBLAS to match (:func:`match_blas`). XLA's pool and XLA_FLAGS cannot change
 in a running process, so the Dask executor compares what its workers report
 with what a local run would use, and warns.
+
+The same holds for the command's own process, which builds the tasks' inputs
+(the embeddings' PCA, the synthetic screens) with its BLAS threads: two runs
+compared must start from the same environment (OPENBLAS_NUM_THREADS, which a
+``distributed.LocalCluster`` writes into the environment of the process that
+starts it).
 """
 
 from __future__ import annotations
