@@ -36,14 +36,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
-from benchmarks.peers import REPO_ROOT
-from benchmarks.sweep import MeasuredRun, measured_run
 from gpllm.blas import limit_openblas_spin
 from gpllm.evaluate.compare import table_differences
 from gpllm.evaluate.dask_executor import pin_local_workers
+
+# benchmarks.sweep is imported where it is used: it imports benchmarks.peers, whose
+# gpjax and tinygp start JAX on import, and the cluster's worker processes import this
+# module when they start (their main module), before they are pinned; JAX would then
+# size its thread pool to every core, and they would round unlike local workers.
+if TYPE_CHECKING:
+    from benchmarks.sweep import MeasuredRun
 
 #: The metrics whose largest difference per model is shown when the tables differ.
 SHOWN = ("pearson_de", "pearson_all", "mae_de", "mae_all", "pearson_de_meanref")
@@ -70,6 +76,8 @@ def numerics_warnings(stderr: str) -> list[str]:
 
 
 def run_local(args, root: Path, tmp: Path, env: dict[str, str]) -> MeasuredRun | None:
+    from benchmarks.sweep import measured_run
+
     command = [*reproduce_command(args, root / "local"), "--workers", str(args.workers)]
     return measured_run(command, tmp / "cache-local", env=env)
 
@@ -77,6 +85,8 @@ def run_local(args, root: Path, tmp: Path, env: dict[str, str]) -> MeasuredRun |
 def run_on_cluster(args, root: Path, tmp: Path, env: dict[str, str]) -> tuple[MeasuredRun | None, float]:
     """The run on a fresh LocalCluster, and the seconds the cluster took to start."""
     from distributed import Client, LocalCluster
+
+    from benchmarks.sweep import measured_run
 
     started = time.time()
     with (
@@ -93,6 +103,8 @@ def run_on_cluster(args, root: Path, tmp: Path, env: dict[str, str]) -> tuple[Me
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmarks.peers import REPO_ROOT
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=None, help="a gpllm reproduce config (default: the demo)")
     parser.add_argument("--sizes", default="100,400", help="training sizes of both runs (default 100,400)")

@@ -148,13 +148,24 @@ def _mismatch_note(worker: str, numerics: TaskNumerics, match: TaskNumerics) -> 
 def pin_local_workers(client: Any) -> None:
     """Pin each worker process of a Dask cluster on this machine to its own group of cores,
     as local workers are (:func:`~gpllm.evaluate.workers.core_groups`), so that its tasks
-    run with a local run's numbers. Call it before any task: JAX sizes its CPU thread pool
-    when it starts in a worker. A worker the nanny restarts later is not pinned."""
+    run with a local run's numbers. JAX sizes its CPU thread pool when it starts in a
+    worker, so it must not have started there yet (a task, or a main module that starts
+    JAX on import, which Dask's workers import when they start): InputError naming the
+    workers whose pool is not their group's size. A worker the nanny restarts later is
+    not pinned."""
+    from gpllm.evaluate.numerics import xla_cpu_threads
     from gpllm.evaluate.workers import core_groups, pin_process
 
     workers = sorted(client.scheduler_info()["workers"])
-    for address, cores in zip(workers, core_groups(len(workers)), strict=True):
+    groups = dict(zip(workers, core_groups(len(workers)), strict=True))
+    for address, cores in groups.items():
         client.run(pin_process, cores, workers=[address])
+    pools = client.run(xla_cpu_threads)
+    wrong = {address: threads for address, threads in pools.items() if threads != len(groups[address])}
+    if wrong:
+        raise InputError(f"Dask worker(s) {wrong} have XLA CPU thread pools of that size, not "
+                         f"{len(next(iter(groups.values())))}: JAX had started in them before they were "
+                         "pinned (does the main module, which Dask's workers import, start JAX?)")  # fmt: skip
 
 
 def _raise_failure(future: Any, item: Any) -> None:

@@ -6,7 +6,8 @@ On the CPU backend the same task gives the same numbers, bit for bit, given
   (:data:`~gpllm.evaluate.workers.FORWARDED_JAX_SETTINGS`);
 - ``XLA_FLAGS``, which XLA reads once, when JAX's backend starts;
 - the size of XLA's CPU thread pool, which XLA fixes when its backend starts to
-  the number of CPUs the process may run on then (its affinity): reductions are
+  the number of CPUs the process may run on then (its affinity; pinning the
+  process later changes its CPUs, not the pool): reductions are
   split by thread, so another count rounds differently; measured, a float32 GP
   fit at N = 400 predicts values ~2e-5 apart with 1 and 2 threads (~1e-3 in
   pearson_de), a float64 one ~6e-13;
@@ -53,14 +54,45 @@ class TaskNumerics(NamedTuple):
         return out
 
 
+#: The name of the threads of XLA's CPU pool (tsl's prefix "tf_" and XLA's "XLAEigen").
+XLA_POOL_THREAD = "tf_XLAEigen"
+
+
 def current_numerics() -> TaskNumerics:
-    """This process's: its CPUs now (assumed to be those it had when JAX started), its
-    XLA_FLAGS and JAX's backend (started here if it was not)."""
+    """This process's: JAX's backend (started here if it was not), XLA's CPU threads
+    (:func:`xla_cpu_threads`) and XLA_FLAGS."""
+    import jax
+
+    backend = jax.default_backend()
+    return TaskNumerics(backend, xla_cpu_threads(), os.environ.get("XLA_FLAGS", ""))
+
+
+def xla_cpu_threads() -> int:
+    """The size of XLA's CPU thread pool in this process, whose CPU backend is started if it
+    was not: its threads counted by name where Linux lists them, else the CPUs this process
+    may run on now (XLA's size for it, unless the process was pinned after JAX started)."""
     import jax
 
     from gpllm.evaluate.workers import available_cores
 
-    return TaskNumerics(jax.default_backend(), len(available_cores()), os.environ.get("XLA_FLAGS", ""))
+    jax.devices("cpu")
+    return _thread_names().count(XLA_POOL_THREAD) or len(available_cores())
+
+
+def _thread_names() -> list[str]:
+    """The names of this process's threads ([] where /proc/self/task is not there)."""
+    names = []
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return names
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as comm:
+                names.append(comm.read().strip())
+        except OSError:  # the thread ended meanwhile
+            pass
+    return names
 
 
 def local_numerics(workers: int) -> TaskNumerics:

@@ -13,7 +13,8 @@ from gpllm.errors import InputError, WorkerError
 from gpllm.evaluate.compare import table_differences
 from gpllm.evaluate.dask_executor import DaskExecutor, pin_local_workers
 from gpllm.evaluate.executors import LocalExecutor, check_executor, open_executor
-from gpllm.evaluate.numerics import current_numerics, local_numerics
+from gpllm.evaluate.numerics import current_numerics, local_numerics, xla_cpu_threads
+from gpllm.evaluate.workers import available_cores, pin_process
 from gpllm.reproduce import ReproduceConfig, reproduce
 
 distributed = pytest.importorskip("distributed")
@@ -136,6 +137,18 @@ def test_pinned_workers_of_a_local_cluster_run_with_local_workers_numerics():
         executor = DaskExecutor(client, c.scheduler_address, match=local_numerics(2))
         results = executor.run_chains([[1], [2]], numerics_and_blas, None, lambda *a: None)
     assert [numerics for [(numerics, _)] in results] == [local_numerics(2)] * 2
+
+
+def test_pinning_workers_in_which_jax_has_started_is_an_error(dask):
+    cores = available_cores()
+    if len(cores) < 2:
+        pytest.skip("on one core, a worker's pool has its one-core group's size whenever JAX started")
+    dask.client.run(xla_cpu_threads)  # JAX starts in both workers, its pool on every core
+    try:
+        with pytest.raises(InputError, match="before they were pinned"):
+            pin_local_workers(dask.client)
+    finally:
+        dask.client.run(pin_process, cores)
 
 
 @pytest.mark.parametrize("spec", ["dask://", "dask://host", "dask://host:port", "spark://h:1", "tcp://:80", 7])
