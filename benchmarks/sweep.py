@@ -30,7 +30,7 @@ import threading
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 from benchmarks.peers import REPO_ROOT
 from gpllm import compilation_cache
@@ -114,13 +114,17 @@ class MeasuredRun(NamedTuple):
     wall_s: float
     peak_bytes: int
     stdout: str
+    stderr: str
 
 
-def measured_run(command: list[str], cache: Path, also: Sequence[int] = ()) -> MeasuredRun | None:
-    """``command`` in a child process (JAX compilation cache ``cache``), its wall time, the peak
-    resident memory of its process tree (together with the trees of the processes ``also``,
-    e.g. the workers of a cluster it runs on) and its stdout; None (output printed) if it failed."""
-    env = {**os.environ, compilation_cache.ENV: str(cache)}
+def measured_run(
+    command: list[str], cache: Path, also: Sequence[int] = (), env: Mapping[str, str] | None = None
+) -> MeasuredRun | None:
+    """``command`` in a child process (JAX compilation cache ``cache``; environment ``env``,
+    default this process's), its wall time, the peak resident memory of its process tree
+    (together with the trees of the processes ``also``, e.g. the workers of a cluster it runs
+    on), its stdout and stderr; None (output printed) if it failed."""
+    env = {**(os.environ if env is None else env), compilation_cache.ENV: str(cache)}
     started = time.time()
     child = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     sampler = PeakSampler((child.pid, *also))
@@ -132,7 +136,7 @@ def measured_run(command: list[str], cache: Path, also: Sequence[int] = ()) -> M
     if child.returncode != 0:
         print(stdout[-3000:], stderr[-3000:], sep="\n")
         return None
-    return MeasuredRun(wall, sampler.peak, stdout)
+    return MeasuredRun(wall, sampler.peak, stdout, stderr)
 
 
 def report(label: str, run: dict, targets: bool = True) -> None:

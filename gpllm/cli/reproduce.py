@@ -13,7 +13,7 @@ def reproduce_command(
     sizes: str = typer.Option(None, help="Override training sizes, e.g. '100,400'."),
     folds: str = typer.Option(None, help="Override the number of folds (an integer, or 'loo')."),
     models: str = typer.Option(None, help="Override the models (comma-separated, see `gpllm fit --help`), e.g. gp,ridge."),
-    workers: int = typer.Option(None, min=1, help="Worker processes (default: one per CPU core on CPU, 1 on GPU/TPU; 1 runs in this process)."),
+    workers: int = typer.Option(None, min=1, help="Worker processes (default: one per CPU core on CPU, 1 on GPU/TPU; 1 runs in this process); with a Dask executor, the local run whose thread counts the cluster's workers are checked against."),
     executor: str = typer.Option(None, help="Where the sweep runs: 'local' or 'dask://HOST:PORT' (a Dask cluster whose workers see --out); default: the config's, else local."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     debug: bool = typer.Option(False, "--debug", help="On a worker's failure, print its full traceback (always kept in the run folder's errors.log)."),

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-#: Left out by default: the GP's record, whose LML's last digits depend on the
-#: process's threads (a cluster worker is not pinned as a local worker is).
+#: Left out by default: the GP's record, text whose LML's last digits depend on the
+#: threads its fit ran on (:mod:`gpllm.evaluate.numerics`), compared exactly if kept.
 UNCOMPARED = ("hyperparameters",)
 
 

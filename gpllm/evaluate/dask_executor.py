@@ -9,6 +9,14 @@ context is sent to the workers once (``scatter``, broadcast), and every task
 first copies the parent's JAX settings (float64, the compilation cache), as
 local workers do.
 
+Numbers: a task rounds as a local worker's does when it runs with the same
+thread count and XLA_FLAGS (:mod:`gpllm.evaluate.numerics`). Each task sets
+OpenBLAS to its worker's CPU count, as local workers have it, and reports the
+worker's settings; XLA's thread pool and XLA_FLAGS are fixed when JAX starts in
+the worker, so where they differ from the local run's the parent warns, once
+per kind of worker, saying how to start the workers instead. On one machine,
+:func:`pin_local_workers` pins a ``LocalCluster``'s workers as local workers are.
+
 Failures:
 
 - a task that raises stops the run: gpllm's own errors come back as
@@ -27,21 +35,30 @@ The run folder must be on storage that every worker sees at the same path
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
 from typing import Any, Callable, Sequence
 
 from gpllm.errors import GPLLMError, InputError, WorkerError
+from gpllm.evaluate.numerics import TaskNumerics
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
 class DaskExecutor:
-    """A connected ``distributed.Client``; :meth:`close` disconnects (the cluster stays up)."""
+    """A connected ``distributed.Client``; :meth:`close` disconnects (the cluster stays up).
+
+    match: the numerical settings of the local run the results should equal
+    (:func:`~gpllm.evaluate.numerics.local_numerics`); None checks nothing.
+    """
 
     client: Any
     address: str
+    match: TaskNumerics | None = None
 
     @classmethod
-    def connect(cls, address: str, *, timeout: float = 5.0) -> DaskExecutor:
+    def connect(cls, address: str, *, timeout: float = 5.0, match: TaskNumerics | None = None) -> DaskExecutor:
         """Connect to the scheduler at ``address`` (``tcp://HOST:PORT``); InputError within
         ``timeout`` seconds if it cannot be reached, or if dask.distributed is not installed."""
         try:
@@ -54,7 +71,7 @@ class DaskExecutor:
         except (OSError, TimeoutError) as err:
             raise InputError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({err}); "
                              "is the cluster running, and is the address right?") from None  # fmt: skip
-        return cls(client, address)
+        return cls(client, address, match)
 
     @property
     def label(self) -> str:
@@ -83,13 +100,17 @@ class DaskExecutor:
 
         pending = as_completed([submit(c, 0) for c, chain in enumerate(chains) if chain], loop=self.client.loop)
         results: list[list[Any]] = [[None] * len(chain) for chain in chains]
+        warned: set[TaskNumerics] = set()
         try:
             for future in pending:
                 c, p = where[future.key]
                 if future.status != "finished":
                     _raise_failure(future, chains[c][p])
-                results[c][p] = future.result()
+                results[c][p], numerics, worker = future.result()
                 future.release()
+                if self.match is not None and numerics not in warned and numerics != self.match:
+                    warned.add(numerics)
+                    log.warning("%s", _mismatch_note(worker, numerics, self.match))
                 on_event("done", chains[c][p])
                 if p + 1 < len(chains[c]):
                     pending.add(submit(c, p + 1))
@@ -101,13 +122,50 @@ class DaskExecutor:
         self.client.close()
 
 
-def _run_task(task: Callable, item: Any, context: Any, settings: dict) -> Any:
-    """On a worker: the parent's JAX settings, then the task."""
+def _run_task(task: Callable, item: Any, context: Any, settings: dict) -> tuple[Any, TaskNumerics, str]:
+    """On a worker: the parent's JAX settings and OpenBLAS threads as a local worker has
+    them, then the task -> (its result, the worker's numerical settings, its address)."""
     import jax
+    from distributed import get_worker
+
+    from gpllm.evaluate.numerics import current_numerics, match_blas
 
     for name, value in settings.items():
         jax.config.update(name, value)
-    return task(item, context)
+    numerics = current_numerics()
+    match_blas(numerics.threads)
+    return task(item, context), numerics, get_worker().address
+
+
+def _mismatch_note(worker: str, numerics: TaskNumerics, match: TaskNumerics) -> str:
+    return (f"Dask worker {worker} runs its tasks with {'; '.join(numerics.differences(match))} as a local "
+            f"run of this command does, so its results differ from a local run's in rounding (float32 GP "
+            f"fits by ~1e-3 in pearson_de). To match, start each worker process on {match.threads} CPU(s)"
+            f"{' with the same XLA_FLAGS' if numerics.xla_flags != match.xla_flags else ''}: see the README, "
+            "'On a Dask cluster'.")  # fmt: skip
+
+
+def pin_local_workers(client: Any) -> None:
+    """Pin each worker process of a Dask cluster on this machine to its own group of cores,
+    as local workers are (:func:`~gpllm.evaluate.workers.core_groups`), so that its tasks
+    run with a local run's numbers. JAX sizes its CPU thread pool when it starts in a
+    worker, so it must not have started there yet (a task, or a main module that starts
+    JAX on import, which Dask's workers import when they start): InputError naming the
+    workers whose pool is not their group's size. A worker the nanny restarts later is
+    not pinned."""
+    from gpllm.evaluate.numerics import xla_cpu_threads
+    from gpllm.evaluate.workers import core_groups, pin_process
+
+    workers = sorted(client.scheduler_info()["workers"])
+    groups = dict(zip(workers, core_groups(len(workers)), strict=True))
+    for address, cores in groups.items():
+        client.run(pin_process, cores, workers=[address])
+    pools = client.run(xla_cpu_threads)
+    wrong = {address: threads for address, threads in pools.items() if threads != len(groups[address])}
+    if wrong:
+        raise InputError(f"Dask worker(s) {wrong} have XLA CPU thread pools of that size, not "
+                         f"{len(next(iter(groups.values())))}: JAX had started in them before they were "
+                         "pinned (does the main module, which Dask's workers import, start JAX?)")  # fmt: skip
 
 
 def _raise_failure(future: Any, item: Any) -> None:

@@ -2,10 +2,15 @@
 
 An executor runs independent *chains* of tasks (a chain in order; see
 :func:`gpllm.evaluate.workers.run_chains`) and relays each task's start and
-end to a callback. The results never depend on the executor: every task
+end to a callback. What a task computes never depends on the executor: it
 reads its inputs from the context it is handed and its warm start from the
 run folder, and writes its sealed part there, so a run may be started on a
 cluster and resumed on a laptop (and the other way round) over the same folder.
+How it rounds depends on the threads it runs with and XLA_FLAGS
+(:mod:`gpllm.evaluate.numerics`): a cluster's table equals a local run's,
+bit for bit, where its workers run with the local workers' thread count on the
+same CPU type; otherwise float32 GP rows differ in rounding (~1e-3 in
+pearson_de), and the Dask executor warns.
 
 - ``"local"`` (the default): this process, or ``workers`` spawned processes
   pinned to the cores (:mod:`gpllm.evaluate.workers`).
@@ -20,6 +25,7 @@ import dataclasses
 from typing import Any, Callable, Protocol, Sequence
 
 from gpllm.errors import InputError
+from gpllm.evaluate.numerics import TaskNumerics, local_numerics
 
 #: Executor strings that mean "this machine".
 LOCAL = "local"
@@ -58,6 +64,10 @@ class LocalExecutor:
 
         return run_chains(chains, task, context, workers=self._count(), on_event=on_event)
 
+    def numerics(self) -> TaskNumerics:
+        """The numerical settings its tasks run with (:mod:`gpllm.evaluate.numerics`)."""
+        return local_numerics(self._count())
+
     def close(self) -> None:
         pass
 
@@ -80,10 +90,11 @@ def open_executor(spec: str | None = LOCAL, *, workers: int | None = 1, timeout:
     """The executor ``spec`` names, ready to run: a Dask cluster is connected to now, so an
     unreachable one fails within ``timeout`` seconds, before any run folder is made."""
     address = check_executor(spec)
+    if workers is not None and workers < 1:
+        raise InputError(f"workers must be >= 1, got {workers}")
     if address == LOCAL:
-        if workers is not None and workers < 1:
-            raise InputError(f"workers must be >= 1, got {workers}")
         return LocalExecutor(workers)
     from gpllm.evaluate.dask_executor import DaskExecutor
 
-    return DaskExecutor.connect(address, timeout=timeout)
+    # Checked against the local run of the same command, with the same ``workers``.
+    return DaskExecutor.connect(address, timeout=timeout, match=LocalExecutor(workers).numerics())

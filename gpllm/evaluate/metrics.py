@@ -13,10 +13,18 @@ mean for Systema's):
 A correlation is undefined when either side is constant over the gene set (zero
 variance, e.g. the Control baseline's zero delta); it is reported as 0, as
 GEARS does, and flagged so the caller can count and say so. "Constant" means
-a spread (max - min) within the rounding of the subtraction x - r, i.e. at most
-4 eps max(|x|, |r|) over the gene set: a delta such as (ctrl + 0.7) - ctrl is
-constant, though its rounding noise would give ``scipy.stats.pearsonr`` a
-meaningless value (scipy flags only exactly equal values).
+a spread (max - min) within rounding of the profiles' scale over the gene set:
+
+    max_g delta_g - min_g delta_g <= ROUNDING_ULPS eps max_g max(|x_g|, |r_g|)
+
+with eps the unit roundoff of the coarser of x's and r's own dtypes (a float32
+prediction against a float64 reference has float32's). Not only the
+subtraction x - r rounds: x and r themselves may be the same profile computed
+two ways, e.g. the mean training profile as a model predicts it (JAX, float32
+or float64) and as the sweep takes it for the reference (NumPy), which differ
+in the last ~sqrt(N) ulps of a mean over N rows. Such deltas are constant,
+though their rounding noise would give ``scipy.stats.pearsonr`` a meaningless,
+run-to-run varying value (scipy flags only exactly equal values).
 """
 
 from __future__ import annotations
@@ -36,6 +44,13 @@ Array = jax.Array
 
 #: The multiplier of the standard error in reported intervals (the paper's "± 1.96 SE").
 Z95 = 1.96
+
+#: How many units of roundoff (relative to the profiles' scale) a delta's spread may
+#: span and still count as constant (module docstring). The mean of N ~ 1e3 rows
+#: computed by XLA and by NumPy differs by ~0.6 sqrt(N) ulps (22 at N = 1400, in
+#: float64), which 256 covers up to N ~ 1e5; it is 6e-14 of the scale in float64 and
+#: 3e-5 in float32, far below any delta a model means.
+ROUNDING_ULPS = 256
 
 
 class PerturbationMetrics(NamedTuple):
@@ -88,22 +103,23 @@ def perturbation_metrics(
     Raises NonFiniteError for NaN/inf, ShapeError for mismatched shapes,
     InputError for DE indices out of range or repeated within a row.
     """
-    Y_true, Y_pred, reference, de = _check_metric_inputs(Y_true, Y_pred, reference, de)
-    return _metrics(Y_true, Y_pred, reference, de)
+    Y_true, Y_pred, reference, de, (eps_true, eps_pred) = _check_metric_inputs(Y_true, Y_pred, reference, de)
+    return _metrics(Y_true, Y_pred, reference, de, eps_true, eps_pred)
 
 
 @jax.jit
-def _metrics(Y_true: Array, Y_pred: Array, reference: Array, de: Array) -> PerturbationMetrics:
+def _metrics(
+    Y_true: Array, Y_pred: Array, reference: Array, de: Array, eps_true: float, eps_pred: float
+) -> PerturbationMetrics:
     reference = jnp.broadcast_to(reference, Y_true.shape)
     delta, delta_hat = Y_true - reference, Y_pred - reference
     abs_err = jnp.abs(Y_pred - Y_true)
     take = lambda x: jnp.take_along_axis(x, de, axis=1)  # noqa: E731
 
-    # Elementwise bound on the rounding error of x - reference: a row whose
-    # spread is within it is constant (see the module docstring).
-    eps4 = 4 * jnp.finfo(Y_true.dtype).eps
-    noise_hat = eps4 * jnp.maximum(jnp.abs(Y_pred), jnp.abs(reference))
-    noise = eps4 * jnp.maximum(jnp.abs(Y_true), jnp.abs(reference))
+    # Elementwise rounding scale of x - reference: a row whose spread is within
+    # its max over the gene set is constant (see the module docstring).
+    noise_hat = ROUNDING_ULPS * eps_pred * jnp.maximum(jnp.abs(Y_pred), jnp.abs(reference))
+    noise = ROUNDING_ULPS * eps_true * jnp.maximum(jnp.abs(Y_true), jnp.abs(reference))
     r_all, undef_all = pearson_rows(delta_hat, delta, noise_hat.max(axis=1), noise.max(axis=1))
     r_de, undef_de = pearson_rows(
         take(delta_hat), take(delta), take(noise_hat).max(axis=1), take(noise).max(axis=1)
@@ -122,7 +138,9 @@ def _metrics(Y_true: Array, Y_pred: Array, reference: Array, de: Array) -> Pertu
 
 def _check_metric_inputs(
     Y_true: ArrayLike, Y_pred: ArrayLike, reference: ArrayLike, de: ArrayLike
-) -> tuple[Array, Array, Array, Array]:
+) -> tuple[Array, Array, Array, Array, tuple[float, float]]:
+    """The inputs checked and cast to one float dtype, and the unit roundoff of the
+    deltas' two sides, (x - r, x_hat - r), each from the coarser of its inputs' own dtypes."""
     Y_true = as_checked_array(Y_true, "Y_true", ndim=2)
     Y_pred = as_checked_array(Y_pred, "Y_pred", ndim=2)
     if Y_true.shape != Y_pred.shape:
@@ -153,7 +171,13 @@ def _check_metric_inputs(
             f"first row {int(np.argmax(repeated))}"
         )
     dtype = jnp.result_type(Y_true.dtype, Y_pred.dtype, reference.dtype)
-    return Y_true.astype(dtype), Y_pred.astype(dtype), reference.astype(dtype), de
+    eps = (_roundoff(Y_true, reference), _roundoff(Y_pred, reference))
+    return Y_true.astype(dtype), Y_pred.astype(dtype), reference.astype(dtype), de, eps
+
+
+def _roundoff(*arrays: Array) -> float:
+    """The unit roundoff (eps) of the coarsest float dtype among ``arrays``."""
+    return max(float(jnp.finfo(a.dtype).eps) for a in arrays)
 
 
 #: Nominal levels of the central predictive intervals whose coverage is scored: ten,

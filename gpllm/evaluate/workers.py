@@ -85,6 +85,23 @@ def core_groups(workers: int, cores: Sequence[int] | None = None) -> list[tuple[
     return [tuple(cores[(i * size + j) % len(cores)] for j in range(size)) for i in range(workers)]
 
 
+def pin_process(cores: Sequence[int]) -> None:
+    """Pin every thread of this process to ``cores`` (threads started later inherit it);
+    a no-op where the OS has no affinity API. Before JAX starts, this also sizes XLA's
+    CPU thread pool (:mod:`gpllm.evaluate.numerics`)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:  # no /proc: the calling thread, which starts the others
+        threads = [0]
+    for tid in threads:
+        try:
+            os.sched_setaffinity(tid, cores)
+        except ProcessLookupError:  # the thread ended meanwhile
+            pass
+
+
 def run_chains(
     chains: Sequence[Sequence[T]],
     task: Callable[[T, C], R],
@@ -221,8 +238,7 @@ def _worker(cores, task, context, jobs, messages, settings, parent) -> None:
     """A worker's life: tie itself to its parent, pin to ``cores``, copy JAX settings, run
     chains until told to stop (or until the parent is gone)."""
     _die_with_parent(parent)
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, cores)
+    pin_process(cores)
     # Ctrl-C reaches the whole process group; the parent alone decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import jax

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -10,7 +11,10 @@ import pytest
 
 from gpllm.errors import InputError, WorkerError
 from gpllm.evaluate.compare import table_differences
+from gpllm.evaluate.dask_executor import DaskExecutor, pin_local_workers
 from gpllm.evaluate.executors import LocalExecutor, check_executor, open_executor
+from gpllm.evaluate.numerics import current_numerics, local_numerics, xla_cpu_threads
+from gpllm.evaluate.workers import available_cores, pin_process
 from gpllm.reproduce import ReproduceConfig, reproduce
 
 distributed = pytest.importorskip("distributed")
@@ -91,6 +95,60 @@ def test_reproduce_on_dask_gives_the_local_table(dask, tmp_path):
     # a folder started on the cluster resumes locally with nothing left to do
     again = reproduce(config, tmp_path / "dask", progress=False, workers=1).results
     assert again.equals(remote)
+
+
+def numerics_and_blas(item, context):
+    """A task: the worker's numerical settings, and the thread count of each OpenBLAS loaded."""
+    from threadpoolctl import threadpool_info
+
+    return current_numerics(), [pool["num_threads"] for pool in threadpool_info() if pool["internal_api"] == "openblas"]
+
+
+def test_tasks_run_openblas_on_as_many_threads_as_xla(dask):
+    """Dask's nanny starts workers with OPENBLAS_NUM_THREADS=1 whatever their CPUs; local
+    workers have one thread per core of their group, for XLA and OpenBLAS alike."""
+    results = dask.run_chains([[1], [2]], numerics_and_blas, None, lambda *a: None)
+    for [(numerics, blas)] in results:
+        assert blas and all(threads == numerics.threads for threads in blas), (numerics, blas)
+
+
+def test_a_worker_unlike_the_local_run_is_warned_about_once(dask, caplog):
+    seen = set(dask.client.run(current_numerics).values())
+    assert len(seen) == 1  # both workers of the cluster alike
+    [actual] = seen
+    quiet = DaskExecutor(dask.client, dask.address, match=actual)
+    with caplog.at_level(logging.WARNING, logger="gpllm.evaluate.dask_executor"):
+        quiet.run_chains(CHAINS, numerics_and_blas, None, lambda *a: None)
+    assert caplog.records == []
+    unlike = DaskExecutor(dask.client, dask.address, match=actual._replace(threads=actual.threads + 1))
+    with caplog.at_level(logging.WARNING, logger="gpllm.evaluate.dask_executor"):
+        unlike.run_chains(CHAINS, numerics_and_blas, None, lambda *a: None)
+    [warning] = caplog.records
+    assert f"{actual.threads} CPU thread(s) for XLA and OpenBLAS, not {actual.threads + 1}" in warning.message
+    assert f"start each worker process on {actual.threads + 1} CPU(s)" in warning.message
+
+
+def test_pinned_workers_of_a_local_cluster_run_with_local_workers_numerics():
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c,
+        distributed.Client(c) as client,
+    ):
+        pin_local_workers(client)
+        executor = DaskExecutor(client, c.scheduler_address, match=local_numerics(2))
+        results = executor.run_chains([[1], [2]], numerics_and_blas, None, lambda *a: None)
+    assert [numerics for [(numerics, _)] in results] == [local_numerics(2)] * 2
+
+
+def test_pinning_workers_in_which_jax_has_started_is_an_error(dask):
+    cores = available_cores()
+    if len(cores) < 2:
+        pytest.skip("on one core, a worker's pool has its one-core group's size whenever JAX started")
+    dask.client.run(xla_cpu_threads)  # JAX starts in both workers, its pool on every core
+    try:
+        with pytest.raises(InputError, match="before they were pinned"):
+            pin_local_workers(dask.client)
+    finally:
+        dask.client.run(pin_process, cores)
 
 
 @pytest.mark.parametrize("spec", ["dask://", "dask://host", "dask://host:port", "spark://h:1", "tcp://:80", 7])
