@@ -25,6 +25,7 @@ and each function is one plain call.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import jax
@@ -57,7 +58,7 @@ def _placed(shape: tuple[int, int], dtype, blocks) -> jax.Array:
     """A zero (shape) array with each (row, col, block) of ``blocks`` written at (row, col).
 
     Written one by one into one buffer (XLA updates it in place) rather than
-    concatenated, so the blocks and the result are never all alive at once.
+    concatenated from rows of blocks, which copies each row once more.
     """
     out = jnp.zeros(shape, dtype)
     for row, col, block in blocks:
@@ -125,11 +126,8 @@ def lower_blocks_of_product(W: jax.Array, *, trapezoidal: bool) -> Blocks:
     if len(e) == 2:
         return {(0, 0): W @ W.T}
     rows = lambda i: slice(e[i], e[i + 1])  # noqa: E731
-    return {
-        (i, j): W[rows(i), : min(e[j + 1], r) if trapezoidal else r] @ W[rows(j), : min(e[j + 1], r) if trapezoidal else r].T
-        for i in range(len(e) - 1)
-        for j in range(i + 1)
-    }
+    cols = lambda j: slice(0, min(e[j + 1], r) if trapezoidal else r)  # noqa: E731
+    return {(i, j): W[rows(i), cols(j)] @ W[rows(j), cols(j)].T for i in range(len(e) - 1) for j in range(i + 1)}
 
 
 def from_lower_blocks(lower: Blocks) -> jax.Array:
@@ -137,8 +135,7 @@ def from_lower_blocks(lower: Blocks) -> jax.Array:
     b = 1 + max(i for i, _ in lower)
     if b == 1:
         return lower[0, 0]
-    e = [0] + [lower[i, 0].shape[0] for i in range(b)]
-    e = [sum(e[: k + 1]) for k in range(b + 1)]
+    e = list(itertools.accumulate((lower[i, 0].shape[0] for i in range(b)), initial=0))
     mirrored = [(e[j], e[i], block.T) for (i, j), block in lower.items() if i != j]
     return _placed((e[-1], e[-1]), lower[0, 0].dtype, [(e[i], e[j], block) for (i, j), block in lower.items()] + mirrored)
 
