@@ -101,7 +101,7 @@ def test_blocked_gradient_under_vmap_equals_each_dataset_alone():
 def test_value_and_gradient_temporaries_stay_a_few_n_squared():
     """No N x N x D array and no pile of N x N copies: XLA's own accounting of the compiled
     value + gradient (gram path, trapezoidal factor) stays within 10 N^2 + 4 N R of
-    temporaries (measured here: 8.7 N^2 + nothing of size N R x D)."""
+    temporaries (8.7 N^2 measured at this size)."""
     n, r = 1200, 960
     shape = lambda *s: jax.ShapeDtypeStruct(s, jnp.float64)  # noqa: E731
     kernel = gp.RBF()
