@@ -86,14 +86,16 @@ class DaskExecutor:
 
         from gpllm.evaluate.workers import jax_settings
 
-        context_future = self.client.scatter(context, broadcast=True, hash=False)
+        shared = {"context": self.client.scatter(context, broadcast=True, hash=False)}
         settings = jax_settings()
         run = uuid.uuid4().hex[:8]
         where: dict[str, tuple[int, int]] = {}
+        resubmitted: dict[tuple[int, int], int] = {}
 
         def submit(c: int, p: int):
-            future = self.client.submit(_run_task, task, chains[c][p], context_future, settings,
-                                        key=f"gpllm-{run}-{c}-{p}", pure=False)  # fmt: skip
+            tries = resubmitted.get((c, p), 0)
+            future = self.client.submit(_run_task, task, chains[c][p], shared["context"], settings,
+                                        key=f"gpllm-{run}-{c}-{p}-{tries}", pure=False)  # fmt: skip
             where[future.key] = (c, p)
             on_event("start", chains[c][p])
             return future
@@ -104,6 +106,14 @@ class DaskExecutor:
         try:
             for future in pending:
                 c, p = where[future.key]
+                if future.status == "cancelled" and resubmitted.get((c, p), 0) < LOST_DATA_RETRIES:
+                    # A dead worker can take the scattered context with it (the scheduler
+                    # cannot recompute scattered data) and cancel what needs it: scatter
+                    # again and rerun the link, as Dask reruns a lost worker's task.
+                    resubmitted[c, p] = resubmitted.get((c, p), 0) + 1
+                    shared["context"] = self.client.scatter(context, broadcast=True, hash=False)
+                    pending.add(submit(c, p))
+                    continue
                 if future.status != "finished":
                     _raise_failure(future, chains[c][p])
                 results[c][p], numerics, worker = future.result()
@@ -120,6 +130,10 @@ class DaskExecutor:
 
     def close(self) -> None:
         self.client.close()
+
+
+#: Times one link is rerun after the data it needed was lost with a worker.
+LOST_DATA_RETRIES = 3
 
 
 def _run_task(task: Callable, item: Any, context: Any, settings: dict) -> tuple[Any, TaskNumerics, str]:
@@ -171,6 +185,10 @@ def pin_local_workers(client: Any) -> None:
 def _raise_failure(future: Any, item: Any) -> None:
     from distributed.scheduler import KilledWorker
 
+    if future.status == "cancelled":
+        raise WorkerError(f"Dask cancelled {item!r} {LOST_DATA_RETRIES + 1} times (the data it needed was lost with "
+                          "its workers); the run stopped there (finished results are kept: run the same command "
+                          "again to resume)")  # fmt: skip
     err = future.exception()
     if isinstance(err, KilledWorker):
         raise WorkerError(f"Dask workers died each time they ran {item!r} ({err}); the run stopped there "
