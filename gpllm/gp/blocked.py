@@ -11,8 +11,8 @@ and everything made from it. Columns are blocked at the same boundaries as
 rows, clipped to R.
 
 FLOPs against the dense call (N = R), up to the blocks' granularity:
-:func:`inverse_lower` N^3/3 (trsm against I: N^3), :func:`lower_times` and
-:func:`upper_times` on a triangular operand N^3/3 and 2 N^3/3 (GEMM: 2 N^3),
+:func:`inverse_lower` N^3/3 (trsm against I: N^3), :func:`triangular_times` on a
+triangular operand N^3/3 (lower) and 2 N^3/3 (upper) (GEMM: 2 N^3),
 :func:`gram_of_upper` N^3/3 (2 N^3), :func:`lower_blocks_of_product`
 (b + 1) / 2b of the GEMM, and about 1/3 of it for a trapezoidal operand.
 Everything but the diagonal blocks' small solves is a GEMM, which XLA runs
@@ -71,40 +71,30 @@ def _column_blocks(e: tuple[int, ...], r: int) -> list[tuple[int, int, int]]:
     return [(j, e[j], min(e[j + 1], r)) for j in range(len(e) - 1) if e[j] < r]
 
 
-def lower_times(V: jax.Array, X: jax.Array, *, trapezoidal: bool) -> jax.Array:
-    """V X (N, R) for lower-triangular V (N, N) and X (N, R): row block i sums only
-    V[i, :e_{i+1}] X[:e_{i+1}]; for a ``trapezoidal`` X, block (i, j) sums only rows
-    e_j..e_{i+1} (N^3/3 for R = N) and the product is trapezoidal too."""
+def triangular_times(T: jax.Array, X: jax.Array, *, lower: bool, trapezoidal: bool) -> jax.Array:
+    """T X (N, R) for triangular T (N, N) and X (N, R): block (i, j) sums only the rows k
+    where both are nonzero: k < e_{i+1} for a lower T, k >= e_i for an upper one, and
+    k >= e_j for a ``trapezoidal`` X (a lower T then gives a trapezoidal product).
+    Neighbouring column blocks that share those rows are one GEMM."""
     n, r = X.shape
     e = block_edges(n)
     if len(e) == 2:
-        return V @ X
+        return T @ X
+    columns = _column_blocks(e, r) if trapezoidal else [(0, 0, r)]
     blocks = []
     for i in range(len(e) - 1):
         start, stop = e[i], e[i + 1]
-        if not trapezoidal:
-            blocks.append((start, 0, V[start:stop, :stop] @ X[:stop]))
-            continue
-        blocks += [(start, c0, V[start:stop, c0:stop] @ X[c0:stop, c0:c1]) for j, c0, c1 in _column_blocks(e, r) if j <= i]
-    return _placed((n, r), X.dtype, blocks)
-
-
-def upper_times(U: jax.Array, X: jax.Array, *, trapezoidal: bool) -> jax.Array:
-    """U X (N, R) for upper-triangular U (N, N) and X (N, R): block (i, j) sums only
-    rows k >= e_i (and, for a ``trapezoidal`` X, k >= e_j too)."""
-    n, r = X.shape
-    e = block_edges(n)
-    if len(e) == 2:
-        return U @ X
-    blocks = []
-    for i in range(len(e) - 1):
-        start, stop = e[i], e[i + 1]
-        if not trapezoidal:
-            blocks.append((start, 0, U[start:stop, start:] @ X[start:]))
-            continue
-        # Columns before e_{i+1} are nonzero from row e_i on; each later block j from e_j on.
-        blocks.append((start, 0, U[start:stop, start:] @ X[start:, : min(stop, r)]))
-        blocks += [(start, c0, U[start:stop, c0:] @ X[c0:, c0:c1]) for _, c0, c1 in _column_blocks(e, r) if c0 >= stop]
+        hi = stop if lower else n
+        runs: list[list[int]] = []  # [lo, first column, last column] per GEMM
+        for _, c0, c1 in columns:
+            lo = max(0 if lower else start, c0 if trapezoidal else 0)
+            if lo >= hi:
+                continue
+            if runs and runs[-1][0] == lo:
+                runs[-1][2] = c1
+            else:
+                runs.append([lo, c0, c1])
+        blocks += [(start, c0, T[start:stop, lo:hi] @ X[lo:hi, c0:c1]) for lo, c0, c1 in runs]
     return _placed((n, r), X.dtype, blocks)
 
 

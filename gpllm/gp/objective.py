@@ -133,7 +133,7 @@ def _forward(A, factor, n_outputs, trapezoidal):
     # The gradient needs V = L^{-1} anyway (A^{-1} = V^T V), and W = V F as a product
     # runs at the GEMM rate where a solve with a triangular F does not.
     V = blocked.inverse_lower(L)
-    W = blocked.lower_times(V, factor, trapezoidal=trapezoidal)
+    W = blocked.triangular_times(V, factor, lower=True, trapezoidal=trapezoidal)
     logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(L)))
     value = _lml_from_parts(jnp.sum(W * W), logdet, L.shape[0], n_outputs)
     return LML(value, jitter), (V, W, n_outputs, logdet)
@@ -146,7 +146,7 @@ def _backward(trapezoidal, residuals, cotangent):
     g = cotangent.value
     n = V.shape[0]
     U = V.T  # once: XLA's CPU GEMM contracting the rows of its left operand runs at ~2/3 rate
-    B = blocked.upper_times(U, W, trapezoidal=trapezoidal)
+    B = blocked.triangular_times(U, W, lower=False, trapezoidal=trapezoidal)
     inverse = blocked.gram_of_upper(U)
     outer = blocked.lower_blocks_of_product(B, trapezoidal=False)
     dA = blocked.from_lower_blocks({k: (0.5 * g) * (outer[k] - n_outputs * inverse[k]) for k in inverse})

@@ -49,9 +49,9 @@ def test_products_and_solves_match_numpy(n, r_fraction):
     assert np.all(np.triu(V_blocked, 1) == 0)
 
     for X, trapezoidal in ((F, True), (dense, False)):
-        product = np.asarray(blocked.lower_times(jnp.asarray(V), jnp.asarray(X), trapezoidal=trapezoidal))
+        product = np.asarray(blocked.triangular_times(jnp.asarray(V), jnp.asarray(X), lower=True, trapezoidal=trapezoidal))
         np.testing.assert_allclose(product, V @ X, **tight)
-        np.testing.assert_allclose(blocked.upper_times(jnp.asarray(V.T), jnp.asarray(X), trapezoidal=trapezoidal),
+        np.testing.assert_allclose(blocked.triangular_times(jnp.asarray(V.T), jnp.asarray(X), lower=False, trapezoidal=trapezoidal),
                                    V.T @ X, **tight)  # fmt: skip
         outer = blocked.lower_blocks_of_product(jnp.asarray(X), trapezoidal=trapezoidal)
         np.testing.assert_allclose(blocked.from_lower_blocks(outer), X @ X.T, **tight)
