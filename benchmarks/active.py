@@ -28,7 +28,7 @@ import polars as pl
 from benchmarks.peers import REPO_ROOT
 from benchmarks.sweep import measured_run
 from gpllm.active.curves import learning_curves, printable
-from gpllm.evaluate.store import RunStore
+from gpllm.evaluate.runner.store import RunStore
 
 TARGET_SECONDS = 600
 TARGET_BYTES = 4 * 1024**3

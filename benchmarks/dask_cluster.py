@@ -11,7 +11,7 @@ a first run does):
 1. local: ``--workers N``, N spawned worker processes, each pinned to its cores;
 2. dask: ``--executor dask://...`` on a ``distributed.LocalCluster`` of N worker
    processes with one thread each, each pinned to its own cores as the local
-   workers are (:func:`gpllm.evaluate.dask_executor.pin_local_workers`, before
+   workers are (:func:`gpllm.evaluate.runner.dask_executor.pin_local_workers`, before
    JAX starts in them, so that XLA and OpenBLAS run on as many threads as a
    local worker's and round alike), which the benchmark starts before the run
    (not timed) and stops after.
@@ -42,7 +42,7 @@ import polars as pl
 
 from gpllm.blas import limit_openblas_spin
 from gpllm.evaluate.compare import table_differences
-from gpllm.evaluate.dask_executor import pin_local_workers
+from gpllm.evaluate.runner.dask_executor import pin_local_workers
 
 # benchmarks.sweep is imported where it is used: it imports benchmarks.peers, whose
 # gpjax and tinygp start JAX on import, and the cluster's worker processes import this

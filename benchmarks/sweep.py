@@ -34,7 +34,7 @@ from typing import Mapping, NamedTuple, Sequence
 
 from benchmarks.peers import REPO_ROOT
 from gpllm import compilation_cache
-from gpllm.evaluate.store import RunStore
+from gpllm.evaluate.runner.store import RunStore
 
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 

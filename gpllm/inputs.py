@@ -1,7 +1,8 @@
 """A config's inputs as files name them: screens, vector sources, and the embeddings built from them.
 
-Shared by the single-gene sweep (:mod:`gpllm.reproduce`) and the two-gene one
-(:mod:`gpllm.reproduce_combos`). An entry names a local file (``path``) or a
+Shared by the single-gene sweep (:mod:`gpllm.reproduce`), the two-gene one
+(:mod:`gpllm.reproduce_combos`) and the design simulation (:mod:`gpllm.active.run`);
+:func:`load_inputs` loads what a :class:`~gpllm.run_config.ReproduceConfig` names. An entry names a local file (``path``) or a
 registry download (``source``); a vector source is a file (GenePT pickle,
 table, ProtT5 h5 with an ID mapping) or gene descriptions embedded locally.
 An embedding name joins sources with ``+`` and may end in ``@K`` or ``@raw``.
@@ -11,12 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gpllm.data.embeddings.assemble import Embedding, build_embedding, coverage, log_coverage
 from gpllm.data.embeddings.vectors import GeneVectors
-from gpllm.data.screens.perturbation_data import PerturbationData
+from gpllm.data.screens.perturbation_data import PerturbationData, intersect_perturbations
 from gpllm.errors import InputError
+from gpllm.evaluate.runner.store import fingerprint
+
+if TYPE_CHECKING:
+    from gpllm.run_config import ReproduceConfig
 
 COMBINE = "+"
 SIZE_SUFFIX = "@"
@@ -110,3 +115,34 @@ def make_embeddings(
     used = sorted({s for name in names for s in name.partition(SIZE_SUFFIX)[0].split(COMBINE)})
     log_coverage(coverage(list(perts), {s: vectors[s] for s in used}), missing)  # once per source, not per embedding
     return out
+
+
+class Inputs(NamedTuple):
+    """Screens restricted to shared perturbations, the raw vectors, and a data id for the run manifest."""
+
+    screens: dict[str, PerturbationData]
+    vectors: dict[str, GeneVectors]
+    data_id: str
+
+
+def load_inputs(config: ReproduceConfig, *, progress: bool = False) -> Inputs:
+    """The config's screens (restricted to the perturbations all of them share) and vectors
+    (a progress bar over local text embedding if ``progress``)."""
+    data = dict(config.data)
+    kind = data.get("kind", "synthetic")
+    if kind == "synthetic":
+        from gpllm.data.synthetic.screens import make_screens, synthetic_config
+
+        generator = synthetic_config(data.get("shape", "essential"), **dict(data.get("overrides", {})))
+        draw = make_screens(int(data.get("seed", 0)), generator)
+        screens, vectors = draw.screens, draw.vectors
+    elif kind == "files":
+        if not data.get("screens") or not data.get("embeddings"):
+            raise InputError(f"config {config.name!r}: kind='files' needs [data.screens.*] and [data.embeddings.*]")
+        screens = load_screens(data["screens"])
+        needed = {p for screen in screens.values() for p in screen.perts}
+        vectors = {name: load_vectors_from(name, entry, needed, progress=progress) for name, entry in data["embeddings"].items()}
+    else:
+        raise InputError(f"config {config.name!r}: data.kind must be 'synthetic' or 'files', got {kind!r}")
+    shared = intersect_perturbations(*screens.values())
+    return Inputs(dict(zip(screens, shared)), dict(vectors), fingerprint(data))

@@ -13,7 +13,7 @@ import json, os, sys, warnings
 # are theirs: they happen before the snapshot, as they would in a user's session.
 import jax, polars, optax, scipy.linalg
 before = (bool(jax.config.jax_enable_x64), dict(os.environ))
-import gpllm, gpllm.gp, gpllm.models.registry, gpllm.evaluate.sweep, gpllm.reproduce, gpllm.cli
+import gpllm, gpllm.gp, gpllm.models.registry, gpllm.evaluate.runner.sweep, gpllm.reproduce, gpllm.cli
 after = (bool(jax.config.jax_enable_x64), dict(os.environ))
 changed = sorted(k for k in set(before[1]) | set(after[1]) if before[1].get(k) != after[1].get(k))
 print(json.dumps({"x64_before": before[0], "x64_after": after[0], "environ_changed": changed}))

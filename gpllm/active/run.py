@@ -27,10 +27,11 @@ from gpllm.active.figures import REFERENCE, learning_curves_png
 from gpllm.active.simulate import Simulation, run_simulation
 from gpllm.atomic import atomic_write
 from gpllm.errors import InputError
-from gpllm.evaluate.store import RunStore
-from gpllm.evaluate.sweep import common_perturbations
+from gpllm.data.screens.perturbation_data import shared_perturbations
+from gpllm.evaluate.runner.store import RunStore
+from gpllm.inputs import load_inputs, make_embeddings
 from gpllm.models.registry import BuildContext, ModelSpec, spec_from
-from gpllm.reproduce import ReproduceConfig, load_inputs, make_embeddings, read_config
+from gpllm.run_config import ReproduceConfig, read_config
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def run_active(data_config: ReproduceConfig, config: ActiveConfig, out_dir: str 
     data = inputs.screens[screen]
     embedding = make_embeddings(inputs.vectors, data.perts, [emb_name], k=data_config.pca_k,
                                 missing=data_config.missing)[emb_name]  # fmt: skip
-    perts = common_perturbations({screen: data}, {emb_name: embedding})
+    perts = shared_perturbations({f"screen {screen}": data.perts, f"embedding {emb_name}": embedding.names})
     data, embedding = data.select(perts), embedding.select(perts)
     model = spec.build(BuildContext(blocks=embedding.blocks, ctrl=data.ctrl, seed=config.seed, gp_dtype=config.gp_dtype))
     sim = Simulation(data, embedding, config, model, acquisitions)  # checks the budget against the pool

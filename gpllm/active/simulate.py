@@ -16,7 +16,7 @@ pair up. A *chain* is one (acquisition, repeat); each of its rounds
    of a run's time, for rounds 50 perturbations apart;
 3. scores the held-out set with the usual metrics (means over test
    perturbations) and writes one sealed part to the run folder
-   (:class:`~gpllm.evaluate.store.RunStore`).
+   (:class:`~gpllm.evaluate.runner.store.RunStore`).
 
 Every round starts from what the previous round stored, so a resumed chain
 computes exactly what an uninterrupted one would. Row columns: acquisition,
@@ -45,7 +45,7 @@ from gpllm.data.embeddings.assemble import Embedding
 from gpllm.data.screens.perturbation_data import PerturbationData
 from gpllm.errors import InputError
 from gpllm.evaluate.metrics import perturbation_metrics, predictive_scores
-from gpllm.evaluate.store import RunStore
+from gpllm.evaluate.runner.store import RunStore
 from gpllm.models.base import Fold, fit_predict_folds
 from gpllm.models.gp import GPModel
 from gpllm.precision import float64_enabled

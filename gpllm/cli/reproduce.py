@@ -36,7 +36,7 @@ def reproduce_command(
 
     from rich.console import Console
 
-    from gpllm.evaluate.executors import open_executor
+    from gpllm.evaluate.runner.executors import open_executor
     from gpllm.reproduce import ReproduceConfig, reproduce
     from gpllm.report.tables import make_table, rich_table, screens
 

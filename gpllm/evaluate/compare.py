@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 #: Left out by default: the GP's record, text whose LML's last digits depend on the
-#: threads its fit ran on (:mod:`gpllm.evaluate.numerics`), compared exactly if kept.
+#: threads its fit ran on (:mod:`gpllm.evaluate.runner.numerics`), compared exactly if kept.
 UNCOMPARED = ("hyperparameters",)
 
 

@@ -87,6 +87,12 @@ BUILTIN_MODELS: dict[str, Callable[[BuildContext], Model]] = {
 BUILTINS = (*BUILTIN_KERNELS, *BUILTIN_MODELS)
 #: Models that ignore the embedding: the sweep runs them once per screen.
 BASELINES = frozenset({"random_perturbation", "nonctrl_mean", "control"})
+#: Rough relative cost of a built-in model's chunks, so the sweep hands out the longest
+#: chains first; a GP, and any model of a user's, costs GP_CHAIN_COST (the costly end,
+#: so it starts early).
+BUILTIN_CHAIN_COSTS = {"knn_ktuned": 2, "ridge": 2, "linear": 2, "knn_k1": 1, "random_perturbation": 0.5,
+                       "nonctrl_mean": 0.5, "control": 0.5}  # fmt: skip
+GP_CHAIN_COST = 8
 
 #: Options a GP spec accepts (FitOptions' fields, and the model's own).
 FIT_OPTIONS = tuple(f.name for f in dataclasses.fields(FitOptions))
@@ -134,6 +140,11 @@ class ModelSpec:
     @property
     def is_gp(self) -> bool:
         return bool(self.kernel) or self.name in BUILTIN_KERNELS
+
+    @property
+    def chain_cost(self) -> float:
+        """Relative cost of a chunk per unit of training size (:data:`BUILTIN_CHAIN_COSTS`)."""
+        return GP_CHAIN_COST if self.kernel or self.model else BUILTIN_CHAIN_COSTS.get(self.name, GP_CHAIN_COST)
 
     def build(self, context: BuildContext = BuildContext(), base: Path | None = None, where: str | None = None) -> Model:
         """The model, for an embedding with ``context.blocks``; references resolve against

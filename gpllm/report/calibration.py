@@ -1,6 +1,6 @@
 """How well each model's predictive distribution is calibrated: a table and a reliability diagram.
 
-From the sweep's calibration columns (:mod:`gpllm.evaluate.sweep`), per screen
+From the sweep's calibration columns (:mod:`gpllm.evaluate.rows`), per screen
 at one training size:
 
 - the calibration table (markdown and CSV): NLL, CRPS and the coverage of the
@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 
 from gpllm.errors import InputError
 from gpllm.evaluate.metrics import COVERAGE_LEVELS
-from gpllm.evaluate.sweep import RECAL, VAR_SCALE, coverage_column
+from gpllm.evaluate.rows import RECAL, VAR_SCALE, coverage_column
 from gpllm.report.figures import DPI, RC, line_style, save
 from gpllm.report.labels import (
     EMBEDDINGS,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from gpllm.evaluate.sweep import CALIBRATION_COLUMNS, RECAL, VAR_SCALE
+from gpllm.evaluate.rows import CALIBRATION_COLUMNS, RECAL, VAR_SCALE
 
 #: Embeddings in the paper's order (Table 1, Figure 2 panels).
 EMBEDDINGS: tuple[str, ...] = ("text", "sequence", "text+sequence")

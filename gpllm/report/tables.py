@@ -26,7 +26,7 @@ import polars as pl
 
 from gpllm.errors import InputError, NonFiniteError
 from gpllm.evaluate.metrics import summarize_over_splits
-from gpllm.evaluate.sweep import CALIBRATION_COLUMNS, RECAL, VAR_SCALE
+from gpllm.evaluate.rows import CALIBRATION_COLUMNS, RECAL, VAR_SCALE
 from gpllm.report.labels import (
     HIGHER_IS_BETTER,
     METRIC_HEADERS,

@@ -20,7 +20,7 @@ from gpllm.active.run import load_configs, run_active
 from gpllm.active.simulate import split_for
 from gpllm.cli import app
 from gpllm.errors import InputError
-from gpllm.evaluate.store import RunStore
+from gpllm.evaluate.runner.store import RunStore
 
 CONFIG = """
 name = "tiny"

@@ -11,11 +11,12 @@ import pytest
 
 from gpllm.errors import InputError, WorkerError
 from gpllm.evaluate.compare import table_differences
-from gpllm.evaluate.dask_executor import DaskExecutor, pin_local_workers
-from gpllm.evaluate.executors import LocalExecutor, check_executor, open_executor
-from gpllm.evaluate.numerics import current_numerics, local_numerics, xla_cpu_threads
-from gpllm.evaluate.workers import available_cores, pin_process
-from gpllm.reproduce import ReproduceConfig, reproduce
+from gpllm.evaluate.runner.dask_executor import DaskExecutor, pin_local_workers
+from gpllm.evaluate.runner.executors import LocalExecutor, check_executor, open_executor
+from gpllm.evaluate.runner.numerics import current_numerics, local_numerics, xla_cpu_threads
+from gpllm.evaluate.runner.workers import available_cores, pin_process
+from gpllm.reproduce import reproduce
+from gpllm.run_config import ReproduceConfig
 
 distributed = pytest.importorskip("distributed")
 
@@ -117,11 +118,11 @@ def test_a_worker_unlike_the_local_run_is_warned_about_once(dask, caplog):
     assert len(seen) == 1  # both workers of the cluster alike
     [actual] = seen
     quiet = DaskExecutor(dask.client, dask.address, match=actual)
-    with caplog.at_level(logging.WARNING, logger="gpllm.evaluate.dask_executor"):
+    with caplog.at_level(logging.WARNING, logger="gpllm.evaluate.runner.dask_executor"):
         quiet.run_chains(CHAINS, numerics_and_blas, None, lambda *a: None)
     assert caplog.records == []
     unlike = DaskExecutor(dask.client, dask.address, match=actual._replace(threads=actual.threads + 1))
-    with caplog.at_level(logging.WARNING, logger="gpllm.evaluate.dask_executor"):
+    with caplog.at_level(logging.WARNING, logger="gpllm.evaluate.runner.dask_executor"):
         unlike.run_chains(CHAINS, numerics_and_blas, None, lambda *a: None)
     [warning] = caplog.records
     assert f"{actual.threads} CPU thread(s) for XLA and OpenBLAS, not {actual.threads + 1}" in warning.message

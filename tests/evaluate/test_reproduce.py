@@ -11,8 +11,10 @@ from gpllm.cli import app
 from gpllm.errors import InputError
 from gpllm.data.sources.registry import REGISTRY
 from gpllm.data.synthetic.screens import make_screens, synthetic_config
-from gpllm.reproduce import ReproduceConfig, load_inputs, reproduce
-from gpllm.evaluate.sweep import SweepConfig
+from gpllm.inputs import load_inputs
+from gpllm.reproduce import reproduce
+from gpllm.run_config import ReproduceConfig
+from gpllm.evaluate.grid import SweepConfig
 from gpllm.report.tables import summarize
 
 SMALL = {"kind": "synthetic", "seed": 0, "overrides": {"n_perts": 90, "n_genes": 50}}

@@ -18,8 +18,9 @@ import pytest
 from gpllm.data.embeddings.assemble import build_embedding
 from gpllm.data.synthetic.screens import make_screens
 from gpllm.errors import DataError
-from gpllm.evaluate.store import RunBusyError, RunStore
-from gpllm.evaluate.sweep import SweepConfig, run_sweep
+from gpllm.evaluate.runner.store import RunBusyError, RunStore
+from gpllm.evaluate.grid import SweepConfig
+from gpllm.evaluate.runner.sweep import run_sweep
 
 CONFIG = SweepConfig(models=("knn_k1", "ridge", "nonctrl_mean"), embeddings=("text",), sizes=(12, 24), n_folds=3)
 
@@ -93,7 +94,7 @@ def test_a_worker_of_another_run_cannot_write(tmp_path):
 
 def test_a_second_run_into_the_same_folder_is_refused_naming_the_holder(inputs, tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from gpllm.evaluate.store import RunStore; "
+        [sys.executable, "-c", "import sys, time; from gpllm.evaluate.runner.store import RunStore; "
          "s = RunStore(sys.argv[1]); s.lock(); print('locked', flush=True); time.sleep(60)", str(tmp_path)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -16,8 +16,10 @@ from gpllm.data.synthetic.screens import make_screens
 from gpllm.errors import DataError, InputError
 from gpllm.evaluate.metrics import perturbation_metrics
 from gpllm.evaluate.splits import SplitPlan
-from gpllm.evaluate.store import RunStore, atomic_write
-from gpllm.evaluate.sweep import NO_EMBEDDING, Chunk, SweepConfig, records_by_fold, run_chunk, run_sweep
+from gpllm.evaluate.runner.store import RunStore, atomic_write
+from gpllm.evaluate.grid import NO_EMBEDDING, Chunk, SweepConfig
+from gpllm.evaluate.rows import records_by_fold
+from gpllm.evaluate.runner.sweep import run_chunk, run_sweep
 from gpllm.models.gp import GPModel
 from gpllm.models.registry import ModelSpec, build_model
 

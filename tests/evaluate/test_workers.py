@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from gpllm.errors import InputError, WorkerError
-from gpllm.evaluate.workers import core_groups, run_chains
+from gpllm.evaluate.runner.workers import core_groups, run_chains
 
 CHAINS = [[("a", 1), ("a", 2), ("a", 3)], [("b", 10)], [("c", 5), ("c", 6)]]
 

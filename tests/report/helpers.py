@@ -81,7 +81,7 @@ def with_calibration(results: pl.DataFrame, *, seed: int = 1) -> pl.DataFrame:
     """``results`` with the sweep's calibration columns: random values for every model
     but the control baseline (NaN: no variance); NaN recalibrated columns and scale for
     :data:`NOT_RECALIBRATED` (no held-out predictions), as the sweep writes them."""
-    from gpllm.evaluate.sweep import CALIBRATION_COLUMNS, RECAL, VAR_SCALE
+    from gpllm.evaluate.rows import CALIBRATION_COLUMNS, RECAL, VAR_SCALE
 
     rng = np.random.default_rng(seed)
     n = results.height

@@ -181,7 +181,7 @@ def test_missing_column_is_named(results, column):
 
 
 def test_required_columns_are_what_the_sweep_writes():
-    # The sweep's documented row columns (gpllm/evaluate/sweep.py) minus the optional extras.
+    # The sweep's documented row columns (gpllm/evaluate/rows.py) minus the optional extras.
     assert set(REQUIRED_COLUMNS) == {
         "screen", "model", "embedding", "size", "fold", "pert", "pearson_de", "pearson_all",
         "mae_de", "mae_all", "undefined_de", "undefined_all", "effect_size",

@@ -116,7 +116,8 @@ def _sweep_rows() -> pl.DataFrame:
     try:
         from gpllm.data.synthetic.screens import make_screens
         from gpllm.evaluate.splits import make_plan
-        from gpllm.evaluate.sweep import NO_EMBEDDING, Chunk, run_chunk
+        from gpllm.evaluate.grid import NO_EMBEDDING, Chunk
+        from gpllm.evaluate.runner.sweep import run_chunk
     except Exception as err:  # noqa: BLE001  (another module mid-edit must not hide the rest)
         pytest.skip(f"the sweep is not importable here: {err!r}")
     tiny = make_screens(0, n_perts=30, n_genes=40, text_dim=16, seq_dim=16, hidden=8,

@@ -233,8 +233,31 @@ class PerturbationData(PicklesThroughInit):
         return cls.from_anndata(read_h5ad(path), where=str(path))
 
 
+def shared_perturbations(sources: Mapping[str, Sequence[str]], minimum: int = 1) -> tuple[str, ...]:
+    """The perturbations every source names, in the first source's order.
+
+    ``sources``: ``{"screen K562": perts, "embedding text": names, ...}``. Logs
+    (warning) how many each source loses; DataError naming the sources if fewer
+    than ``minimum`` are shared.
+    """
+    if not sources:
+        raise InputError("shared_perturbations: give at least one source")
+    keep = set.intersection(*(set(perts) for perts in sources.values()))
+    shared = tuple(p for p in next(iter(sources.values())) if p in keep)
+    if len(shared) < minimum:
+        raise DataError(
+            f"{preview(sources)} share {len(shared)} perturbation(s) {preview(shared)}; at least {minimum} "
+            f"needed (the first has {preview(next(iter(sources.values())))})"
+        )
+    for name, perts in sources.items():
+        if len(perts) > len(shared):
+            log.warning("%s: %d of %d perturbations are not shared by all inputs and are left out",
+                        name, len(perts) - len(shared), len(perts))  # fmt: skip
+    return shared
+
+
 def intersect_perturbations(*screens: PerturbationData) -> tuple[PerturbationData, ...]:
-    """Restrict screens to the perturbations present in all of them.
+    """Restrict screens to the perturbations present in all of them (:func:`shared_perturbations`).
 
     Order follows the first screen. Each screen's dropped count is logged and
     recorded in its provenance (the paper keeps the 1774 perturbations shared by
@@ -242,21 +265,12 @@ def intersect_perturbations(*screens: PerturbationData) -> tuple[PerturbationDat
     """
     if not screens:
         raise InputError("intersect_perturbations: give at least one screen")
-    shared = set(screens[0].perts)
-    for s in screens[1:]:
-        shared &= set(s.perts)
-    keep = [p for p in screens[0].perts if p in shared]
-    if len(keep) < MIN_PERTS:
-        sources = [s.provenance.get("source", f"screen {i}") for i, s in enumerate(screens)]
-        raise DataError(
-            f"intersect_perturbations: screens {preview(sources)} share {len(keep)} perturbation(s) "
-            f"{preview(keep)}; at least {MIN_PERTS} needed (first screen has {preview(screens[0].perts)})"
-        )
+    sources = [s.provenance.get("source", f"screen {i}") for i, s in enumerate(screens)]
+    names = [name if sources.count(name) == 1 else f"{name} ({i})" for i, name in enumerate(sources)]
+    keep = shared_perturbations(dict(zip(names, (s.perts for s in screens))), minimum=MIN_PERTS)
     out = []
-    for i, s in enumerate(screens):
+    for s in screens:
         dropped = s.n_perts - len(keep)
-        src = s.provenance.get("source", f"screen {i}")
-        log.info("intersect_perturbations: %s keeps %d, drops %d not shared", src, len(keep), dropped)
         out.append(
             s.select(keep, note=f"intersect: kept {len(keep)} shared perturbations, dropped {dropped}")
             .with_provenance(n_dropped_not_shared=dropped)
@@ -264,4 +278,4 @@ def intersect_perturbations(*screens: PerturbationData) -> tuple[PerturbationDat
     return tuple(out)
 
 
-__all__ = ["MIN_PERTS", "PerturbationData", "UNS_KEY", "intersect_perturbations"]
+__all__ = ["MIN_PERTS", "PerturbationData", "UNS_KEY", "intersect_perturbations", "shared_perturbations"]

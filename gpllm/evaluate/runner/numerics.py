@@ -3,7 +3,7 @@
 On the CPU backend the same task gives the same numbers, bit for bit, given
 
 - JAX's settings (float64): every executor copies the parent's
-  (:data:`~gpllm.evaluate.workers.FORWARDED_JAX_SETTINGS`);
+  (:data:`~gpllm.evaluate.runner.workers.FORWARDED_JAX_SETTINGS`);
 - ``XLA_FLAGS``, which XLA reads once, when JAX's backend starts;
 - the size of XLA's CPU thread pool, which XLA fixes when its backend starts to
   the number of CPUs the process may run on then (its affinity; pinning the
@@ -16,7 +16,7 @@ On the CPU backend the same task gives the same numbers, bit for bit, given
 
 and the CPU type (XLA compiles for the host's instruction set), but not which
 cores or which machine ran it. Both thread counts are one number, ``threads``:
-a local worker runs with its group of cores (:mod:`gpllm.evaluate.workers`), a
+a local worker runs with its group of cores (:mod:`gpllm.evaluate.runner.workers`), a
 Dask worker with the CPUs its process was started on, and each of its tasks sets
 OpenBLAS to match (:func:`match_blas`). XLA's pool and XLA_FLAGS cannot change
 in a running process, so the Dask executor compares what its workers report
@@ -73,7 +73,7 @@ def xla_cpu_threads() -> int:
     may run on now (XLA's size for it, unless the process was pinned after JAX started)."""
     import jax
 
-    from gpllm.evaluate.workers import available_cores
+    from gpllm.evaluate.runner.workers import available_cores
 
     jax.devices("cpu")
     return _thread_names().count(XLA_POOL_THREAD) or len(available_cores())
@@ -97,9 +97,9 @@ def _thread_names() -> list[str]:
 
 def local_numerics(workers: int) -> TaskNumerics:
     """What the tasks of a local run with ``workers`` processes run with: each worker's
-    group of cores (:func:`~gpllm.evaluate.workers.core_groups`), or, for 1, every CPU
+    group of cores (:func:`~gpllm.evaluate.runner.workers.core_groups`), or, for 1, every CPU
     of this process."""
-    from gpllm.evaluate.workers import core_groups
+    from gpllm.evaluate.runner.workers import core_groups
 
     here = current_numerics()
     return here if workers == 1 else here._replace(threads=len(core_groups(workers)[0]))

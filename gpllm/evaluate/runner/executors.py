@@ -1,22 +1,22 @@
 """Where the sweep's chains run: local worker processes, or a Dask cluster.
 
 An executor runs independent *chains* of tasks (a chain in order; see
-:func:`gpllm.evaluate.workers.run_chains`) and relays each task's start and
+:func:`gpllm.evaluate.runner.workers.run_chains`) and relays each task's start and
 end to a callback. What a task computes never depends on the executor: it
 reads its inputs from the context it is handed and its warm start from the
 run folder, and writes its sealed part there, so a run may be started on a
 cluster and resumed on a laptop (and the other way round) over the same folder.
 How it rounds depends on the threads it runs with and XLA_FLAGS
-(:mod:`gpllm.evaluate.numerics`): a cluster's table equals a local run's,
+(:mod:`gpllm.evaluate.runner.numerics`): a cluster's table equals a local run's,
 bit for bit, where its workers run with the local workers' thread count on the
 same CPU type; otherwise float32 GP rows differ in rounding (~1e-3 in
 pearson_de), and the Dask executor warns.
 
 - ``"local"`` (the default): this process, or ``workers`` spawned processes
-  pinned to the cores (:mod:`gpllm.evaluate.workers`).
+  pinned to the cores (:mod:`gpllm.evaluate.runner.workers`).
 - ``"dask://HOST:PORT"``: the scheduler of a running ``dask.distributed``
   cluster (``tcp://`` addresses are taken as they are). The run folder must
-  be on storage every worker sees (:mod:`gpllm.evaluate.dask_executor`).
+  be on storage every worker sees (:mod:`gpllm.evaluate.runner.dask_executor`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import dataclasses
 from typing import Any, Callable, Protocol, Sequence
 
 from gpllm.errors import InputError
-from gpllm.evaluate.numerics import TaskNumerics, local_numerics
+from gpllm.evaluate.runner.numerics import TaskNumerics, local_numerics
 
 #: Executor strings that mean "this machine".
 LOCAL = "local"
@@ -55,17 +55,17 @@ class LocalExecutor:
         return "" if self._count() == 1 else f"{self._count()} workers"
 
     def _count(self) -> int:
-        from gpllm.evaluate.workers import default_workers
+        from gpllm.evaluate.runner.workers import default_workers
 
         return self.workers if self.workers is not None else default_workers()
 
     def run_chains(self, chains, task, context, on_event):
-        from gpllm.evaluate.workers import run_chains
+        from gpllm.evaluate.runner.workers import run_chains
 
         return run_chains(chains, task, context, workers=self._count(), on_event=on_event)
 
     def numerics(self) -> TaskNumerics:
-        """The numerical settings its tasks run with (:mod:`gpllm.evaluate.numerics`)."""
+        """The numerical settings its tasks run with (:mod:`gpllm.evaluate.runner.numerics`)."""
         return local_numerics(self._count())
 
     def close(self) -> None:
@@ -94,7 +94,7 @@ def open_executor(spec: str | None = LOCAL, *, workers: int | None = 1, timeout:
         raise InputError(f"workers must be >= 1, got {workers}")
     if address == LOCAL:
         return LocalExecutor(workers)
-    from gpllm.evaluate.dask_executor import DaskExecutor
+    from gpllm.evaluate.runner.dask_executor import DaskExecutor
 
     # Checked against the local run of the same command, with the same ``workers``.
     return DaskExecutor.connect(address, timeout=timeout, match=LocalExecutor(workers).numerics())

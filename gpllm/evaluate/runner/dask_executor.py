@@ -10,7 +10,7 @@ first copies the parent's JAX settings (float64, the compilation cache), as
 local workers do.
 
 Numbers: a task rounds as a local worker's does when it runs with the same
-thread count and XLA_FLAGS (:mod:`gpllm.evaluate.numerics`). Each task sets
+thread count and XLA_FLAGS (:mod:`gpllm.evaluate.runner.numerics`). Each task sets
 OpenBLAS to its worker's CPU count, as local workers have it, and reports the
 worker's settings; XLA's thread pool and XLA_FLAGS are fixed when JAX starts in
 the worker, so where they differ from the local run's the parent warns, once
@@ -40,7 +40,7 @@ import uuid
 from typing import Any, Callable, Sequence
 
 from gpllm.errors import GPLLMError, InputError, WorkerError
-from gpllm.evaluate.numerics import TaskNumerics
+from gpllm.evaluate.runner.numerics import TaskNumerics
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class DaskExecutor:
     """A connected ``distributed.Client``; :meth:`close` disconnects (the cluster stays up).
 
     match: the numerical settings of the local run the results should equal
-    (:func:`~gpllm.evaluate.numerics.local_numerics`); None checks nothing.
+    (:func:`~gpllm.evaluate.runner.numerics.local_numerics`); None checks nothing.
     """
 
     client: Any
@@ -84,7 +84,7 @@ class DaskExecutor:
         """``task(item, context)`` for every item, in order within each chain; results per chain."""
         from distributed import as_completed
 
-        from gpllm.evaluate.workers import jax_settings
+        from gpllm.evaluate.runner.workers import jax_settings
 
         shared = {"context": self.client.scatter(context, broadcast=True, hash=False)}
         settings = jax_settings()
@@ -142,7 +142,7 @@ def _run_task(task: Callable, item: Any, context: Any, settings: dict) -> tuple[
     import jax
     from distributed import get_worker
 
-    from gpllm.evaluate.numerics import current_numerics, match_blas
+    from gpllm.evaluate.runner.numerics import current_numerics, match_blas
 
     for name, value in settings.items():
         jax.config.update(name, value)
@@ -161,14 +161,14 @@ def _mismatch_note(worker: str, numerics: TaskNumerics, match: TaskNumerics) -> 
 
 def pin_local_workers(client: Any) -> None:
     """Pin each worker process of a Dask cluster on this machine to its own group of cores,
-    as local workers are (:func:`~gpllm.evaluate.workers.core_groups`), so that its tasks
+    as local workers are (:func:`~gpllm.evaluate.runner.workers.core_groups`), so that its tasks
     run with a local run's numbers. JAX sizes its CPU thread pool when it starts in a
     worker, so it must not have started there yet (a task, or a main module that starts
     JAX on import, which Dask's workers import when they start): InputError naming the
     workers whose pool is not their group's size. A worker the nanny restarts later is
     not pinned."""
-    from gpllm.evaluate.numerics import xla_cpu_threads
-    from gpllm.evaluate.workers import core_groups, pin_process
+    from gpllm.evaluate.runner.numerics import xla_cpu_threads
+    from gpllm.evaluate.runner.workers import core_groups, pin_process
 
     workers = sorted(client.scheduler_info()["workers"])
     groups = dict(zip(workers, core_groups(len(workers)), strict=True))

@@ -88,7 +88,7 @@ def core_groups(workers: int, cores: Sequence[int] | None = None) -> list[tuple[
 def pin_process(cores: Sequence[int]) -> None:
     """Pin every thread of this process to ``cores`` (threads started later inherit it);
     a no-op where the OS has no affinity API. Before JAX starts, this also sizes XLA's
-    CPU thread pool (:mod:`gpllm.evaluate.numerics`)."""
+    CPU thread pool (:mod:`gpllm.evaluate.runner.numerics`)."""
     if not hasattr(os, "sched_setaffinity"):
         return
     try:

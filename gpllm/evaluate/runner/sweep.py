@@ -1,0 +1,220 @@
+"""Running the grid (:mod:`gpllm.evaluate.grid`) into a run folder.
+
+For every screen the perturbations that have every embedding are split once
+(5-fold CV, nested downsampling of each training fold; the same plan for all
+models, so their rows pair up). Each chunk is fitted and scored over all its
+folds (:func:`run_chunk`, rows as in :mod:`gpllm.evaluate.rows`) and its rows
+are written atomically to the run folder (:mod:`gpllm.evaluate.runner.store`)
+as soon as it finishes, so a killed sweep restarts where it stopped and ends
+with the same table. Chains run in this process, in worker processes
+(:mod:`gpllm.evaluate.runner.workers`) or on a Dask cluster
+(:mod:`gpllm.evaluate.runner.executors`).
+
+A chunk meets its model through the protocol of :mod:`gpllm.models.base` and
+the spec that builds it (:mod:`gpllm.models.registry`): the sweep asks the
+model to fit and predict a chunk's folds (``fit_predict_folds``), hands each
+fold the record it stored at the next smaller training size as a warm start
+(read back from that size's part, so a resumed run starts from exactly the
+same values as an uninterrupted one), and pads inputs with zero columns for
+models that declare ``zero_padding_invariant``. What a model does with a warm
+start is its own business (the GP's is in :mod:`gpllm.models.gp`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+import warnings
+from typing import Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import polars as pl
+
+from gpllm.data.embeddings.assemble import Embedding
+from gpllm.data.screens.perturbation_data import PerturbationData, shared_perturbations
+from gpllm.errors import InputError, WorkerError
+from gpllm.evaluate.grid import NO_EMBEDDING, Chunk, SweepConfig, plan_chains, plan_chunks
+from gpllm.evaluate.rows import fold_rows, records_by_fold
+from gpllm.evaluate.runner.executors import Executor, LocalExecutor
+from gpllm.evaluate.runner.store import RunStore, write_json
+from gpllm.evaluate.splits import Split, make_plan
+from gpllm.models.base import Fold, fit_predict_folds, zero_padding_invariant
+from gpllm.models.registry import BuildContext, ModelSpec
+from gpllm.progress import run_bar
+
+log = logging.getLogger(__name__)
+
+
+def _pad_columns(Z: np.ndarray, width: int) -> np.ndarray:
+    return Z if Z.shape[1] >= width else np.pad(Z, ((0, 0), (0, width - Z.shape[1])))
+
+
+def run_chunk(
+    chunk: Chunk,
+    data: PerturbationData,
+    embedding: Embedding | None,
+    splits: Sequence[Split],
+    seed: int,
+    *,
+    spec: ModelSpec | None = None,
+    gp_dtype: str | None = None,
+    previous: pl.DataFrame | None = None,
+    pad_width: int = 0,
+) -> pl.DataFrame:
+    """Fit and score one chunk over all its folds; rows as in :mod:`gpllm.evaluate.rows`.
+
+    ``spec``: the model (default: the built-in named ``chunk.model``).
+    ``previous``: this (screen, embedding, model)'s rows at a smaller size,
+    whose records warm-start the fits. ``pad_width``: inputs of models that
+    declare ``zero_padding_invariant`` are padded with zero columns to this
+    width (the widest embedding the model runs on), so that all its fits at
+    one size share one compiled program.
+    """
+    spec = spec or ModelSpec(chunk.model)
+    blocks = embedding.blocks if embedding is not None else ()
+    model = spec.build(BuildContext(blocks=blocks, ctrl=data.ctrl, seed=seed, gp_dtype=gp_dtype))
+    # Baselines only look at Z's width, so a one-column placeholder serves them.
+    Z = embedding.Z if embedding is not None else np.zeros((data.n_perts, 1))
+    if zero_padding_invariant(model):
+        Z = _pad_columns(Z, pad_width)
+    folds = [Fold(Z[s.train], data.Y[s.train], Z[s.test]) for s in splits]
+    records = records_by_fold(previous)
+    starts = [records.get(s.fold) for s in splits] if records else None
+    fits = fit_predict_folds(model, folds, starts)
+    return pl.concat([fold_rows(chunk, data, s, fit) for s, fit in zip(splits, fits)], how="vertical")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepContext:
+    """Everything a chunk needs, aligned to the shared perturbations; picklable for workers."""
+
+    screens: Mapping[str, PerturbationData]
+    embeddings: Mapping[str, Embedding]
+    splits_by_size: Mapping[int, tuple[Split, ...]]  # in increasing size
+    config: SweepConfig
+    root: str  # the run folder
+    run_id: str  # the run's id: a part is written only while the folder holds this run
+    pad_widths: Mapping[str, int]  # per model: the widest embedding it runs on (see run_chunk)
+
+
+def compute_chunk(chunk: Chunk, context: SweepContext) -> None:
+    """Run one chunk (warm-started from its stored smaller size) and store its rows."""
+    started = time.perf_counter()
+    store = RunStore(context.root, context.run_id)
+    emb = None if chunk.embedding == NO_EMBEDDING else context.embeddings[chunk.embedding]
+    spec = context.config.spec(chunk.model)
+    previous = _previous_part(store, chunk, spec, tuple(context.splits_by_size), context.config.warm_start)
+    frame = run_chunk(
+        chunk, context.screens[chunk.screen], emb, context.splits_by_size[chunk.size], context.config.seed,
+        spec=spec, gp_dtype=context.config.gp_dtype, previous=previous, pad_width=context.pad_widths[chunk.model],
+    )  # fmt: skip
+    store.write_part(chunk.key, frame)
+    store.record_time(chunk.key, time.perf_counter() - started)
+
+
+def run_sweep(
+    screens: Mapping[str, PerturbationData],
+    embeddings: Mapping[str, Embedding],
+    config: SweepConfig,
+    store: RunStore,
+    *,
+    data_id: str = "",
+    progress: bool = True,
+    workers: int | None = 1,
+    executor: Executor | None = None,
+) -> pl.DataFrame:
+    """Run (or resume) the grid into ``store``; returns the full results table.
+
+    ``data_id`` names the data in the run manifest (e.g. the synthetic seed or
+    the input files) so that a folder is never resumed with other data.
+    ``workers``: processes to spread the chains over (:mod:`gpllm.evaluate.runner.workers`);
+    1 runs in this process, None picks :func:`~gpllm.evaluate.runner.workers.default_workers`.
+    ``executor``: where the chains run instead (:mod:`gpllm.evaluate.runner.executors`, e.g. a
+    Dask cluster); ``workers`` is then unused.
+    """
+    missing = [e for e in config.embeddings if e not in embeddings]
+    if missing:
+        raise InputError(f"config asks for embedding(s) {missing} but only {sorted(embeddings)} were given")
+    for spec in config.models:  # a user's reference that does not resolve fails before any fit
+        spec.check()
+    used = {e: embeddings[e] for e in config.embeddings}
+    sources = {f"screen {k}": v.perts for k, v in screens.items()}
+    perts = shared_perturbations({**sources, **{f"embedding {k}": v.names for k, v in used.items()}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a clipped size is reported below, with its reason
+        plan = make_plan(perts, n_folds=config.n_folds, sizes=config.sizes, seed=config.seed)
+    run = {"config": config.to_json(), "data": data_id, "perts": list(perts), "sizes_run": list(plan.sizes)}
+    if note := _size_note(config, plan.sizes, len(perts)):
+        log.warning("%s", note)
+        run["size_note"] = note
+    resumed = store.open(run)
+    try:
+        if resumed:
+            log.info("resuming the run in %s", store.root)
+        write_json(store.root / "splits.json", plan.to_dict())
+        aligned_emb = {name: e.select(perts) for name, e in used.items()}
+        context = SweepContext(
+            screens={name: s.select(perts) for name, s in screens.items()},
+            embeddings=aligned_emb,
+            splits_by_size={size: tuple(s for s in plan.splits if s.size == size) for size in plan.sizes},
+            config=config,
+            root=str(store.root.resolve()),  # the same path for workers with another cwd
+            run_id=store.run_id,
+            pad_widths={s.name: max((aligned_emb[e].Z.shape[1] for e in s.embeddings or config.embeddings),
+                                    default=0) for s in config.models},
+        )  # fmt: skip
+        chunks = plan_chunks(config, list(screens), plan.sizes)
+        executor = executor or LocalExecutor(workers)
+        # Twice at most: a part found damaged when the first pass ends is recomputed once.
+        for _ in range(2):
+            todo = [c for c in chunks if not store.has_part(c.key)]
+            if not todo:
+                break
+            with _progress(progress, len(chunks), len(chunks) - len(todo), executor.label) as on_event:
+                try:
+                    executor.run_chains(plan_chains(config, todo), compute_chunk, context, on_event)
+                except WorkerError as err:
+                    raise store.log_error(err) from None
+        return store.write_results([c.key for c in chunks])
+    finally:
+        store.release()
+
+
+def _size_note(config: SweepConfig, sizes_run: Sequence[int], n_perts: int) -> str:
+    """Why a requested training size was not run as asked ("" if every one was)."""
+    clipped = sorted(set(config.sizes) - set(sizes_run))
+    if not clipped:
+        return ""
+    folds = n_perts if config.n_folds == "loo" else config.n_folds
+    return (f"training size(s) {clipped} cannot be run: {n_perts} perturbations are shared by every "
+            f"screen and embedding, so each of the {folds} folds trains on at most {max(sizes_run)}; "
+            f"ran sizes {list(sizes_run)} (recorded in run.json)")  # fmt: skip
+
+
+def _previous_part(
+    store: RunStore, chunk: Chunk, spec: ModelSpec, sizes: Sequence[int], enabled: bool
+) -> pl.DataFrame | None:
+    """The stored rows of the same (screen, embedding, model) at the next smaller size."""
+    smaller = [s for s in sizes if s < chunk.size]
+    if not enabled or spec.baseline or not smaller:
+        return None
+    key = dataclasses.replace(chunk, size=max(smaller)).key
+    return store.read_part(key) if store.has_part(key) else None
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, total: int, done: int, where: str) -> Iterator[Callable[[str, Chunk], None]]:
+    """A run bar over chunks (:func:`gpllm.progress.run_bar`), usable as ``with ... as on_event``,
+    where ``on_event("start" | "done", chunk)`` is :func:`run_chains`'s callback."""
+    suffix = f" ({where})" if where else ""
+    with run_bar(f"sweep{suffix}", total, done=done, enabled=enabled) as update:
+
+        def on_event(kind: str, chunk: Chunk) -> None:
+            if kind == "done":
+                update(advance=1)
+            else:
+                update(f"{chunk.screen} {chunk.embedding} {chunk.model} n={chunk.size}{suffix}")
+
+        yield on_event
