@@ -104,13 +104,15 @@ def perturbation_metrics(
     InputError for DE indices out of range or repeated within a row.
     """
     Y_true, Y_pred, reference, de, (eps_true, eps_pred) = _check_metric_inputs(Y_true, Y_pred, reference, de)
-    return _metrics(Y_true, Y_pred, reference, de, eps_true, eps_pred)
+    return unchecked_perturbation_metrics(Y_true, Y_pred, reference, de, eps_true, eps_pred)
 
 
 @jax.jit
-def _metrics(
+def unchecked_perturbation_metrics(
     Y_true: Array, Y_pred: Array, reference: Array, de: Array, eps_true: float, eps_pred: float
 ) -> PerturbationMetrics:
+    """:func:`perturbation_metrics` on inputs already checked and cast to one float dtype;
+    ``eps_true`` / ``eps_pred``: the unit roundoff of each delta's side (:func:`roundoff`)."""
     reference = jnp.broadcast_to(reference, Y_true.shape)
     delta, delta_hat = Y_true - reference, Y_pred - reference
     abs_err = jnp.abs(Y_pred - Y_true)
@@ -171,11 +173,11 @@ def _check_metric_inputs(
             f"first row {int(np.argmax(repeated))}"
         )
     dtype = jnp.result_type(Y_true.dtype, Y_pred.dtype, reference.dtype)
-    eps = (_roundoff(Y_true, reference), _roundoff(Y_pred, reference))
+    eps = (roundoff(Y_true, reference), roundoff(Y_pred, reference))
     return Y_true.astype(dtype), Y_pred.astype(dtype), reference.astype(dtype), de, eps
 
 
-def _roundoff(*arrays: Array) -> float:
+def roundoff(*arrays: ArrayLike) -> float:
     """The unit roundoff (eps) of the coarsest float dtype among ``arrays``."""
     return max(float(jnp.finfo(a.dtype).eps) for a in arrays)
 
@@ -245,12 +247,18 @@ def predictive_scores(
         if bool(jnp.any((genes < 0) | (genes >= g))):
             raise InputError(f"genes {genes.shape} holds indices outside [0, {g})")
         Y_true, mean, var = (jnp.take_along_axis(x, genes, axis=1) for x in (Y_true, mean, var))
-    z = jnp.asarray([NormalDist().inv_cdf(0.5 + level / 2) for level in levels], dtype)
-    return _predictive_scores(Y_true, mean, var, z)
+    return unchecked_predictive_scores(Y_true, mean, var, interval_z(levels, dtype))
+
+
+def interval_z(levels: Sequence[float], dtype) -> Array:
+    """(L,) z_l = Phi^{-1}(1/2 + l/2): the half-width of the central interval of level l, in sigmas."""
+    return jnp.asarray([NormalDist().inv_cdf(0.5 + level / 2) for level in levels], dtype)
 
 
 @jax.jit
-def _predictive_scores(Y_true: Array, mean: Array, var: Array, z_levels: Array) -> PredictiveScores:
+def unchecked_predictive_scores(Y_true: Array, mean: Array, var: Array, z_levels: Array) -> PredictiveScores:
+    """:func:`predictive_scores` on checked inputs of one float dtype: Y_true, mean, var all
+    (M, G) (the genes already chosen), z_levels (L,) from :func:`interval_z`."""
     sigma = jnp.sqrt(var)
     z = (Y_true - mean) / sigma
     nll = 0.5 * jnp.log(2 * jnp.pi * var) + 0.5 * z * z
@@ -287,11 +295,12 @@ def variance_scale(residual: ArrayLike, var: ArrayLike) -> float:
     if not bool(jnp.all(var > 0)):
         raise InputError(f"held-out var {var.shape} must be > 0; {int(jnp.sum(var <= 0))} value(s) are not")
     var = var[:, None] if var.ndim == 1 else var
-    return float(_mean_ratio(residual, var.astype(residual.dtype)))
+    return float(unchecked_variance_scale(residual, var.astype(residual.dtype)))
 
 
 @jax.jit
-def _mean_ratio(residual: Array, var: Array) -> Array:
+def unchecked_variance_scale(residual: Array, var: Array) -> Array:
+    """:func:`variance_scale` on checked inputs of one dtype, var (N, G) or (N, 1): a 0-d array."""
     return jnp.mean(residual * residual / var)
 
 

@@ -19,21 +19,35 @@ variance):
   column above again, suffixed ``_recal``, with the variance s v. The test
   fold never enters s.
 
-The report (:mod:`gpllm.report`) reads these names from here.
+A fold is scored in one compiled program (:func:`score_fold`), its test rows
+padded to a multiple of :data:`ROW_BUCKET` so that every fold of a screen shares
+it; the model's output is checked inside that program, and only if it is invalid
+are the checked metrics called, for their error naming what is wrong. The
+report (:mod:`gpllm.report`) reads the column names from here.
 """
 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import polars as pl
 
 from gpllm.data.screens.perturbation_data import PerturbationData
-from gpllm.evaluate.grid import Chunk
-from gpllm.evaluate.metrics import COVERAGE_LEVELS, perturbation_metrics, predictive_scores, variance_scale
+from gpllm.evaluate.metrics import (
+    COVERAGE_LEVELS, PerturbationMetrics, PredictiveScores, interval_z, perturbation_metrics, predictive_scores,
+    roundoff, unchecked_perturbation_metrics, unchecked_predictive_scores, unchecked_variance_scale, variance_scale,
+)  # fmt: skip
 from gpllm.evaluate.splits import Split
-from gpllm.models.base import FoldFit
+
+if TYPE_CHECKING:  # what a chunk and a fit are; scoring only reads them
+    from gpllm.evaluate.grid import Chunk
+    from gpllm.models.base import FoldFit
+
+Array = jax.Array
 
 #: The levels whose coverage is also scored over the top-20 DE genes.
 DE_COVERAGE_LEVELS = (0.5, 0.9)
@@ -47,7 +61,7 @@ def coverage_column(level: float, de: bool = False) -> str:
     return f"coverage{round(100 * level)}" + ("_de" if de else "")
 
 
-#: The calibration columns, in the order :func:`calibration_columns` fills them.
+#: The calibration columns, in the order :func:`fold_rows` fills them.
 CALIBRATION_COLUMNS: tuple[str, ...] = (
     "nll", "crps", *map(coverage_column, COVERAGE_LEVELS),
     "nll_de", "crps_de", *(coverage_column(level, de=True) for level in DE_COVERAGE_LEVELS),
@@ -64,52 +78,126 @@ RESULTS_SCHEMA = pl.Schema({
 })  # fmt: skip
 
 
-def _effect_size(delta: np.ndarray, de: np.ndarray) -> np.ndarray:
-    """|x - ctrl| over each perturbation's top-20 DE genes (L2 norm), (M,)."""
-    return np.linalg.norm(np.take_along_axis(delta, de, axis=1), axis=1)
+#: Test rows are padded to a multiple of this, so that folds of nearby sizes (354 and 355
+#: test perturbations) share one compiled scoring program; every score is per row.
+ROW_BUCKET = 32
 
 
-def calibration_columns(Y_true: np.ndarray, mean: np.ndarray, var, de: np.ndarray, suffix: str = "") -> dict:
-    """The :data:`CALIBRATION_COLUMNS` (each name + ``suffix``) for one fold's M test rows;
-    NaN everywhere when ``var`` is None."""
-    if var is None:
-        return {name + suffix: np.full(len(Y_true), np.nan) for name in CALIBRATION_COLUMNS}
-    every = predictive_scores(Y_true, mean, var)
-    top = predictive_scores(Y_true, mean, var, levels=DE_COVERAGE_LEVELS, genes=de)
+def _nan_columns(n: int, suffix: str) -> dict:
+    return {name + suffix: np.full(n, np.nan) for name in CALIBRATION_COLUMNS}
+
+
+def _calibration_dict(every: PredictiveScores, top: PredictiveScores, suffix: str) -> dict:
     values = [every.nll, every.crps, *np.asarray(every.coverage).T, top.nll, top.crps, *np.asarray(top.coverage).T]
     return {name + suffix: np.asarray(v) for name, v in zip(CALIBRATION_COLUMNS, values, strict=True)}
 
 
+class FoldScores(NamedTuple):
+    """Every score of one fold's M test rows, from :func:`score_fold`."""
+
+    ctrl_ref: PerturbationMetrics  # deltas against the control
+    mean_ref: PerturbationMetrics  # deltas against the training fold's mean
+    every: PredictiveScores  # N(mean, var) over all genes
+    top: PredictiveScores  # the same over each row's DE genes
+    every_recal: PredictiveScores  # N(mean, s var)
+    top_recal: PredictiveScores
+    valid: Array  # () bool: mean finite, var and s var finite and > 0
+
+
+@jax.jit
+def score_fold(
+    Y_true: Array, mean: Array, var: Array, recal_var: Array, ctrl: Array, train_mean: Array, de: Array,
+    eps: Array,
+) -> FoldScores:
+    """All scores of a fold in one program: Y_true, mean, var, recal_var (M, G) in one float
+    dtype, ctrl and train_mean (G,), de (M, K); eps (4,) the unit roundoffs of the deltas'
+    sides (true, predicted) against ctrl, then against train_mean (:func:`~gpllm.evaluate.metrics.roundoff`)."""
+    dtype = Y_true.dtype
+    take = lambda x: jnp.take_along_axis(x, de, axis=1)  # noqa: E731
+    z_every, z_top = interval_z(COVERAGE_LEVELS, dtype), interval_z(DE_COVERAGE_LEVELS, dtype)
+    scores = lambda v: (unchecked_predictive_scores(Y_true, mean, v, z_every),  # noqa: E731
+                        unchecked_predictive_scores(take(Y_true), take(mean), take(v), z_top))  # fmt: skip
+    valid = jnp.all(jnp.isfinite(mean)) & jnp.all(jnp.isfinite(var) & (var > 0) & (recal_var > 0))
+    return FoldScores(
+        unchecked_perturbation_metrics(Y_true, mean, ctrl, de, eps[0], eps[1]),
+        unchecked_perturbation_metrics(Y_true, mean, train_mean, de, eps[2], eps[3]),
+        *scores(var), *scores(recal_var), valid,
+    )
+
+
+@jax.jit
+def _heldout_scale(residual: Array, var: Array) -> tuple[Array, Array]:
+    """s = mean(r^2 / v) (:func:`~gpllm.evaluate.metrics.variance_scale`) and whether its inputs
+    were valid (finite, v > 0), in one program."""
+    var = var[:, None] if var.ndim == 1 else var
+    valid = jnp.all(jnp.isfinite(residual)) & jnp.all(jnp.isfinite(var) & (var > 0))
+    return unchecked_variance_scale(residual, var.astype(residual.dtype)), valid
+
+
+def _variance_scale(fit: FoldFit) -> float:
+    """The fold's recalibration factor s, NaN where the model has no held-out predictions or
+    every held-out residual is exactly 0 (no scale to apply)."""
+    if fit.prediction.var is None or fit.heldout is None:
+        return np.nan
+    scale, valid = jax.device_get(_heldout_scale(jnp.asarray(fit.heldout.residual), jnp.asarray(fit.heldout.var)))
+    if not valid:  # the checked function names what is wrong
+        variance_scale(fit.heldout.residual, fit.heldout.var)
+    scale = float(scale)
+    return scale if scale > 0 else np.nan
+
+
+def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
+    """x with its last row repeated up to ``rows`` rows (valid values: every score is per row)."""
+    return np.pad(x, ((0, rows - len(x)),) + ((0, 0),) * (x.ndim - 1), mode="edge")
+
+
+def _fold_scores(Y_true: np.ndarray, mean, var, scale: float, ctrl: np.ndarray, train_mean: np.ndarray,
+                 de: np.ndarray) -> FoldScores:  # fmt: skip
+    """:func:`score_fold` on one fold's arrays (var (M,) or (M, G), in the model's dtype), rows
+    padded to :data:`ROW_BUCKET`; the checked metrics' error if the model's output is invalid."""
+    m, g = Y_true.shape
+    mean, var = np.asarray(mean), np.asarray(var)
+    # s v in the variance's own dtype, as the checked path computes it (a Python float times an array).
+    recal_var = var if np.isnan(scale) else float(scale) * var
+    dtype = np.result_type(Y_true, mean, var, ctrl, train_mean)
+    eps = np.asarray([roundoff(Y_true, ctrl), roundoff(mean, ctrl), roundoff(Y_true, train_mean),
+                      roundoff(mean, train_mean)], dtype)  # fmt: skip
+    full = lambda v: np.broadcast_to(v[:, None] if v.ndim == 1 else v, (m, g)).astype(dtype)  # noqa: E731
+    rows = -(-m // ROW_BUCKET) * ROW_BUCKET
+    padded = [_pad_rows(x, rows) for x in (Y_true.astype(dtype), mean.astype(dtype), full(var), full(recal_var), de)]
+    scores = jax.device_get(score_fold(*padded[:4], ctrl.astype(dtype), train_mean.astype(dtype), padded[4], eps))
+    if not scores.valid:  # the checked functions name what is wrong
+        perturbation_metrics(Y_true, mean, reference=ctrl, de=de)
+        predictive_scores(Y_true, mean, var)
+        predictive_scores(Y_true, mean, recal_var)
+    return jax.tree.map(lambda x: x[:m] if np.ndim(x) else x, scores)
+
+
 def fold_rows(chunk: Chunk, data: PerturbationData, split: Split, fit: FoldFit) -> pl.DataFrame:
     """One fold's rows (:data:`RESULTS_SCHEMA`): ``fit``'s predictions for ``split.test`` scored
-    against ``data``."""
+    against ``data``, every score in one compiled program (:func:`score_fold`)."""
     prediction = fit.prediction
-    Y_true = data.Y[split.test]
-    de = data.de[split.test]
-    mean = np.asarray(prediction.mean)
-    ctrl_ref = perturbation_metrics(Y_true, mean, reference=data.ctrl, de=de)
-    mean_ref = perturbation_metrics(Y_true, mean, reference=data.Y[split.train].mean(axis=0), de=de)
-    n = len(split.test)
-    var = None if prediction.var is None else np.asarray(prediction.var)
-    scale = np.nan
-    if var is not None and fit.heldout is not None:
-        scale = variance_scale(fit.heldout.residual, fit.heldout.var)
-        if not scale > 0:  # every held-out residual exactly 0: no scale to apply
-            scale = np.nan
+    Y_true, de, n = data.Y[split.test], data.de[split.test], len(split.test)
+    scale = _variance_scale(fit)
+    # A model without a variance is scored with v = 1 too (one program for all), then given NaN.
+    var = np.ones(n) if prediction.var is None else prediction.var
+    s = _fold_scores(Y_true, prediction.mean, var, scale, data.ctrl, data.Y[split.train].mean(axis=0), de)
+    raw = _nan_columns(n, "") if prediction.var is None else _calibration_dict(s.every, s.top, "")
+    recal = _nan_columns(n, RECAL) if np.isnan(scale) else _calibration_dict(s.every_recal, s.top_recal, RECAL)
+    calibration = {**raw, VAR_SCALE: np.full(n, scale), **recal}
     columns = {
         "screen": [chunk.screen] * n, "model": [chunk.model] * n, "embedding": [chunk.embedding] * n,
         "size": np.full(n, chunk.size), "fold": np.full(n, split.fold),
         "pert": [data.perts[i] for i in split.test],
-        "pearson_de": np.asarray(ctrl_ref.pearson_de), "pearson_all": np.asarray(ctrl_ref.pearson_all),
-        "mae_de": np.asarray(ctrl_ref.mae_de), "mae_all": np.asarray(ctrl_ref.mae_all),
-        "pearson_de_meanref": np.asarray(mean_ref.pearson_de),
-        "undefined_de": np.asarray(ctrl_ref.undefined_de), "undefined_all": np.asarray(ctrl_ref.undefined_all),
-        "effect_size": _effect_size(Y_true - data.ctrl, de),
+        "pearson_de": s.ctrl_ref.pearson_de, "pearson_all": s.ctrl_ref.pearson_all,
+        "mae_de": s.ctrl_ref.mae_de, "mae_all": s.ctrl_ref.mae_all,
+        "pearson_de_meanref": s.mean_ref.pearson_de,
+        "undefined_de": s.ctrl_ref.undefined_de, "undefined_all": s.ctrl_ref.undefined_all,
+        # |x - ctrl| over the top-20 DE genes (L2 norm): the DE genes' deltas only.
+        "effect_size": np.linalg.norm(np.take_along_axis(Y_true, de, axis=1) - data.ctrl[de], axis=1),
         # The record once per fold: a user kernel's may hold a whole projection matrix.
         "hyperparameters": [json.dumps(dict(fit.record), sort_keys=True) if fit.record else ""] + [""] * (n - 1),
-        **calibration_columns(Y_true, mean, var, de),
-        VAR_SCALE: np.full(n, scale),
-        **calibration_columns(Y_true, mean, None if np.isnan(scale) else scale * var, de, RECAL),
+        **calibration,
     }  # fmt: skip
     return pl.DataFrame(columns).cast(dict(RESULTS_SCHEMA))
 

@@ -222,7 +222,8 @@ def _fit(model: KNN, Z: Array, Y: Array) -> KNNState:
         mse = loo_mse_all_k(Z, Y, model.metric, kmax)[grid - 1]
         k = grid[jnp.argmin(mse)]  # argmin takes the first minimum: the smallest such k
     if kmax <= n - 1:
-        residual = Y - _neighbour_weights(_others(Z, model.metric), kmax, k, Y.dtype) @ Y
+        [neighbours] = _neighbour_averages(_others(Z, model.metric), kmax, k, Y)
+        residual = Y - neighbours
         loo_var = jnp.mean(residual * residual, axis=0)
     else:  # k = N: the prediction is the training mean, whose error variance is s2 (1 + 1/N)
         loo_var = jnp.var(Y, axis=0, ddof=1) * (1.0 + 1.0 / n) if n > 1 else jnp.zeros(Y.shape[1], Y.dtype)
@@ -246,6 +247,19 @@ def _neighbour_weights(D: Array, kmax: int, k: Array, dtype) -> Array:
     m = D.shape[0]
     W = jnp.zeros(D.shape, dtype)
     return W.at[jnp.arange(m)[:, None], idx].add(jnp.broadcast_to(w, idx.shape))
+
+
+def _neighbour_averages(D: Array, kmax: int, k: Array, *Xs: Array) -> tuple[Array, ...]:
+    """W @ X for each X (N, G), W the (M, N) weights of :func:`_neighbour_weights`.
+
+    With one neighbour (kmax = 1, so k = 1) W @ X is X's nearest row, and is taken as a
+    gather instead of an (M, N) x (N, G) product of a one-hot W: the same values.
+    """
+    if kmax == 1:
+        idx = nearest(D, 1)[:, 0]
+        return tuple(X[idx] for X in Xs)
+    W = _neighbour_weights(D, kmax, k, Xs[0].dtype)
+    return tuple(W @ X for X in Xs)
 
 
 def loo_mse_all_k(Z: Array, Y: Array, metric: Metric, kmax: int) -> Array:
@@ -292,14 +306,13 @@ def _heldout(model: KNN, state: KNNState) -> HeldOut:
 
 def _neighbour_prediction(state: KNNState, D: Array, kmax: int) -> Prediction:
     """Mean and variance (module docstring) of the k nearest training profiles per row of D (M, N)."""
-    W = _neighbour_weights(D, kmax, state.k, state.Y.dtype)
     # Moments about the training mean, which keeps the cancellation in
     # E[y^2] - E[y]^2 to the neighbours' spread rather than the expression level.
     y_bar = state.Y.mean(axis=0)
     Yc = state.Y - y_bar
-    mean_c = W @ Yc
+    mean_c, mean_sq = _neighbour_averages(D, kmax, state.k, Yc, Yc * Yc)
     k = state.k.astype(state.Y.dtype)
-    spread = jnp.maximum(W @ (Yc * Yc) - mean_c * mean_c, 0.0) * (k / jnp.maximum(k - 1.0, 1.0))
+    spread = jnp.maximum(mean_sq - mean_c * mean_c, 0.0) * (k / jnp.maximum(k - 1.0, 1.0))
     factor = jnp.mean(spread * (1.0 + 1.0 / k) / state.loo_var, axis=1)
     factor = jnp.where(state.k > 1, factor, 1.0)
     var = jnp.maximum(state.loo_var * factor[:, None], variance_floor(state.Y))

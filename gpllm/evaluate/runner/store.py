@@ -9,6 +9,7 @@ Layout of ``out_dir``::
     parts/<chunk>.json       its seal: chunk key, run id, row count, sha256 of the parquet bytes
     parts/set_aside/         parts that failed their seal, kept for inspection, never used
     timings.jsonl            seconds each chunk took, and the process that ran it
+    errors.log               the traceback of a worker's failure, appended (only after one)
     results.parquet          all parts, in a fixed order (written at the end)
 
 Guarantees:

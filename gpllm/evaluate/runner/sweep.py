@@ -72,6 +72,8 @@ def run_chunk(
     width (the widest embedding the model runs on), so that all its fits at
     one size share one compiled program.
     """
+    records = records_by_fold(previous)
+    starts = [records.get(s.fold) for s in splits] if records else None
     spec = spec or ModelSpec(chunk.model)
     blocks = embedding.blocks if embedding is not None else ()
     model = spec.build(BuildContext(blocks=blocks, ctrl=data.ctrl, seed=seed, gp_dtype=gp_dtype))
@@ -80,8 +82,6 @@ def run_chunk(
     if zero_padding_invariant(model):
         Z = _pad_columns(Z, pad_width)
     folds = [Fold(Z[s.train], data.Y[s.train], Z[s.test]) for s in splits]
-    records = records_by_fold(previous)
-    starts = [records.get(s.fold) for s in splits] if records else None
     fits = fit_predict_folds(model, folds, starts)
     return pl.concat([fold_rows(chunk, data, s, fit) for s, fit in zip(splits, fits)], how="vertical")
 
