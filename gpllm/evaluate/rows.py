@@ -19,9 +19,9 @@ variance):
   column above again, suffixed ``_recal``, with the variance s v. The test
   fold never enters s.
 
-A fold is scored in one compiled program (:func:`score_fold`), its test rows
+A fold is scored by a few compiled programs (:func:`score_fold`), its test rows
 padded to a multiple of :data:`ROW_BUCKET` so that every fold of a screen shares
-it; the model's output is checked inside that program, and only if it is invalid
+them; the model's output is checked by one of them, and only if it is invalid
 are the checked metrics called, for their error naming what is wrong. The
 report (:mod:`gpllm.report`) reads the column names from here.
 """
@@ -79,7 +79,7 @@ RESULTS_SCHEMA = pl.Schema({
 
 
 #: Test rows are padded to a multiple of this, so that folds of nearby sizes (354 and 355
-#: test perturbations) share one compiled scoring program; every score is per row.
+#: test perturbations) share the compiled scoring programs; every score is per row.
 ROW_BUCKET = 32
 
 
@@ -104,25 +104,45 @@ class FoldScores(NamedTuple):
     valid: Array  # () bool: mean finite, var and s var finite and > 0
 
 
-@jax.jit
 def score_fold(
     Y_true: Array, mean: Array, var: Array, recal_var: Array, ctrl: Array, train_mean: Array, de: Array,
     eps: Array,
 ) -> FoldScores:
-    """All scores of a fold in one program: Y_true, mean, var, recal_var (M, G) in one float
-    dtype, ctrl and train_mean (G,), de (M, K); eps (4,) the unit roundoffs of the deltas'
-    sides (true, predicted) against ctrl, then against train_mean (:func:`~gpllm.evaluate.metrics.roundoff`)."""
-    dtype = Y_true.dtype
+    """All scores of a fold: Y_true, mean, var, recal_var (M, G) in one float dtype, ctrl and
+    train_mean (G,), de (M, K); eps (4,) the unit roundoffs of the deltas' sides (true,
+    predicted) against ctrl, then against train_mean (:func:`~gpllm.evaluate.metrics.roundoff`).
+
+    Three compiled programs (the metrics, the calibration run for var and again for s var,
+    the validity check) rather than one: one fused program takes ~150 MiB more to compile.
+    """
+    return FoldScores(*_both_metrics(Y_true, mean, ctrl, train_mean, de, eps),
+                      *_calibration(Y_true, mean, var, de), *_calibration(Y_true, mean, recal_var, de),
+                      _valid(mean, var, recal_var))  # fmt: skip
+
+
+@jax.jit
+def _both_metrics(
+    Y_true: Array, mean: Array, ctrl: Array, train_mean: Array, de: Array, eps: Array
+) -> tuple[PerturbationMetrics, PerturbationMetrics]:
+    """GEARS' metrics against ctrl and against the training mean (:func:`score_fold`'s arguments)."""
+    return (unchecked_perturbation_metrics(Y_true, mean, ctrl, de, eps[0], eps[1]),
+            unchecked_perturbation_metrics(Y_true, mean, train_mean, de, eps[2], eps[3]))  # fmt: skip
+
+
+@jax.jit
+def _calibration(Y_true: Array, mean: Array, var: Array, de: Array) -> tuple[PredictiveScores, PredictiveScores]:
+    """N(mean, var) scored over all genes at :data:`COVERAGE_LEVELS` and over each row's DE
+    genes at :data:`DE_COVERAGE_LEVELS`; all (M, G) but de (M, K)."""
     take = lambda x: jnp.take_along_axis(x, de, axis=1)  # noqa: E731
-    z_every, z_top = interval_z(COVERAGE_LEVELS, dtype), interval_z(DE_COVERAGE_LEVELS, dtype)
-    scores = lambda v: (unchecked_predictive_scores(Y_true, mean, v, z_every),  # noqa: E731
-                        unchecked_predictive_scores(take(Y_true), take(mean), take(v), z_top))  # fmt: skip
-    valid = jnp.all(jnp.isfinite(mean)) & jnp.all(jnp.isfinite(var) & (var > 0) & (recal_var > 0))
-    return FoldScores(
-        unchecked_perturbation_metrics(Y_true, mean, ctrl, de, eps[0], eps[1]),
-        unchecked_perturbation_metrics(Y_true, mean, train_mean, de, eps[2], eps[3]),
-        *scores(var), *scores(recal_var), valid,
-    )
+    z_every, z_top = interval_z(COVERAGE_LEVELS, Y_true.dtype), interval_z(DE_COVERAGE_LEVELS, Y_true.dtype)
+    return (unchecked_predictive_scores(Y_true, mean, var, z_every),
+            unchecked_predictive_scores(take(Y_true), take(mean), take(var), z_top))  # fmt: skip
+
+
+@jax.jit
+def _valid(mean: Array, var: Array, recal_var: Array) -> Array:
+    """() bool: mean finite, var finite and > 0, s var > 0."""
+    return jnp.all(jnp.isfinite(mean)) & jnp.all(jnp.isfinite(var) & (var > 0) & (recal_var > 0))
 
 
 @jax.jit
@@ -175,11 +195,11 @@ def _fold_scores(Y_true: np.ndarray, mean, var, scale: float, ctrl: np.ndarray, 
 
 def fold_rows(chunk: Chunk, data: PerturbationData, split: Split, fit: FoldFit) -> pl.DataFrame:
     """One fold's rows (:data:`RESULTS_SCHEMA`): ``fit``'s predictions for ``split.test`` scored
-    against ``data``, every score in one compiled program (:func:`score_fold`)."""
+    against ``data``, every score at once (:func:`score_fold`)."""
     prediction = fit.prediction
     Y_true, de, n = data.Y[split.test], data.de[split.test], len(split.test)
     scale = _variance_scale(fit)
-    # A model without a variance is scored with v = 1 too (one program for all), then given NaN.
+    # A model without a variance is scored with v = 1 too (the same programs for all), then given NaN.
     var = np.ones(n) if prediction.var is None else prediction.var
     s = _fold_scores(Y_true, prediction.mean, var, scale, data.ctrl, data.Y[split.train].mean(axis=0), de)
     raw = _nan_columns(n, "") if prediction.var is None else _calibration_dict(s.every, s.top, "")
