@@ -12,12 +12,11 @@ operation, long enough that back-to-back small solves, as in fits at N=200,
 do not pay a thread wake-up each; 2^4, the smallest, made those slower).
 
 OpenBLAS reads ``OPENBLAS_THREAD_TIMEOUT`` once, when SciPy's LAPACK is first
-loaded (by optax, scanpy or JAX's first CPU factorisation), so ``import gpllm``
-sets it before importing anything else; a value already in the environment
-wins. Importing optax or scanpy before gpllm loads OpenBLAS first, and then
-the default stays: set the variable in the shell (``export
-OPENBLAS_THREAD_TIMEOUT=20``) or import gpllm first. The ``gpllm`` command
-always gets it.
+loaded (by optax, scanpy or JAX's first CPU factorisation), so
+:func:`limit_openblas_spin` must run before that; a value already in the
+environment wins. ``import gpllm`` sets nothing: library users call it first
+thing, or set the variable in the shell (``export OPENBLAS_THREAD_TIMEOUT=20``).
+The ``gpllm`` command always gets it.
 """
 
 from __future__ import annotations
@@ -31,11 +30,16 @@ SPIN_VARIABLE = "OPENBLAS_THREAD_TIMEOUT"
 SPIN_EXPONENT = "20"
 
 
-def limit_openblas_spin(environ: MutableMapping[str, str] = os.environ) -> bool:
+def limit_openblas_spin(environ: MutableMapping[str, str] | None = None) -> bool:
     """Set ``OPENBLAS_THREAD_TIMEOUT`` to :data:`SPIN_EXPONENT` unless it is set already.
 
-    Returns whether the value in ``environ`` can still take effect in this process
-    (False once SciPy's LAPACK is loaded: OpenBLAS has read its environment by then).
+    Args:
+        environ: the mapping to set it in (default: ``os.environ``, this process's).
+
+    Returns:
+        Whether the value can still take effect in this process (False once SciPy's
+        LAPACK is loaded: OpenBLAS has read its environment by then).
     """
+    environ = os.environ if environ is None else environ
     environ.setdefault(SPIN_VARIABLE, SPIN_EXPONENT)
     return "scipy.linalg" not in sys.modules
