@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from gpllm.cli.common import computing, fail, writable_folder
+from gpllm.cli.common import computing, fail, not_an_input, writable_folder
 
 from gpllm.data.embeddings.text import DEFAULT_MODEL as DEFAULT_TEXT_MODEL
 
@@ -33,6 +33,7 @@ def embed_text(
     from gpllm.progress import bar
 
     try:
+        not_an_input({"--output": output}, {"--input": input})
         descriptions = read_descriptions(input)
         with bar("embedding", len(descriptions)) as update:
             vectors = embed_descriptions(descriptions, model=model, batch_size=batch_size, on_batch=update)
@@ -175,6 +176,7 @@ def process_screen(
         writable_file(out, "--out")
         if combos_out is not None:
             writable_file(combos_out, "--combos-out")
+        not_an_input({"--out": out, "--combos-out": combos_out}, {"SCREEN": screen})
         with bar("reading cells") as update:
             processed = read_screen(
                 screen, spec, kind=kind, n_hvg=n_hvg, hvg_flavor=hvg_flavor, n_de=n_de, de_method=de_method,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from gpllm.cli.common import computing, fail, writable_file
+from gpllm.cli.common import computing, fail, not_an_input, writable_file
 
 
 def evaluate_command(
@@ -27,6 +27,7 @@ def evaluate_command(
     from rich.table import Table
 
     from gpllm.data.screens.perturbation_data import PerturbationData
+    from gpllm.atomic import write_frame
     from gpllm.errors import GPLLMError, InputError
     from gpllm.evaluate import external
     from gpllm.cli.models import name_list
@@ -36,6 +37,7 @@ def evaluate_command(
             raise InputError(f"--out {out}: write rows as .csv or .parquet")
         if out is not None:
             writable_file(out, "--out")
+            not_an_input({"--out": out}, {"PREDICTIONS": predictions, "--truth": truth, "--train": train})
         screen = PerturbationData.load(truth) if preset is None else external.truth_from_raw(truth, preset)
         pred, notes = external.read_prediction(predictions, variance_layer)
         aligned = external.align_to_truth(pred, screen, skip_unknown=skip_unknown)
@@ -46,6 +48,8 @@ def evaluate_command(
         else:
             de, de_notes = external.gears_de(truth, de_key, screen, aligned)
         rows = external.score(aligned, screen, reference, de)
+        if out is not None:
+            write_frame(out, rows)
     except GPLLMError as err:
         raise fail(err) from err
     n = rows.height
@@ -62,5 +66,4 @@ def evaluate_command(
     for line in [*notes, *aligned.notes, *de_notes, f"Systema reference (pearson_de_meanref): {how}"]:
         typer.echo(f"note: {line}")  # plain lines: greppable, never re-wrapped
     if out is not None:
-        rows.write_parquet(out) if out.name.lower().endswith(".parquet") else rows.write_csv(out)
         typer.echo(f"wrote {n} rows to {out}")

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from gpllm.atomic import atomic_write
+from gpllm.atomic import write_bytes_from
 from gpllm.data.embeddings.assemble import align, pca
 from gpllm.data.screens.perturbation_data import PerturbationData
 from gpllm.data.validate import check_unique, preview
@@ -231,11 +231,7 @@ def save(fitted: FittedModel, path: str | Path) -> Path:
     arrays = {"meta": np.array(json.dumps(meta)), "Z": fitted.Z, "Y": fitted.Y, "ctrl": fitted.ctrl}
     for i, p in enumerate(fitted.projections):
         arrays.update({f"proj{i}_mean": p.mean, f"proj{i}_components": p.components, f"proj{i}_scale": np.float64(p.scale)})
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.savez would append '.npz' to a name
-            np.savez(f, **arrays)
-
-    return atomic_write(path, write)
+    return write_bytes_from(path, lambda f: np.savez(f, **arrays))
 
 
 def load(path: str | Path) -> FittedModel:

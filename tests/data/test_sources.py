@@ -37,7 +37,7 @@ def entry(server: Loopback, name: str = "blob.bin", data: bytes = PAYLOAD, **kw)
 
 
 def leftovers(dest: Path) -> list[str]:
-    return sorted(p.name for p in dest.iterdir() if p.name.endswith(".part"))
+    return sorted(p.name for p in dest.iterdir() if p.name.endswith((".part", ".tmp")))
 
 
 # -------------------------------------------------------------- good downloads
