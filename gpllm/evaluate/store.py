@@ -43,6 +43,7 @@ import polars as pl
 
 from gpllm.atomic import atomic_write, write_json
 from gpllm.errors import DataError, WorkerError
+from gpllm.plugins import changed_code
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,13 @@ class RunStore:
                         f"{self.root} holds results of an older layout (schema {schema}; this gpllm "
                         f"writes schema {RESULTS_SCHEMA}, with other columns), which cannot be resumed "
                         "into one table; choose a new output folder or delete that one"
+                    )
+                edited = changed_code(previous.get("code", {}), run.get("code", {}))
+                if edited:
+                    raise DataError(
+                        f"{self.root} holds a run of other code: {', '.join(edited)} changed since it was "
+                        "started, and its results would mix two versions; to start afresh, choose a new "
+                        "output folder or delete that one"
                     )
                 if run_id is None or previous != json.loads(json.dumps(run, sort_keys=True)):
                     raise DataError(
