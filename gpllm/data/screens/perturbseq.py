@@ -395,6 +395,11 @@ def _process(adata, spec, opts, where, *, backed, chunk_size=4096, on_chunk=None
     genes = _gene_names(adata.var, spec, opts, where)
     groups = make_groups(labels)
     prov = _base_provenance(where, spec, opts, n_all, labels)
+    if labels.pooled:
+        log.warning("%s: %d pair(s) measured under both gene orders, their cells pooled as one: %s",
+                    where, len(labels.pooled), preview(list(labels.pooled)))  # fmt: skip
+        prov["pairs_pooled_across_orders"] = list(labels.pooled)
+        prov["steps"].append(f"pooled the cells of {len(labels.pooled)} pair(s) labelled in both gene orders")
     if opts.kind == "auto":
         kind, why = _detect_kind(groups)
     else:
