@@ -42,7 +42,9 @@ def active_command(
         overrides = {"repeats": repeats, "seed_size": seed_size, "batch_size": batch_size, "budget": budget}
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if acquisitions:
-            overrides["acquisitions"] = tuple(a.strip() for a in acquisitions.split(","))
+            overrides["acquisitions"] = tuple(a.strip() for a in acquisitions.split(",") if a.strip())
+            if not overrides["acquisitions"]:
+                raise InputError(f"--acquisitions {acquisitions!r} names no acquisition")
         if overrides:
             active_config = dataclasses.replace(active_config, **overrides)
         folder = writable_folder(out or Path("results") / f"active-{data_config.folder_name}", "--out")
