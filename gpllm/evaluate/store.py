@@ -99,6 +99,7 @@ class RunStore:
         import fcntl
 
         self.root.mkdir(parents=True, exist_ok=True)
+        self._check_layout()
         handle = open(self.root / ".lock", "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -118,6 +119,16 @@ class RunStore:
         handle.flush()
         self._lock = handle
 
+    def _check_layout(self) -> None:
+        """DataError naming the first of the folder's names that is a file where gpllm keeps a
+        folder or the other way round (before anything is computed and lost at the merge)."""
+        for path, is_folder in ((self.root / ".lock", False), (self.manifest_path, False),
+                                (self.results_path, False), (self.parts_dir, True)):  # fmt: skip
+            if path.exists() and path.is_dir() != is_folder:
+                found, wanted = ("file", "folder") if is_folder else ("folder", "file")
+                raise DataError(f"{path} is a {found} where a run keeps a {wanted}: the run folder {self.root} "
+                                "is damaged; move that away, or choose another output folder")  # fmt: skip
+
     def release(self) -> None:
         """Give the lock back (also when the process ends, as the OS drops it then)."""
         if self._lock is not None:
@@ -134,7 +145,13 @@ class RunStore:
                 log.info("%s holds no results yet: starting afresh", self.root)
                 self.manifest_path.unlink()
             if self.manifest_path.exists():
-                previous = json.loads(self.manifest_path.read_text())
+                try:
+                    previous = json.loads(self.manifest_path.read_text())
+                except ValueError as err:  # truncated, empty, not UTF-8
+                    previous = f"{type(err).__name__}: {err}"
+                if not isinstance(previous, dict):
+                    raise DataError(f"{self.manifest_path} is damaged (not a run manifest: {previous!s:.80}); "
+                                    "delete the folder to start afresh, or choose another output folder")
                 run_id = previous.pop(RUN_ID, None)
                 schema = previous.pop(SCHEMA, 1)
                 if schema != RESULTS_SCHEMA:
