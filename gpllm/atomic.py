@@ -12,10 +12,13 @@ the cause; the temporary file is removed and an earlier file at the path is kept
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import os
 import re
+import sys
 import tempfile
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -68,9 +71,24 @@ def io_errno(err: BaseException) -> int | None:
     return None
 
 
-def describe_cause(err: BaseException) -> str:
-    """A few words on why an I/O call failed: 'disk full', 'permission denied', ..."""
+def _disk_full(folder: Path) -> bool:
+    """Whether the file system holding ``folder`` has no block left for this user."""
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
+
+
+def failure_errno(err: BaseException, folder: Path) -> int | None:
+    """:func:`io_errno`, or ENOSPC when the writer's error carries no number (polars' parquet
+    writer reports a full disk as 'Invalid thrift: transport error') and ``folder``'s disk is full."""
     code = io_errno(err)
+    return errno.ENOSPC if code is None and _disk_full(folder) else code
+
+
+def describe_cause(err: BaseException, folder: Path | None = None) -> str:
+    """A few words on why an I/O call failed: 'disk full', 'permission denied', ..."""
+    code = io_errno(err) if folder is None else failure_errno(err, folder)
     if code is None:
         return f"{type(err).__name__}: {err}"
     return _CAUSES.get(code, os.strerror(code))
@@ -95,7 +113,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """
     path = Path(path)
     existed = path.exists()
-    tmp = None
+    tmp = failure = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -112,13 +130,34 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     except GPLLMError:
         raise
     except Exception as err:
-        if io_errno(err) is None:
+        if failure_errno(err, path.parent) is None:
             raise
         kept = f"; the earlier {path.name} is unchanged" if existed else ""
-        raise WriteError(f"could not write {path}: {describe_cause(err)}{kept}", path=path) from err
+        failure = (f"could not write {path}: {describe_cause(err, path.parent)}{kept}", traceback.format_exc())
+        # The writer's half-written objects (h5py's) complain again as they are freed, when
+        # this clause drops ``err``: mute that until they are collected (see below).
+        saved_hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+    if failure is not None:
+        try:
+            gc.collect()
+        finally:
+            sys.unraisablehook = saved_hook
+        raise WriteError(failure[0], path=path, details=failure[1])
+    return path
+
+
+def append_text(path: str | Path, text: str) -> Path:
+    """Append ``text`` to ``path`` (logs that grow line by line; POSIX appends a short write
+    whole); an I/O failure is a :class:`WriteError` naming the path and the cause."""
+    path = Path(path)
+    try:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as err:
+        raise WriteError(f"could not write {path}: {describe_cause(err, path.parent)}", path=path) from err
     return path
 
 
@@ -148,3 +187,21 @@ def write_frame(path: str | Path, frame: Any) -> Path:
     path = Path(path)
     parquet = path.name.lower().endswith(".parquet")
     return atomic_write(path, lambda tmp: frame.write_parquet(tmp) if parquet else frame.write_csv(tmp))
+
+
+def write_h5ad(path: str | Path, adata: Any, **dataset_kwargs: Any) -> Path:
+    """``adata`` as an h5ad file, atomically (``dataset_kwargs``: h5py's, e.g. ``compression="gzip"``).
+
+    The HDF5 bytes are built in memory and then written as plain bytes: HDF5 that meets a
+    full disk mid-file stays half-open inside the process ('Can't close file') and crashes
+    it later (a segmentation fault at the next HDF5 close), so it never writes to disk here."""
+    import io
+
+    import anndata as ad
+    import h5py
+
+    adata.strings_to_categoricals()  # as AnnData.write_h5ad does
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as h5:
+        ad.io.write_elem(h5, "/", adata, dataset_kwargs=dataset_kwargs)
+    return atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))

@@ -136,7 +136,7 @@ def predict_command(
     defaults to the screen's perturbations outside --train.
     """
     computing()
-    from gpllm.atomic import atomic_write
+    from gpllm.atomic import write_h5ad
     from gpllm.errors import GPLLMError, InputError
     from gpllm.models import fitted
 
@@ -163,7 +163,7 @@ def predict_command(
             if text is None and sequence is None:  # the files the model was fitted with
                 text, sequence, idmapping = stored.get("text"), stored.get("sequence"), stored.get("idmapping")
         pred = fitted.predict(fit, _sources(text, sequence, idmapping, wanted), wanted)
-        atomic_write(out, fitted.to_anndata(fit, wanted, pred).write_h5ad)
+        write_h5ad(out, fitted.to_anndata(fit, wanted, pred))
     except GPLLMError as err:
         raise fail(err) from err
     has_var = "with" if pred.var is not None else "without"

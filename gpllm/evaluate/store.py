@@ -41,8 +41,8 @@ from typing import Any
 
 import polars as pl
 
-from gpllm.atomic import atomic_write, write_json
-from gpllm.errors import DataError, WorkerError
+from gpllm.atomic import append_text, atomic_write, describe_cause, write_json
+from gpllm.errors import DataError, WorkerError, WriteError
 from gpllm.plugins import changed_code
 
 log = logging.getLogger(__name__)
@@ -113,10 +113,14 @@ class RunStore:
                     "finish, or write to another folder"
                 ) from None
             raise
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+        except OSError as err:
+            handle.close()
+            raise WriteError(f"could not write {self.root / '.lock'}: {describe_cause(err, self.root)}") from None
         self._lock = handle
 
     def _check_layout(self) -> None:
@@ -265,8 +269,10 @@ class RunStore:
     def log_error(self, err: WorkerError) -> WorkerError:
         """Append a worker's traceback to ``errors.log``; the same error, saying where it went."""
         path = self.root / "errors.log"
-        with open(path, "a", encoding="utf-8") as out:
-            out.write(f"{err}\n{err.details}\n")
+        try:
+            append_text(path, f"{err}\n{err.details}\n")
+        except WriteError as unwritten:  # e.g. the disk that failed the worker is full
+            return WorkerError(f"{err} (its traceback is not kept: {unwritten})", err.details)
         return WorkerError(f"{err} (traceback in {path})", err.details)
 
     # ------------------------------------------------------------ timings and results
@@ -277,9 +283,7 @@ class RunStore:
     def record_time(self, key: str, seconds: float) -> None:
         """Append how long chunk ``key`` took; one short line per write, which POSIX
         appends whole even when several worker processes write at once."""
-        line = json.dumps({"chunk": key, "seconds": round(seconds, 3), "pid": os.getpid()}) + "\n"
-        with open(self.timings_path, "a", encoding="utf-8") as out:
-            out.write(line)
+        append_text(self.timings_path, json.dumps({"chunk": key, "seconds": round(seconds, 3), "pid": os.getpid()}) + "\n")
 
     def read_timings(self) -> list[dict]:
         """Every :meth:`record_time` line (a resumed run's earlier lines included)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+from pathlib import Path
 
 import anndata as ad
 import polars as pl
@@ -15,22 +16,20 @@ from gpllm.data.screens.perturbation_data import PerturbationData
 from tests.cli.conftest import fails, ok
 
 
-def _disk_full_after_half(real):
-    """``real`` (a writer method) that writes part of its file and then hits a full disk."""
-
-    def write(self, path, *args, **kwargs):
-        with open(path, "wb") as handle:
-            handle.write(b"\x89HDF half")
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    return write
+def _disk_full_after_half(self, path_or_data, *args, **kwargs):
+    """A writer method (``DataFrame.write_csv(path)``, ``Path.write_bytes(data)``) that writes
+    part of its file and then meets a full disk."""
+    path = path_or_data if isinstance(path_or_data, (str, os.PathLike)) else self
+    with open(path, "wb") as handle:
+        handle.write(b"\x89HDF half")
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 def test_predict_on_a_full_disk_keeps_the_earlier_predictions(files, gp_run, monkeypatch):
     out, _, _ = gp_run
     earlier = out / "earlier.h5ad"
     shutil.copy(out / "pred.h5ad", earlier)
-    monkeypatch.setattr(ad.AnnData, "write_h5ad", _disk_full_after_half(ad.AnnData.write_h5ad))
+    monkeypatch.setattr(Path, "write_bytes", _disk_full_after_half)  # h5ad bytes are built in memory
     fails("predict", out / "model.npz", "--genes", ",".join(files.test_names), "--out", earlier,
           naming=f"could not write {earlier}: disk full; the earlier earlier.h5ad is unchanged")  # fmt: skip
     assert ad.read_h5ad(earlier).shape == ad.read_h5ad(out / "pred.h5ad").shape
@@ -40,7 +39,7 @@ def test_predict_on_a_full_disk_keeps_the_earlier_predictions(files, gp_run, mon
 def test_evaluate_on_a_full_disk_leaves_no_empty_rows_file(files, gp_run, tmp_path, monkeypatch):
     out, _, _ = gp_run
     rows = tmp_path / "rows.csv"
-    monkeypatch.setattr(pl.DataFrame, "write_csv", _disk_full_after_half(pl.DataFrame.write_csv))
+    monkeypatch.setattr(pl.DataFrame, "write_csv", _disk_full_after_half)
     fails("evaluate", out / "pred.h5ad", "--truth", files.screen, "--out", rows, naming=f"could not write {rows}: disk full")
     assert list(tmp_path.iterdir()) == []
 
