@@ -135,12 +135,13 @@ def synth(
 ) -> None:
     """Write a synthetic screen in the real files' formats (Replogle h5ad, GenePT pickle, UniProt h5)."""
     computing()
-    from gpllm.data.synthetic.screens import make_screens
+    from gpllm.data.synthetic.screens import SyntheticConfig, check_draw_fits, make_screens
     from gpllm.data.synthetic.files import write_files
     from gpllm.errors import GPLLMError
 
     sizes = {k: v for k, v in (("n_perts", n_perts), ("n_genes", n_genes)) if v is not None}
     try:
+        check_draw_fits(SyntheticConfig(**sizes))  # before OUT_DIR is made: a refusal leaves nothing behind
         writable_folder(out_dir, "OUT_DIR")
         paths = write_files(make_screens(seed, **sizes), out_dir, cells=cells, cells_per_pert=cells_per_pert)
     except GPLLMError as err:
