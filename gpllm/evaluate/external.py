@@ -273,7 +273,7 @@ def gears_de(path: str | Path, key: str, truth: PerturbationData, aligned: Align
             conditions.setdefault(canonical(normalise_name(name)), []).append(str(name))
         except InputError:  # the control's own list
             continue
-    rows, missing, short, unknown, ambiguous = [], [], [], set(), 0
+    rows, missing, short, unknown, ambiguous, repeated = [], [], [], set(), 0, {}
     for pert, own in zip(aligned.perts, aligned.names or aligned.perts, strict=True):
         names = conditions.get(canonical(pert))
         if not names:
@@ -281,8 +281,11 @@ def gears_de(path: str | Path, key: str, truth: PerturbationData, aligned: Align
             continue
         same = [c for c in names if gears_condition(c) == gears_condition(own)]
         ambiguous += len(names) > 1 and not same
-        genes = [str(g) for g in list(lists[(same or names)[0]])[:n]]
+        chosen = (same or names)[0]
+        genes = [str(g) for g in list(lists[chosen])[:n]]
         unknown.update(g for g in genes if g not in position)
+        if len(set(genes)) < len(genes):
+            repeated[chosen] = sorted({g for g in genes if genes.count(g) > 1})
         if len(genes) < n:
             short.append(pert)
         rows.append([position.get(g, -1) for g in genes])
@@ -292,6 +295,10 @@ def gears_de(path: str | Path, key: str, truth: PerturbationData, aligned: Align
         raise DataError(f"{where}: {len(unknown)} DE gene(s) are not among the file's var_names: {preview(sorted(unknown))}")
     if short:
         raise DataError(f"{where}: fewer than {n} DE genes for {len(short)} perturbation(s): {preview(short)}")
+    if repeated:
+        first = next(iter(repeated))
+        raise DataError(f"{where}: {len(repeated)} DE list(s) name a gene twice among their first {n}, e.g. "
+                        f"{first!r} repeats {preview(repeated[first])}")  # fmt: skip
     notes = [f"DE genes (pearson_de, mae_de, mse_de): the first {n} of GEARS' uns[{key!r}] in {path}"]
     if ambiguous:
         notes.append(f"{ambiguous} perturbation(s) have two GEARS DE lists ('A+ctrl' and 'ctrl+A'); the first was used")

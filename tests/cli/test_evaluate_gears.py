@@ -212,3 +212,17 @@ def test_a_processed_truth_with_both_orders_is_matched_exactly_or_refused():
     assert external.match_names(["B+A", "A+B", "A"], truth.perts) == ("B+A", "A+B", "A")
     with pytest.raises(DataError, match=r"prediction 'A_B' matches the truth's \['A\+B', 'B\+A'\]"):
         external.match_names(["A_B"], truth.perts, "pred.h5ad")
+
+
+def test_a_de_list_repeating_a_gene_names_the_file_key_and_condition(tmp_path):
+    path = tmp_path / "repeats.h5ad"
+    adata = write_gears_h5ad(path, np.random.default_rng(7))
+    lists = dict(adata.uns["rank_genes_groups_cov_all"])
+    lists["K562_G1+ctrl_1+1"] = [IDS[0], IDS[0], *IDS[2:]]
+    adata.uns["rank_genes_groups_cov_all"] = lists
+    adata.write_h5ad(path)
+    file = tmp_path / "pred.h5ad"
+    ad.AnnData(X=np.ones((1, len(GENES))), obs=pd.DataFrame(index=["G1"]), var=pd.DataFrame(index=GENES)).write_h5ad(file)
+    fails("evaluate", file, "--truth", path, "--preset", "gears", "--de-key", "rank_genes_groups_cov_all",
+          naming=f"{path}: uns['rank_genes_groups_cov_all']: 1 DE list(s) name a gene twice among their first 20, "
+                 f"e.g. 'K562_G1+ctrl_1+1' repeats '{IDS[0]}'")  # fmt: skip
