@@ -8,7 +8,7 @@ import typer
 
 
 def active_command(
-    config: Path = typer.Option(None, "--config", "-c", help="TOML config: its data sections and [active]; default: the synthetic screens."),
+    config: Path = typer.Option(None, "--config", "-c", help="TOML config: its data sections and \\[active]; default: the synthetic screens."),  # "\\[": rich would read "[active]" as markup and drop it
     out: Path = typer.Option(None, "--out", "-o", help="Output folder (default results/active-<config name>); an interrupted run resumes there."),
     acquisitions: str = typer.Option(None, help="Override the acquisitions, e.g. 'random,max_variance' or 'my_acq.py:acquire'."),
     repeats: int = typer.Option(None, help="Override the number of repeats (default 5)."),
