@@ -201,7 +201,7 @@ class RunStore:
 
     # ------------------------------------------------------------ parts
     def part_path(self, key: str) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key).lstrip(".")  # never a hidden file
         return self.parts_dir / f"{safe}-{fingerprint(key)[:8]}.parquet"
 
     def seal_path(self, key: str) -> Path:

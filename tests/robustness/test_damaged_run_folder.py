@@ -31,3 +31,7 @@ def test_a_file_where_a_folder_belongs_or_the_reverse_is_named(tmp_path, name, m
     (tmp_path / name).mkdir() if make == "folder" else (tmp_path / name).write_text("x")
     with pytest.raises(DataError, match=rf"{tmp_path / name} is a {make} where a run keeps a"):
         RunStore(tmp_path).open(RUN)
+
+
+def test_parts_of_relative_plugin_references_are_not_hidden_files(tmp_path):
+    assert not RunStore(tmp_path).part_path("./my_acquisitions.py:first|0|1").name.startswith(".")
