@@ -97,19 +97,15 @@ def test_combos_configs_pass_the_schema_and_dispatch():
     check_config({"combos": {}, "data": {"kind": "synthetic", "overrides": {"interaction_strength": 1.0}}})
 
 
-#: A combos run small enough for a test (also tests/robustness/test_combos_run_folder.py's).
-TINY_COMBOS = {
-    "name": "tiny", "embeddings": ["text"], "pca_k": 4,
-    "data": {"kind": "synthetic", "seed": 1, "overrides": {
-        "n_perts": 24, "n_genes": 30, "n_pairs": 20, "text_dim": 16, "seq_dim": 16, "hidden": 8}},
-    "combos": {"n_folds": 2, "models": ["additive", "ridge_summed"]},
-}  # fmt: skip
-
-
 def test_tiny_synthetic_combos_reproduction(tmp_path):
     from gpllm.reproduce import reproduce
 
-    cfg = ReproduceConfig.from_dict(TINY_COMBOS)
+    cfg = ReproduceConfig.from_dict({
+        "name": "tiny", "embeddings": ["text"], "pca_k": 4,
+        "data": {"kind": "synthetic", "seed": 1, "overrides": {
+            "n_perts": 24, "n_genes": 30, "n_pairs": 20, "text_dim": 16, "seq_dim": 16, "hidden": 8}},
+        "combos": {"n_folds": 2, "models": ["additive", "ridge_summed"]},
+    })  # fmt: skip
     run = reproduce(cfg, tmp_path, progress=False)
     assert set(run.results["model"].unique()) == {"additive", "ridge_summed"}
     assert run.report["figure"].is_file() and "seen 1" in run.report["table_md"].read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import tomllib
 
 import polars as pl
 import pytest
@@ -13,9 +14,14 @@ from gpllm.errors import DataError
 from gpllm.evaluate.store import RunBusyError, RunStore
 from gpllm.reproduce import ReproduceConfig, reproduce
 
-from tests.pairs.test_sources_and_config import TINY_COMBOS
-
-CONFIG = ReproduceConfig.from_dict(TINY_COMBOS)
+#: tests/pairs' tiny combos run: two folds of two fast models on 24 singles and 20 pairs.
+CONFIG = ReproduceConfig.from_dict(tomllib.loads("""
+name = "tiny"
+embeddings = ["text"]
+pca_k = 4
+combos = {n_folds = 2, models = ["additive", "ridge_summed"]}
+data = {kind = "synthetic", seed = 1, overrides = {n_perts = 24, n_genes = 30, n_pairs = 20, text_dim = 16, seq_dim = 16, hidden = 8}}
+"""))
 
 
 def _hold_lock(root, ready, done):
@@ -40,6 +46,7 @@ def test_a_second_combos_run_into_a_busy_folder_is_refused(tmp_path):
     assert not (tmp_path / "report").exists()
 
 
+@pytest.mark.slow  # three combos runs, as tests/pairs marks its one
 def test_a_combos_run_resumes_from_its_parts_and_refuses_another_config(tmp_path):
     first = reproduce(CONFIG, tmp_path, progress=False).results
     assert pl.read_parquet(tmp_path / "results.parquet").equals(first)
