@@ -46,6 +46,26 @@ class ChecksumError(CorruptFileError):
     """A downloaded file's checksum does not match the registry."""
 
 
+class WriteError(GPLLMError, OSError):
+    """An output file could not be written (disk full, permission, read-only); ``path`` names it.
+
+    Raised by :func:`gpllm.atomic.atomic_write`, after which the earlier file at
+    ``path`` (if any) is intact and no temporary file is left behind; ``details``
+    holds the writer's own traceback (``--debug`` prints it).
+    """
+
+    def __init__(self, message: str, path=None, details: str = ""):
+        super().__init__(message)
+        self.path = path
+        self.details = details
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def __reduce__(self):
+        return type(self), (str(self), self.path, self.details)
+
+
 class DownloadError(GPLLMError, OSError):
     """A remote file could not be fetched."""
 

@@ -9,6 +9,12 @@ path, so worker processes resolve the same reference to the same code.
 Every failure is an :class:`~gpllm.errors.InputError` naming the config key
 (``where``) and the reference: a module that does not import, or an attribute
 that is missing.
+
+A run's identity includes the code it runs: :func:`code_fingerprint` gives the
+sha256 of the file behind each reference (the ``.py`` file, or an importable
+module's own file), which goes into the run folder's ``run.json``, so that a
+plug-in edited between a kill and a resume is refused (:func:`changed_code`)
+rather than mixing results of two versions of it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import hashlib
 import importlib
 import importlib.util
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +61,19 @@ def _import_file(path: Path, where: str):
     return module
 
 
+def _file_path(module_name: str, base: Path | None) -> Path | None:
+    """The ``.py`` file a reference's module part names, or None for an importable module name."""
+    if not (module_name.endswith(".py") or "/" in module_name or "\\" in module_name):
+        return None
+    path = Path(module_name)
+    return base / path if base is not None and not path.is_absolute() else path
+
+
 def load_reference(text: str, where: str, base: Path | None = None) -> Any:
     """The object ``module:attr`` names; a ``.py`` path is relative to ``base`` if given."""
     module_name, attr = split_reference(text, where)
-    if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
-        path = Path(module_name)
-        if base is not None and not path.is_absolute():
-            path = base / path
+    path = _file_path(module_name, base)
+    if path is not None:
         module = _import_file(path, where)
     else:
         try:
@@ -84,3 +97,33 @@ def resolve_path(text: str, base: Path) -> str:
     if (module.endswith(".py") or "/" in module) and not Path(module).is_absolute():
         return f"{(base / module).resolve()}:{attr}"
     return text
+
+
+def code_file(text: str, where: str, base: Path | None = None) -> Path | None:
+    """The source file the reference ``text`` runs: its ``.py`` file, or the file of the
+    importable module it names (None for a built-in name or a module with no source file)."""
+    if not is_reference(text):
+        return None
+    module_name, _ = split_reference(text, where)
+    path = _file_path(module_name, base)
+    if path is None:
+        load_reference(text, where, base)  # imported, so its file is known (and a bad name fails here)
+        origin = getattr(sys.modules.get(module_name), "__file__", None)
+        path = Path(origin) if origin else None
+    return path.resolve() if path is not None and path.is_file() else None
+
+
+def code_fingerprint(references: Iterable[str | None], where: str, base: Path | None = None) -> dict[str, str]:
+    """{source file: sha256 of its bytes} for the code behind ``references`` (built-in
+    names and None contribute nothing): what a run folder records as the code it ran."""
+    out = {}
+    for text in references:
+        path = code_file(text, where, base) if text else None
+        if path is not None:
+            out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return dict(sorted(out.items()))
+
+
+def changed_code(recorded: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
+    """The files whose code differs between a run's record and now (edited, added or gone)."""
+    return sorted(f for f in {*recorded, *now} if recorded.get(f) != now.get(f))

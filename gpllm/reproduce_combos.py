@@ -15,6 +15,7 @@ steps; ``[data.overrides]`` may set the pair generator's knobs
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,14 @@ import polars as pl
 from gpllm.data.screens.pairs import PairScreen, pair_screen
 from gpllm.errors import InputError
 from gpllm.evaluate.combos import CombosConfig, run_combos
+from gpllm.evaluate.runner.store import RunStore, fingerprint
 from gpllm.gp.fit import FitOptions
 from gpllm.inputs import local_file, load_vectors_from, make_embeddings
 from gpllm.models.pairs import PAIR_MODEL_NAMES
 from gpllm.models.pairs import default_pair_models
 from gpllm.progress import bar
+
+log = logging.getLogger(__name__)
 
 
 def pair_models(names, max_steps: int = 200) -> tuple:
@@ -77,8 +81,17 @@ def reproduce_combos(config, out_dir: str | Path, *, progress: bool = True) -> t
     embedding = make_embeddings(vectors, screen.all_genes, [embedding_name], k=config.pca_k, missing=config.missing)[embedding_name]
     models = pair_models(combos.get("models", PAIR_MODEL_NAMES), int(combos.get("max_steps", 200)))
     run_config = CombosConfig(**{k: combos[k] for k in ("n_folds", "seed", "equal_sizes", "magnitude_tol") if k in combos})
-    with bar("combos: folds x models", enabled=progress) as update:
-        results, notes = run_combos(screen, embedding, models, run_config, progress=update)
+    # The run folder's lock, sealed parts and refusal of another run, as for the sweep.
+    store = RunStore(out_dir)
+    run = {"combos": combos, "data": fingerprint(dict(config.data)), "embedding": embedding_name,
+           "pca_k": config.pca_k, "missing": config.missing}  # fmt: skip
+    try:
+        if store.open(run):
+            log.info("resuming the combos run in %s", store.root)
+        with bar("combos: folds x models", enabled=progress) as update:
+            results, notes = run_combos(screen, embedding, models, run_config, progress=update, store=store)
+    finally:
+        store.release()
     notes = (f"embedding {embedding_name!r}, {embedding.dim} columns; screen {screen!r}", *notes)
     return results, write_combos_report(results, notes, Path(out_dir) / "report")
 

@@ -6,9 +6,12 @@ An acquisition is any callable
 
 given the GP fitted to the perturbations measured so far (:class:`Design`)
 and a PRNG key for its own randomness. It sees only the pool (never the
-held-out test set) and no unmeasured response. Its batch is checked by
-:func:`check_batch` before anything is measured: integers, the right count,
-inside the pool, no repeats, nothing already measured.
+held-out test set) and no unmeasured response, as read-only copies: writing into
+``design.measured`` fails instead of changing what the run has measured. Its
+batch is checked by :func:`check_batch` against the run's own record before
+anything is measured: integers, the right count, inside the pool, no repeats,
+nothing already measured (:func:`acquire_checked` does both, and turns the
+acquisition's own exception into one :class:`~gpllm.errors.WorkerError` naming it).
 
 Built-ins (``BUILTIN``):
 
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import traceback
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -41,7 +45,7 @@ import numpy as np
 
 from gpllm import plugins
 from gpllm.active import greedy
-from gpllm.errors import InputError
+from gpllm.errors import GPLLMError, InputError, WorkerError
 from gpllm.gp.distance import squared_distance
 from gpllm.models.gp import GPModel, GPState
 
@@ -172,6 +176,28 @@ def load_acquisition(name: str, where: str = "acquisition", base: Path | None = 
     except ValueError:  # a builtin without a signature: the call itself will tell
         pass
     return obj
+
+
+def _read_only_copy(array: np.ndarray) -> np.ndarray:
+    copy = np.array(array, copy=True)
+    copy.setflags(write=False)
+    return copy
+
+
+def acquire_checked(acquire: Acquisition, design: Design, batch_size: int, key: jax.Array, name: str) -> np.ndarray:
+    """``acquire``'s batch for ``design``, checked (:func:`check_batch`) against ``design``
+    as the run holds it; the acquisition gets read-only copies of the design's arrays.
+
+    A failure inside the acquisition (an exception, ``sys.exit``) is a WorkerError naming
+    it, with the traceback in ``details``; gpllm's own errors and Ctrl-C pass through."""
+    shown = design._replace(**{f: _read_only_copy(getattr(design, f)) for f in ("Z_pool", "measured", "ctrl")})
+    try:
+        batch = acquire(shown, batch_size, key)
+    except GPLLMError:
+        raise
+    except (Exception, SystemExit) as err:
+        raise WorkerError(f"acquisition {name!r} raised {type(err).__name__}: {err}", traceback.format_exc()) from None
+    return check_batch(batch, design, batch_size, name)
 
 
 def check_batch(batch: Any, design: Design, batch_size: int, name: str) -> np.ndarray:

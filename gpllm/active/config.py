@@ -48,6 +48,8 @@ class ActiveConfig:
                 raise InputError(f"[active] {name} must be an integer, got {value!r}")
         if self.batch_size < 1:
             raise InputError(f"[active] batch_size must be at least 1, got {self.batch_size}")
+        if self.seed < 0:
+            raise InputError(f"[active] seed must be 0 or more (NumPy's seeds are), got {self.seed}")
         if self.repeats < 1:
             raise InputError(f"[active] repeats must be at least 1, got {self.repeats}")
         if self.seed_size < 2:

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import polars as pl
 
+from gpllm import plugins
 from gpllm.active.acquisitions import load_acquisition
 from gpllm.active.config import ActiveConfig
 from gpllm.active.curves import measurements_to_reach
@@ -84,7 +85,8 @@ def run_active(data_config: ReproduceConfig, config: ActiveConfig, out_dir: str 
     sim = Simulation(data, embedding, config, model, acquisitions)  # checks the budget against the pool
     run = {"active": config.to_json(), "model": spec.to_json(), "screen": screen, "embedding": emb_name,
            "data": f"{data_config.name}:{inputs.data_id}:k={data_config.pca_k}:{data_config.missing}",
-           "perts": list(perts)}  # fmt: skip
+           "perts": list(perts),
+           "code": {**plugins.code_fingerprint(config.acquisitions, "[active] acquisitions"), **spec.code()}}  # fmt: skip
     results = run_simulation(sim, RunStore(out), run=run, progress=progress)
     paths = {"results": out / "results.parquet",
              "figure": learning_curves_png(results, out / "learning_curves.png", title=f"{screen}, {emb_name}")}  # fmt: skip

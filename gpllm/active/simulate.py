@@ -39,11 +39,11 @@ import jax
 import numpy as np
 import polars as pl
 
-from gpllm.active.acquisitions import Acquisition, Design, check_batch
+from gpllm.active.acquisitions import Acquisition, Design, acquire_checked
 from gpllm.active.config import ActiveConfig
 from gpllm.data.embeddings.assemble import Embedding
 from gpllm.data.screens.perturbation_data import PerturbationData
-from gpllm.errors import InputError
+from gpllm.errors import InputError, WorkerError
 from gpllm.evaluate.metrics import perturbation_metrics, predictive_scores
 from gpllm.evaluate.runner.store import RunStore
 from gpllm.models.base import Fold, fit_predict_folds
@@ -131,7 +131,10 @@ def run_chain(sim: Simulation, store: RunStore, acquisition: str, repeat: int, o
         if round_ > 0:
             design = _design(sim, split, measured, record)
             size = n_measured - len(measured)
-            batch = check_batch(sim.acquisitions[acquisition](design, size, sim.key(repeat, round_)), design, size, acquisition)
+            try:
+                batch = acquire_checked(sim.acquisitions[acquisition], design, size, sim.key(repeat, round_), acquisition)
+            except WorkerError as err:
+                raise store.log_error(err) from None
             if not carries_signal(design):
                 model = dataclasses.replace(model, fresh_start_below=n_measured + 1)
         measured = np.concatenate([measured, batch])

@@ -8,7 +8,7 @@ import typer
 
 
 def active_command(
-    config: Path = typer.Option(None, "--config", "-c", help="TOML config: its data sections and [active]; default: the synthetic screens."),
+    config: Path = typer.Option(None, "--config", "-c", help="TOML config: its data sections and \\[active]; default: the synthetic screens."),  # "\\[": rich would read "[active]" as markup and drop it
     out: Path = typer.Option(None, "--out", "-o", help="Output folder (default results/active-<config name>); an interrupted run resumes there."),
     acquisitions: str = typer.Option(None, help="Override the acquisitions, e.g. 'random,max_variance' or 'my_acq.py:acquire'."),
     repeats: int = typer.Option(None, help="Override the number of repeats (default 5)."),
@@ -42,7 +42,9 @@ def active_command(
         overrides = {"repeats": repeats, "seed_size": seed_size, "batch_size": batch_size, "budget": budget}
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if acquisitions:
-            overrides["acquisitions"] = tuple(a.strip() for a in acquisitions.split(","))
+            overrides["acquisitions"] = tuple(a.strip() for a in acquisitions.split(",") if a.strip())
+            if not overrides["acquisitions"]:
+                raise InputError(f"--acquisitions {acquisitions!r} names no acquisition")
         if overrides:
             active_config = dataclasses.replace(active_config, **overrides)
         folder = writable_folder(out or Path("results") / f"active-{data_config.folder_name}", "--out")

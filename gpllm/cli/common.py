@@ -86,3 +86,23 @@ def writable_folder(path: Path, option: str) -> Path:
         raise InputError(f"{option} {path} is a file; give a folder")
     _probe(path, option, path)
     return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return a.samefile(b)  # hard links and symbolic links too
+    return a.resolve() == b.resolve()
+
+
+def not_an_input(outputs: dict[str, Path | None], inputs: dict[str, Path | None]) -> None:
+    """InputError if an output path is one of the command's input files or another of its
+    outputs (by path, or by inode through links): writing it would destroy what the command reads."""
+    named = list(outputs.items())
+    for i, (out_option, out) in enumerate(named):
+        others = {**dict(named[i + 1 :]), **inputs}
+        for option, given in others.items():
+            if out is not None and given is not None and _same_file(Path(out), Path(given)):
+                what = "another output" if option in outputs else "an input"
+                raise InputError(
+                    f"{out_option} {out} is also {option}: writing it would overwrite {what}; give another file"
+                )

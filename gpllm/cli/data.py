@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from gpllm.cli.common import computing, fail, writable_folder
+from gpllm.cli.common import computing, fail, not_an_input, writable_folder
 
 from gpllm.data.embeddings.text import DEFAULT_MODEL as DEFAULT_TEXT_MODEL
 
@@ -33,6 +33,7 @@ def embed_text(
     from gpllm.progress import bar
 
     try:
+        not_an_input({"--output": output}, {"--input": input})
         descriptions = read_descriptions(input)
         with bar("embedding", len(descriptions)) as update:
             vectors = embed_descriptions(descriptions, model=model, batch_size=batch_size, on_batch=update)
@@ -134,12 +135,13 @@ def synth(
 ) -> None:
     """Write a synthetic screen in the real files' formats (Replogle h5ad, GenePT pickle, UniProt h5)."""
     computing()
-    from gpllm.data.synthetic.screens import make_screens
+    from gpllm.data.synthetic.screens import SyntheticConfig, check_draw_fits, make_screens
     from gpllm.data.synthetic.files import write_files
     from gpllm.errors import GPLLMError
 
     sizes = {k: v for k, v in (("n_perts", n_perts), ("n_genes", n_genes)) if v is not None}
     try:
+        check_draw_fits(SyntheticConfig(**sizes))  # before OUT_DIR is made: a refusal leaves nothing behind
         writable_folder(out_dir, "OUT_DIR")
         paths = write_files(make_screens(seed, **sizes), out_dir, cells=cells, cells_per_pert=cells_per_pert)
     except GPLLMError as err:
@@ -175,6 +177,7 @@ def process_screen(
         writable_file(out, "--out")
         if combos_out is not None:
             writable_file(combos_out, "--combos-out")
+        not_an_input({"--out": out, "--combos-out": combos_out}, {"SCREEN": screen})
         with bar("reading cells") as update:
             processed = read_screen(
                 screen, spec, kind=kind, n_hvg=n_hvg, hvg_flavor=hvg_flavor, n_de=n_de, de_method=de_method,

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import typer
 
-from gpllm.cli.common import computing, fail, writable_file
+from gpllm.cli.common import computing, fail, not_an_input, writable_file
 
 
 def evaluate_command(
     predictions: Path = typer.Argument(..., help="Prediction h5ad: obs = perturbations (GEARS names accepted: 'GENE+ctrl', 'K562_GENE+ctrl_1+1', a pair as 'A+B', 'B+A' or 'A_B'), var = genes, X = expression."),
     truth: Path = typer.Option(..., "--truth", help="Measured screen: a processed h5ad (gpllm data process), or a raw one with --preset."),
-    preset: str | None = typer.Option(None, "--preset", help="The truth is a raw screen with this layout (gears: GEARS' own h5ad; norman19, replogle_cells, replogle_bulk): processed here, keeping every gene."),
+    preset: str | None = typer.Option(None, "--preset", help="The truth is a raw screen with this layout (gears: GEARS' own h5ad; norman19, replogle_cells, replogle_bulk): processed here, keeping every gene. A pair measured in both orders ('A+B' and 'B+A') is one perturbation, its cells pooled (a note says which)."),
     de_key: str | None = typer.Option(None, "--de-key", help="Score the DE metrics on the first 20 genes of GEARS' lists in the truth file's uns[KEY] (rank_genes_groups_cov_all: what GEARS' pearson_de and mse_de use; top_non_dropout_de_20) instead of the truth's own top DE genes."),
     train: str | None = typer.Option(
         None, "--train", help="Training perturbations (file or comma list): the Systema reference. Default: the truth's unpredicted ones."
@@ -27,6 +27,7 @@ def evaluate_command(
     from rich.table import Table
 
     from gpllm.data.screens.perturbation_data import PerturbationData
+    from gpllm.atomic import write_frame
     from gpllm.errors import GPLLMError, InputError
     from gpllm.evaluate import external
     from gpllm.cli.models import name_list
@@ -36,6 +37,7 @@ def evaluate_command(
             raise InputError(f"--out {out}: write rows as .csv or .parquet")
         if out is not None:
             writable_file(out, "--out")
+            not_an_input({"--out": out}, {"PREDICTIONS": predictions, "--truth": truth, "--train": train})
         screen = PerturbationData.load(truth) if preset is None else external.truth_from_raw(truth, preset)
         pred, notes = external.read_prediction(predictions, variance_layer)
         aligned = external.align_to_truth(pred, screen, skip_unknown=skip_unknown)
@@ -46,6 +48,8 @@ def evaluate_command(
         else:
             de, de_notes = external.gears_de(truth, de_key, screen, aligned)
         rows = external.score(aligned, screen, reference, de)
+        if out is not None:
+            write_frame(out, rows)
     except GPLLMError as err:
         raise fail(err) from err
     n = rows.height
@@ -62,5 +66,4 @@ def evaluate_command(
     for line in [*notes, *aligned.notes, *de_notes, f"Systema reference (pearson_de_meanref): {how}"]:
         typer.echo(f"note: {line}")  # plain lines: greppable, never re-wrapped
     if out is not None:
-        rows.write_parquet(out) if out.name.lower().endswith(".parquet") else rows.write_csv(out)
         typer.echo(f"wrote {n} rows to {out}")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from gpllm.cli.common import computing, fail, writable_file
+from gpllm.cli.common import computing, fail, not_an_input, writable_file
 
 _TEXT = typer.Option(None, "--text", help="Text embedding: GenePT-style .pickle, or a .csv/.tsv/.parquet table (gene column first).")
 _SEQUENCE = typer.Option(None, "--sequence", help="Sequence embedding: UniProt per-protein .h5 (with --idmapping), or a table/.pickle.")
@@ -74,6 +74,12 @@ def _train(screen_path: Path, model: str, text, sequence, idmapping, train: str 
     return screen, fitted.train(model, screen, sources, perts, k=k, seed=seed, provenance=prov)
 
 
+def _inputs(screen, text, sequence, idmapping, train) -> dict[str, Path | None]:
+    """The files a fit reads, by option (a list given inline is no file)."""
+    return {"--screen": screen, "--text": text, "--sequence": sequence, "--idmapping": idmapping,
+            "--train": train if train is not None and Path(train).is_file() else None}  # fmt: skip
+
+
 def _summary(fit) -> str:
     dropped = fit.provenance["n_dropped_no_embedding"]
     note = f", {dropped} training perturbation(s) left out for lack of an embedding" if dropped else ""
@@ -101,6 +107,7 @@ def fit_command(
 
     try:
         writable_file(out, "--out")  # before the fit, so that none is lost
+        not_an_input({"--out": out}, _inputs(screen, text, sequence, idmapping, train))
         _, fit = _train(screen, model, text, sequence, idmapping, train, k, seed)
         fitted.save(fit, out)
     except GPLLMError as err:
@@ -129,11 +136,13 @@ def predict_command(
     defaults to the screen's perturbations outside --train.
     """
     computing()
+    from gpllm.atomic import write_h5ad
     from gpllm.errors import GPLLMError, InputError
     from gpllm.models import fitted
 
     try:
         writable_file(out, "--out")
+        not_an_input({"--out": out}, {"MODEL_FILE": model_file, "--genes": genes, **_inputs(screen, text, sequence, idmapping, train)})
         if (model_file is None) == (screen is None):
             raise InputError("give either a fitted-model file or --screen (to fit first), not both or neither")
         if screen is not None:
@@ -154,7 +163,7 @@ def predict_command(
             if text is None and sequence is None:  # the files the model was fitted with
                 text, sequence, idmapping = stored.get("text"), stored.get("sequence"), stored.get("idmapping")
         pred = fitted.predict(fit, _sources(text, sequence, idmapping, wanted), wanted)
-        fitted.to_anndata(fit, wanted, pred).write_h5ad(out)
+        write_h5ad(out, fitted.to_anndata(fit, wanted, pred))
     except GPLLMError as err:
         raise fail(err) from err
     has_var = "with" if pred.var is not None else "without"

@@ -43,6 +43,7 @@ from gpllm.data.validate import preview
 from gpllm.errors import DataError, InputError
 from gpllm.evaluate.metrics import perturbation_metrics
 from gpllm.evaluate.pair_splits import PairFold, seen_splits
+from gpllm.evaluate.runner.store import RunStore
 from gpllm.models.pairs import Conditions
 
 log = logging.getLogger(__name__)
@@ -186,13 +187,16 @@ def _scores(inputs: CombosInputs, test: Sequence[str], predicted: np.ndarray, to
 
 def run_combos(
     screen: PairScreen, embedding: Embedding, models: Sequence[Any], config: CombosConfig = CombosConfig(),
-    progress=None,
+    progress=None, store: RunStore | None = None,
 ) -> tuple[pl.DataFrame, tuple[str, ...]]:
     """One row per (seen, fold, model, test pair): metrics, magnitudes and classes,
     with the fold's training counts; and the notes of what was dropped or set apart.
 
     ``models`` follow :mod:`gpllm.models.pairs`' protocol; ``progress(done, total)``
-    is called after each fitted fold.
+    is called after each fitted fold. With an opened ``store`` (a run folder's
+    :class:`~gpllm.evaluate.runner.store.RunStore`) each (fold, model) is a sealed part,
+    read back instead of refitted when a run resumes, and the rows are the
+    folder's ``results.parquet``.
     """
     inputs = align_pairs(screen, embedding)
     screen = inputs.screen
@@ -202,25 +206,31 @@ def run_combos(
     notes = list(inputs.notes)
     untestable = {s: sum(f.n_untestable for f in folds if f.seen == s) for s in (0, 1, 2)}
     notes.append("pairs not testable in their fold per seen category: " + ", ".join(f"seen {s}: {n}" for s, n in untestable.items()))
-    frames, total = [], len(folds) * len(models)
+    frames, keys, total = [], [], len(folds) * len(models)
     for fold in folds:
         if not fold.test_pairs:
             continue
         train, delta = _training(inputs, fold)
         test = Conditions.from_names(fold.test_pairs, inputs.rows)
         for model in models:
-            state = model.fit(inputs.Z, train, delta)
-            predicted = np.asarray(model.predict(state, test).mean, dtype=np.float64)
-            frames.append(pl.DataFrame({
-                "seen": fold.seen, "fold": fold.fold, "model": model.name, "pair": list(fold.test_pairs),
-                "n_train_singles": len(fold.train_singles), "n_train_pairs": len(fold.train_pairs),
-                **_scores(inputs, fold.test_pairs, predicted, config.magnitude_tol),
-            }))  # fmt: skip
+            keys.append(f"combos|seen{fold.seen}|fold{fold.fold}|{model.name}")
+            if store is not None and store.has_part(keys[-1]):
+                frames.append(store.read_part(keys[-1]))
+            else:
+                state = model.fit(inputs.Z, train, delta)
+                predicted = np.asarray(model.predict(state, test).mean, dtype=np.float64)
+                frames.append(pl.DataFrame({
+                    "seen": fold.seen, "fold": fold.fold, "model": model.name, "pair": list(fold.test_pairs),
+                    "n_train_singles": len(fold.train_singles), "n_train_pairs": len(fold.train_pairs),
+                    **_scores(inputs, fold.test_pairs, predicted, config.magnitude_tol),
+                }))  # fmt: skip
+                if store is not None:
+                    store.write_part(keys[-1], frames[-1])
             if progress is not None:
                 progress(len(frames), total)
     if not frames:
         raise DataError("combos: no fold has a test pair")
-    return pl.concat(frames), tuple(notes)
+    return (store.write_results(keys) if store is not None else pl.concat(frames)), tuple(notes)
 
 
 __all__ = ["CLASSES", "CombosConfig", "CombosInputs", "align_pairs", "interaction_class", "magnitude", "run_combos"]

@@ -17,6 +17,14 @@ Systema reference: the mean truth profile of the training perturbations
 that were *not* predicted stands in for it (the usual held-out setting); if
 every truth perturbation was predicted, pearson_de_meanref is NaN.
 
+A pair measured under both orders: a raw truth (``--preset``) names every pair
+with its genes sorted, so the cells labelled 'A+B' and those labelled 'B+A' are
+pooled into one measurement of the pair (a note says which pairs). A processed
+truth that still holds both spellings as two rows is matched exactly: a
+prediction named 'B+A' is scored against the row 'B+A', and a name matching
+neither spelling exactly (e.g. 'A_B') is refused as ambiguous, never scored
+against a measurement of another label.
+
 DE genes: the truth's own top-k (as processed), or GEARS' lists from the truth
 file (:func:`gears_de`): ``uns['rank_genes_groups_cov_all']`` (whose first 20
 GEARS' pearson_de / mse_de use) or ``uns['top_non_dropout_de_20']``, each a
@@ -176,7 +184,12 @@ def align_to_truth(pred: PredictionTable, truth: PerturbationData, *, skip_unkno
     notes = []
     if len(pred.genes) > truth.n_genes:
         notes.append(f"{len(pred.genes) - truth.n_genes} predicted gene(s) not in the truth were ignored")
-    pred = dataclasses.replace(pred, perts=match_names(pred.perts, truth.perts))
+    pred = dataclasses.replace(pred, perts=match_names(pred.perts, truth.perts, pred.source))
+    pooled = truth.provenance.get("pairs_pooled_across_orders", ())
+    if pooled:
+        more = f"; and {len(pooled) - 5} more" if len(pooled) > 5 else ""
+        notes.append(f"{len(pooled)} pair(s) measured in both gene orders were scored against their cells "
+                     f"pooled: {'; '.join(pooled[:5])}{more}")  # fmt: skip
     check_unique(pred.perts, "perturbations (matched to the truth's names)", pred.source)
     known = set(truth.perts)
     unknown = [p for p in pred.perts if p not in known]
@@ -198,17 +211,29 @@ def align_to_truth(pred: PredictionTable, truth: PerturbationData, *, skip_unkno
     return Aligned(perts, pred.mean[np.ix_(keep, cols)], var, truth.index(perts), notes, names)
 
 
-def match_names(names: Sequence[str], truth_perts: Sequence[str]) -> tuple[str, ...]:
-    """Each (normalised) name as the truth spells it: a pair in either order ('B+A' -> the
-    truth's 'A+B'), and a GEARS ``predict`` key 'A_B' as the pair 'A+B' when no truth
-    perturbation is called 'A_B'. Names the truth lacks come back unchanged."""
-    by_key = {canonical(p): p for p in truth_perts}
+def match_names(names: Sequence[str], truth_perts: Sequence[str], source: str = "predictions") -> tuple[str, ...]:
+    """Each (normalised) name as the truth spells it: the same name if the truth has it,
+    else a pair in the other order ('B+A' -> the truth's 'A+B'), and a GEARS ``predict``
+    key 'A_B' as the pair 'A+B' when no truth perturbation is called 'A_B'. Names the
+    truth lacks come back unchanged. DataError (naming ``source``) for a name that only
+    matches a pair the truth holds in both orders as two rows: which one it predicts is
+    unknown."""
+    exact = set(truth_perts)
+    by_key: dict[str, list[str]] = {}
+    for p in truth_perts:
+        by_key.setdefault(canonical(p), []).append(p)
 
     def one(name: str) -> str:
+        if name in exact:
+            return name
         found = by_key.get(canonical(name))
         if found is None and "_" in name:
             found = by_key.get(canonical(name.replace("_", "+")))
-        return found or name
+        if found is not None and len(found) > 1:
+            raise DataError(f"{source}: prediction {name!r} matches the truth's {found}, one pair measured in "
+                            "two orders as two rows; name the prediction as one of them, or pass the raw "
+                            "truth with --preset (its cells are then pooled)")  # fmt: skip
+        return found[0] if found else name
 
     return tuple(one(n) for n in names)
 
@@ -248,7 +273,7 @@ def gears_de(path: str | Path, key: str, truth: PerturbationData, aligned: Align
             conditions.setdefault(canonical(normalise_name(name)), []).append(str(name))
         except InputError:  # the control's own list
             continue
-    rows, missing, short, unknown, ambiguous = [], [], [], set(), 0
+    rows, missing, short, unknown, ambiguous, repeated = [], [], [], set(), 0, {}
     for pert, own in zip(aligned.perts, aligned.names or aligned.perts, strict=True):
         names = conditions.get(canonical(pert))
         if not names:
@@ -256,8 +281,11 @@ def gears_de(path: str | Path, key: str, truth: PerturbationData, aligned: Align
             continue
         same = [c for c in names if gears_condition(c) == gears_condition(own)]
         ambiguous += len(names) > 1 and not same
-        genes = [str(g) for g in list(lists[(same or names)[0]])[:n]]
+        chosen = (same or names)[0]
+        genes = [str(g) for g in list(lists[chosen])[:n]]
         unknown.update(g for g in genes if g not in position)
+        if len(set(genes)) < len(genes):
+            repeated[chosen] = sorted({g for g in genes if genes.count(g) > 1})
         if len(genes) < n:
             short.append(pert)
         rows.append([position.get(g, -1) for g in genes])
@@ -267,6 +295,10 @@ def gears_de(path: str | Path, key: str, truth: PerturbationData, aligned: Align
         raise DataError(f"{where}: {len(unknown)} DE gene(s) are not among the file's var_names: {preview(sorted(unknown))}")
     if short:
         raise DataError(f"{where}: fewer than {n} DE genes for {len(short)} perturbation(s): {preview(short)}")
+    if repeated:
+        first = next(iter(repeated))
+        raise DataError(f"{where}: {len(repeated)} DE list(s) name a gene twice among their first {n}, e.g. "
+                        f"{first!r} repeats {preview(repeated[first])}")  # fmt: skip
     notes = [f"DE genes (pearson_de, mae_de, mse_de): the first {n} of GEARS' uns[{key!r}] in {path}"]
     if ambiguous:
         notes.append(f"{ambiguous} perturbation(s) have two GEARS DE lists ('A+ctrl' and 'ctrl+A'); the first was used")

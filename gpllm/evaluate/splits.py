@@ -183,8 +183,9 @@ class SplitPlan:
 
     def save(self, path: str | PathLike[str]) -> None:
         """Write the plan as JSON."""
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(self.to_dict(), fh)
+        from gpllm.atomic import write_json
+
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | PathLike[str]) -> SplitPlan:

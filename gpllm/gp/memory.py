@@ -58,6 +58,11 @@ def device_budget(device: jax.Device | None = None) -> Budget | None:
         if "bytes_limit" not in stats:
             return None
         return Budget(int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)), f"{device.device_kind} memory")
+    return host_budget()
+
+
+def host_budget() -> Budget | None:
+    """The host memory free (the kernel's MemAvailable, less where a cgroup caps it), or None."""
     budgets = [b for b in (_mem_available(), _cgroup_headroom()) if b is not None]
     return min(budgets, key=lambda b: b.free) if budgets else None
 

@@ -33,12 +33,12 @@ from typing import Any
 
 import numpy as np
 
-from gpllm.atomic import atomic_write
+from gpllm.atomic import write_bytes_from
 from gpllm.data.embeddings.assemble import align, pca
 from gpllm.data.screens.perturbation_data import PerturbationData
 from gpllm.data.validate import check_unique, preview
 from gpllm.data.embeddings.vectors import GeneVectors
-from gpllm.errors import CorruptFileError, DataError, EmbeddingError, InputError, MissingFileError
+from gpllm.errors import CorruptFileError, DataError, EmbeddingError, InputError, MissingFileError, NonFiniteError
 from gpllm.models.base import Model, Prediction, record_of, variance_per_gene
 from gpllm.models.base import restore as restore_state
 from gpllm.models.registry import BuildContext, ModelSpec, spec_from
@@ -207,7 +207,10 @@ def restore(fitted: FittedModel) -> tuple[Model, Any]:
 
 
 def predict(fitted: FittedModel, sources: Mapping[str, GeneVectors], genes: Sequence[str]) -> Prediction:
-    """Predicted profiles for perturbing each of ``genes``: mean (M, G), var (M,), (M, G) or None."""
+    """Predicted profiles for perturbing each of ``genes``: mean (M, G), var (M,), (M, G) or None.
+
+    NonFiniteError naming the model and counting the values if the model predicts NaN or inf
+    (as the sweep refuses them), so that no such prediction is ever written."""
     genes = list(genes)
     if not genes:
         raise InputError("no genes to predict for")
@@ -215,7 +218,16 @@ def predict(fitted: FittedModel, sources: Mapping[str, GeneVectors], genes: Sequ
     Z = embed(fitted.projections, sources, genes)
     model, state = restore(fitted)
     pred = model.predict(state, Z)
-    return Prediction(np.asarray(pred.mean), None if pred.var is None else np.asarray(pred.var))
+    mean, var = np.asarray(pred.mean), None if pred.var is None else np.asarray(pred.var)
+    for what, values in (("mean", mean), ("variance", var)):
+        bad = 0 if values is None else int(np.size(values) - np.isfinite(values).sum())
+        if bad:
+            rows = np.flatnonzero(~np.isfinite(values.reshape(len(genes), -1)).all(axis=1))
+            raise NonFiniteError(
+                f"model {fitted.model!r} predicted {bad} NaN/inf {what} value(s) of {values.size}, for "
+                f"{rows.size} of the {len(genes)} genes (e.g. {preview([genes[i] for i in rows])})"
+            )
+    return Prediction(mean, var)
 
 
 # ------------------------------------------------------------------ file
@@ -231,11 +243,7 @@ def save(fitted: FittedModel, path: str | Path) -> Path:
     arrays = {"meta": np.array(json.dumps(meta)), "Z": fitted.Z, "Y": fitted.Y, "ctrl": fitted.ctrl}
     for i, p in enumerate(fitted.projections):
         arrays.update({f"proj{i}_mean": p.mean, f"proj{i}_components": p.components, f"proj{i}_scale": np.float64(p.scale)})
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.savez would append '.npz' to a name
-            np.savez(f, **arrays)
-
-    return atomic_write(path, write)
+    return write_bytes_from(path, lambda f: np.savez(f, **arrays))
 
 
 def load(path: str | Path) -> FittedModel:

@@ -195,6 +195,13 @@ class ModelSpec:
         if self.is_gp or self.model:
             self._fit_options(base, where)
 
+    def code(self, base: Path | None = None) -> dict[str, str]:
+        """{source file: sha256} of the user's code this model runs (kernel, model, optimizer
+        references; empty for a built-in): part of a run's identity (:func:`gpllm.plugins.code_fingerprint`)."""
+        optimizer = dict(self.options).get("optimizer")
+        references = (self.kernel, self.model, optimizer if isinstance(optimizer, str) else None)
+        return plugins.code_fingerprint(references, f"model {self.name!r}", base)
+
     def to_json(self) -> dict:
         """The spec as a config table (what :func:`spec_from` reads back)."""
         out = {"name": self.name, **dict(self.options)}

@@ -32,6 +32,7 @@ import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from gpllm.atomic import write_text
 from gpllm.errors import InputError
 from gpllm.evaluate.metrics import COVERAGE_LEVELS
 from gpllm.evaluate.rows import RECAL, VAR_SCALE, coverage_column
@@ -153,8 +154,7 @@ def write_calibration(
     notes = calibration_notes(results, screen, table.size)
     slug = file_slug(screen)
     md = out / f"calibration_{slug}.md"
-    md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(calibration_markdown(table, notes), encoding="utf-8")
+    write_text(md, calibration_markdown(table, notes))
     return {
         f"calibration_{screen}_md": md,
         f"calibration_{screen}_csv": write_csv(table, out / f"calibration_{slug}.csv"),

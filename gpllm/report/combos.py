@@ -22,6 +22,7 @@ import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from gpllm.atomic import write_bytes_from, write_frame, write_text
 from gpllm.errors import InputError
 from gpllm.evaluate.metrics import summarize_over_splits
 
@@ -120,11 +121,12 @@ def write_combos_report(results: pl.DataFrame, notes, out_dir: str | PathLike) -
     table = seen_table(results)
     paths = {"results": out / "results.parquet", "table_csv": out / "seen_table.csv",
              "table_md": out / "seen_table.md", "figure": out / "combos.png", "notes": out / "notes.txt"}  # fmt: skip
-    results.write_parquet(paths["results"])
-    table.write_csv(paths["table_csv"])
-    paths["table_md"].write_text(format_seen_table(table), encoding="utf-8")
-    draw_seen_figure(table).savefig(paths["figure"], dpi=150)
-    paths["notes"].write_text("\n".join(notes) + "\n", encoding="utf-8")
+    write_frame(paths["results"], results)
+    write_frame(paths["table_csv"], table)
+    write_text(paths["table_md"], format_seen_table(table))
+    figure = draw_seen_figure(table)
+    write_bytes_from(paths["figure"], lambda f: figure.savefig(f, format="png", dpi=150))
+    write_text(paths["notes"], "\n".join(notes) + "\n")
     return paths
 
 

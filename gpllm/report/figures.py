@@ -27,6 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
+from gpllm.atomic import write_bytes_from
 from gpllm.errors import InputError
 from gpllm.report.labels import (
     BASELINES,
@@ -133,11 +134,8 @@ def new_figure(n_panels: int, *, panel_width: float = FIGSIZE[0] / 2, height: fl
 
 def save(fig: Figure, path: str | PathLike) -> Path:
     """Write ``fig`` as PNG at :data:`DPI` (parents created); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with matplotlib.rc_context(RC):
-        fig.savefig(path, format="png", dpi=DPI, bbox_inches="tight")
-    return path
+        return write_bytes_from(path, lambda f: fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight"))
 
 
 def _no_data(ax: Axes, message: str) -> None:

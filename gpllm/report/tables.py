@@ -24,6 +24,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import polars as pl
 
+from gpllm.atomic import atomic_write, write_text
 from gpllm.errors import InputError, NonFiniteError
 from gpllm.evaluate.metrics import summarize_over_splits
 from gpllm.evaluate.rows import CALIBRATION_COLUMNS, RECAL, VAR_SCALE
@@ -390,22 +391,13 @@ def to_markdown(table: MetricTable) -> str:
 
 def write_markdown(table: MetricTable, path: str | PathLike) -> Path:
     """Write :func:`to_markdown` to ``path`` (parents created); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_markdown(table), encoding="utf-8")
-    return path
+    return write_text(path, to_markdown(table))
 
 
 def write_csv(table: MetricTable, path: str | PathLike) -> Path:
     """Raw numbers: screen, size, label, model, embedding, ``<metric>_mean``, ``<metric>_hw``, counts."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table.rows.select(
-        pl.lit(table.screen).alias("screen"),
-        pl.lit(table.size).alias("size"),
-        pl.exclude("^.*_best$"),
-    ).write_csv(path)
-    return path
+    rows = table.rows.select(pl.lit(table.screen).alias("screen"), pl.lit(table.size).alias("size"), pl.exclude("^.*_best$"))
+    return atomic_write(path, lambda tmp: rows.write_csv(tmp))
 
 
 def rich_table(table: MetricTable, *, bold: bool = True):

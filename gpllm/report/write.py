@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
+from gpllm.atomic import write_frame, write_text
 from gpllm.report.calibration import has_calibration, write_calibration
 from gpllm.report.figures import FIGURE_3_X, FIGURE_3_Y, figure_1, figure_2, figure_3
 from gpllm.report.labels import NO_EMBEDDING, PAPER_CONFIGS, ModelKey, file_slug, model_label
@@ -106,9 +107,9 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"summary": out / "summary.csv", "notes": out / "notes.md"}
-    summarize(results).write_csv(paths["summary"])
+    write_frame(paths["summary"], summarize(results))
     notes = notes_markdown(results)
-    paths["notes"].write_text(notes, encoding="utf-8")
+    write_text(paths["notes"], notes)
     ran = {ModelKey(*k) for k in results.select("model", "embedding").unique().iter_rows()}
     calibrated = has_calibration(results)
     if not calibrated:

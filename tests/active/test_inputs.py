@@ -17,6 +17,7 @@ from gpllm.errors import InputError
     "change, message",
     [
         ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"seed": -1}, r"seed must be 0 or more .* got -1"),
         ({"seed_size": 900}, "seed_size 900 is larger than the budget 800"),
         ({"seed_size": 1}, "seed_size must be at least 2"),
         ({"repeats": 0}, "repeats must be at least 1"),

@@ -29,17 +29,17 @@ def _condition_name(condition: str, cell_type: str = "K562") -> str:
     return f"{cell_type}_{condition}_{'1+1' if len(condition.split('+')) == 2 else '1'}"
 
 
-def write_gears_h5ad(path, rng) -> ad.AnnData:
+def write_gears_h5ad(path, rng, cells=CELLS) -> ad.AnnData:
     """A GEARS PertData-style h5ad: log1p expression, obs condition / cell_type / condition_name,
     var index = Ensembl-like IDs with var['gene_name'], and both DE dicts in uns (IDs, best first)."""
-    conditions = [c for c, n in CELLS.items() for _ in range(n)]
-    shift = {c: rng.normal(0, 1.0, len(GENES)) for c in CELLS}
+    conditions = [c for c, n in cells.items() for _ in range(n)]
+    shift = {c: rng.normal(0, 1.0, len(GENES)) for c in cells}
     rates = np.array([np.exp(1.0 + shift[c] * (c != "ctrl")) for c in conditions])
     X = sp.csr_matrix(np.log1p(rng.poisson(rates) * 1.7))  # non-integer: read as log-normalised
     obs = pd.DataFrame({"condition": conditions, "cell_type": "K562"}, index=[f"cell{i}" for i in range(len(conditions))])
     obs["condition_name"] = [_condition_name(c) for c in conditions]
     adata = ad.AnnData(X=X, obs=obs, var=pd.DataFrame({"gene_name": GENES}, index=IDS))
-    perturbed = [c for c in CELLS if c != "ctrl"]
+    perturbed = [c for c in cells if c != "ctrl"]
     adata.uns["rank_genes_groups_cov_all"] = {_condition_name(c): list(rng.permutation(IDS)) for c in perturbed}
     adata.uns["top_non_dropout_de_20"] = {_condition_name(c): rng.permutation(IDS)[:20] for c in perturbed}
     adata.write_h5ad(path)
@@ -171,7 +171,7 @@ def test_gears_de_lists_on_the_real_norman_cells(shared_data, tmp_path):
     gears = _gears_layout_of_devel_cells(shared_data / "norman19_mcfaline23_devel.h5ad", tmp_path / "gears.h5ad")
     X, cond = gears.X.toarray(), gears.obs["condition"].to_numpy()
     rng = np.random.default_rng(5)
-    spelling = {external.normalise_name(c): c for c in set(cond) if c != "ctrl"}
+    spelling = {external.canonical(external.normalise_name(c)): c for c in set(cond) if c != "ctrl"}  # pairs sorted
     pred = {p: X[cond == c].mean(axis=0) + rng.normal(0, 0.05, gears.n_vars) for p, c in spelling.items()}
     keys = [p.replace("+", "_") for p in pred]  # GEARS' predict() keys: 'A', 'A_B'
     file = tmp_path / "pred.h5ad"
@@ -189,3 +189,40 @@ def test_gears_de_lists_on_the_real_norman_cells(shared_data, tmp_path):
             truth = X[cond == spelling[pert]].mean(axis=0)
             assert pearson == pytest.approx(pearsonr(pred[pert][de] - ctrl[de], truth[de] - ctrl[de])[0], abs=1e-10)
             assert mse == pytest.approx(np.mean((pred[pert][de] - truth[de]) ** 2), rel=1e-10)
+
+
+def test_a_pair_measured_in_both_orders_is_scored_against_its_pooled_cells(tmp_path):
+    path = tmp_path / "both_orders.h5ad"
+    adata = write_gears_h5ad(path, np.random.default_rng(5), cells={**CELLS, "G5+G4": 12})
+    X, cond = adata.X.toarray(), adata.obs["condition"].to_numpy()
+    pooled = X[np.isin(cond, ["G4+G5", "G5+G4"])].mean(axis=0)  # 15 + 12 cells
+    guess = pooled + np.random.default_rng(6).normal(0, 0.3, len(GENES))
+    file = tmp_path / "pred.h5ad"
+    ad.AnnData(X=guess[None, :], obs=pd.DataFrame(index=["G4+G5"]), var=pd.DataFrame(index=GENES)).write_h5ad(file)
+    result = ok("evaluate", file, "--truth", path, "--preset", "gears", "--out", tmp_path / "rows.csv")
+    rows = pl.read_csv(tmp_path / "rows.csv")
+    assert rows["pert"].to_list() == ["G4+G5"]
+    assert rows["mae_all"][0] == pytest.approx(np.mean(np.abs(guess - pooled)), rel=1e-10)
+    assert "1 pair(s) measured in both gene orders were scored against their cells pooled: " \
+           "G4+G5 (rows labelled 'G4+G5': 15, 'G5+G4': 12)" in result.stdout
+
+
+def test_a_processed_truth_with_both_orders_is_matched_exactly_or_refused():
+    truth = _truth(("A", "A+B", "B+A"))
+    assert external.match_names(["B+A", "A+B", "A"], truth.perts) == ("B+A", "A+B", "A")
+    with pytest.raises(DataError, match=r"prediction 'A_B' matches the truth's \['A\+B', 'B\+A'\]"):
+        external.match_names(["A_B"], truth.perts, "pred.h5ad")
+
+
+def test_a_de_list_repeating_a_gene_names_the_file_key_and_condition(tmp_path):
+    path = tmp_path / "repeats.h5ad"
+    adata = write_gears_h5ad(path, np.random.default_rng(7))
+    lists = dict(adata.uns["rank_genes_groups_cov_all"])
+    lists["K562_G1+ctrl_1+1"] = [IDS[0], IDS[0], *IDS[2:]]
+    adata.uns["rank_genes_groups_cov_all"] = lists
+    adata.write_h5ad(path)
+    file = tmp_path / "pred.h5ad"
+    ad.AnnData(X=np.ones((1, len(GENES))), obs=pd.DataFrame(index=["G1"]), var=pd.DataFrame(index=GENES)).write_h5ad(file)
+    fails("evaluate", file, "--truth", path, "--preset", "gears", "--de-key", "rank_genes_groups_cov_all",
+          naming=f"{path}: uns['rank_genes_groups_cov_all']: 1 DE list(s) name a gene twice among their first 20, "
+                 f"e.g. 'K562_G1+ctrl_1+1' repeats '{IDS[0]}'")  # fmt: skip

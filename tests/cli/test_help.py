@@ -76,3 +76,10 @@ def test_rendered_help_wraps_at_the_width_only(path, width):
             # a break inside a paragraph is only allowed where the next word did not fit
             room = width - 2 - len(line)
             assert len(following.split()[0]) + 1 > room, f"broke early at {width} columns:\n{line}\n{following}"
+
+
+def test_a_config_section_in_brackets_survives_rich_markup():
+    from tests.cli.conftest import invoke
+
+    result = invoke("active", "--help")
+    assert "[active]" in result.stdout  # rich markup would drop it, leaving "data sections and ;"

@@ -178,7 +178,7 @@ def test_norman19_single_gene_screen_from_real_cells(norman_cells):
     singles, combos = screen
     cond = cells.obs["condition"].astype(str)
     single_conds = {c for c in cond if c != "control" and "+" not in c}
-    combo_conds = {c for c in cond if "+" in c}
+    combo_conds = {"+".join(sorted(c.split("+"))) for c in cond if "+" in c}  # a pair's genes sorted
     assert set(singles.perts) == single_conds and len(single_conds) == 18
     assert set(combos.perts) == combo_conds and len(combo_conds) == 15
     assert sorted(singles.provenance["combo_perturbations_excluded"]) == sorted(combo_conds)
@@ -200,3 +200,10 @@ def test_norman19_single_gene_screen_from_real_cells(norman_cells):
     assert streamed.perts == singles.perts and streamed.genes == singles.genes
     np.testing.assert_allclose(streamed.Y, singles.Y, rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(streamed.de, singles.de)
+
+
+def test_min_cells_on_a_pseudobulk_screen_is_said_to_be_unused(caplog):
+    bulk, _ = replogle_bulk(nb_screen(n_genes=200, seed=11))
+    with caplog.at_level("WARNING"):
+        screen_from_anndata(bulk, REPLOGLE_BULK, n_hvg=80, min_cells=5, source="bulk.h5ad")
+    assert "bulk.h5ad: min_cells=5 counts single cells; this is a pseudobulk screen" in caplog.text

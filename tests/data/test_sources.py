@@ -37,7 +37,7 @@ def entry(server: Loopback, name: str = "blob.bin", data: bytes = PAYLOAD, **kw)
 
 
 def leftovers(dest: Path) -> list[str]:
-    return sorted(p.name for p in dest.iterdir() if p.name.endswith(".part"))
+    return sorted(p.name for p in dest.iterdir() if p.name.endswith((".part", ".tmp")))
 
 
 # -------------------------------------------------------------- good downloads
@@ -70,6 +70,29 @@ def test_cache_dir_default_is_xdg(tmp_path, monkeypatch):
     monkeypatch.delenv("GPLLM_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert sources.cache_dir() == tmp_path / "xdg" / "gpllm"
+
+
+def test_a_cache_that_cannot_hold_files_is_one_error_naming_it_and_the_setting(server, tmp_path, monkeypatch):
+    (tmp_path / "a_file").write_text("x")
+    monkeypatch.setenv("GPLLM_DATA", str(tmp_path / "a_file"))
+    with pytest.raises(InputError, match=rf"{tmp_path / 'a_file'} \(the data cache: \$GPLLM_DATA.*is a file, not a folder"):
+        fetch(entry(server), progress=False)
+    monkeypatch.delenv("GPLLM_DATA")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a_file" / "xdg"))  # as an unwritable HOME would
+    with pytest.raises(InputError, match=r"cannot make the folder .*a_file/xdg/gpllm \(the data cache.*: Not a directory"):
+        fetch(entry(server), progress=False)
+    assert server.hits.get("blob.bin", 0) == 0
+
+
+def test_downloads_follow_the_umask_like_every_other_output(server, tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        got = fetch(entry(server), tmp_path, progress=False)
+    finally:
+        os.umask(old)
+    assert got.path.stat().st_mode & 0o777 == 0o644
 
 
 # ------------------------------------------------------------- bad downloads

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gpllm.atomic import atomic_write, write_bytes_from, write_frame, write_text
 from gpllm.data.validate import preview
 from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.errors import CorruptFileError, DataError, EmbeddingError, GPLLMError, InputError, MissingFileError
@@ -117,10 +118,8 @@ def load_genept_pickle(path: str | Path, dim: int | None = None) -> GeneVectors:
 
 def write_genept_pickle(path: str | Path, vectors: GeneVectors) -> Path:
     """Write ``vectors`` as GenePT does: a pickled dict symbol -> list of floats."""
-    path = Path(path)
-    with path.open("wb") as f:
-        pickle.dump({n: [float(x) for x in row] for n, row in zip(vectors.names, vectors.X, strict=True)}, f, protocol=4)
-    return path
+    as_dict = {n: [float(x) for x in row] for n, row in zip(vectors.names, vectors.X, strict=True)}
+    return write_bytes_from(path, lambda f: pickle.dump(as_dict, f, protocol=4))
 
 
 # ------------------------------------------------------------------- tables
@@ -179,12 +178,7 @@ def write_table(path: str | Path, vectors: GeneVectors) -> Path:
     path = Path(path)
     cols = {"gene": list(vectors.names)}
     cols.update({str(j): vectors.X[:, j] for j in range(vectors.dim)})
-    df = pl.DataFrame(cols)
-    if path.name.lower().endswith(".parquet"):
-        df.write_parquet(path)
-    else:
-        df.write_csv(path)
-    return path
+    return write_frame(path, pl.DataFrame(cols))
 
 
 # -------------------------------------------------------------- UniProt/ProtT5
@@ -237,12 +231,7 @@ def read_uniprot_idmapping(
 
 def write_uniprot_idmapping(path: str | Path, mapping: Mapping[str, Sequence[str]]) -> Path:
     """Write symbol -> accessions in UniProt's 3-column idmapping.dat layout."""
-    path = Path(path)
-    with path.open("w") as f:
-        for sym, accs in mapping.items():
-            for acc in accs:
-                f.write(f"{acc}\tGene_Name\t{sym}\n")
-    return path
+    return write_text(path, "".join(f"{acc}\tGene_Name\t{sym}\n" for sym, accs in mapping.items() for acc in accs))
 
 
 def load_prott5_h5(
@@ -323,11 +312,12 @@ def write_prott5_h5(path: str | Path, accessions: Sequence[str], X: np.ndarray) 
     """Write UniProt's per-protein layout: one float32 dataset (D,) per accession."""
     import h5py
 
-    path = Path(path)
-    with h5py.File(path, "w") as f:
-        for acc, row in zip(accessions, np.asarray(X, dtype=np.float32), strict=True):
-            f.create_dataset(acc, data=row)
-    return path
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            for acc, row in zip(accessions, np.asarray(X, dtype=np.float32), strict=True):
+                f.create_dataset(acc, data=row)
+
+    return atomic_write(path, write)
 
 
 _PICKLE = (".pickle", ".pkl")

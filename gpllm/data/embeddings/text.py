@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpllm.atomic import atomic_write
+from gpllm.atomic import write_bytes_from
 from gpllm.data.validate import preview
 from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.errors import CorruptFileError, DataError, InputError, MissingFileError
@@ -177,16 +177,12 @@ def cached_encode(
         stored.update(zip((hashlib.sha256(x.encode("utf-8")).hexdigest() for x in todo), new))
         try:
             order = sorted(stored)
-            atomic_write(path, lambda tmp: _save_npz(tmp, keys=np.array(order), vectors=np.stack([stored[k] for k in order])))
+            arrays = {"keys": np.array(order), "vectors": np.stack([stored[k] for k in order])}
+            write_bytes_from(path, lambda f: np.savez(f, **arrays))
         except OSError as err:
             log.warning("%s: text-embedding cache not written (%s)", path, err)
     log.info("%s: %d of %d descriptions embedded, %d from the cache", model, len(todo), len(texts), len(texts) - len(todo))
     return np.stack([stored[k] for k in keys]).astype(np.float64)
-
-
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    with open(path, "wb") as f:  # a file object: np.savez would append '.npz' to a name
-        np.savez(f, **arrays)
 
 
 def _log_truncation(st, names: list[str], texts: list[str], model: str) -> None:

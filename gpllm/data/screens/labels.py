@@ -11,6 +11,11 @@ A screen's obs table names the target in one column, with its own conventions:
   'ctrl'), 'A', or 'A+B' for a two-gene perturbation ('A+ctrl' is a single);
   scPerturb's copy joins the genes with '_' ('A_B'). Parsed names always use '+'.
 
+A pair is unordered: its name lists the genes sorted ('B+A' -> 'A+B'), so a
+screen that measured one pair under both orders ('A+B' in some cells, 'B+A'
+in others) has its cells pooled into one perturbation, and :class:`Labels`
+names each pair so pooled, which the reader logs and records in provenance.
+
 :class:`ObsSpec` describes one such convention; :func:`parse_labels` turns the
 column into (kind, target) per row. Two-gene perturbations are recognised and
 kept apart from the single-gene ones, never silently mixed in.
@@ -112,12 +117,15 @@ class Labels(NamedTuple):
 
     keep : bool (N_all,) rows that pass ``subset``.
     kind : int8 (N,) CONTROL, SINGLE or COMBO per kept row.
-    target : object (N,) perturbation name per kept row ('' for controls).
+    target : object (N,) perturbation name per kept row ('' for controls; a pair's genes sorted).
+    pooled : one line per pair whose rows came under more than one order, e.g.
+        "A+B (rows labelled 'A+B': 15, 'B+A': 12)".
     """
 
     keep: np.ndarray
     kind: np.ndarray
     target: np.ndarray
+    pooled: tuple[str, ...] = ()
 
 
 def _column(obs, col: str, where: str) -> np.ndarray:
@@ -194,7 +202,23 @@ def parse_labels(obs, spec: ObsSpec, where: str = "obs") -> Labels:
             f"{where}: no control rows: none of obs[{spec.pert_col!r}] matches the control "
             f"label(s) {list(spec.control_labels)}; labels seen: {preview(sorted(set(raw)), 8)}"
         )
-    return Labels(keep=keep, kind=kind, target=target)
+    return Labels(keep=keep, kind=kind, target=target, pooled=_pooled_orders(raw, kind, target))
+
+
+def _pooled_orders(raw: np.ndarray, kind: np.ndarray, target: np.ndarray) -> tuple[str, ...]:
+    """A line per multi-gene perturbation whose rows carried more than one label."""
+    rows = kind == COMBO
+    if not rows.any():
+        return ()
+    spellings: dict[str, dict[str, int]] = {}
+    for label, name in zip(raw[rows], target[rows], strict=True):
+        counts = spellings.setdefault(name, {})
+        counts[label.strip()] = counts.get(label.strip(), 0) + 1
+    return tuple(
+        f"{name} (rows labelled " + ", ".join(f"{lab!r}: {n}" for lab, n in sorted(counts.items())) + ")"
+        for name, counts in sorted(spellings.items())
+        if len(counts) > 1
+    )
 
 
 def _classify(raw: str, spec: ObsSpec, controls: frozenset[str]) -> tuple[int, str]:
@@ -215,5 +239,5 @@ def _classify(raw: str, spec: ObsSpec, controls: frozenset[str]) -> tuple[int, s
             return CONTROL, ""
         if len(genes) == 1:
             return SINGLE, genes[0]
-        return COMBO, COMBO_SEP.join(genes)  # one separator downstream, whatever the file's
+        return COMBO, COMBO_SEP.join(sorted(genes))  # one separator and order downstream, whatever the file's
     return SINGLE, label

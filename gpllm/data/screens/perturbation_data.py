@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from gpllm.atomic import write_h5ad
 from gpllm.data.validate import check_finite, check_unique, preview
 from gpllm.errors import DataError, InputError, ShapeError
 from gpllm.readonly import PicklesThroughInit
@@ -220,10 +221,8 @@ class PerturbationData(PicklesThroughInit):
         )
 
     def save(self, path: str | Path) -> Path:
-        """Write as h5ad (see :meth:`to_anndata`); returns the path."""
-        path = Path(path)
-        self.to_anndata().write_h5ad(path)
-        return path
+        """Write as h5ad (see :meth:`to_anndata`), atomically; returns the path."""
+        return write_h5ad(path, self.to_anndata())
 
     @classmethod
     def load(cls, path: str | Path) -> PerturbationData:

@@ -395,6 +395,11 @@ def _process(adata, spec, opts, where, *, backed, chunk_size=4096, on_chunk=None
     genes = _gene_names(adata.var, spec, opts, where)
     groups = make_groups(labels)
     prov = _base_provenance(where, spec, opts, n_all, labels)
+    if labels.pooled:
+        log.warning("%s: %d pair(s) measured under both gene orders, their cells pooled as one: %s",
+                    where, len(labels.pooled), preview(list(labels.pooled)))  # fmt: skip
+        prov["pairs_pooled_across_orders"] = list(labels.pooled)
+        prov["steps"].append(f"pooled the cells of {len(labels.pooled)} pair(s) labelled in both gene orders")
     if opts.kind == "auto":
         kind, why = _detect_kind(groups)
     else:
@@ -403,6 +408,9 @@ def _process(adata, spec, opts, where, *, backed, chunk_size=4096, on_chunk=None
     prov["input_kind_reason"] = why
     # checked before any pass over X: a hopeless screen fails in seconds, not after streaming
     min_rows = opts.min_cells if kind == "cells" else 1
+    if kind == "bulk" and opts.min_cells != Options.min_cells:
+        log.warning("%s: min_cells=%d counts single cells; this is a pseudobulk screen (%s), so it is not applied",
+                    where, opts.min_cells, why)  # fmt: skip
     keep, dropped = _eligible(groups, np.bincount(groups.codes, minlength=len(groups.names)), min_rows, where)
     prov.update(n_dropped_min_cells=len(dropped), dropped_min_cells=dropped[:50])
     if opts.lognorm is None:

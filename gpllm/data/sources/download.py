@@ -13,11 +13,10 @@ pooch's notation); all that are given must match, computed in one pass.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from gpllm.atomic import atomic_write
 from gpllm.errors import ChecksumError, DownloadError, InputError
 
 #: Algorithms a checksum may name, and the length of their hex digest.
@@ -134,12 +133,9 @@ def download(
     for c in checksums:
         parse_checksum(c, url)
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    bar = RichBar(target.name) if progress else False
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+
+    def fetch_and_verify(tmp: Path) -> None:
+        bar = RichBar(target.name) if progress else False
         try:
             pooch.HTTPDownloader(progressbar=bar, timeout=timeout)(url, str(tmp), None)
         except requests.HTTPError as err:
@@ -159,7 +155,5 @@ def download(
                 f"{url}: downloaded file does not match the registry ({'; '.join(bad)}); "
                 f"it was deleted, {target} was not written"
             )
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+
+    return atomic_write(target, fetch_and_verify)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -30,6 +29,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple
 
+from gpllm.atomic import atomic_write, describe_cause, write_text
 from gpllm.data.sources.download import download, file_digests, mismatches, parse_checksum
 from gpllm.errors import ChecksumError, CorruptFileError, DataError, InputError, MissingFileError
 
@@ -228,6 +228,21 @@ def cache_dir() -> Path:
     return Path(pooch.os_cache("gpllm"))
 
 
+def _usable_folder(dest: Path, is_cache: bool) -> Path:
+    """``dest``, made if missing, or an InputError saying why it cannot hold downloads
+    (and, for the cache, which setting chose it)."""
+    chosen = f" (the data cache: ${CACHE_ENV}, else ~/.cache/gpllm; set ${CACHE_ENV} or pass --dest)" if is_cache else ""
+    if dest.exists() and not dest.is_dir():
+        raise InputError(f"{dest}{chosen} is a file, not a folder")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"cannot make the folder {dest}{chosen}: {describe_cause(err)}") from err
+    if not os.access(dest, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write in {dest}{chosen}: permission denied")
+    return dest
+
+
 def get_source(name: str, sources: Mapping[str, Source] = REGISTRY) -> Source:
     """The entry called ``name``, or :class:`InputError` listing the known names."""
     try:
@@ -258,7 +273,7 @@ def recorded_checksum(path: Path) -> str | None:
 def _record(path: Path) -> str:
     """Write ``path``'s sha256 beside it (sha256sum's format); returns ``sha256:<hex>``."""
     digest = file_digests(path)["sha256"]
-    _record_path(path).write_text(f"{digest}  {path.name}\n")
+    write_text(_record_path(path), f"{digest}  {path.name}\n")
     return f"sha256:{digest}"
 
 
@@ -355,14 +370,12 @@ def _extract(archive: Path, member: str, out: Path) -> Path:
                     f"{archive}: expected one entry named {member!r}, found {len(hits)} "
                     f"(entries: {[i.filename for i in zf.infolist()][:10]})"
                 )
-            fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-            try:
-                with os.fdopen(fd, "wb") as dst, zf.open(hits[0]) as src:
+            def copy_out(tmp: Path) -> None:
+                with open(tmp, "wb") as dst, zf.open(hits[0]) as src:
                     while block := src.read(1 << 20):
                         dst.write(block)
-                os.replace(tmp, out)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
+
+            atomic_write(out, copy_out)
     except zipfile.BadZipFile as err:
         raise CorruptFileError(f"{archive}: not a readable zip archive ({err})") from err
     return out
@@ -389,8 +402,7 @@ def fetch(
     URL when the server is down, answers an HTTP error or breaks off.
     """
     source = get_source(source, sources) if isinstance(source, str) else source
-    dest = Path(dest) if dest is not None else cache_dir()
-    dest.mkdir(parents=True, exist_ok=True)
+    dest = _usable_folder(Path(dest) if dest is not None else cache_dir(), dest is None)
     if source.member is None:
         return _fetch_file(source, dest, allow_unverified, progress, timeout)
     out = dest / source.local_name

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gpllm.atomic import write_h5ad
 from gpllm.data.embeddings.files import write_genept_pickle, write_prott5_h5, write_uniprot_idmapping
 from gpllm.data.sources.registry import REGISTRY
 from gpllm.data.synthetic.screens import SyntheticScreens
@@ -241,11 +242,11 @@ def write_files(
     paths: dict[str, Path] = {}
     for line in synthetic.screens:
         path = out / replogle_filename(line, "bulk")
-        bulk_anndata(synthetic, line, seed).write_h5ad(path)
+        write_h5ad(path, bulk_anndata(synthetic, line, seed))
         paths[f"{line}_bulk"] = path
         if cells:
             path = out / replogle_filename(line, "cells")
-            sample_cells(synthetic, line, cells_per_pert, seed).write_h5ad(path, compression="gzip")
+            write_h5ad(path, sample_cells(synthetic, line, cells_per_pert, seed), compression="gzip")
             paths[f"{line}_cells"] = path
     paths["text"] = write_genept_pickle(out / REGISTRY["genept-ada"].local_name, synthetic.vectors["text"])
     names, mapping, orphans = accessions(synthetic, seed)

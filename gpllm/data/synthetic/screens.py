@@ -62,6 +62,7 @@ end to end on them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,7 +74,7 @@ import numpy as np
 from gpllm.data.screens.de import top_k_abs
 from gpllm.data.screens.perturbation_data import PerturbationData
 from gpllm.data.embeddings.vectors import GeneVectors
-from gpllm.errors import InputError
+from gpllm.errors import InputError, MemoryLimitError
 
 #: Cell lines of the default screen.
 CELL_LINES = ("K562", "RPE1")
@@ -317,6 +318,32 @@ def _normalise_log(m: np.ndarray, target_sum: float, out: np.ndarray | None = No
 
 
 # ------------------------------------------------------------------- public
+def peak_bytes(cfg: SyntheticConfig) -> int:
+    """Estimated peak bytes of :func:`make_screens`: 3 float64 per (perturbation, gene, cell
+    line), 2 per perturbation and embedding column, 16 per gene and feature (fitted to
+    tracemalloc's peaks at sizes 200-2000, within 1%)."""
+    n_perts = cfg.n_perts + cfg.n_extra_genes
+    return 8 * (3 * n_perts * cfg.n_genes * len(cfg.cell_lines) + 2 * n_perts * (cfg.text_dim + cfg.seq_dim)
+                + 16 * cfg.n_genes * cfg.n_features)  # fmt: skip
+
+
+def check_draw_fits(cfg: SyntheticConfig) -> None:
+    """MemoryLimitError, with the estimate, if the draw cannot fit in the host's free memory:
+    said at once, instead of a MemoryError minutes later."""
+    from gpllm.gp.memory import ENV, GIB, host_budget
+
+    if os.environ.get(ENV, "").strip().lower() in ("off", "0", "false", "no"):
+        return
+    need, budget = peak_bytes(cfg), host_budget()
+    if budget is not None and need > budget.free:
+        raise MemoryLimitError(
+            f"a synthetic screen of n_perts={cfg.n_perts:,} x n_genes={cfg.n_genes:,} "
+            f"({len(cfg.cell_lines)} cell line(s)) needs about {need / GIB:,.1f} GiB, but only "
+            f"{budget.free / GIB:.1f} GiB is free ({budget.source}); draw fewer perturbations or genes "
+            f"({ENV}=off skips this check)"
+        )
+
+
 def make_screens(seed: int = 0, config: SyntheticConfig | None = None, **overrides) -> SyntheticScreens:
     """Generate the synthetic screens, embeddings and ground truth.
 
@@ -329,6 +356,7 @@ def make_screens(seed: int = 0, config: SyntheticConfig | None = None, **overrid
     cfg = config if config is not None else SyntheticConfig()
     if overrides:
         cfg = SyntheticConfig(**{**asdict(cfg), **overrides})
+    check_draw_fits(cfg)
     rng = np.random.default_rng(seed)
     perts, genes, target_gene, extras = _names(cfg, rng)
     P, G = cfg.n_perts, cfg.n_genes

@@ -66,6 +66,9 @@ class DaskExecutor:
         except ImportError:
             raise InputError(f"executor {address}: dask.distributed is not installed "
                              "(pip install 'gpllm[dask]')") from None  # fmt: skip
+        not_dask = _not_a_scheduler(address, timeout)
+        if not_dask:
+            raise InputError(f"{address} is not a Dask scheduler: {not_dask}; is the address right?")
         try:
             client = Client(address, timeout=f"{timeout}s", set_as_default=False)
         except (OSError, TimeoutError) as err:
@@ -199,3 +202,37 @@ def _raise_failure(future: Any, item: Any) -> None:
 
     text = "".join(traceback.format_exception(type(err), err, future.traceback()))
     raise WorkerError(f"a Dask worker failed on {item!r}: {type(err).__name__}: {err}", details=text) from None
+
+
+def _not_a_scheduler(address: str, timeout: float) -> str | None:
+    """Why the server at a ``tcp://`` ``address`` is not a Dask scheduler, or None if it may be one
+    (or cannot be reached: the Client says so). A scheduler writes its handshake as soon as a
+    connection opens, a message that starts with its 8-byte length; a server that stays silent
+    (an HTTP server) or sends other bytes would leave the Client waiting, or reading a length
+    of exabytes."""
+    import socket
+    import struct
+
+    scheme, _, rest = address.rpartition("://")
+    host, _, port = rest.rpartition(":")
+    if scheme not in ("", "tcp") or not port.isdigit():
+        return None
+    try:
+        sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+    except OSError:
+        return None  # unreachable: the Client's own error says so
+    head = b""
+    with sock:
+        try:
+            while len(head) < 8:
+                chunk = sock.recv(8 - len(head))
+                if not chunk:
+                    return "it closed the connection without a Dask handshake"
+                head += chunk
+        except TimeoutError:
+            return f"it sent no Dask handshake within {timeout:g} s of connecting"
+        except OSError as err:
+            return f"the connection broke before a Dask handshake ({err})"
+    (length,) = struct.unpack("<Q", head)
+    return None if length < 1 << 31 else f"its first bytes {head!r} are not a Dask message"
+

@@ -42,8 +42,9 @@ from typing import Any
 
 import polars as pl
 
-from gpllm.atomic import atomic_write, write_json
-from gpllm.errors import DataError, WorkerError
+from gpllm.atomic import append_text, atomic_write, describe_cause, write_json
+from gpllm.errors import DataError, WorkerError, WriteError
+from gpllm.plugins import changed_code
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class RunStore:
         import fcntl
 
         self.root.mkdir(parents=True, exist_ok=True)
+        self._check_layout()
         handle = open(self.root / ".lock", "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -112,11 +114,25 @@ class RunStore:
                     "finish, or write to another folder"
                 ) from None
             raise
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+        except OSError as err:
+            handle.close()
+            raise WriteError(f"could not write {self.root / '.lock'}: {describe_cause(err, self.root)}") from None
         self._lock = handle
+
+    def _check_layout(self) -> None:
+        """DataError naming the first of the folder's names that is a file where gpllm keeps a
+        folder or the other way round (before anything is computed and lost at the merge)."""
+        for path, is_folder in ((self.root / ".lock", False), (self.manifest_path, False),
+                                (self.results_path, False), (self.parts_dir, True)):  # fmt: skip
+            if path.exists() and path.is_dir() != is_folder:
+                found, wanted = ("file", "folder") if is_folder else ("folder", "file")
+                raise DataError(f"{path} is a {found} where a run keeps a {wanted}: the run folder {self.root} "
+                                "is damaged; move that away, or choose another output folder")  # fmt: skip
 
     def release(self) -> None:
         """Give the lock back (also when the process ends, as the OS drops it then)."""
@@ -134,7 +150,13 @@ class RunStore:
                 log.info("%s holds no results yet: starting afresh", self.root)
                 self.manifest_path.unlink()
             if self.manifest_path.exists():
-                previous = json.loads(self.manifest_path.read_text())
+                try:
+                    previous = json.loads(self.manifest_path.read_text())
+                except ValueError as err:  # truncated, empty, not UTF-8
+                    previous = f"{type(err).__name__}: {err}"
+                if not isinstance(previous, dict):
+                    raise DataError(f"{self.manifest_path} is damaged (not a run manifest: {previous!s:.80}); "
+                                    "delete the folder to start afresh, or choose another output folder")
                 run_id = previous.pop(RUN_ID, None)
                 schema = previous.pop(SCHEMA, 1)
                 if schema != RESULTS_SCHEMA:
@@ -142,6 +164,13 @@ class RunStore:
                         f"{self.root} holds results of an older layout (schema {schema}; this gpllm "
                         f"writes schema {RESULTS_SCHEMA}, with other columns), which cannot be resumed "
                         "into one table; choose a new output folder or delete that one"
+                    )
+                edited = changed_code(previous.get("code", {}), run.get("code", {}))
+                if edited:
+                    raise DataError(
+                        f"{self.root} holds a run of other code: {', '.join(edited)} changed since it was "
+                        "started, and its results would mix two versions; to start afresh, choose a new "
+                        "output folder or delete that one"
                     )
                 if run_id is None or previous != json.loads(json.dumps(run, sort_keys=True)):
                     raise DataError(
@@ -173,7 +202,7 @@ class RunStore:
 
     # ------------------------------------------------------------ parts
     def part_path(self, key: str) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key).lstrip(".")  # never a hidden file
         return self.parts_dir / f"{safe}-{fingerprint(key)[:8]}.parquet"
 
     def seal_path(self, key: str) -> Path:
@@ -241,8 +270,10 @@ class RunStore:
     def log_error(self, err: WorkerError) -> WorkerError:
         """Append a worker's traceback to ``errors.log``; the same error, saying where it went."""
         path = self.root / "errors.log"
-        with open(path, "a", encoding="utf-8") as out:
-            out.write(f"{err}\n{err.details}\n")
+        try:
+            append_text(path, f"{err}\n{err.details}\n")
+        except WriteError as unwritten:  # e.g. the disk that failed the worker is full
+            return WorkerError(f"{err} (its traceback is not kept: {unwritten})", err.details)
         return WorkerError(f"{err} (traceback in {path})", err.details)
 
     # ------------------------------------------------------------ timings and results
@@ -253,9 +284,7 @@ class RunStore:
     def record_time(self, key: str, seconds: float) -> None:
         """Append how long chunk ``key`` took; one short line per write, which POSIX
         appends whole even when several worker processes write at once."""
-        line = json.dumps({"chunk": key, "seconds": round(seconds, 3), "pid": os.getpid()}) + "\n"
-        with open(self.timings_path, "a", encoding="utf-8") as out:
-            out.write(line)
+        append_text(self.timings_path, json.dumps({"chunk": key, "seconds": round(seconds, 3), "pid": os.getpid()}) + "\n")
 
     def read_timings(self) -> list[dict]:
         """Every :meth:`record_time` line (a resumed run's earlier lines included)."""

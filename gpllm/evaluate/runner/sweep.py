@@ -145,7 +145,8 @@ def run_sweep(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a clipped size is reported below, with its reason
         plan = make_plan(perts, n_folds=config.n_folds, sizes=config.sizes, seed=config.seed)
-    run = {"config": config.to_json(), "data": data_id, "perts": list(perts), "sizes_run": list(plan.sizes)}
+    run = {"config": config.to_json(), "data": data_id, "perts": list(perts), "sizes_run": list(plan.sizes),
+           "code": {f: sha for spec in config.models for f, sha in spec.code().items()}}  # fmt: skip
     if note := _size_note(config, plan.sizes, len(perts)):
         log.warning("%s", note)
         run["size_note"] = note
