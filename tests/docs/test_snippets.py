@@ -1,0 +1,42 @@
+"""Every ```python block of the README and of the docs pages runs.
+
+The blocks of one page run in order in one namespace (a later block may use an earlier
+one's names), in a fresh process. A traceback names the page and its line, e.g.
+``File "docs/guides/scale.md", line 42``. Mark a block that must not run with
+``<!-- skip: why -->`` on the line before it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.docs.run_docs import PAGES, python_blocks, relative, run_python, tail
+
+RUNNER = """
+import json, sys
+namespace = {"__name__": "__main__"}
+for line, code in json.load(open(sys.argv[2])):
+    exec(compile("\\n" * (line - 1) + code, sys.argv[1], "exec"), namespace)
+"""
+
+PAGES_WITH_CODE = [page for page in PAGES if python_blocks(page)]
+
+
+def test_the_pages_have_code_to_run():
+    assert {"README.md", "docs/index.md"} <= {relative(page) for page in PAGES_WITH_CODE}
+
+
+@pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=relative)
+def test_python_blocks_run(page, tmp_path):
+    blocks = tmp_path / "blocks.json"
+    blocks.write_text(json.dumps(python_blocks(page)))
+    result = run_python(["-c", RUNNER, relative(page), str(blocks)], cwd=tmp_path)
+    assert result.returncode == 0, f"{relative(page)}: a Python block raised:\n{tail(result)}"
+
+
+def test_a_skip_marker_only_skips_the_block_after_it(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("<!-- skip: needs a cluster -->\n```python\nskipped()\n```\n\ntext\n\n```python\nx = 1\n```\n")
+    assert python_blocks(page) == [(8, "x = 1\n")]
