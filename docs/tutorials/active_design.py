@@ -30,7 +30,7 @@ N_PERTS, N_GENES, BUDGET, BATCH, REPEATS = (100, 100, 40, 20, 1) if SMALL else (
 # GP does not know about.
 
 # %%
-Path("far_from_centre.py").write_text('''
+Path("far_from_centre.py").write_text("""
 import numpy as np
 
 
@@ -38,7 +38,7 @@ def acquire(design, batch_size, key):
     distance = np.linalg.norm(design.Z_pool - design.Z_pool.mean(0), axis=1)
     distance[~design.available] = -np.inf
     return np.argsort(-distance)[:batch_size]
-''')
+""")
 
 # %% [markdown]
 # ## The config
@@ -48,7 +48,7 @@ def acquire(design, batch_size, key):
 # the [config reference](../config.md).
 
 # %%
-Path("small_screen.toml").write_text(f'''
+Path("small_screen.toml").write_text(f"""
 name = "small_screen"
 embeddings = ["text"]
 pca_k = 20
@@ -67,7 +67,7 @@ seed_size = {BATCH}
 batch_size = {BATCH}
 budget = {BUDGET}
 repeats = {REPEATS}
-''')
+""")
 
 # %% [markdown]
 # ## The run
@@ -77,8 +77,8 @@ repeats = {REPEATS}
 # acquisition needs to reach 90% and 95% of what random reaches at the full budget.
 
 # %%
-subprocess.run([sys.executable, "-m", "gpllm.cli", "active", "--config", "small_screen.toml",
-                "--out", "active_run", "--no-progress"], check=True)
+command = ["gpllm", "active", "--config", "small_screen.toml", "--out", "active_run", "--no-progress"]
+subprocess.run([sys.executable, "-m", "gpllm.cli", *command[1:]], check=True)  # the gpllm command, in this Python
 
 # %% [markdown]
 # ## The results

@@ -84,9 +84,10 @@ write_prediction("tool_b.h5ad", Y_train[nearest], np.tile(Y_train.var(0), (n_tes
 #
 # `gpllm evaluate` prints each metric's mean ± 1.96 SE across the scored perturbations and
 # writes one row per perturbation with `--out`. `--train` names the training
-# perturbations (a file, one per line), the reference of the Systema variant of the metrics. The DE metrics use the truth's own top-20
-# DE genes; with GEARS' processed file as the truth, `--preset gears --de-key
-# rank_genes_groups_cov_all` uses GEARS' lists instead ([the guide](../guides/scoring.md)).
+# perturbations (a file, one per line), the reference of the Systema variant of the
+# metrics. The DE metrics use the truth's own top-20 DE genes; with GEARS' processed file
+# as the truth, `--preset gears --de-key rank_genes_groups_cov_all` uses GEARS' lists
+# instead ([the guide](../guides/scoring.md)).
 
 # %%
 with open("train.txt", "w") as names:

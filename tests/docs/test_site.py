@@ -27,3 +27,8 @@ def test_the_readme_links_to_files_that_exist():
     targets = {link.split("#")[0] for link in re.findall(r"\]\(([^)\s]+)\)", readme) if "://" not in link}
     missing = sorted(target for target in targets if target and not (ROOT / target).exists())
     assert not missing, f"README.md links to missing files: {missing}"
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+    assert ci[-1] in (ROOT / "README.md").read_text(), f"README.md lacks .ci/run's command: {ci[-1]}"

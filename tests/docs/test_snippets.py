@@ -39,4 +39,4 @@ def test_python_blocks_run(page, tmp_path):
 def test_a_skip_marker_only_skips_the_block_after_it(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("<!-- skip: needs a cluster -->\n```python\nskipped()\n```\n\ntext\n\n```python\nx = 1\n```\n")
-    assert python_blocks(page) == [(8, "x = 1\n")]
+    assert python_blocks(page) == [(9, "x = 1\n")]  # the line of the code itself
