@@ -5,19 +5,18 @@ On the CPU backend jaxlib runs the Cholesky (potrf) and the triangular solves
 and the kernel on XLA's own thread pool. After each call OpenBLAS keeps its
 worker threads spinning for 2^28 cycles (about 0.1 s) by default, so on a
 machine with few cores the GEMM that follows a solve shares its cores with
-threads that have nothing to do. Measured on 2 cores, the float64 value and
-gradient at N=1400, D=2000 took 0.41 s with the default and 0.26-0.30 s with
-2^20 cycles (about 0.3 ms: short enough to free the cores before XLA's next
-operation, long enough that back-to-back small solves, as in fits at N=200,
-do not pay a thread wake-up each; 2^4, the smallest, made those slower).
+threads that have nothing to do. :func:`limit_openblas_spin` sets 2^20 cycles
+(about 0.3 ms: short enough to free the cores before XLA's next operation,
+long enough that back-to-back small solves, as in fits at N=200, do not pay a
+thread wake-up each; 2^4, the smallest, made those slower). What it buys is
+measured on the docs' Benchmarks page.
 
 OpenBLAS reads ``OPENBLAS_THREAD_TIMEOUT`` once, when SciPy's LAPACK is first
-loaded (by optax, scanpy or JAX's first CPU factorisation), so ``import gpllm``
-sets it before importing anything else; a value already in the environment
-wins. Importing optax or scanpy before gpllm loads OpenBLAS first, and then
-the default stays: set the variable in the shell (``export
-OPENBLAS_THREAD_TIMEOUT=20``) or import gpllm first. The ``gpllm`` command
-always gets it.
+loaded (by optax, scanpy or JAX's first CPU factorisation), so call
+:func:`limit_openblas_spin` before importing those; a value already in the
+environment wins. Importing gpllm does not set it. Once OpenBLAS is loaded the
+default stays: set the variable in the shell (``export
+OPENBLAS_THREAD_TIMEOUT=20``) instead. The ``gpllm`` command always gets it.
 """
 
 from __future__ import annotations
@@ -31,11 +30,12 @@ SPIN_VARIABLE = "OPENBLAS_THREAD_TIMEOUT"
 SPIN_EXPONENT = "20"
 
 
-def limit_openblas_spin(environ: MutableMapping[str, str] = os.environ) -> bool:
+def limit_openblas_spin(environ: MutableMapping[str, str] | None = None) -> bool:
     """Set ``OPENBLAS_THREAD_TIMEOUT`` to :data:`SPIN_EXPONENT` unless it is set already.
 
-    Returns whether the value in ``environ`` can still take effect in this process
-    (False once SciPy's LAPACK is loaded: OpenBLAS has read its environment by then).
+    ``environ``: the mapping to set it in (default ``os.environ``). Returns whether the
+    value can still take effect in this process (False once SciPy's LAPACK is loaded:
+    OpenBLAS has read its environment by then).
     """
-    environ.setdefault(SPIN_VARIABLE, SPIN_EXPONENT)
+    (os.environ if environ is None else environ).setdefault(SPIN_VARIABLE, SPIN_EXPONENT)
     return "scipy.linalg" not in sys.modules
