@@ -24,7 +24,11 @@ compilation. Printed:
    the GEMM rate;
 4. a scaling sweep over N at fixed D (``--sweep``, ``--sweep-d``), both dtypes, on the
    gram path (``--sweep-path``): time, peak memory and the fraction of the GEMM rate;
-5. the wall time of a full L-BFGS fit at the main size.
+5. the wall time of a full L-BFGS fit at the main size, in float64 (this process turns
+   JAX's float64 on for it; the line names the dtype).
+
+Every printed figure names its dtype: the table, FLOP and sweep rows in a column, the
+GEMM rates and the fit on their line.
 
 Results are also written as JSON (``--json``).
 """
@@ -170,12 +174,17 @@ def print_flops(flops: list[dict]) -> None:
 
 
 def time_full_fit(n, q, d, seed=0) -> dict:
-    """Wall time of gp.fit (L-BFGS) at one size: first call (with compile) and a rerun."""
+    """Wall time of gp.fit (L-BFGS) at one size in float64: first call (with compile) and a rerun.
+
+    This process switches JAX's float64 on first: without it JAX truncates the float64
+    problem to float32 and the "float64" fit would silently be a float32 one."""
     import jax
 
+    import gpllm
     from benchmarks.peers import make_problem
     from gpllm import gp
 
+    gpllm.use_float64()
     Z, Y = make_problem(n, q, d, seed, np.float64)
     times = []
     for _ in range(2):
@@ -183,7 +192,9 @@ def time_full_fit(n, q, d, seed=0) -> dict:
         result = jax.block_until_ready(gp.fit(gp.RBF(), Z, Y))
         times.append(time.perf_counter() - t0)
     values = gp.params_to_values(gp.RBF(), result.params)
-    return {"n": n, "q": q, "d": d, "first_call_s": times[0], "rerun_s": times[1],
+    dtype = str(np.asarray(result.lml).dtype)
+    assert dtype == "float64", f"the fit ran in {dtype}, not float64"
+    return {"n": n, "q": q, "d": d, "dtype": dtype, "first_call_s": times[0], "rerun_s": times[1],
             "iterations": int(result.n_steps), "converged": bool(result.converged),
             "lml": float(result.lml),
             "fitted": {"variance": float(values["kernel"]["variance"]),
@@ -260,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         _progress("full L-BFGS fit")
         fit = time_full_fit(args.n, args.q, args.d)
         report["fit"] = fit
-        print(f"\nFull L-BFGS fit at N={args.n}, D={args.d}: {fit['rerun_s']:.2f} s "
+        print(f"\nFull L-BFGS fit at N={args.n}, D={args.d}, {fit['dtype']}: {fit['rerun_s']:.2f} s "
               f"({fit['first_call_s']:.2f} s with compilation), {fit['iterations']} iterations, "
               f"converged={fit['converged']}")  # fmt: skip
 

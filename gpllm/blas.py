@@ -12,11 +12,11 @@ thread wake-up each; 2^4, the smallest, made those slower). What it buys is
 measured on the docs' Benchmarks page.
 
 OpenBLAS reads ``OPENBLAS_THREAD_TIMEOUT`` once, when SciPy's LAPACK is first
-loaded (by optax, scanpy or JAX's first CPU factorisation), so call
-:func:`limit_openblas_spin` before importing those; a value already in the
-environment wins. Importing gpllm does not set it. Once OpenBLAS is loaded the
-default stays: set the variable in the shell (``export
-OPENBLAS_THREAD_TIMEOUT=20``) instead. The ``gpllm`` command always gets it.
+loaded (by optax, scanpy or JAX's first CPU factorisation), so
+:func:`limit_openblas_spin` must run before that; a value already in the
+environment wins. ``import gpllm`` sets nothing: library users call it first
+thing, or set the variable in the shell (``export OPENBLAS_THREAD_TIMEOUT=20``).
+The ``gpllm`` command always gets it.
 """
 
 from __future__ import annotations
@@ -33,9 +33,13 @@ SPIN_EXPONENT = "20"
 def limit_openblas_spin(environ: MutableMapping[str, str] | None = None) -> bool:
     """Set ``OPENBLAS_THREAD_TIMEOUT`` to :data:`SPIN_EXPONENT` unless it is set already.
 
-    ``environ``: the mapping to set it in (default ``os.environ``). Returns whether the
-    value can still take effect in this process (False once SciPy's LAPACK is loaded:
-    OpenBLAS has read its environment by then).
+    Args:
+        environ: the mapping to set it in (default: ``os.environ``, this process's).
+
+    Returns:
+        Whether the value can still take effect in this process (False once SciPy's
+        LAPACK is loaded: OpenBLAS has read its environment by then).
     """
-    (os.environ if environ is None else environ).setdefault(SPIN_VARIABLE, SPIN_EXPONENT)
+    environ = os.environ if environ is None else environ
+    environ.setdefault(SPIN_VARIABLE, SPIN_EXPONENT)
     return "scipy.linalg" not in sys.modules

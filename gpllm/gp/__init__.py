@@ -8,6 +8,8 @@ outputs or datasets (CV folds) over devices. ``api`` is the checked, jit-compile
 """
 
 from gpllm.gp.api import (
+    JitterWarning,
+    VarianceWarning,
     condition,
     fit,
     fit_batched,
@@ -49,5 +51,5 @@ __all__ = [
     "constraints_of", "values_of", "squared_distance", "median_distance",
     "init_params", "prepare_targets", "params_from_values", "params_to_values",
     "log_marginal_likelihood", "value_and_grad", "fit", "fit_batched", "fit_predict_batched",
-    "condition", "predict", "sample",
+    "condition", "predict", "sample", "JitterWarning", "VarianceWarning",
 ]

@@ -10,6 +10,8 @@ static argument, so each kernel configuration compiles once.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import warnings
 from functools import partial
 
@@ -30,12 +32,41 @@ from gpllm.gp.fit import FitOptions
 from gpllm.gp.objective import LML, GPParams, Path, Targets, constraints_of, lml, params_shapes, prepare_targets, values_of
 
 
+def _keyword_only_after_data(fn):
+    """``fn`` with a gpllm error for the old call forms that passed its optional
+    arguments by position (``fit(kernel, Z, Y, params0, options)``): the error names the
+    keyword form, where Python's would only count arguments. The keyword-only
+    parameters keep the order their old positions had."""
+    parameters_ = inspect.signature(fn).parameters.values()
+    positional = [p.name for p in parameters_ if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    keywords = [p.name for p in parameters_ if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+    @functools.wraps(fn)
+    def checked(*args, **kwargs):
+        if len(args) > len(positional):
+            extra = keywords[: len(args) - len(positional)]
+            form = ", ".join([*positional, *(f"{k}=..." for k in extra)])
+            raise InputError(
+                f"gp.{fn.__name__} takes {len(positional)} positional arguments ({', '.join(positional)}) "
+                f"and got {len(args)}: its optional arguments are keyword-only, so call gp.{fn.__name__}({form})"
+            )
+        return fn(*args, **kwargs)
+
+    return checked
+
+
 def params_from_values(kernel: Kernel, kernel_values: Params, noise: float) -> GPParams:
     """Raw GPParams from constrained values, e.g. ``{"variance": 1.0, "lengthscale": 2.0}``.
 
-    Each value is checked against the constraint ``kernel`` declares for it:
-    InputError names the parameter and the constraint it violates, and a
-    structure that does not match the kernel's parameters.
+    Args:
+        kernel: the kernel whose parameters these are.
+        kernel_values: a pytree shaped like ``kernel.init(Z)``'s, of constrained values.
+        noise: the noise variance s2 (> 0).
+
+    Returns:
+        GPParams of raw (unconstrained) leaves, what ``fit``, ``condition`` and the
+        likelihood take. InputError names a value its constraint forbids, or a
+        structure that does not match the kernel's parameters.
     """
     values = GPParams(kernel=jax.tree.map(jnp.asarray, kernel_values), noise=jnp.asarray(noise))
     declared = constraints_of(kernel)
@@ -44,7 +75,15 @@ def params_from_values(kernel: Kernel, kernel_values: Params, noise: float) -> G
 
 
 def params_to_values(kernel: Kernel, params: GPParams) -> dict:
-    """The constrained values of raw ``params``, as ``{"kernel": ..., "noise": ...}``."""
+    """The constrained values of raw ``params``.
+
+    Args:
+        kernel: the kernel ``params`` belong to.
+        params: raw GPParams.
+
+    Returns:
+        ``{"kernel": <the kernel's pytree of values>, "noise": s2}``.
+    """
     values = values_of(kernel, params)
     return {"kernel": values.kernel, "noise": values.noise}
 
@@ -93,24 +132,55 @@ def _value_and_grad_jit(kernel, params, Z, targets):
     return jax.value_and_grad(lambda p: lml(kernel, p, Z, targets).value)(params)
 
 
-def log_marginal_likelihood(
-    kernel: Kernel, params: GPParams, Z, Y, path: Path = "auto"
-) -> LML:
-    """Eq. 1 for Z (N, Q), Y (N, D): value and the jitter the Cholesky needed."""
+@_keyword_only_after_data
+def log_marginal_likelihood(kernel: Kernel, params: GPParams, Z, Y, *, path: Path = "auto") -> LML:
+    """Eq. 1, log p(Y | Z) = -1/2 tr(Y^T A^-1 Y) - D/2 log|A| - ND/2 log 2 pi, A = K + s2 I.
+
+    Args:
+        kernel: the covariance function.
+        params: raw GPParams (:func:`params_from_values` builds them from values).
+        Z: inputs (N, Q).
+        Y: outputs (N, D).
+        path: ``"direct"``, ``"gram"`` or ``"auto"`` (gram when D > N; :mod:`objective`).
+
+    Returns:
+        LML(value (), jitter ()): the jitter the Cholesky needed (0 when none).
+        ShapeError for params that do not fit the kernel on Q columns (e.g. an ARD
+        lengthscale of the wrong length); CholeskyError where A cannot be factorised.
+    """
     Z, Y = _checked_data(Z, Y, what="log_marginal_likelihood")
+    params = _checked_raw(kernel, params, Z, "params")
     result = _lml_jit(kernel, params, Z, prepare_targets(Y, path))
     _raise_if_failed(result.value, result.jitter, "log_marginal_likelihood")
     return result
 
 
-def value_and_grad(kernel: Kernel, params: GPParams, Z, targets: Targets):
-    """(LML, d LML / d params) with the hand-written gradient, compiled once per kernel.
+@_keyword_only_after_data
+def value_and_grad(kernel: Kernel, params: GPParams, Z, Y, *, path: Path = "auto"):
+    """Eq. 1 and its gradient in the raw params, by the hand-written VJP on A.
 
-    Takes prepared :class:`Targets` so that the gram path's QR is paid once
-    per dataset, not per call; this is the function the benchmark times.
+    Args:
+        kernel: the covariance function (compiled once per kernel).
+        params: raw GPParams.
+        Z: inputs (N, Q).
+        Y: outputs (N, D), or :class:`Targets` from :func:`prepare_targets` (then the
+            gram path's QR is paid once per dataset rather than per call, and ``path``
+            must stay ``"auto"``: the targets already chose theirs).
+        path: as in :func:`log_marginal_likelihood`, for an array ``Y``.
+
+    Returns:
+        (value (), gradient): the gradient a GPParams of raw leaves shaped like ``params``.
     """
+    if isinstance(Y, Targets):
+        if path != "auto":
+            raise InputError(f"value_and_grad: path={path!r} applies to an array Y; these Targets chose theirs")
+        targets = Y
+    else:
+        Z, Y = _checked_data(Z, Y, what="value_and_grad")
+        targets = prepare_targets(Y, path)
     if checks.is_concrete(targets.n_outputs):
         check_gp_fits(Z.shape[0], int(targets.n_outputs), Z.shape[1], Z.dtype, what="value_and_grad")
+    params = _checked_raw(kernel, params, Z, "params")
     value, grad = _value_and_grad_jit(kernel, params, Z, targets)
     _raise_if_failed(value, None, "value_and_grad")
     return value, grad
@@ -219,11 +289,24 @@ def _checked_options(options: FitOptions | None) -> FitOptions:
     return options
 
 
+@_keyword_only_after_data
 def fit(
-    kernel: Kernel, Z, Y, params0: GPParams | None = None, options: FitOptions | None = None
+    kernel: Kernel, Z, Y, *, params0: GPParams | None = None, options: FitOptions | None = None
 ) -> fit_module.FitResult:
-    """Maximise Eq. 1 for Z (N, Q), Y (N, D) from raw ``params0`` (default: a data-aware
-    start); how is :class:`~gpllm.gp.fit.FitOptions` (any optax optimiser)."""
+    """Maximise Eq. 1 over the kernel's parameters and the noise, one compiled optax loop.
+
+    Args:
+        kernel: the covariance function.
+        Z: inputs (N, Q).
+        Y: outputs (N, D).
+        params0: raw GPParams to start from (default: the best of a few data-aware
+            starts, :func:`gpllm.gp.fit.initial_params`).
+        options: :class:`~gpllm.gp.fit.FitOptions` (any optax optimiser, steps, tolerances).
+
+    Returns:
+        :class:`~gpllm.gp.fit.FitResult`: raw ``params`` and constrained ``values``, the
+        final ``lml`` (), ``jitter`` (), the LML trace, ``n_steps`` and ``converged``.
+    """
     Z, Y = _checked_data(Z, Y, what="gp.fit")
     result = _fit_jit(kernel, Z, Y, _checked_raw(kernel, params0, Z), _checked_options(options))
     _raise_if_failed(result.lml, result.jitter, "fit")
@@ -245,19 +328,29 @@ def _run_batched(jitted, args: tuple, statics: tuple, batch_size: int | None, me
     return out if jax.tree.leaves(out)[0].shape[0] == n else jax.tree.map(lambda x: x[:n], out)
 
 
+@_keyword_only_after_data
 def fit_batched(
-    kernel: Kernel, Z, Y, params0: GPParams | None = None, options: FitOptions | None = None, *,
+    kernel: Kernel, Z, Y, *, params0: GPParams | None = None, options: FitOptions | None = None,
     batch_size: int | None = None, mesh: jax.sharding.Mesh | None = None,
 ) -> fit_module.FitResult:
-    """One compiled fit over a leading axis: Z (B, N, Q), Y (B, N, D).
+    """One compiled fit over a leading axis of datasets (e.g. CV folds of one size).
 
-    Every dataset must have the same N (e.g. CV folds downsampled to one
-    size); each gets its own hyperparameters and convergence. ``batch_size``
-    datasets are vmapped together (``lax.map`` runs the groups in turn, still
-    in one compiled call); default :func:`default_batch_size`. ``mesh``
-    (:func:`gpllm.gp.sharding.dataset_mesh`) spreads the datasets over its
-    devices, each fitting its share in groups of ``batch_size``; B need not
-    divide the device count (:mod:`gpllm.gp.sharding`).
+    Args:
+        kernel: the covariance function, shared by all datasets.
+        Z: inputs (B, N, Q); every dataset has the same N.
+        Y: outputs (B, N, D).
+        params0: raw GPParams with a leading B axis on every leaf (default: each
+            dataset's data-aware start).
+        options: as in :func:`fit`.
+        batch_size: datasets vmapped together (``lax.map`` runs the groups in turn,
+            still in one compiled call); default :func:`default_batch_size`.
+        mesh: :func:`gpllm.gp.sharding.dataset_mesh` spreads the datasets over its
+            devices, each fitting its share in groups of ``batch_size``; B need not
+            divide the device count.
+
+    Returns:
+        FitResult whose leaves have a leading B axis: each dataset's own
+        hyperparameters and convergence.
     """
     Z, Y = _checked_data(Z, Y, batched=True, batch_size=batch_size, mesh=mesh, what="fit_batched")
     args = (Z, Y, _checked_raw(kernel, params0, Z))
@@ -266,16 +359,22 @@ def fit_batched(
     return _flag_jitter_dominated(kernel, result, "fit_batched")
 
 
+@_keyword_only_after_data
 def fit_predict_batched(
-    kernel: Kernel, Z, Y, Z_new, params0: GPParams | None = None, options: FitOptions | None = None, *,
-    include_noise: bool = False, batch_size: int | None = None, mesh: jax.sharding.Mesh | None = None,
+    kernel: Kernel, Z, Y, Z_new, *, params0: GPParams | None = None, options: FitOptions | None = None,
+    include_noise: bool = True, batch_size: int | None = None, mesh: jax.sharding.Mesh | None = None,
 ) -> tuple[fit_module.FitResult, jax.Array, jax.Array]:
-    """:func:`fit_batched`, then each dataset's prediction at its own new inputs, in one compiled call.
+    """:func:`fit_batched`, then each dataset's prediction at its own new inputs, in one
+    compiled call: one program per shape instead of three (on CPU compiling dominates small fits).
 
-    Z (B, N, Q), Y (B, N, D), Z_new (B, M, Q) -> (FitResult with a leading B
-    axis, mean (B, M, D), variance (B, M)). One program per shape instead of
-    three (fit, condition, predict): on CPU compiling dominates small fits.
-    ``batch_size`` and ``mesh`` as in :func:`fit_batched`.
+    Args:
+        kernel, Z (B, N, Q), Y (B, N, D), params0, options, batch_size, mesh: as in
+            :func:`fit_batched`.
+        Z_new: each dataset's new inputs (B, M, Q).
+        include_noise: as in :func:`predict` (default True).
+
+    Returns:
+        (FitResult with a leading B axis, mean (B, M, D), variance (B, M)).
     """
     Z, Y = _checked_data(Z, Y, batched=True, batch_size=batch_size, mesh=mesh, what="fit_predict_batched")
     Z_new = checks.as_float_array("Z_new", Z_new, Z.dtype)
@@ -297,23 +396,76 @@ def _condition_jit(kernel, params, Z, Y):
 
 
 def condition(kernel: Kernel, params: GPParams, Z, Y) -> posterior_module.Posterior:
-    """Factor once for prediction; Z (N, Q), Y (N, D)."""
+    """Factor A = K + s2 I once, for any number of predictions and samples.
+
+    Args:
+        kernel: the covariance function.
+        params: raw GPParams (e.g. ``fit(...).params``).
+        Z: training inputs (N, Q).
+        Y: training outputs (N, D).
+
+    Returns:
+        :class:`~gpllm.gp.posterior.Posterior` (the factor L (N, N), alpha = A^-1 Y (N, D), ...).
+    """
     Z, Y = _checked_data(Z, Y, what="condition")
     post = _condition_jit(kernel, _checked_raw(kernel, params, Z, "params"), Z, Y)
     _raise_if_failed(post.L, post.jitter, "condition")
     return post
 
 
+class VarianceWarning(UserWarning):
+    """A predictive variance lies at the floor rounding can resolve: its value is not known."""
+
+
 @partial(jax.jit, static_argnums=(0, 3))
 def _predict_jit(kernel, post, Z_new, include_noise):
-    return posterior_module.predict(kernel, post, Z_new, include_noise)
+    mean, var = posterior_module.predict(kernel, post, Z_new, include_noise)
+    floor = posterior_module.variance_floor(kernel, post, Z_new)
+    return mean, var, jnp.sum(var < 2 * floor)
 
 
-def predict(kernel: Kernel, post: posterior_module.Posterior, Z_new, include_noise: bool = False):
-    """Posterior mean (M, D) and per-point variance (M,) at Z_new (M, Q)."""
+def _warn_if_unresolved(n_unresolved, n_points: int, what: str) -> None:
+    if int(n_unresolved):
+        warnings.warn(
+            f"{what}: the predictive variance at {int(n_unresolved)} of {n_points} test point(s) lies at "
+            "the floor N eps k(z*, z*) that rounding can resolve in k** - k*^T A^-1 k* (floored there, "
+            "not 0): the kernel's variance is far out of scale with the noise and the data; rescale Y "
+            "or refit",
+            VarianceWarning,
+            stacklevel=3,
+        )
+
+
+@_keyword_only_after_data
+def predict(kernel: Kernel, post: posterior_module.Posterior, Z_new, *, include_noise: bool = True):
+    """Posterior mean and variance at new inputs, from the factor of :func:`condition`.
+
+    mean = K(Z*, Z) A^-1 Y;  var = k(z*, z*) - k*^T A^-1 k* (+ s2 with ``include_noise``).
+
+    ``include_noise`` defaults to True in :func:`predict`, :func:`sample` and
+    :func:`fit_predict_batched`: the distribution of a *measured* profile at z*,
+    which is what a prediction is compared with (every gpllm model, the calibration
+    scores and ``gpllm active`` use it). False gives the latent function's.
+
+    The latent variance is a difference of two numbers of size k(z*, z*): where it
+    falls below N eps k(z*, z*) (e.g. a kernel variance of 1e300 at a training input)
+    rounding leaves nothing of it, so it is floored there and a :class:`VarianceWarning`
+    names how many test points (whose returned variance is under twice the floor) it hit.
+
+    Args:
+        kernel: the kernel the posterior was conditioned with.
+        post: :func:`condition`'s Posterior.
+        Z_new: new inputs (M, Q).
+        include_noise: add the noise variance s2 (default True, above).
+
+    Returns:
+        (mean (M, D), variance (M,)): one variance per test point, shared by all outputs.
+    """
     Z_new = checks.as_float_array("Z_new", Z_new, post.Z.dtype)
     checks.check_new_inputs(Z_new, post.Z.shape[1])
-    return _predict_jit(kernel, post, Z_new, include_noise)
+    mean, var, n_unresolved = _predict_jit(kernel, post, Z_new, include_noise)
+    _warn_if_unresolved(n_unresolved, Z_new.shape[0], "gp.predict")
+    return mean, var
 
 
 @partial(jax.jit, static_argnums=(0, 4, 5))
@@ -321,11 +473,25 @@ def _sample_jit(kernel, post, Z_new, key, n_samples, include_noise):
     return posterior_module.sample(kernel, post, Z_new, key, n_samples, include_noise)
 
 
+@_keyword_only_after_data
 def sample(
-    kernel: Kernel, post: posterior_module.Posterior, Z_new, key, n_samples: int = 1,
+    kernel: Kernel, post: posterior_module.Posterior, Z_new, key, *, n_samples: int = 1,
     include_noise: bool = True,
 ):
-    """Joint predictive draws (n_samples, M, D) at Z_new (M, Q)."""
+    """Joint draws from the predictive distribution at new inputs.
+
+    Args:
+        kernel: the kernel the posterior was conditioned with.
+        post: :func:`condition`'s Posterior.
+        Z_new: new inputs (M, Q).
+        key: a ``jax.random`` key.
+        n_samples: draws per output.
+        include_noise: as in :func:`predict` (default True: draws of measured profiles).
+
+    Returns:
+        draws (n_samples, M, D): each output independent given the kernel, jointly
+        Gaussian over the M points.
+    """
     Z_new = checks.as_float_array("Z_new", Z_new, post.Z.dtype)
     checks.check_new_inputs(Z_new, post.Z.shape[1])
     draws = _sample_jit(kernel, post, Z_new, key, n_samples, include_noise)

@@ -55,25 +55,33 @@ def predict_mean(kernel: Kernel, post: Posterior, Z_new: jax.Array) -> jax.Array
     return kernel.gram(values_of(kernel, post.params).kernel, Z_new, post.Z) @ post.alpha
 
 
-def predict(
-    kernel: Kernel, post: Posterior, Z_new: jax.Array, include_noise: bool = False
-) -> tuple[jax.Array, jax.Array]:
-    """Mean (M, D) and per-point variance (M,) = diag(K**) - |V[:, m]|^2 (+ s2).
+def variance_floor(kernel: Kernel, post: Posterior, Z_new: jax.Array) -> jax.Array:
+    """N eps k(z*, z*), (M,): below it, k** - |V[:, m]|^2 is rounding, not a variance."""
+    kss = kernel.diag(values_of(kernel, post.params).kernel, Z_new)
+    return post.Z.shape[0] * jnp.finfo(kss.dtype).eps * jnp.abs(kss)
 
-    The latent-function variance is clamped at zero, where rounding can push
-    it slightly negative for test points that coincide with training points.
+
+def predict(
+    kernel: Kernel, post: Posterior, Z_new: jax.Array, include_noise: bool = True
+) -> tuple[jax.Array, jax.Array]:
+    """Mean (M, D) and per-point variance (M,) = max(diag(K**) - |V[:, m]|^2, floor) (+ s2).
+
+    The latent variance is floored at :func:`variance_floor`, the smallest value the
+    difference resolves: rounding can push it to zero or below for test points that
+    coincide with training points, or with a kernel variance far above the noise.
     """
     values = values_of(kernel, post.params)
     K_cross, V = _projection(kernel, post, Z_new)
     mean = K_cross.T @ post.alpha
-    var = jnp.maximum(kernel.diag(values.kernel, Z_new) - jnp.sum(V * V, axis=0), 0.0)
+    latent = kernel.diag(values.kernel, Z_new) - jnp.sum(V * V, axis=0)
+    var = jnp.maximum(latent, variance_floor(kernel, post, Z_new))
     if include_noise:
         var = var + values.noise
     return mean, var
 
 
 def predictive_covariance(
-    kernel: Kernel, post: Posterior, Z_new: jax.Array, include_noise: bool = False
+    kernel: Kernel, post: Posterior, Z_new: jax.Array, include_noise: bool = True
 ) -> jax.Array:
     """Joint (M, M) covariance K** - V^T V (+ s2 I), shared by all outputs."""
     values = values_of(kernel, post.params)

@@ -131,7 +131,7 @@ class GPModel:
         if (twin := self._precision_for(len(Z_train))) is not self:
             return twin.fit(Z_train, Y_train, params0)
         Z, Y = self._cast(*check_fit_inputs(Z_train, Y_train, min_rows=2))
-        result = gp.fit(self.kernel, Z, Y - self._offset(Y), params0, self.options)
+        result = gp.fit(self.kernel, Z, Y - self._offset(Y), params0=params0, options=self.options)
         return self.condition(result.params, Z, Y, result)
 
     def condition(self, params: gp.GPParams, Z_train, Y_train, fit: FitResult | None = None) -> GPState:
@@ -218,7 +218,8 @@ class GPModel:
         devices = jax.local_devices()
         mesh = dataset_mesh(devices) if self.spread_folds and len(devices) > 1 else None
         result, mean, var = gp.fit_predict_batched(
-            self.kernel, Z, Y - offsets[:, None, :], Z_new, params0, self.options, include_noise=True, mesh=mesh
+            self.kernel, Z, Y - offsets[:, None, :], Z_new, params0=params0, options=self.options, include_noise=True,
+            mesh=mesh,
         )
         return result, [Prediction(mean[b] + offsets[b], var[b]) for b in range(Z.shape[0])]
 

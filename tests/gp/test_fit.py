@@ -85,7 +85,7 @@ def test_float32_fit_stays_float32_and_agrees_with_float64():
     assert single.lml.dtype == np.float32
     assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves(single.params))
     np.testing.assert_allclose(float(single.lml), float(double.lml), rtol=1e-4)
-    warm = gp.fit(gp.RBF(), Z.astype(np.float32), Y.astype(np.float32), double.params)
+    warm = gp.fit(gp.RBF(), Z.astype(np.float32), Y.astype(np.float32), params0=double.params)
     np.testing.assert_allclose(float(warm.lml), float(double.lml), rtol=1e-4)
 
 

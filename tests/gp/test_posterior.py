@@ -29,7 +29,7 @@ def test_mean_and_latent_variance_match_sklearn(fitted):
     # alpha=noise puts the noise in the likelihood only: sklearn's std is then the latent one.
     sk = GaussianProcessRegressor(skk.ConstantKernel(VAR) * skk.RBF(LS), optimizer=None, alpha=NOISE).fit(Z, Y)
     sk_mean, sk_std = sk.predict(Zs, return_std=True)
-    mean, var = gp.predict(gp.RBF(), post, Zs)
+    mean, var = gp.predict(gp.RBF(), post, Zs, include_noise=False)
     np.testing.assert_allclose(mean, sk_mean, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(np.sqrt(var), sk_std[:, 0], rtol=1e-7, atol=1e-9)
 
@@ -73,8 +73,8 @@ def test_float64_hyperparameters_serve_float32_data(fitted):
     lml64 = gp.log_marginal_likelihood(gp.RBF(), params, Z, Y)
     np.testing.assert_allclose(float(lml32.value), float(lml64.value), rtol=1e-4)
     post32 = gp.condition(gp.RBF(), params, Z32, Y32)
-    mean32, var32 = gp.predict(gp.RBF(), post32, Zs32)
-    mean64, var64 = gp.predict(gp.RBF(), post64, Zs)
+    mean32, var32 = gp.predict(gp.RBF(), post32, Zs32, include_noise=False)
+    mean64, var64 = gp.predict(gp.RBF(), post64, Zs, include_noise=False)
     assert mean32.dtype == var32.dtype == np.float32
     np.testing.assert_allclose(mean32, mean64, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(var32, var64, rtol=1e-3, atol=1e-5)
