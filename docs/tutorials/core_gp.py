@@ -53,7 +53,7 @@ result = gp.fit(kernel, Z, Y)
 print(result)
 
 post = gp.condition(kernel, result.params, Z, Y)
-mean, var = gp.predict(kernel, post, Z_new)  # (200, D) and (200,): one variance for all outputs
+mean, var = gp.predict(kernel, post, Z_new)  # (200, D) and (200,): one variance for all outputs, noise included
 draws = gp.sample(kernel, post, Z_new, jax.random.key(1), n_samples=3, include_noise=False)  # (3, 200, D)
 print(mean.shape, var.shape, draws.shape)
 
@@ -70,8 +70,8 @@ assert var[0] > var[100] and var[-1] > var[100]
 # %% [markdown]
 # ## A figure
 #
-# The first output: training points, posterior mean with a 95% band, and three samples of
-# the latent function.
+# The first output: training points, posterior mean with a 95% band for a new measurement,
+# and three samples of the latent function.
 
 # %%
 sd = np.sqrt(np.asarray(var))
@@ -90,5 +90,6 @@ fig.savefig("core_gp.png", dpi=120)
 # %% [markdown]
 # ![The first output's fit](core_gp.png)
 #
-# `include_noise=False` gives the variance (and samples) of the latent function;
-# `include_noise=True` adds s², the variance of a new measurement.
+# `gp.predict` and `gp.sample` include the noise s² by default: the variance of a new
+# *measurement*, which is what a held-out profile is scored against. `include_noise=False`
+# gives the latent function's, as the samples above.
