@@ -100,8 +100,7 @@ print(f"log marginal likelihood: RBF + trend {float(result.lml):.1f}, RBF {float
 assert result.lml > rbf.lml
 
 # %% [markdown]
-# A value outside a parameter's constraint, a `gram` of the wrong shape or an optimiser that
-# is not a `GradientTransformation` is an error naming the kernel or the option before
-# anything compiles. The same kernel runs in the whole grid from a config:
+# A starting value outside its parameter's constraint is an error naming the parameter
+# before anything compiles. The same kernel runs in the whole grid from a config:
 # `kernel = "my_kernels.py:RBFPlusTrend"` in a `[models.NAME]` table
 # ([plug-ins](../extending/models.md#plug-ins-in-a-config-or-on-the-command-line)).
