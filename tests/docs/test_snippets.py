@@ -28,6 +28,7 @@ def test_the_pages_have_code_to_run():
     assert {"README.md", "docs/index.md"} <= {relative(page) for page in PAGES_WITH_CODE}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=relative)
 def test_python_blocks_run(page, tmp_path):
     blocks = tmp_path / "blocks.json"
