@@ -98,6 +98,7 @@ def test_an_unreadable_config_file_is_named(tmp_path):
         ReproduceConfig.from_toml(tmp_path / "none.toml")
 
 
+@pytest.mark.slow
 def test_cli_runs_the_grid_writes_the_report_and_prints_table_1(tmp_path):
     config = tmp_path / "small.toml"
     config.write_text(

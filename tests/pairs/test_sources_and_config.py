@@ -97,6 +97,7 @@ def test_combos_configs_pass_the_schema_and_dispatch():
     check_config({"combos": {}, "data": {"kind": "synthetic", "overrides": {"interaction_strength": 1.0}}})
 
 
+@pytest.mark.slow
 def test_tiny_synthetic_combos_reproduction(tmp_path):
     from gpllm.reproduce import reproduce
 
