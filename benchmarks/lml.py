@@ -11,7 +11,8 @@ compilation. Printed:
 
 1. the machine's GEMM rate (jitted jnp.matmul, float64 and float32);
 2. the main table: each case's median time, peak memory, its ratio to gpllm in the same
-   dtype, and its agreement with gpllm's value;
+   dtype, and its agreement with gpllm's value; below it, the per-output-scale value+gradient
+   (``gpllm-per-output``, the profile likelihood) against the shared-scale paths;
 3. gpllm's FLOP count per path, the FLOP-bound time (FLOPs / GEMM rate) and the
    fraction of it reached. The FLOPs are those of the compiled program (XLA's cost
    analysis, plus potrf and the diagonal blocks' solves, which run in LAPACK); the
@@ -52,6 +53,8 @@ from benchmarks.peers import (DEFAULT_MAX_BYTES, REPO_ROOT, algorithm_floor_s, c
 
 MIB = 1024**2
 GIB = 1024**3
+SHARED_SCALE_CASES = ("gpllm-gram", "gpllm-direct")  # Eq. 1, one scale for all outputs
+PER_OUTPUT_CASE = "gpllm-per-output"  # the profile likelihood, one scale per output
 GEMM_N = 2000  # the GEMM whose rate defines "FLOP-bound": 2000 x 2000 x 2000, jitted jnp.matmul
 
 
@@ -80,8 +83,8 @@ def _progress(message: str) -> None:
 
 def run_cases(n, q, d, repeats, max_bytes, include_peers=True) -> list[dict]:
     """All cases at one size; gpllm first, then the peers as their users write them."""
-    cases = [("gpllm-gram", "float64"), ("gpllm-direct", "float64"),
-             ("gpllm-gram", "float32"), ("gpllm-direct", "float32")]  # fmt: skip
+    cases = [("gpllm-gram", "float64"), ("gpllm-direct", "float64"), ("gpllm-per-output", "float64"),
+             ("gpllm-gram", "float32"), ("gpllm-direct", "float32"), ("gpllm-per-output", "float32")]  # fmt: skip
     if include_peers:
         cases += [("numpy", "float64"), ("tinygp", "float64"), ("gpjax", "float64"),
                   ("sklearn", "float64"), ("sklearn-value", "float64"),
@@ -98,10 +101,12 @@ def run_cases(n, q, d, repeats, max_bytes, include_peers=True) -> list[dict]:
 
 
 def main_table(records: list[dict]) -> list[dict]:
-    """Rows with the ratio of each case's time to the best gpllm path of its dtype."""
+    """Rows with the ratio of each case's time to the best gpllm path of its dtype (Eq. 1's,
+    shared scales), and each value's agreement with gpllm's (not for the per-output profile
+    likelihood, a different quantity)."""
     best = {}
     for r in records:
-        if r["case"].startswith("gpllm") and "error" not in r:
+        if r["case"] in SHARED_SCALE_CASES and "error" not in r:
             best[r["dtype"]] = min(best.get(r["dtype"], np.inf), r["median_s"])
     reference = {r["dtype"]: r["value"] for r in records if r["case"] == "gpllm-gram" and "error" not in r}
     rows = []
@@ -113,23 +118,39 @@ def main_table(records: list[dict]) -> list[dict]:
             "case": r["case"], "dtype": r["dtype"], "d_used": r.get("d_used"),
             "median_s": r["median_s"], "peak_mib": r["peak_rss_bytes"] / MIB,
             "ratio_to_gpllm": r["median_s"] / best[r["dtype"]],
-            "rel_diff_value": abs(r["value"] - reference[r["dtype"]]) / abs(reference[r["dtype"]]),
+            "rel_diff_value": (None if r["case"] == PER_OUTPUT_CASE
+                               else abs(r["value"] - reference[r["dtype"]]) / abs(reference[r["dtype"]])),  # fmt: skip
             "note": r.get("note", ""),
         })  # fmt: skip
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'case':<15}{'dtype':<9}{'D used':>7}{'median s':>10}{'peak MiB':>10}{'x gpllm':>9}{'|dLML|/LML':>12}")
+    print(f"{'case':<17}{'dtype':<9}{'D used':>7}{'median s':>10}{'peak MiB':>10}{'x gpllm':>9}{'|dLML|/LML':>12}")
     for r in rows:
         if "error" in r:
-            print(f"{r['case']:<15}{r['dtype']:<9}  error: {r['error'][:80]}")
+            print(f"{r['case']:<17}{r['dtype']:<9}  error: {r['error'][:80]}")
             continue
-        print(f"{r['case']:<15}{r['dtype']:<9}{r['d_used'] or '':>7}{r['median_s']:>10.3f}"
-              f"{r['peak_mib']:>10.0f}{r['ratio_to_gpllm']:>9.2f}{r['rel_diff_value']:>12.1e}")  # fmt: skip
+        agreement = "(profile)" if r["rel_diff_value"] is None else f"{r['rel_diff_value']:.1e}"
+        print(f"{r['case']:<17}{r['dtype']:<9}{r['d_used'] or '':>7}{r['median_s']:>10.3f}"
+              f"{r['peak_mib']:>10.0f}{r['ratio_to_gpllm']:>9.2f}{agreement:>12}")  # fmt: skip
+    print_per_output_cost(rows)
     for r in rows:
         if "error" not in r and r["d_used"] and r["case"].startswith("sklearn") and r["note"]:
             print(f"  note [{r['case']}]: {r['note']}")
+
+
+def print_per_output_cost(rows: list[dict]) -> None:
+    """Per-output scales' value+gradient against the shared-scale one, per dtype: against the
+    direct path (the same solves, the scaling of W's columns added) and the best shared path."""
+    times = {(r["case"], r["dtype"]): r["median_s"] for r in rows if "error" not in r}
+    for dtype in sorted({d for _, d in times}):
+        if (PER_OUTPUT_CASE, dtype) not in times:
+            continue
+        shared = {c: times[(c, dtype)] for c in SHARED_SCALE_CASES if (c, dtype) in times}
+        per_output = times[(PER_OUTPUT_CASE, dtype)]
+        ratios = ", ".join(f"{per_output / s:.2f}x {c}" for c, s in shared.items())
+        print(f"per-output scales, {dtype}: {per_output:.3f} s = {ratios}")
 
 
 def paired_fraction(record: dict, flops: float) -> float:
@@ -147,7 +168,7 @@ def flop_report(records, n, q, d) -> list[dict]:
     for r in records:
         if not r["case"].startswith("gpllm") or "error" in r:
             continue
-        path = r["case"].split("-", 1)[1]
+        path = "direct" if r["case"] == PER_OUTPUT_CASE else r["case"].split("-", 1)[1]
         flops, rate = r["flops"], r["gemm_gflops"]
         bound = flops / (rate * 1e9)
         floor = algorithm_floor_s(n, flops, r["potrf_s"], rate)
@@ -162,13 +183,13 @@ def flop_report(records, n, q, d) -> list[dict]:
 
 def print_flops(flops: list[dict]) -> None:
     for f in flops:
-        print(f"{f['case']:<15}{f['dtype']:<9}{f['gflop']:>7.1f} GFLOP ({f['dense_gflop']:.1f} dense)  "
+        print(f"{f['case']:<17}{f['dtype']:<9}{f['gflop']:>7.1f} GFLOP ({f['dense_gflop']:.1f} dense)  "
               f"GEMM {f['gemm_gflops']:6.1f} GFLOP/s  bound {f['flop_bound_s']:.3f} s  measured {f['median_s']:.3f} s"
               f"  -> {100 * f['fraction_of_gemm_rate']:.0f}% of GEMM rate "
               f"({100 * f['dense_fraction_of_gemm_rate']:.0f}% counting dense FLOPs)")  # fmt: skip
     print("Floor of the algorithm: its potrf timed alone in the same rounds, every other FLOP at the GEMM rate")
     for f in flops:
-        print(f"{f['case']:<15}{f['dtype']:<9}potrf {1e3 * f['potrf_s']:.0f} ms -> floor {f['floor_s']:.3f} s "
+        print(f"{f['case']:<17}{f['dtype']:<9}potrf {1e3 * f['potrf_s']:.0f} ms -> floor {f['floor_s']:.3f} s "
               f"= {100 * f['floor_fraction_of_gemm_rate']:.0f}% of GEMM rate; "
               f"gpllm's time {f['median_s'] / f['floor_s']:.2f}x the floor")  # fmt: skip
 

@@ -379,12 +379,16 @@ def make_tinygp(Z, Y, variance, lengthscale, noise, dtype=np.float64) -> PeerCas
     )
 
 
-def make_gpllm(Z, Y, variance, lengthscale, noise, dtype=np.float64, path="gram") -> PeerCase:
+def make_gpllm(
+    Z, Y, variance, lengthscale, noise, dtype=np.float64, path="gram", output_scales="shared"
+) -> PeerCase:
     """gpllm: ``gp.value_and_grad`` (one Cholesky, hand-written VJP), targets prepared once.
 
     ``path="gram"`` factors Y Y^T once (a QR, not timed: it is per dataset, not per
-    evaluation); ``"direct"`` solves against Y itself. Gradient w.r.t. gpllm's
-    unconstrained parameters u = softplus^{-1}(theta). ``flops``: :func:`gpllm_flops`.
+    evaluation); ``"direct"`` solves against Y itself. ``output_scales="per_output"``:
+    the profile likelihood with one scale per output (the direct path; its value is not
+    Eq. 1's, so its agreement column compares different quantities). Gradient w.r.t.
+    gpllm's unconstrained parameters u = softplus^{-1}(theta). ``flops``: :func:`gpllm_flops`.
     """
     from gpllm import gp
     from gpllm.gp.objective import prepare_targets
@@ -394,7 +398,7 @@ def make_gpllm(Z, Y, variance, lengthscale, noise, dtype=np.float64, path="gram"
         gp.params_from_values(gp.RBF(), {"variance": variance, "lengthscale": lengthscale}, noise),
     )
     Zj = jnp.asarray(Z, dtype)
-    targets = jax.block_until_ready(prepare_targets(jnp.asarray(Y, dtype), path))
+    targets = jax.block_until_ready(prepare_targets(jnp.asarray(Y, dtype), path, output_scales))
     kernel = gp.RBF()
 
     def run():
@@ -402,7 +406,8 @@ def make_gpllm(Z, Y, variance, lengthscale, noise, dtype=np.float64, path="gram"
         leaves = (grad.kernel["variance"], grad.kernel["lengthscale"], grad.noise)
         return float(value), np.array([float(x) for x in leaves])
 
-    return PeerCase(f"gpllm-{path}", run, f"gpllm {path} path", grad_convention="softplus",
+    name = "gpllm-per-output" if output_scales == "per_output" else f"gpllm-{path}"
+    return PeerCase(name, run, f"gpllm {path} path, {output_scales} output scales", grad_convention="softplus",
                     d_used=Y.shape[1], flops=gpllm_flops(kernel, params, Zj, targets))  # fmt: skip
 
 
@@ -424,6 +429,7 @@ def gpllm_flops(kernel, params, Z, targets) -> float:
 FACTORIES: dict[str, Callable[..., PeerCase]] = {
     "gpllm-gram": functools.partial(make_gpllm, path="gram"),
     "gpllm-direct": functools.partial(make_gpllm, path="direct"),
+    "gpllm-per-output": functools.partial(make_gpllm, path="direct", output_scales="per_output"),
     "sklearn": make_sklearn,
     "sklearn-value": make_sklearn_value,
     "gpjax": make_gpjax,

@@ -29,7 +29,8 @@ from gpllm.gp.memory import check_gp_fits
 from gpllm.gp import parameters
 from gpllm.gp import sharding
 from gpllm.gp.fit import FitOptions
-from gpllm.gp.objective import LML, GPParams, Path, Targets, constraints_of, lml, params_shapes, prepare_targets, values_of
+from gpllm.gp.objective import (LML, GPParams, OutputScales, Path, Targets, check_output_scales, constraints_of, lml,
+                                params_shapes, prepare_targets, values_of)  # fmt: skip
 
 
 def _keyword_only_after_data(fn):
@@ -99,17 +100,40 @@ def _raise_if_failed(value, jitter, what: str) -> None:
         )
 
 
-def _checked_data(Z, Y, batched=False, dtype=None, *, batch_size: int | None = None, mesh=None, what: str = "GP"):
-    """Z, Y as float arrays of one dtype, checked; and MemoryLimitError if a GP on them
-    (when ``batched``, :func:`_in_flight` datasets at once) would not fit."""
+def _checked_data(
+    Z, Y, batched=False, dtype=None, *, batch_size: int | None = None, mesh=None, what: str = "GP",
+    output_scales: OutputScales = "shared",
+):
+    """Z, Y as float arrays of one dtype, checked (with per-output scales, no output may be
+    all zero); and MemoryLimitError if a GP on them (when ``batched``, :func:`_in_flight`
+    datasets at once) would not fit."""
+    per_output = check_output_scales(output_scales)
     Z = checks.as_float_array("Z", Z, dtype)
     Y = checks.as_float_array("Y", Y, Z.dtype)
     checks.check_training_arrays(Z, Y, batched=batched)
+    if per_output:
+        _check_no_zero_output(Y, what)
     if mesh is not None:
         sharding.check_dataset_mesh(mesh)
     at_once = _in_flight(batch_size, Z.shape[0], mesh) if batched else 1
-    check_gp_fits(*Y.shape[-2:], Z.shape[-1], Z.dtype, at_once, what=what)
+    check_gp_fits(*Y.shape[-2:], Z.shape[-1], Z.dtype, at_once, what=what, per_output=per_output)
     return Z, Y
+
+
+def _check_no_zero_output(Y, what: str) -> None:
+    """InputError naming the outputs (columns of Y (..., N, D)) that are zero in every row:
+    their maximum-likelihood scale c_g would be 0 (e.g. a gene constant in a fold, centred)."""
+    if not checks.is_concrete(Y):
+        return
+    zero = np.all(np.asarray(Y) == 0, axis=-2)  # (..., D)
+    if np.any(zero):
+        where = np.argwhere(zero)
+        named = ", ".join(f"column {w[-1]}" + (f" of dataset {w[0]}" if len(w) > 1 else "") for w in where[:5])
+        raise InputError(
+            f"{what}: Y has {len(where)} output(s) of zero variance ({named}{', ...' if len(where) > 5 else ''}): "
+            "with output_scales='per_output' each output's scale is fitted, and a zero one makes the "
+            "likelihood infinite; drop these outputs or use output_scales='shared'"
+        )
 
 
 def _in_flight(batch_size: int | None, n_datasets: int, mesh) -> int:
@@ -133,7 +157,9 @@ def _value_and_grad_jit(kernel, params, Z, targets):
 
 
 @_keyword_only_after_data
-def log_marginal_likelihood(kernel: Kernel, params: GPParams, Z, Y, *, path: Path = "auto") -> LML:
+def log_marginal_likelihood(
+    kernel: Kernel, params: GPParams, Z, Y, *, path: Path = "auto", output_scales: OutputScales = "shared"
+) -> LML:
     """Eq. 1, log p(Y | Z) = -1/2 tr(Y^T A^-1 Y) - D/2 log|A| - ND/2 log 2 pi, A = K + s2 I.
 
     Args:
@@ -142,21 +168,26 @@ def log_marginal_likelihood(kernel: Kernel, params: GPParams, Z, Y, *, path: Pat
         Z: inputs (N, Q).
         Y: outputs (N, D).
         path: ``"direct"``, ``"gram"`` or ``"auto"`` (gram when D > N; :mod:`objective`).
+        output_scales: ``"shared"`` (Eq. 1) or ``"per_output"``: y_g ~ N(0, c_g A) with
+            c_g at its maximum, the profile likelihood -N/2 sum_g log(q_g / N)
+            - D/2 log|A| - ND/2 (1 + log 2 pi), q_g = y_g^T A^-1 y_g (direct path).
 
     Returns:
         LML(value (), jitter ()): the jitter the Cholesky needed (0 when none).
         ShapeError for params that do not fit the kernel on Q columns (e.g. an ARD
         lengthscale of the wrong length); CholeskyError where A cannot be factorised.
     """
-    Z, Y = _checked_data(Z, Y, what="log_marginal_likelihood")
+    Z, Y = _checked_data(Z, Y, what="log_marginal_likelihood", output_scales=output_scales)
     params = _checked_raw(kernel, params, Z, "params")
-    result = _lml_jit(kernel, params, Z, prepare_targets(Y, path))
+    result = _lml_jit(kernel, params, Z, prepare_targets(Y, path, output_scales))
     _raise_if_failed(result.value, result.jitter, "log_marginal_likelihood")
     return result
 
 
 @_keyword_only_after_data
-def value_and_grad(kernel: Kernel, params: GPParams, Z, Y, *, path: Path = "auto"):
+def value_and_grad(
+    kernel: Kernel, params: GPParams, Z, Y, *, path: Path = "auto", output_scales: OutputScales = "shared"
+):
     """Eq. 1 and its gradient in the raw params, by the hand-written VJP on A.
 
     Args:
@@ -165,21 +196,23 @@ def value_and_grad(kernel: Kernel, params: GPParams, Z, Y, *, path: Path = "auto
         Z: inputs (N, Q).
         Y: outputs (N, D), or :class:`Targets` from :func:`prepare_targets` (then the
             gram path's QR is paid once per dataset rather than per call, and ``path``
-            must stay ``"auto"``: the targets already chose theirs).
-        path: as in :func:`log_marginal_likelihood`, for an array ``Y``.
+            and ``output_scales`` keep their defaults: the targets already chose theirs).
+        path, output_scales: as in :func:`log_marginal_likelihood`, for an array ``Y``.
 
     Returns:
         (value (), gradient): the gradient a GPParams of raw leaves shaped like ``params``.
     """
     if isinstance(Y, Targets):
-        if path != "auto":
-            raise InputError(f"value_and_grad: path={path!r} applies to an array Y; these Targets chose theirs")
+        if path != "auto" or output_scales != "shared":
+            raise InputError(f"value_and_grad: path={path!r} and output_scales={output_scales!r} apply to an "
+                             "array Y; these Targets chose theirs (prepare_targets(Y, path, output_scales))")  # fmt: skip
         targets = Y
     else:
-        Z, Y = _checked_data(Z, Y, what="value_and_grad")
-        targets = prepare_targets(Y, path)
+        Z, Y = _checked_data(Z, Y, what="value_and_grad", output_scales=output_scales)
+        targets = prepare_targets(Y, path, output_scales)
     if checks.is_concrete(targets.n_outputs):
-        check_gp_fits(Z.shape[0], int(targets.n_outputs), Z.shape[1], Z.dtype, what="value_and_grad")
+        check_gp_fits(Z.shape[0], int(targets.n_outputs), Z.shape[1], Z.dtype, what="value_and_grad",
+                      per_output=targets.per_output)  # fmt: skip
     params = _checked_raw(kernel, params, Z, "params")
     value, grad = _value_and_grad_jit(kernel, params, Z, targets)
     _raise_if_failed(value, None, "value_and_grad")
@@ -212,7 +245,7 @@ def _fit_predict_batched_jit(kernel, Z, Y, params0, Z_new, options, include_nois
     def one(args):
         z, y, start, z_new = args
         result = fit_module.fit_traced(kernel, z, y, start, options)
-        post = posterior_module.condition(kernel, result.params, z, y)
+        post = posterior_module.condition(kernel, result.params, z, y, options.output_scales)
         return result, posterior_module.predict(kernel, post, z_new, include_noise)
 
     return _over_datasets(one, (Z, Y, params0, Z_new), batch_size, mesh)
@@ -307,8 +340,9 @@ def fit(
         :class:`~gpllm.gp.fit.FitResult`: raw ``params`` and constrained ``values``, the
         final ``lml`` (), ``jitter`` (), the LML trace, ``n_steps`` and ``converged``.
     """
-    Z, Y = _checked_data(Z, Y, what="gp.fit")
-    result = _fit_jit(kernel, Z, Y, _checked_raw(kernel, params0, Z), _checked_options(options))
+    options = _checked_options(options)
+    Z, Y = _checked_data(Z, Y, what="gp.fit", output_scales=options.output_scales)
+    result = _fit_jit(kernel, Z, Y, _checked_raw(kernel, params0, Z), options)
     _raise_if_failed(result.lml, result.jitter, "fit")
     return _flag_jitter_dominated(kernel, result, "fit")
 
@@ -352,9 +386,11 @@ def fit_batched(
         FitResult whose leaves have a leading B axis: each dataset's own
         hyperparameters and convergence.
     """
-    Z, Y = _checked_data(Z, Y, batched=True, batch_size=batch_size, mesh=mesh, what="fit_batched")
+    options = _checked_options(options)
+    Z, Y = _checked_data(Z, Y, batched=True, batch_size=batch_size, mesh=mesh, what="fit_batched",
+                         output_scales=options.output_scales)  # fmt: skip
     args = (Z, Y, _checked_raw(kernel, params0, Z))
-    result = _run_batched(partial(_fit_batched_jit, kernel), args, (_checked_options(options),), batch_size, mesh)
+    result = _run_batched(partial(_fit_batched_jit, kernel), args, (options,), batch_size, mesh)
     _raise_if_failed(result.lml, result.jitter, "fit_batched")
     return _flag_jitter_dominated(kernel, result, "fit_batched")
 
@@ -374,28 +410,34 @@ def fit_predict_batched(
         include_noise: as in :func:`predict` (default True).
 
     Returns:
-        (FitResult with a leading B axis, mean (B, M, D), variance (B, M)).
+        (FitResult with a leading B axis, mean (B, M, D), variance (B, M), or (B, M, D)
+        with ``options.output_scales="per_output"``).
     """
-    Z, Y = _checked_data(Z, Y, batched=True, batch_size=batch_size, mesh=mesh, what="fit_predict_batched")
+    options = _checked_options(options)
+    Z, Y = _checked_data(Z, Y, batched=True, batch_size=batch_size, mesh=mesh, what="fit_predict_batched",
+                         output_scales=options.output_scales)  # fmt: skip
     Z_new = checks.as_float_array("Z_new", Z_new, Z.dtype)
     checks.check_rank("Z_new", Z_new, 3)
     if Z_new.shape[0] != Z.shape[0]:
         raise ShapeError(f"Z_new holds {Z_new.shape[0]} datasets but Z holds {Z.shape[0]}")
     checks.check_new_inputs(Z_new.reshape(-1, Z_new.shape[-1]), Z.shape[-1])
     args = (Z, Y, _checked_raw(kernel, params0, Z), Z_new)
-    statics = (_checked_options(options), include_noise)
+    statics = (options, include_noise)
     result, (mean, var) = _run_batched(partial(_fit_predict_batched_jit, kernel), args, statics, batch_size, mesh)
     _raise_if_failed(result.lml, result.jitter, "fit_predict_batched")
     _raise_if_failed(var, None, "fit_predict_batched (conditioning)")
     return result, mean, var
 
 
-@partial(jax.jit, static_argnums=0)
-def _condition_jit(kernel, params, Z, Y):
-    return posterior_module.condition(kernel, params, Z, Y)
+@partial(jax.jit, static_argnums=(0, 4))
+def _condition_jit(kernel, params, Z, Y, output_scales):
+    return posterior_module.condition(kernel, params, Z, Y, output_scales)
 
 
-def condition(kernel: Kernel, params: GPParams, Z, Y) -> posterior_module.Posterior:
+@_keyword_only_after_data
+def condition(
+    kernel: Kernel, params: GPParams, Z, Y, *, output_scales: OutputScales = "shared"
+) -> posterior_module.Posterior:
     """Factor A = K + s2 I once, for any number of predictions and samples.
 
     Args:
@@ -403,12 +445,15 @@ def condition(kernel: Kernel, params: GPParams, Z, Y) -> posterior_module.Poster
         params: raw GPParams (e.g. ``fit(...).params``).
         Z: training inputs (N, Q).
         Y: training outputs (N, D).
+        output_scales: ``"shared"`` (Eq. 1) or ``"per_output"`` (c_g = y_g^T A^-1 y_g / N,
+            the fit's scales; predictions then have a variance per output).
 
     Returns:
-        :class:`~gpllm.gp.posterior.Posterior` (the factor L (N, N), alpha = A^-1 Y (N, D), ...).
+        :class:`~gpllm.gp.posterior.Posterior` (the factor L (N, N), alpha = A^-1 Y (N, D),
+        ``scales`` (D,) or None, ...).
     """
-    Z, Y = _checked_data(Z, Y, what="condition")
-    post = _condition_jit(kernel, _checked_raw(kernel, params, Z, "params"), Z, Y)
+    Z, Y = _checked_data(Z, Y, what="condition", output_scales=output_scales)
+    post = _condition_jit(kernel, _checked_raw(kernel, params, Z, "params"), Z, Y, output_scales)
     _raise_if_failed(post.L, post.jitter, "condition")
     return post
 
@@ -420,8 +465,9 @@ class VarianceWarning(UserWarning):
 @partial(jax.jit, static_argnums=(0, 3))
 def _predict_jit(kernel, post, Z_new, include_noise):
     mean, var = posterior_module.predict(kernel, post, Z_new, include_noise)
-    floor = posterior_module.variance_floor(kernel, post, Z_new)
-    return mean, var, jnp.sum(var < 2 * floor)
+    floor = posterior_module.per_output(post, posterior_module.variance_floor(kernel, post, Z_new))
+    unresolved = var < 2 * floor
+    return mean, var, jnp.sum(unresolved if unresolved.ndim == 1 else jnp.any(unresolved, axis=1))
 
 
 def _warn_if_unresolved(n_unresolved, n_points: int, what: str) -> None:
@@ -459,7 +505,8 @@ def predict(kernel: Kernel, post: posterior_module.Posterior, Z_new, *, include_
         include_noise: add the noise variance s2 (default True, above).
 
     Returns:
-        (mean (M, D), variance (M,)): one variance per test point, shared by all outputs.
+        (mean (M, D), variance): (M,), one per test point shared by all outputs, or (M, D),
+        c_g times it, where ``post`` has per-output scales.
     """
     Z_new = checks.as_float_array("Z_new", Z_new, post.Z.dtype)
     checks.check_new_inputs(Z_new, post.Z.shape[1])
@@ -490,7 +537,7 @@ def sample(
 
     Returns:
         draws (n_samples, M, D): each output independent given the kernel, jointly
-        Gaussian over the M points.
+        Gaussian over the M points (output g's covariance times c_g with per-output scales).
     """
     Z_new = checks.as_float_array("Z_new", Z_new, post.Z.dtype)
     checks.check_new_inputs(Z_new, post.Z.shape[1])

@@ -39,7 +39,8 @@ from jax import lax
 from gpllm.errors import InputError
 from gpllm.gp import parameters
 from gpllm.gp.kernels import Kernel
-from gpllm.gp.objective import GPParams, Path, constraints_of, init_params, lml, params_like, prepare_targets, values_of
+from gpllm.gp.objective import (GPParams, OutputScales, Path, check_output_scales, constraints_of, init_params, lml,
+                                params_like, prepare_targets, values_of)  # fmt: skip
 
 OPTIMIZER_NAMES = ("lbfgs", "adam")
 PATHS = ("auto", "direct", "gram")
@@ -55,6 +56,12 @@ class FitOptions:
     max_steps: iteration limit (>= 1). learning_rate: for ``"adam"`` only.
     gtol, ftol: gradient-norm and relative loss-change tolerances (>= 0).
     path: how Y enters Eq. 1 (``"auto"``, ``"direct"``, ``"gram"``; :mod:`objective`).
+    output_scales: ``"shared"`` (Eq. 1, the paper's) or ``"per_output"`` (one scale per
+        output, profiled out; :mod:`objective`).
+    noise_ratio_prior: None (ML-II) or (mean, sd) of a Gaussian prior on log r, the noise
+        ratio r = s2 / mean_i k(z_i, z_i): the fit then maximises LML + log p(log r) (MAP).
+        Why: ML-II on few points can drive r towards 0, a GP that interpolates its
+        training profiles (:func:`log_noise_ratio_prior`).
     """
 
     optimizer: str | optax.GradientTransformation = "lbfgs"
@@ -63,6 +70,8 @@ class FitOptions:
     gtol: float = 1e-6
     ftol: float = 1e-10
     path: Path = "auto"
+    output_scales: OutputScales = "shared"
+    noise_ratio_prior: tuple[float, float] | None = None
 
     def __post_init__(self):
         opt = self.optimizer
@@ -84,6 +93,13 @@ class FitOptions:
             raise InputError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if self.path not in PATHS:
             raise InputError(f"path must be one of {PATHS}, got {self.path!r}")
+        if check_output_scales(self.output_scales) and self.path == "gram":
+            raise InputError("output_scales='per_output' takes the direct path: use path='auto' or 'direct', not 'gram'")
+        if self.noise_ratio_prior is not None:
+            prior = tuple(self.noise_ratio_prior)
+            if len(prior) != 2 or not all(np.isfinite(prior)) or prior[1] <= 0:
+                raise InputError(f"noise_ratio_prior must be (mean, sd) of log r with sd > 0, got {self.noise_ratio_prior!r}")
+            object.__setattr__(self, "noise_ratio_prior", (float(prior[0]), float(prior[1])))
         object.__setattr__(self, "max_steps", int(self.max_steps))
 
     def transformation(self) -> optax.GradientTransformationExtraArgs:
@@ -105,9 +121,9 @@ class FitResult(NamedTuple):
 
     params: GPParams  # raw (unconstrained) leaves, what optimisers and restarts take
     values: GPParams  # the same, constrained: what the kernel sees (positive variances...)
-    lml: jax.Array  # () log p(Y|Z) at the optimum
+    lml: jax.Array  # () log p(Y|Z) at the optimum (the profile likelihood with per-output scales)
     jitter: jax.Array  # () jitter the final factorisation needed
-    trace: jax.Array  # (max_steps + 1,) LML per entry at each iterate; NaN after the stop
+    trace: jax.Array  # (max_steps + 1,) objective per entry (LML, + log prior) at each iterate; NaN after the stop
     n_steps: jax.Array  # () iterations taken
     converged: jax.Array  # () bool: a tolerance was met (not just max_steps)
 
@@ -160,6 +176,26 @@ def initial_params(kernel: Kernel, Z: jax.Array, Y: jax.Array, targets=None) -> 
     return jax.tree.map(lambda *leaves: jnp.stack(leaves)[best], *starts)
 
 
+def log_noise_ratio_prior(kernel: Kernel, params: GPParams, Z: jax.Array, prior: tuple[float, float]) -> jax.Array:
+    """log N(log r; mean, sd^2) up to a constant, r = s2 / mean_i k(z_i, z_i) for raw ``params``.
+
+    The ratio, not s2 itself: it is what sets how closely the posterior mean follows
+    the training outputs, and it does not change when the outputs are rescaled (nor
+    with per-output scales, which fix the variances only up to a common factor).
+    """
+    values = values_of(kernel, params_like(params, Z))
+    log_ratio = jnp.log(values.noise) - jnp.log(jnp.mean(kernel.diag(values.kernel, Z)))
+    mean, sd = prior
+    return -0.5 * ((log_ratio - mean) / sd) ** 2
+
+
+def _objective(kernel, params, Z, prior, lml_value):
+    """What the fit maximises: the LML, plus the log prior on the noise ratio where one is given."""
+    if prior is None:
+        return lml_value
+    return lml_value + log_noise_ratio_prior(kernel, params, Z, prior)
+
+
 def _holds_line_search_value(state) -> bool:
     """Whether an optax state carries the value and gradient at the current iterate (a
     line search's), so that ``optax.value_and_grad_from_state`` can reuse them."""
@@ -183,7 +219,7 @@ def fit_traced(
     """
     max_steps, gtol, ftol = options.max_steps, options.gtol, options.ftol
     eps = float(np.finfo(Y.dtype).eps)
-    targets = prepare_targets(Y, options.path)
+    targets = prepare_targets(Y, options.path, options.output_scales)
     if params0 is None:
         params0 = initial_params(kernel, Z, Y, targets)
     params0 = params_like(params0, Z)
@@ -194,7 +230,7 @@ def fit_traced(
         # optax's line search works in the default float (float64 under x64); the
         # covariance casts the params to Z's dtype, so float32 fits stay float32.
         params = parameters.merge_trainable(trainable, frozen)
-        return -lml(kernel, params, Z, targets).value / n_entries
+        return -_objective(kernel, params, Z, options.noise_ratio_prior, lml(kernel, params, Z, targets).value) / n_entries
 
     opt = options.transformation()
     # L-BFGS's line search already evaluated the new iterate (its state holds the
@@ -243,6 +279,7 @@ def fit_traced(
     final = lax.while_loop(keep_going, body, start)
     params = params_like(parameters.merge_trainable(final.params, frozen), Z)
     final_lml = lml(kernel, params, Z, targets)
-    trace = final.trace.at[final.step].set(final_lml.value / n_entries)
+    objective = _objective(kernel, params, Z, options.noise_ratio_prior, final_lml.value)
+    trace = final.trace.at[final.step].set(objective / n_entries)
     values = values_of(kernel, params)
     return FitResult(params, values, final_lml.value, final_lml.jitter, trace, final.step, final.converged)

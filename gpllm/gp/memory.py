@@ -5,7 +5,8 @@ few N x D ones at its peak. Counted for the value + gradient of Eq. 1 (the
 fit's inner step; conditioning and prediction need less): A = K + s2 I and
 the kernel's residuals, V = L^{-1} and U = V^T, the blocks of B B^T and
 A^{-1} and dA (up to 7 N x N alive together), W = V F and B = U W (N x R,
-R = D on the direct path, min(N, D) on the gram path), and Y itself:
+R = D on the direct path, which per-output scales always take, min(N, D) on the gram
+path), and Y itself:
 
     bytes ~ itemsize * B * (7 N^2 + 2 N R + N D + N Q)
 
@@ -42,9 +43,10 @@ class Budget(NamedTuple):
     source: str
 
 
-def gp_peak_bytes(n: int, d: int, q: int, dtype, datasets: int = 1) -> int:
-    """Estimated peak bytes of Eq. 1's value + gradient on Z (N, Q), Y (N, D) (module docstring)."""
-    r = n if d > n else d  # the gram path when D > N (objective.choose_path)
+def gp_peak_bytes(n: int, d: int, q: int, dtype, datasets: int = 1, *, per_output: bool = False) -> int:
+    """Estimated peak bytes of Eq. 1's value + gradient on Z (N, Q), Y (N, D) (module docstring);
+    ``per_output`` scales take the direct path (R = D) whatever D is."""
+    r = n if d > n and not per_output else d  # the gram path when D > N (objective.choose_path)
     return int(np.dtype(dtype).itemsize) * datasets * (7 * n * n + 2 * n * r + n * d + n * q)
 
 
@@ -60,11 +62,13 @@ def device_budget(device: jax.Device | None = None) -> Budget | None:
     return min(budgets, key=lambda b: b.free) if budgets else None
 
 
-def check_gp_fits(n: int, d: int, q: int, dtype, datasets: int = 1, *, what: str = "GP") -> None:
+def check_gp_fits(
+    n: int, d: int, q: int, dtype, datasets: int = 1, *, what: str = "GP", per_output: bool = False
+) -> None:
     """MemoryLimitError, naming the estimate and the limit, if the GP would not fit."""
     if os.environ.get(ENV, "").strip().lower() in ("off", "0", "false", "no"):
         return
-    need = gp_peak_bytes(n, d, q, dtype, datasets)
+    need = gp_peak_bytes(n, d, q, dtype, datasets, per_output=per_output)
     budget = device_budget()
     if budget is None or need <= budget.free:
         return

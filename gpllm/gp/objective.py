@@ -27,6 +27,22 @@ path, two trsm with N right-hand sides in the gradient). Autodiff then carries
 dLML/dA through the kernel to the hyperparameters, so any kernel works. No
 N x N x D array and never D factorisations. Without a gradient, the value
 alone takes the cheaper route: potrf and one solve.
+
+Per-output scales (``output_scales="per_output"``): y_g ~ N(0, c_g A), one free
+scale per output. For fixed A the maximum-likelihood c_g = q_g / N with
+q_g = |L^{-1} y_g|^2, and the profile likelihood is
+
+    LML_p = -N/2 sum_g log(q_g / N) - D/2 log|A| - N D/2 (1 + log 2 pi),
+
+still one Cholesky per evaluation. Its gradient in A is the same expression
+with W's columns divided by sqrt(c_g): dLML_p/dA = 1/2 (A^{-1} Y C^{-1} Y^T A^{-1}
+- D A^{-1}), C = diag(c_g), so the hand-written VJP serves it unchanged. It takes
+the direct path: q_g needs each output's own column of L^{-1} Y, and the gram
+path's factor F = R^T mixes the columns (y_g = F Q_g with Q_g the g-th row of
+Y^T's Q, so q_g = |L^{-1} F Q_g|^2 costs N^2 D per evaluation, the direct path's
+own cost). LML_p depends on the kernel's and the noise's variances only through
+their ratios (c_g absorbs a common factor), and it is at least Eq. 1 at the same
+hyperparameters (Eq. 1 is LML_p's objective at c_g = 1 before maximising).
 """
 
 from __future__ import annotations
@@ -40,12 +56,15 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from gpllm.errors import InputError
 from gpllm.gp import blocked
 from gpllm.gp.cholesky import cholesky_with_jitter
 from gpllm.gp.kernels import Kernel, Params
 from gpllm.gp import parameters
 
 Path = Literal["auto", "direct", "gram"]
+OutputScales = Literal["shared", "per_output"]
+OUTPUT_SCALES = ("shared", "per_output")
 
 
 class GPParams(NamedTuple):
@@ -67,19 +86,21 @@ def values_of(kernel: Kernel, params: GPParams) -> GPParams:
 
 
 @functools.partial(jax.tree_util.register_dataclass, data_fields=("factor", "n_outputs"),
-                   meta_fields=("lower_triangular",))  # fmt: skip
+                   meta_fields=("lower_triangular", "per_output"))  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class Targets:
     """Y as the likelihood consumes it: a factor of Y Y^T and the output count.
 
     ``lower_triangular`` (static): the factor is the gram path's R^T, with
     F[i, j] = 0 for j > i (triangular, or trapezoidal when D < N), whose zeros
-    the solves and products skip (:mod:`gpllm.gp.blocked`).
+    the solves and products skip (:mod:`gpllm.gp.blocked`). ``per_output`` (static):
+    each output has its own scale c_g, profiled out (the factor is then Y itself).
     """
 
     factor: jax.Array  # (N, R): Y itself (R = D) or the QR factor (R = min(N, D))
     n_outputs: jax.Array  # () D, the number of outputs Y had
     lower_triangular: bool = False
+    per_output: bool = False
 
 
 class LML(NamedTuple):
@@ -89,25 +110,40 @@ class LML(NamedTuple):
     jitter: jax.Array
 
 
-def choose_path(n: int, d: int, path: Path = "auto") -> Literal["direct", "gram"]:
-    """``"gram"`` when D > N (each evaluation then costs O(N^3)), else ``"direct"``."""
+def check_output_scales(output_scales: str) -> bool:
+    """Whether ``output_scales`` asks for per-output scales; InputError unless it is one of :data:`OUTPUT_SCALES`."""
+    if output_scales not in OUTPUT_SCALES:
+        raise InputError(f"output_scales must be one of {OUTPUT_SCALES}, got {output_scales!r}")
+    return output_scales == "per_output"
+
+
+def choose_path(n: int, d: int, path: Path = "auto", output_scales: OutputScales = "shared") -> Literal["direct", "gram"]:
+    """``"gram"`` when D > N (each evaluation then costs O(N^3)), else ``"direct"``; always
+    ``"direct"`` with per-output scales (module docstring), where ``"gram"`` is an InputError."""
+    if check_output_scales(output_scales):
+        if path == "gram":
+            raise InputError("output_scales='per_output' needs each output's own column of L^-1 Y: "
+                             "use path='direct' or 'auto', not 'gram'")  # fmt: skip
+        return "direct"
     if path == "auto":
         return "gram" if d > n else "direct"
     if path not in ("direct", "gram"):
-        raise ValueError(f"path must be 'auto', 'direct' or 'gram', got {path!r}")
+        raise InputError(f"path must be 'auto', 'direct' or 'gram', got {path!r}")
     return path
 
 
-def prepare_targets(Y: jax.Array, path: Path = "auto") -> Targets:
+def prepare_targets(Y: jax.Array, path: Path = "auto", output_scales: OutputScales = "shared") -> Targets:
     """Y (N, D) -> Targets; ``"gram"`` stores F = R^T with Y^T = Q R, so F F^T = Y Y^T.
 
     QR rather than a Cholesky of Y Y^T: it never squares Y's condition number
     and copes with rank-deficient Y (e.g. column-centred Y has rank N - 1).
+    ``output_scales``: ``"shared"`` (Eq. 1) or ``"per_output"`` (the profile likelihood).
     """
     n, d = Y.shape
-    gram = choose_path(n, d, path) == "gram"
+    gram = choose_path(n, d, path, output_scales) == "gram"
     factor = jnp.linalg.qr(Y.T, mode="r").T if gram else Y
-    return Targets(factor=factor, n_outputs=jnp.asarray(d, dtype=Y.dtype), lower_triangular=gram)
+    return Targets(factor=factor, n_outputs=jnp.asarray(d, dtype=Y.dtype), lower_triangular=gram,
+                   per_output=output_scales == "per_output")  # fmt: skip
 
 
 def _lml_from_parts(quad, logdet, n, n_outputs):
@@ -115,34 +151,62 @@ def _lml_from_parts(quad, logdet, n, n_outputs):
     return -0.5 * quad - 0.5 * n_outputs * logdet - 0.5 * n * n_outputs * math.log(2.0 * math.pi)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def gaussian_lml(A: jax.Array, factor: jax.Array, n_outputs: jax.Array, lower_triangular: bool = False) -> LML:
+def output_scales_of(W: jax.Array) -> jax.Array:
+    """The maximum-likelihood scales c_g = |W[:, g]|^2 / N, (D,), for W = L^{-1} Y (N, D).
+
+    Floored at the dtype's smallest normal number, so that an output of zero
+    variance gives a finite (enormous) likelihood rather than NaN where no check
+    ran (under ``vmap``); the checked entry points refuse such outputs by name.
+    """
+    return jnp.maximum(jnp.sum(W * W, axis=0) / W.shape[0], jnp.finfo(W.dtype).tiny)
+
+
+def _profile_lml(scales, logdet, n, n_outputs):
+    """LML_p = -N/2 sum_g log c_g - D/2 log|A| - N D/2 (1 + log 2 pi), c_g the ML scales."""
+    constant = 0.5 * n * n_outputs * (1.0 + math.log(2.0 * math.pi))
+    return -0.5 * n * jnp.sum(jnp.log(scales)) - 0.5 * n_outputs * logdet - constant
+
+
+def _value(W, logdet, n, n_outputs, per_output):
+    """The likelihood from W = L^{-1} F and log|A|: Eq. 1 or the per-output profile."""
+    if per_output:
+        return _profile_lml(output_scales_of(W), logdet, n, n_outputs)
+    return _lml_from_parts(jnp.sum(W * W), logdet, n, n_outputs)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def gaussian_lml(
+    A: jax.Array, factor: jax.Array, n_outputs: jax.Array, lower_triangular: bool = False, per_output: bool = False
+) -> LML:
     """Eq. 1 given A = K + s2 I (N, N), a factor F (N, R) of Y Y^T, and D;
-    ``lower_triangular`` (static): F[i, j] = 0 for j > i (the gram path's R^T).
+    ``lower_triangular`` (static): F[i, j] = 0 for j > i (the gram path's R^T);
+    ``per_output`` (static): the profile likelihood with one scale per output (F = Y).
 
     Differentiable in A (and F); the jitter is treated as a constant.
     """
     L, jitter = cholesky_with_jitter(A)
     W = blocked.solve_lower(L, factor, trapezoidal=lower_triangular)
     logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(L)))
-    return LML(_lml_from_parts(jnp.sum(W * W), logdet, L.shape[0], n_outputs), jitter)
+    return LML(_value(W, logdet, L.shape[0], n_outputs, per_output), jitter)
 
 
-def _forward(A, factor, n_outputs, trapezoidal):
+def _forward(A, factor, n_outputs, trapezoidal, per_output):
     L, jitter = cholesky_with_jitter(A)
     # The gradient needs V = L^{-1} anyway (A^{-1} = V^T V), and W = V F as a product
     # runs at the GEMM rate where a solve with a triangular F does not.
     V = blocked.inverse_lower(L)
     W = blocked.triangular_times(V, factor, lower=True, trapezoidal=trapezoidal)
     logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(L)))
-    value = _lml_from_parts(jnp.sum(W * W), logdet, L.shape[0], n_outputs)
-    return LML(value, jitter), (V, W, n_outputs, logdet)
+    value = _value(W, logdet, L.shape[0], n_outputs, per_output)
+    # dLML_p/dA is Eq. 1's with each column of Y divided by sqrt(c_g): scale W likewise.
+    column_weights = jax.lax.rsqrt(output_scales_of(W)) if per_output else jnp.ones((), W.dtype)
+    return LML(value, jitter), (V, W * column_weights, n_outputs, logdet, column_weights)
 
 
-def _backward(trapezoidal, residuals, cotangent):
+def _backward(trapezoidal, per_output, residuals, cotangent):
     """dLML/dA = 1/2 (B B^T - D A^{-1}) with U = V^T = L^{-T}, B = A^{-1} F = U W and
     A^{-1} = U U^T, each from the blocks on and below the diagonal (:mod:`gpllm.gp.blocked`)."""
-    V, W, n_outputs, logdet = residuals
+    V, W, n_outputs, logdet, column_weights = residuals
     g = cotangent.value
     n = V.shape[0]
     U = V.T  # once: XLA's CPU GEMM contracting the rows of its left operand runs at ~2/3 rate
@@ -150,9 +214,10 @@ def _backward(trapezoidal, residuals, cotangent):
     inverse = blocked.gram_of_upper(U)
     outer = blocked.lower_blocks_of_product(B, trapezoidal=False)
     dA = blocked.from_lower_blocks({k: (0.5 * g) * (outer[k] - n_outputs * inverse[k]) for k in inverse})
-    # d/dF = -A^{-1} F; dead code under jit unless someone differentiates w.r.t. Y.
-    dfactor = -g * B
-    dn_outputs = g * (-0.5 * logdet - 0.5 * n * math.log(2.0 * math.pi))
+    # d/dF = -A^{-1} F (-A^{-1} F C^{-1} with per-output scales); dead code under jit
+    # unless someone differentiates w.r.t. Y.
+    dfactor = -g * B * column_weights
+    dn_outputs = g * (-0.5 * logdet - 0.5 * n * (per_output + math.log(2.0 * math.pi)))
     return dA, dfactor, dn_outputs
 
 
@@ -174,7 +239,8 @@ def covariance(kernel: Kernel, params: GPParams, Z: jax.Array) -> jax.Array:
 
 def lml(kernel: Kernel, params: GPParams, Z: jax.Array, targets: Targets) -> LML:
     """Eq. 1 for Z (N, Q) and prepared targets; pure and traceable (no input checks)."""
-    return gaussian_lml(covariance(kernel, params, Z), targets.factor, targets.n_outputs, targets.lower_triangular)
+    return gaussian_lml(covariance(kernel, params, Z), targets.factor, targets.n_outputs, targets.lower_triangular,
+                        targets.per_output)  # fmt: skip
 
 
 def init_params(

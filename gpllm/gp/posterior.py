@@ -7,7 +7,9 @@ alpha = A^{-1} Y (N, D). For test inputs Z* (M, Q), with V = L^{-1} K(Z, Z*):
     cov  = K(Z*, Z*) - V^T V   (+ s2 I with noise)      (M, M), shared by all D outputs
 
 The outputs are independent given the kernel, so one variance per test point
-serves every gene.
+serves every gene. With per-output scales (:mod:`objective`), output g's
+covariance is c_g times that one, c_g = |L^{-1} y_g|^2 / N its fitted scale:
+the variance is then (M, D).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from jax import lax
 
 from gpllm.gp.cholesky import cholesky_with_jitter
 from gpllm.gp.kernels import Kernel
-from gpllm.gp.objective import GPParams, covariance, params_like, values_of
+from gpllm.gp.objective import GPParams, OutputScales, check_output_scales, covariance, output_scales_of, params_like, values_of
 
 
 class Posterior(NamedTuple):
@@ -31,17 +33,26 @@ class Posterior(NamedTuple):
     L: jax.Array  # (N, N) lower Cholesky factor of K + (s2 + jitter) I
     alpha: jax.Array  # (N, D) A^{-1} Y
     jitter: jax.Array  # () jitter the factorisation needed
+    scales: jax.Array | None = None  # (D,) per-output scales c_g, or None (shared: Eq. 1)
 
 
-def condition(kernel: Kernel, params: GPParams, Z: jax.Array, Y: jax.Array) -> Posterior:
-    """Factor A once and solve for alpha = A^{-1} Y; Z (N, Q), Y (N, D)."""
+def condition(
+    kernel: Kernel, params: GPParams, Z: jax.Array, Y: jax.Array, output_scales: OutputScales = "shared"
+) -> Posterior:
+    """Factor A once and solve for alpha = A^{-1} Y; Z (N, Q), Y (N, D); with
+    ``output_scales="per_output"`` also c_g = |L^{-1} y_g|^2 / N, (D,)."""
     params = params_like(params, Z)
     L, jitter = cholesky_with_jitter(covariance(kernel, params, Z))
-    alpha = lax.linalg.triangular_solve(
-        L, lax.linalg.triangular_solve(L, Y, left_side=True, lower=True),
-        left_side=True, lower=True, transpose_a=True,
-    )
-    return Posterior(params, Z, L, alpha, jitter)
+    W = lax.linalg.triangular_solve(L, Y, left_side=True, lower=True)
+    alpha = lax.linalg.triangular_solve(L, W, left_side=True, lower=True, transpose_a=True)
+    scales = output_scales_of(W) if check_output_scales(output_scales) else None
+    return Posterior(params, Z, L, alpha, jitter, scales)
+
+
+def per_output(post: Posterior, point_values: jax.Array) -> jax.Array:
+    """(M,) values shared by all outputs, as the posterior's outputs see them: (M, D)
+    scaled by c_g with per-output scales, else unchanged."""
+    return point_values if post.scales is None else point_values[:, None] * post.scales[None, :]
 
 
 def _projection(kernel: Kernel, post: Posterior, Z_new: jax.Array):
@@ -64,7 +75,8 @@ def variance_floor(kernel: Kernel, post: Posterior, Z_new: jax.Array) -> jax.Arr
 def predict(
     kernel: Kernel, post: Posterior, Z_new: jax.Array, include_noise: bool = True
 ) -> tuple[jax.Array, jax.Array]:
-    """Mean (M, D) and per-point variance (M,) = max(diag(K**) - |V[:, m]|^2, floor) (+ s2).
+    """Mean (M, D) and variance v = max(diag(K**) - |V[:, m]|^2, floor) (+ s2): (M,) shared
+    by all outputs, or c_g v, (M, D), with per-output scales.
 
     The latent variance is floored at :func:`variance_floor`, the smallest value the
     difference resolves: rounding can push it to zero or below for test points that
@@ -77,13 +89,14 @@ def predict(
     var = jnp.maximum(latent, variance_floor(kernel, post, Z_new))
     if include_noise:
         var = var + values.noise
-    return mean, var
+    return mean, per_output(post, var)
 
 
 def predictive_covariance(
     kernel: Kernel, post: Posterior, Z_new: jax.Array, include_noise: bool = True
 ) -> jax.Array:
-    """Joint (M, M) covariance K** - V^T V (+ s2 I), shared by all outputs."""
+    """Joint (M, M) covariance K** - V^T V (+ s2 I), shared by all outputs (output g's is c_g times it
+    with per-output scales)."""
     values = values_of(kernel, post.params)
     _, V = _projection(kernel, post, Z_new)
     cov = kernel.gram(values.kernel, Z_new) - V.T @ V
@@ -102,10 +115,13 @@ def sample(
 ) -> jax.Array:
     """Joint draws from the predictive distribution, (n_samples, M, D).
 
-    Each output gets independent draws from N(mean[:, d], cov); the (M, M)
-    covariance is factorised once (with jitter if the test points repeat).
+    Each output gets independent draws from N(mean[:, d], cov) (c_d cov with per-output
+    scales); the (M, M) covariance is factorised once (with jitter if the test points repeat).
     """
     mean = predict_mean(kernel, post, Z_new)
     chol, _ = cholesky_with_jitter(predictive_covariance(kernel, post, Z_new, include_noise))
     eps = jax.random.normal(key, (n_samples,) + mean.shape, dtype=mean.dtype)
-    return mean[None] + jnp.einsum("ij,sjd->sid", chol, eps)
+    draws = jnp.einsum("ij,sjd->sid", chol, eps)
+    if post.scales is not None:
+        draws = draws * jnp.sqrt(post.scales)
+    return mean[None] + draws

@@ -18,6 +18,8 @@ Beyond one host, the same annotations work with JAX's own multi-host machinery.
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Callable, Sequence
 
 import jax
@@ -66,10 +68,10 @@ def shard_columns(x: jax.Array, mesh: Mesh) -> jax.Array:
 def shard_targets(targets: Targets, mesh: Mesh) -> Targets:
     """Targets whose factor columns (outputs, or QR columns on the gram path) are sharded."""
     replicated = NamedSharding(mesh, PartitionSpec())
-    return Targets(
+    return dataclasses.replace(
+        targets,
         factor=shard_columns(targets.factor, mesh),
         n_outputs=jax.device_put(targets.n_outputs, replicated),
-        lower_triangular=targets.lower_triangular,
     )
 
 

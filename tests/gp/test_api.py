@@ -91,7 +91,7 @@ def test_value_and_grad_takes_Y_or_prepared_targets(data):
         for a, b in zip(jax.tree.leaves(from_y[1]), jax.tree.leaves(from_targets[1])):
             np.testing.assert_allclose(a, b, rtol=1e-10)
     np.testing.assert_allclose(float(from_y[0]), float(gp.log_marginal_likelihood(gp.RBF(), PARAMS, Z, Y).value))
-    with pytest.raises(InputError, match="path='gram' applies to an array Y"):
+    with pytest.raises(InputError, match="path='gram' and output_scales='shared' apply to an array Y"):
         gp.value_and_grad(gp.RBF(), PARAMS, Z, gp.prepare_targets(Y), path="gram")
 
 
