@@ -114,6 +114,7 @@ def test_tiny_synthetic_combos_reproduction(tmp_path):
         reproduce(dataclasses.replace(cfg, combos={"models": ["gp"]}), tmp_path / "x", progress=False)
 
 
+@pytest.mark.slow
 def test_cli_prints_the_seen_tables_and_refuses_grid_options(tmp_path):
     from tests.cli.conftest import fails, ok
 
