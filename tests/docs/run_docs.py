@@ -18,20 +18,24 @@ TUTORIALS = sorted((DOCS / "tutorials").glob("*.py"))
 #: Pages whose ```python blocks are executed: the README and every hand-written page.
 PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 
-_FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.S | re.M)
 _SKIP = re.compile(r"<!--\s*skip\b[^>]*-->\s*$")
 
 
-def python_blocks(page: Path) -> list[tuple[int, str]]:
-    """(first line number, code) of each ```python block of ``page`` not marked
-    ``<!-- skip: why -->`` on the line before it."""
+def fenced_blocks(page: Path, language: str, skip_marked: bool = False) -> list[tuple[int, str]]:
+    """(first line number, text) of each ```LANGUAGE block of ``page``; with ``skip_marked``,
+    leave out a block with a ``<!-- skip: why -->`` comment on the line before it."""
     text = page.read_text()
     blocks = []
-    for match in _FENCE.finditer(text):
+    for match in re.finditer(rf"^```{language}[^\n]*\n(.*?)^```", text, re.S | re.M):
         before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
-        if not _SKIP.search(before):
+        if not (skip_marked and _SKIP.search(before)):
             blocks.append((text.count("\n", 0, match.start(1)) + 1, match.group(1)))
     return blocks
+
+
+def python_blocks(page: Path) -> list[tuple[int, str]]:
+    """The ```python blocks of ``page`` that are not marked ``<!-- skip: why -->``."""
+    return fenced_blocks(page, "python", skip_marked=True)
 
 
 def relative(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""Every ```python block of the README and of the docs pages runs.
+"""Every ```python block of the README and of the docs pages runs; every ```toml block is a valid config.
 
 The blocks of one page run in order in one namespace (a later block may use an earlier
 one's names), in a fresh process. A traceback names the page and its line, e.g.
@@ -9,10 +9,11 @@ one's names), in a fresh process. A traceback names the page and its line, e.g.
 from __future__ import annotations
 
 import json
+import tomllib
 
 import pytest
 
-from tests.docs.run_docs import PAGES, python_blocks, relative, run_python, tail
+from tests.docs.run_docs import PAGES, fenced_blocks, python_blocks, relative, run_python, tail
 
 RUNNER = """
 import json, sys
@@ -41,3 +42,18 @@ def test_a_skip_marker_only_skips_the_block_after_it(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("<!-- skip: needs a cluster -->\n```python\nskipped()\n```\n\ntext\n\n```python\nx = 1\n```\n")
     assert python_blocks(page) == [(9, "x = 1\n")]  # the line of the code itself
+
+
+PAGES_WITH_CONFIGS = [page for page in PAGES if fenced_blocks(page, "toml")]
+
+
+def test_the_guides_show_configs():
+    assert {"docs/guides/your-data.md", "docs/guides/active.md"} <= {relative(page) for page in PAGES_WITH_CONFIGS}
+
+
+@pytest.mark.parametrize("page", PAGES_WITH_CONFIGS, ids=relative)
+def test_config_blocks_use_only_known_keys(page):
+    from gpllm.configs import check_config
+
+    for line, block in fenced_blocks(page, "toml"):
+        check_config(tomllib.loads(block), f"{relative(page)}, line {line}")

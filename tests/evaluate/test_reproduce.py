@@ -180,15 +180,3 @@ def test_a_config_name_never_leaves_the_results_folder():
     assert ReproduceConfig(name="/abs/run").folder_name == "abs_run"
     assert ReproduceConfig(name="..").folder_name == "run"
 
-
-def test_the_readme_configs_use_only_known_keys(pytestconfig):
-    import re
-    import tomllib
-
-    from gpllm.configs import check_config
-
-    readme = (pytestconfig.rootpath / "README.md").read_text()
-    blocks = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
-    assert len(blocks) >= 2
-    for block in blocks:
-        check_config(tomllib.loads(block), "README")
