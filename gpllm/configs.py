@@ -134,6 +134,7 @@ def _model_keys() -> dict[str, Key]:
         "float64_below": Key(INT, "int", "GP: below this size a float32 GP fits in float64 (default 300)"),
         "center": Key(BOOL, "bool", "GP: model deviations from the training mean (default true)"),
         "spread_folds": Key(BOOL, "bool", "GP: spread CV folds over the devices when there are several (default true)"),
+        "warm_start": Key(BOOL, "bool", "GP: start each fold from its fit at the next smaller size (default false)"),
     }
     for name, key in _fields_of(FitOptions, "GP fit option").items():
         keys[name] = key

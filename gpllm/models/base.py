@@ -62,9 +62,9 @@ class Prediction(NamedTuple):
     mean: (M, G) predicted expression profiles.
     var: the variance of a measured profile around ``mean`` (a Gaussian
         predictive distribution per gene), broadcastable to (M, G): (M,) one
-        value per test point shared by all genes (the GP's), or (M, G) one per
-        gene; > 0. None for models without one. :func:`variance_per_gene`
-        gives the (M, G) form.
+        value per test point shared by all genes (the paper's GP's), or (M, G)
+        one per gene (ridge's, kNN's, a GP's with per-gene output scales); > 0.
+        None for models without one. :func:`variance_per_gene` gives the (M, G) form.
     """
 
     mean: Array

@@ -12,26 +12,31 @@ The predictive variance (M,) is that of an observed profile, latent + noise,
     var(z*) = k(z*, z*) - k*^T (K + s2 I)^{-1} k* + s2,
 
 one value per test point shared by all genes (one kernel, one noise for all
-outputs), which is what NLL, CRPS and interval coverage score. It leaves out
-the uncertainty of the plug-in offset (the training mean, of variance ~ s2_g / N).
+outputs), which is what NLL, CRPS and interval coverage score. With
+``options.output_scales="per_output"`` gene g's is c_g var(z*), (M, G), c_g its
+fitted scale (:mod:`gpllm.gp.objective`). It leaves out the uncertainty of the
+plug-in offset (the training mean, of variance ~ s2_g / N).
 
 The ``heldout`` hook gives the exact leave-one-out predictions with the
 hyperparameters held fixed and the offset re-estimated without point i, from
 the same factor (A = K + s2 I, d = diag(A^{-1}), Yc = Y - offset):
 
-    y_i - mu_{-i} = ([A^{-1} Yc]_i + [A^{-1} 1]_i Yc_i / (N - 1)) / d_i,   var_{-i} = 1 / d_i.
+    y_i - mu_{-i} = ([A^{-1} Yc]_i + [A^{-1} 1]_i Yc_i / (N - 1)) / d_i,   var_{-i} = 1 / d_i
+
+(c_g / d_i for gene g with per-output scales).
 
 Beyond ``fit`` / ``predict`` it implements the protocol's optional hooks
 (:mod:`gpllm.models.base`): a record of the fitted hyperparameters (their
 constrained values for people, their raw leaves for an exact restore), a
 restore from it, and ``fit_predict_folds``: equal-size CV folds fitted and
-predicted in one compiled program, each warm-started from its record at the
-next smaller training size.
+predicted in one compiled program (warm-started from each fold's record at the
+next smaller training size only with ``warm_start=True``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from functools import partial
 from typing import NamedTuple
@@ -45,7 +50,7 @@ from gpllm.precision import float64_enabled
 from gpllm.errors import InputError
 from gpllm.gp.fit import FitOptions, FitResult, initial_params
 from gpllm.gp.kernels import RBF, Kernel
-from gpllm.gp.objective import params_like, params_shapes, values_of
+from gpllm.gp.objective import params_like, params_shapes, prepare_targets, values_of
 from gpllm.gp.posterior import Posterior
 from gpllm.gp.sharding import dataset_mesh
 from gpllm.models.base import (
@@ -57,6 +62,16 @@ from gpllm.models.base import (
     check_fit_inputs,
     check_predict_inputs,
 )
+
+
+#: The recommended GP's fit options (``gp_scaled`` in :mod:`gpllm.models.registry`, on
+#: the paper's RBF): one output scale per gene, so each gene's predictive variance is its
+#: own, and a weak prior on log r (r = s2 / mean k(z, z); 95% within 0.014-0.7) that
+#: only decides where the likelihood is flat, e.g. where ML-II on ~100 points would
+#: interpolate (r ~ 1e-7) or drop the signal altogether. RBF rather than RBF + Linear:
+#: on the synthetic default the linear part matched ridge at 100 perturbations but, its
+#: RBF variance collapsing, cost ~0.01 Pearson top-20 at 1000, even from a fresh start.
+SCALED_GP_FIT_OPTIONS = {"output_scales": "per_output", "noise_ratio_prior": (math.log(0.1), 1.0)}
 
 
 class GPState(NamedTuple):
@@ -91,6 +106,12 @@ class GPModel:
     spread_folds: where this process sees several devices (e.g. GPUs),
         :meth:`fit_predict_many` spreads the folds over all of them
         (:mod:`gpllm.gp.sharding`); on one device it changes nothing.
+    warm_start: in :meth:`fit_predict_folds`, start each fold from its fit at the next
+        smaller training size (the ``starts`` the sweep passes). Off by default: a
+        warm-started fit's optimum depends on which smaller sizes the grid holds (the
+        LML has several optima at 200-400 perturbations), so a table's row at 1000
+        would change with the grid; from the fixed data-aware start every fit depends
+        on its own fold's data only.
     """
 
     kernel: Kernel = RBF()
@@ -101,6 +122,7 @@ class GPModel:
     fresh_start_below: int = 300
     float64_below: int = 300
     spread_folds: bool = True
+    warm_start: bool = False
 
     def __post_init__(self):
         if not isinstance(self.kernel, Kernel):
@@ -134,11 +156,17 @@ class GPModel:
         result = gp.fit(self.kernel, Z, Y - self._offset(Y), params0=params0, options=self.options)
         return self.condition(result.params, Z, Y, result)
 
+    @property
+    def per_output(self) -> bool:
+        """Whether each gene has its own output scale (``options.output_scales``)."""
+        return self.options.output_scales == "per_output"
+
     def condition(self, params: gp.GPParams, Z_train, Y_train, fit: FitResult | None = None) -> GPState:
         """The state for given raw hyperparameters, without optimising (e.g. a restored model's)."""
         Z, Y = self._cast(*check_fit_inputs(Z_train, Y_train, min_rows=2))
         offset = self._offset(Y)
-        return GPState(gp.condition(self.kernel, params, Z, Y - offset), offset, fit)
+        post = gp.condition(self.kernel, params, Z, Y - offset, output_scales=self.options.output_scales)
+        return GPState(post, offset, fit)
 
     def predict(self, state: GPState, Z_test) -> Prediction:
         Z = check_predict_inputs(state.posterior.Z.shape[1], Z_test, dtype=state.posterior.Z.dtype)
@@ -146,7 +174,8 @@ class GPModel:
         return Prediction(mean + state.offset, var)
 
     def heldout(self, state: GPState, Z_train, Y_train) -> HeldOut:
-        """Leave-one-out residuals (N, G) and variances (N,) in closed form (module docstring)."""
+        """Leave-one-out residuals (N, G) and variances (N,), or (N, G) with per-output
+        scales, in closed form (module docstring)."""
         Y = jnp.asarray(Y_train, state.offset.dtype)
         return _heldout(state.posterior, Y - state.offset, self.center)
 
@@ -197,7 +226,7 @@ class GPModel:
     def fresh_start(self, Z, Y) -> gp.GPParams:
         """The data-aware raw start a fit on Z (N, Q), Y (N, G) takes without a warm start."""
         Z, Y = (jnp.asarray(a) for a in self._cast(Z, Y - np.mean(Y, axis=0)))
-        return initial_params(self.kernel, Z, Y)
+        return initial_params(self.kernel, Z, Y, prepare_targets(Y, self.options.path, self.options.output_scales))
 
     def fit_predict_many(
         self, Z_train, Y_train, Z_test, params0: gp.GPParams | None = None
@@ -226,12 +255,12 @@ class GPModel:
     def fit_predict_folds(self, folds: Sequence[Fold], starts: Sequence[Record | None] | None = None) -> list[FoldFit]:
         """Every fold fitted and predicted; equal-size folds in one compiled program.
 
-        ``starts``: each fold's record at the next smaller training size. A fold
-        starts from it when it is a :meth:`usable_start`, else from the fresh
-        start; below ``fresh_start_below`` training perturbations a warm-started
-        fit also runs from the fresh start and keeps the higher final LML.
+        ``starts``: each fold's record at the next smaller training size, used only
+        with ``warm_start``. A fold starts from it when it is a :meth:`usable_start`,
+        else from the fresh start; below ``fresh_start_below`` training perturbations
+        a warm-started fit also runs from the fresh start and keeps the higher final LML.
         """
-        starts = list(starts) if starts is not None else [None] * len(folds)
+        starts = list(starts) if starts is not None and self.warm_start else [None] * len(folds)
         if (twin := self._precision_for(max(len(f.Z_train) for f in folds))) is not self:
             return twin.fit_predict_folds(folds, starts)
         if len({len(f.Z_train) for f in folds}) != 1:
@@ -291,6 +320,11 @@ class GPModel:
 
 @partial(jax.jit, static_argnums=2)
 def _heldout(post: Posterior, Yc: jax.Array, center: bool) -> HeldOut:
+    residual, var = _heldout_shared(post, Yc, center)
+    return HeldOut(residual, var if post.scales is None else var[:, None] * post.scales[None, :])
+
+
+def _heldout_shared(post: Posterior, Yc: jax.Array, center: bool) -> tuple[jax.Array, jax.Array]:
     n = Yc.shape[0]
     L_inv = jax.lax.linalg.triangular_solve(post.L, jnp.eye(n, dtype=Yc.dtype), left_side=True, lower=True)
     d = jnp.sum(L_inv * L_inv, axis=0)  # diag(A^{-1}), A^{-1} = L^{-T} L^{-1}
@@ -298,7 +332,7 @@ def _heldout(post: Posterior, Yc: jax.Array, center: bool) -> HeldOut:
     if center:
         a1 = L_inv.T @ jnp.sum(L_inv, axis=1)  # A^{-1} 1
         numerator = numerator + a1[:, None] * Yc / (n - 1.0)
-    return HeldOut(numerator / d[:, None], 1.0 / d)
+    return numerator / d[:, None], 1.0 / d
 
 
 def _fit_record(kernel: Kernel, params: gp.GPParams, fit: FitResult | None) -> dict:

@@ -36,7 +36,7 @@ from gpllm.gp.fit import FitOptions
 from gpllm.gp.kernels import RBF, Active, Kernel
 from gpllm.models.base import Model, check_model
 from gpllm.models.baselines import Control, NonControlMean, RandomPerturbation
-from gpllm.models.gp import GPModel
+from gpllm.models.gp import SCALED_GP_FIT_OPTIONS, GPModel
 from gpllm.models.knn import KNN
 from gpllm.models.ridge import Ridge
 
@@ -70,11 +70,15 @@ def _control(context: BuildContext) -> Model:
     return Control(context.ctrl)
 
 
-#: Built-in models; "gp" and "gp_blocks" are the kernels GP specs default to.
+#: Built-in models; "gp" and "gp_blocks" are the kernels GP specs default to; "gp_scaled"
+#: is the recommended GP (:data:`BUILTIN_FIT_DEFAULTS`; gpllm.models.gp's module docstring).
 BUILTIN_KERNELS: dict[str, Callable[[BuildContext], Kernel]] = {
     "gp": lambda context: RBF(),
     "gp_blocks": lambda context: _per_block_kernel(context.blocks),
+    "gp_scaled": lambda context: RBF(),
 }
+#: Fit options a built-in GP starts from (a config's own options override them).
+BUILTIN_FIT_DEFAULTS: dict[str, dict[str, Any]] = {"gp_scaled": SCALED_GP_FIT_OPTIONS}
 BUILTIN_MODELS: dict[str, Callable[[BuildContext], Model]] = {
     "knn_k1": lambda context: KNN(k=1),
     "knn_ktuned": lambda context: KNN(k="tune"),
@@ -90,7 +94,7 @@ BASELINES = frozenset({"random_perturbation", "nonctrl_mean", "control"})
 
 #: Options a GP spec accepts (FitOptions' fields, and the model's own).
 FIT_OPTIONS = tuple(f.name for f in dataclasses.fields(FitOptions))
-GP_OPTIONS = (*FIT_OPTIONS, "dtype", "fresh_start_below", "float64_below", "center", "spread_folds")
+GP_OPTIONS = (*FIT_OPTIONS, "dtype", "fresh_start_below", "float64_below", "center", "spread_folds", "warm_start")
 SPEC_KEYS = ("name", "kernel", "model", "embeddings", "baseline", *GP_OPTIONS)
 
 
@@ -156,7 +160,7 @@ class ModelSpec:
         return GPModel(kernel=kernel, options=self._fit_options(base, where), name=self.name, **options)
 
     def _fit_options(self, base: Path | None, where: str) -> FitOptions:
-        fit = {k: v for k, v in self.options if k in FIT_OPTIONS}
+        fit = {**BUILTIN_FIT_DEFAULTS.get(self.name, {}), **{k: v for k, v in self.options if k in FIT_OPTIONS}}
         if isinstance(fit.get("optimizer"), str) and plugins.is_reference(fit["optimizer"]):
             found = plugins.load_reference(fit["optimizer"], f"{where} optimizer", base)
             fit["optimizer"] = _resolve(found, BuildContext(), f"{where} optimizer")

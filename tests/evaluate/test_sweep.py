@@ -241,7 +241,7 @@ def test_a_warm_started_gp_below_the_threshold_keeps_its_better_start(inputs, fi
 
     def lml_per_fold(previous, fresh_start_below):
         # float32 throughout, as the race was designed for (float64 fits here end together).
-        spec = ModelSpec("gp", options=(("fresh_start_below", fresh_start_below), ("float64_below", 0)))
+        spec = ModelSpec("gp", options=(("fresh_start_below", fresh_start_below), ("float64_below", 0), ("warm_start", True)))
         frame = run_chunk(chunk, data, emb, splits, CONFIG.seed, spec=spec, gp_dtype=CONFIG.gp_dtype, previous=previous)
         return np.array([r["lml"] for r in records_by_fold(frame).values()]), frame
 

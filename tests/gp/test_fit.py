@@ -9,6 +9,7 @@ import pytest
 
 from gpllm import errors as gp_errors
 from gpllm import gp
+from gpllm.gp.fit import log_noise_ratio_prior
 from gpllm.gp.objective import covariance
 
 TRUE = {"variance": 1.5, "lengthscale": 1.2}
@@ -127,3 +128,27 @@ def test_a_printed_result_is_readable():
     shown = float(format(float(values["noise"]), ".5g"))
     assert f"'noise': {shown}" in text
     assert len(result.lml_trace()) == int(result.n_steps) + 1 and np.all(np.isfinite(result.lml_trace()))
+
+
+def test_a_noise_ratio_prior_makes_the_fit_map_and_pulls_a_flat_noise_to_its_mean():
+    """Noise-free draws: ML-II drives r = s2 / k(z, z) far below 1e-3 (interpolation); a prior on
+    log r centred at 0.1 moves it there, at a cost in LML the prior outweighs."""
+    rng = np.random.default_rng(3)
+    Z = rng.normal(size=(30, 2))
+    Y = np.sin(Z @ rng.normal(size=(2, 4)))
+    options = gp.FitOptions(max_steps=150)
+    ml = gp.fit(gp.RBF(), Z, Y, options=options)
+    prior = (np.log(0.1), 0.05)
+    map_ = gp.fit(gp.RBF(), Z, Y, options=gp.FitOptions(max_steps=150, noise_ratio_prior=prior))
+    ratio = lambda fit: float(fit.values.noise / fit.values.kernel["variance"])
+    assert ratio(ml) < 1e-3
+    np.testing.assert_allclose(ratio(map_), 0.1, rtol=0.2)
+    assert float(map_.lml) < float(ml.lml)  # lml stays the likelihood; the trace holds the MAP objective
+    objective = float(map_.lml) + log_noise_ratio_prior(gp.RBF(), map_.params, jnp.asarray(Z), prior)
+    np.testing.assert_allclose(map_.lml_trace()[-1] * Y.size, float(objective), rtol=1e-9)
+
+
+@pytest.mark.parametrize("prior", [(0.0,), (0.0, 0.0), (0.0, float("nan"))])
+def test_a_malformed_noise_ratio_prior_is_named(prior):
+    with pytest.raises(gp_errors.InputError, match="noise_ratio_prior must be"):
+        gp.FitOptions(noise_ratio_prior=prior)

@@ -146,3 +146,17 @@ def test_misspelled_or_incompatible_options_are_named():
 def test_memory_estimate_counts_the_direct_path():
     assert gp_peak_bytes(1000, 8000, 10, np.float64, per_output=True) > gp_peak_bytes(1000, 8000, 10, np.float64)
     assert gp_peak_bytes(1000, 500, 10, np.float64, per_output=True) == gp_peak_bytes(1000, 500, 10, np.float64)
+
+
+@pytest.mark.parametrize("stationary", [gp.RBF(), gp.Matern52()])
+def test_kernels_that_contain_ridge_fit_like_any_kernel(stationary):
+    """stationary + Linear contains Bayesian ridge: on data with a linear trend it beats the
+    stationary kernel alone (its linear variance is a parameter like any other)."""
+    rng = np.random.default_rng(4)
+    Z = rng.normal(size=(30, 3))
+    Y = Z @ rng.normal(size=(3, 5)) * np.logspace(-1, 1, 5) + 0.05 * rng.normal(size=(30, 5))
+    options = gp.FitOptions(max_steps=150, output_scales="per_output")
+    summed = gp.fit(stationary + gp.Linear(), Z, Y, options=options)
+    alone = gp.fit(stationary, Z, Y, options=options)
+    assert bool(summed.converged) and float(summed.lml) > float(alone.lml)
+    assert set(gp.params_to_values(stationary + gp.Linear(), summed.params)["kernel"][1]) == {"variance"}

@@ -8,7 +8,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process import kernels as skk
 
 from gpllm import gp
-from gpllm.errors import NonFiniteError, ShapeError
+from gpllm.errors import InputError, NonFiniteError, ShapeError
 from gpllm.models.base import Model
 from gpllm.models.gp import GPModel
 
@@ -113,3 +113,64 @@ def test_small_float32_fits_run_in_float64_and_reach_the_better_mode():
     for f32, f64 in zip(float32, default):
         assert f64.record["lml"] > f32.record["lml"] + 1.0
         assert f64.record["kernel"]["variance"] > 5 * f32.record["kernel"]["variance"]
+
+
+# ------------------------------------------------------- per-gene output scales
+
+
+@pytest.fixture(scope="module")
+def scaled(data):
+    from gpllm.models.registry import build_model
+
+    Z, Y, _, _ = data
+    model = build_model("gp_scaled")
+    return model, model.fit(Z, Y * np.logspace(-1, 1, Y.shape[1]))
+
+
+def test_the_recommended_gp_has_per_gene_scales_and_a_noise_prior(scaled):
+    model, _ = scaled
+    assert model.name == "gp_scaled" and model.per_output and model.options.noise_ratio_prior is not None
+    assert model.kernel == gp.RBF()
+    assert GPModel().options.output_scales == "shared" and GPModel().options.noise_ratio_prior is None  # the paper's
+
+
+def test_per_gene_scales_give_a_variance_per_gene(data, scaled):
+    Z, Y, Zs, _ = data
+    model, state = scaled
+    Y = Y * np.logspace(-1, 1, Y.shape[1])
+    pred = model.predict(state, Zs)
+    assert np.shape(pred.var) == Zs.shape[:1] + Y.shape[1:]
+    scales = np.asarray(state.posterior.scales)
+    # Each gene's variance is its scale times one shared shape: ratios across genes are the scales'.
+    ratio = np.asarray(pred.var) / scales
+    np.testing.assert_allclose(ratio, np.broadcast_to(ratio[:, :1], ratio.shape), rtol=1e-8)
+    assert scales[-1] > 10 * scales[0]  # the genes' spreads differ 100-fold
+    held = model.heldout(state, Z, Y)
+    shared = GPModel(kernel=model.kernel).heldout(state._replace(posterior=state.posterior._replace(scales=None)), Z, Y)
+    np.testing.assert_allclose(np.asarray(held.residual), np.asarray(shared.residual))
+    np.testing.assert_allclose(np.asarray(held.var), np.asarray(shared.var)[:, None] * scales, rtol=1e-10)
+
+
+def test_a_gene_constant_in_the_training_fold_is_named(data, scaled):
+    Z, Y, _, _ = data
+    Y = Y.copy()
+    Y[:, 3] = 1.5
+    with pytest.raises(InputError, match=r"zero variance \(column 3\)"):
+        scaled[0].fit(Z, Y)
+
+
+def test_warm_starts_are_used_only_when_asked(data):
+    from gpllm.models.base import Fold
+
+    Z, Y, Zs, _ = data
+    folds = [Fold(Z[:20], Y[:20], Zs), Fold(Z[10:30], Y[10:30], Zs)]
+    model = GPModel(options=gp.FitOptions(max_steps=30))
+    fresh = model.fit_predict_folds(folds)
+    odd = gp.params_from_values(gp.RBF(), {"variance": 0.3, "lengthscale": 0.7}, 0.5)
+    record = model.record(model.condition(odd, Z[:20], Y[:20]))
+    ignored = model.fit_predict_folds(folds, [record, record])
+    for a, b in zip(fresh, ignored):
+        np.testing.assert_array_equal(a.record["raw"], b.record["raw"])
+    warm = GPModel(options=gp.FitOptions(max_steps=1), warm_start=True, fresh_start_below=0)
+    started = warm.fit_predict_folds(folds, [record, record])
+    assert any(abs(s.record["noise"] - f.record["noise"]) > 1e-3 for s, f in zip(started, fresh))
