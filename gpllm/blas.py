@@ -5,11 +5,11 @@ On the CPU backend jaxlib runs the Cholesky (potrf) and the triangular solves
 and the kernel on XLA's own thread pool. After each call OpenBLAS keeps its
 worker threads spinning for 2^28 cycles (about 0.1 s) by default, so on a
 machine with few cores the GEMM that follows a solve shares its cores with
-threads that have nothing to do. Measured on 2 cores, the float64 value and
-gradient at N=1400, D=2000 took 0.41 s with the default and 0.26-0.30 s with
-2^20 cycles (about 0.3 ms: short enough to free the cores before XLA's next
-operation, long enough that back-to-back small solves, as in fits at N=200,
-do not pay a thread wake-up each; 2^4, the smallest, made those slower).
+threads that have nothing to do. :func:`limit_openblas_spin` sets 2^20 cycles
+(about 0.3 ms: short enough to free the cores before XLA's next operation,
+long enough that back-to-back small solves, as in fits at N=200, do not pay a
+thread wake-up each; 2^4, the smallest, made those slower). What it buys is
+measured on the docs' Benchmarks page.
 
 OpenBLAS reads ``OPENBLAS_THREAD_TIMEOUT`` once, when SciPy's LAPACK is first
 loaded (by optax, scanpy or JAX's first CPU factorisation), so

@@ -141,6 +141,7 @@ def test_bad_plugins_fail_before_any_fit_naming_the_config_key(tmp_path, entry, 
     assert not (tmp_path / "run" / "parts").exists()  # nothing was fitted
 
 
+@pytest.mark.slow
 def test_a_users_own_model_joins_the_sweep_as_module_attr(tmp_path):
     _write(tmp_path, "shrunk_mean.py", """
         from typing import NamedTuple
@@ -189,6 +190,7 @@ def test_the_projected_kernel_example_runs_through_gpllm_reproduce(tmp_path):
     assert "gp_projected" in result.output or "projected" in result.output
 
 
+@pytest.mark.slow
 def test_the_cli_takes_a_kernel_reference_in_models(tmp_path):
     _write(tmp_path, "kern.py", """
         from gpllm import gp

@@ -147,7 +147,7 @@ def _draw_indices(key: Array, rows: Array, n: Array) -> Array:
     """j_i = randint(fold_in(key, i), 0, n) for each test row i: row i's draw is its own.
 
     n is traced, not static, so one program serves every training size (compiling
-    the threefry draws takes ~0.7 s per shape on CPU).
+    the threefry draws costs time per shape on CPU; see the docs' Benchmarks page).
     """
     return jax.vmap(lambda i: jax.random.randint(jax.random.fold_in(key, i), (), 0, n))(rows)
 

@@ -94,8 +94,8 @@ def nearest(D: Array, k: int) -> Array:
     """Column indices of the k smallest entries of each row of D (M, N) -> (M, k).
 
     Nearest first; ties go to the lower index. Exact in D's dtype.
-    Why not just ``lax.top_k(-D, k)``: on CPU it is ~15x slower in float64 than
-    in float32 (0.56 s vs 35 ms at 1400 x 1400). Rounding to float32 is
+    Why not just ``lax.top_k(-D, k)``: on CPU it is far slower in float64 than
+    in float32 (the figures are on the docs' Benchmarks page). Rounding to float32 is
     monotone, so every true top-k entry is among the float32 top-(k + margin)
     whenever the last candidate's float32 value exceeds the k-th one; the exact
     order is then settled in D's dtype on those few candidates. A row where

@@ -67,6 +67,7 @@ def design():
     return Design(model, state, Z_pool, np.arange(3), ctrl=np.zeros(5)), Z_train
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("score", ["variance", "reduction"])
 def test_greedy_gp_batch_matches_brute_force(design, score):
     design, Z_train = design

@@ -83,6 +83,7 @@ def chains(results: pl.DataFrame):
         yield acquisition, repeat, rows.sort("round")
 
 
+@pytest.mark.slow
 def test_never_measures_a_perturbation_twice_or_a_test_one(finished, config_path):
     results = pl.read_parquet(finished / "results.parquet")
     perts = tuple(json.loads(RunStore(finished).manifest_path.read_text())["perts"])
@@ -110,6 +111,7 @@ def copy_run(finished: Path, to: Path) -> Path:
     return to
 
 
+@pytest.mark.slow
 def test_resumes_to_the_same_curves_after_losing_the_last_rounds(finished, config_path, tmp_path):
     out = copy_run(finished, tmp_path / "resumed")
     store = RunStore(out)
@@ -121,6 +123,7 @@ def test_resumes_to_the_same_curves_after_losing_the_last_rounds(finished, confi
     assert run.results.equals(pl.read_parquet(finished / "results.parquet"))
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_curves(finished, config_path, tmp_path, monkeypatch):
     out = tmp_path / "killed"
     monkeypatch.setenv("STOP_AT", "12")  # the user's acquisition is interrupted at its second batch
@@ -132,6 +135,7 @@ def test_a_killed_run_resumes_to_the_same_curves(finished, config_path, tmp_path
     assert run.results.equals(pl.read_parquet(finished / "results.parquet"))
 
 
+@pytest.mark.slow
 def test_a_bad_batch_from_an_acquisition_stops_the_run_naming_it(config_path, tmp_path):
     data, config = load_configs(config_path)
     reference = f"{config_path.parent / 'my_acquisitions.py'}:repeats_itself"
@@ -159,6 +163,7 @@ def test_bad_input_is_one_error_line_before_any_fit(config_path, tmp_path, optio
     assert not list((tmp_path / "run").glob("parts/*"))
 
 
+@pytest.mark.slow
 def test_same_config_twice_in_a_row_computes_nothing_new(finished, config_path):
     before = sorted(p.stat().st_mtime_ns for p in (finished / "parts").glob("*.parquet"))
     run = run_active(*load_configs(config_path), finished, progress=False)

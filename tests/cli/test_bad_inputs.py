@@ -22,6 +22,7 @@ def test_predict_a_gene_without_an_embedding(knn_model, tmp_path):
     assert not (tmp_path / "p.h5ad").exists()
 
 
+@pytest.mark.slow
 def test_predict_without_the_embedding_the_model_needs(files, tmp_path):
     ok("fit", files.screen, "--sequence", files.sequence, "--model", "ridge", "--k", 5, "--out", tmp_path / "m.npz")
     fails("predict", tmp_path / "m.npz", "--text", files.text, "--genes", "SG00001",

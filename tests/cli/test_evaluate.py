@@ -14,6 +14,7 @@ from gpllm.evaluate.metrics import perturbation_metrics, predictive_scores
 from tests.cli.conftest import ok
 
 
+@pytest.mark.slow
 def test_evaluate_equals_the_metrics_computed_directly(files, gp_run, tmp_path):
     out, _, _ = gp_run
     result = ok("evaluate", out / "pred.h5ad", "--truth", files.screen, "--train", files.train,

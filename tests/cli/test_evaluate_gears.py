@@ -69,6 +69,7 @@ def gears_file(tmp_path_factory):
     return path, write_gears_h5ad(path, np.random.default_rng(3))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", external.GEARS_DE_KEYS)
 def test_de_metrics_use_gears_lists_and_gears_names(gears_file, tmp_path, key):
     path, adata = gears_file
@@ -166,6 +167,7 @@ def _gears_layout_of_devel_cells(raw, out) -> ad.AnnData:
     return gears
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::pandas.errors.PerformanceWarning")  # inside scanpy
 def test_gears_de_lists_on_the_real_norman_cells(shared_data, tmp_path):
     gears = _gears_layout_of_devel_cells(shared_data / "norman19_mcfaline23_devel.h5ad", tmp_path / "gears.h5ad")

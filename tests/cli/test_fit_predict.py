@@ -23,6 +23,7 @@ def _project(raw, train_rows, test_rows):
     return [(raw[rows] - res.mean) @ res.components.T / scale for rows in (train_rows, test_rows)]
 
 
+@pytest.mark.slow
 def test_fit_then_predict_equals_an_in_process_gp(files, gp_run):
     out, fit_stdout, _ = gp_run
     screen = files.data.screens["K562"]
@@ -62,6 +63,7 @@ def test_prediction_file_layout(files, gp_run):
     assert "with variance" in pred_stdout
 
 
+@pytest.mark.slow
 def test_predict_in_one_go_equals_fit_then_predict(files, tmp_path):
     # ridge: the GP's round trip is checked above, this checks the plumbing
     common = ("--text", files.text, "--model", "ridge", "--k", K)
@@ -86,6 +88,7 @@ def test_predict_for_genes_outside_the_screen_reuses_the_fit_embeddings(files, g
     assert tuple(ad.read_h5ad(tmp_path / "new.h5ad").obs_names) == tuple(new)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BUILTIN_MODELS))
 def test_saved_cheap_models_refit_to_the_same_predictions(files, name, tmp_path):
     screen = files.data.screens["K562"]
@@ -103,6 +106,7 @@ def test_saved_cheap_models_refit_to_the_same_predictions(files, name, tmp_path)
         assert fit.record and back.record == fit.record, name  # k or lam is recorded, and kept
 
 
+@pytest.mark.slow
 def test_sequence_from_a_uniprot_h5_with_an_id_mapping(files, tmp_path):
     seq = load_vectors(files.sequence)
     write_prott5_h5(tmp_path / "per-protein.h5", [f"P{g}" for g in seq.names], seq.X)

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.cli.conftest import K, fails, ok
 
 
@@ -47,6 +49,7 @@ def _gpllm(*args, env):
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
 
 
+@pytest.mark.slow
 def test_an_unwritable_home_or_cache_is_a_warning_not_a_failure(tmp_path):
     a_file = tmp_path / "not_a_folder"
     a_file.write_text("x")

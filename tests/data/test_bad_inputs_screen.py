@@ -232,6 +232,7 @@ def test_too_few_control_cells(cells):
         ({"n_de": 500}, "top-500 DE genes requested but only 150"),
     ],
 )
+@pytest.mark.slow
 def test_bad_options(cells, kwargs, match):
     with pytest.raises(InputError, match=match):
         screen_from_anndata(cells, **kwargs)

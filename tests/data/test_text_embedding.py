@@ -105,6 +105,7 @@ def test_batching_does_not_mix_rows(summaries, embedded):
     np.testing.assert_allclose(small.X, embedded.subset(genes).X, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".pickle", ".parquet"])
 def test_cli_round_trip(tmp_path, summaries, embedded, suffix):
     genes = GROUPS["rna-polymerase"][:3]

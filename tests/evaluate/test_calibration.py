@@ -56,6 +56,7 @@ def _within_binomial_error(counts: np.ndarray, n: int) -> np.ndarray:
     return (lo <= np.round(counts)) & (np.round(counts) <= hi)
 
 
+@pytest.mark.slow
 def test_a_correctly_specified_gp_covers_within_sampling_error_of_nominal():
     counts, n = _coverage_counts(1.0)
     assert _within_binomial_error(counts, n).all(), dict(zip(COVERAGE_LEVELS, counts / n))
@@ -81,6 +82,7 @@ def small_screen():
     return data, embedding, plan.splits
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["gp", "ridge", "knn_ktuned", "nonctrl_mean"])
 def test_recalibration_sees_the_training_fold_only(small_screen, name):
     """Changing a fold's test profiles changes its raw scores but not its variance scale."""

@@ -57,6 +57,7 @@ def _assert_matches(got, ref, tol):
         np.testing.assert_allclose(np.asarray(getattr(got, name)), want, err_msg=name, **tol)
 
 
+@pytest.mark.slow
 def test_matches_scipy_loop(dtype, tol):
     Y, Yh, ctrl, de = _random_case(dtype=dtype)
     got = perturbation_metrics(Y, Yh, reference=ctrl, de=de)
@@ -117,6 +118,7 @@ def test_constant_prediction_scores_zero_and_is_flagged():
     _assert_matches(got, _reference_metrics(Y, Yh, ctrl, de), {"rtol": 1e-12})
 
 
+@pytest.mark.slow
 def test_truth_constant_over_de_genes_only_is_flagged_there_only(dtype):
     Y, Yh, ctrl, de = _random_case(m=3, dtype=dtype)
     # A constant delta over row 1's DE genes, up to the rounding of x - ctrl

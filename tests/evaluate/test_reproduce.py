@@ -100,6 +100,7 @@ def test_an_unreadable_config_file_is_named(tmp_path):
         ReproduceConfig.from_toml(tmp_path / "none.toml")
 
 
+@pytest.mark.slow
 def test_cli_runs_the_grid_writes_the_report_and_prints_table_1(tmp_path):
     config = tmp_path / "small.toml"
     config.write_text(
@@ -181,15 +182,3 @@ def test_a_config_name_never_leaves_the_results_folder():
     assert ReproduceConfig(name="/abs/run").folder_name == "abs_run"
     assert ReproduceConfig(name="..").folder_name == "run"
 
-
-def test_the_readme_configs_use_only_known_keys(pytestconfig):
-    import re
-    import tomllib
-
-    from gpllm.configs import check_config
-
-    readme = (pytestconfig.rootpath / "README.md").read_text()
-    blocks = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
-    assert len(blocks) >= 2
-    for block in blocks:
-        check_config(tomllib.loads(block), "README")

@@ -44,6 +44,7 @@ def _run(inputs, root):
     return run_sweep(screens, embeddings, CONFIG, RunStore(root), data_id="t", progress=False)
 
 
+@pytest.mark.slow
 def test_a_bit_flipped_part_is_set_aside_and_recomputed_never_used(inputs, reference, tmp_path, caplog):
     _run(inputs, tmp_path)
     part = sorted((tmp_path / "parts").glob("*.parquet"))[2]
@@ -58,6 +59,7 @@ def test_a_bit_flipped_part_is_set_aside_and_recomputed_never_used(inputs, refer
     assert (tmp_path / "parts" / "set_aside" / part.name).exists()
 
 
+@pytest.mark.slow
 def test_another_chunks_part_in_a_parts_place_is_caught_and_recomputed(inputs, reference, tmp_path, caplog):
     _run(inputs, tmp_path)
     a, b = sorted((tmp_path / "parts").glob("*.parquet"))[:2]
@@ -69,6 +71,7 @@ def test_another_chunks_part_in_a_parts_place_is_caught_and_recomputed(inputs, r
     assert b.name in caplog.text and "holds the rows of chunk" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_part_from_another_run_never_reaches_the_table(inputs, reference, tmp_path, caplog):
     """What an orphaned worker of a deleted run would leave: a sealed part with the old run's id."""
     old = tmp_path / "old"
@@ -92,6 +95,7 @@ def test_a_worker_of_another_run_cannot_write(tmp_path):
     mine.release()
 
 
+@pytest.mark.slow
 def test_a_second_run_into_the_same_folder_is_refused_naming_the_holder(inputs, tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from gpllm.evaluate.runner.store import RunStore; "
@@ -109,6 +113,7 @@ def test_a_second_run_into_the_same_folder_is_refused_naming_the_holder(inputs, 
     assert _run(inputs, tmp_path).height > 0  # the lock went with its process
 
 
+@pytest.mark.slow
 def test_written_files_follow_the_umask(inputs, tmp_path):
     old = os.umask(0o022)
     try:
@@ -172,6 +177,7 @@ def uninterrupted(tmp_path_factory):
     return config, root / "cache", pl.read_parquet(root / "whole" / "results.parquet")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_killing_the_command_leaves_no_process_and_no_late_part_and_resumes_to_the_same_table(uninterrupted, tmp_path, sig):
     config, cache, whole = uninterrupted
@@ -198,6 +204,7 @@ def test_killing_the_command_leaves_no_process_and_no_late_part_and_resumes_to_t
     assert pl.read_parquet(out / "results.parquet").equals(whole)
 
 
+@pytest.mark.slow
 def test_a_run_that_failed_before_any_result_does_not_block_the_corrected_one(inputs, reference, tmp_path):
     store = RunStore(tmp_path)
     store.open({"config": "the broken one"})
@@ -207,6 +214,7 @@ def test_a_run_that_failed_before_any_result_does_not_block_the_corrected_one(in
         RunStore(tmp_path).open({"config": "yet another"})
 
 
+@pytest.mark.slow
 def test_a_folder_of_an_older_results_layout_is_refused_not_mixed(inputs, reference, tmp_path):
     """A folder written before the calibration columns (no results_schema in run.json) holds
     parts with other columns: resuming would mix them, so it is refused, saying why."""

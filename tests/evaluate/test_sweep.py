@@ -47,6 +47,7 @@ def finished(inputs, tmp_path_factory):
     return root, run_sweep(screens, embeddings, CONFIG, RunStore(root), data_id="t", progress=False)
 
 
+@pytest.mark.slow
 def test_one_row_per_configuration_fold_and_test_perturbation(inputs, finished):
     root, results = finished
     screens, embeddings = inputs
@@ -61,6 +62,7 @@ def test_one_row_per_configuration_fold_and_test_perturbation(inputs, finished):
     assert set(baselines["embedding"]) == {NO_EMBEDDING}
 
 
+@pytest.mark.slow
 def test_rows_equal_an_independent_fit_and_score(inputs, finished):
     """Recompute one GP chunk by hand: fit on the plan's training rows, score with the metrics."""
     root, results = finished
@@ -79,6 +81,7 @@ def test_rows_equal_an_independent_fit_and_score(inputs, finished):
     np.testing.assert_allclose(rows["mae_all"].to_numpy(), np.asarray(expected.mae_all), rtol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["gp", "knn_k1"])
 def test_padded_and_fused_chunks_equal_plain_fits(inputs, finished, name):
     """The sweep pads "text" (5 columns) with zeros to "text+sequence"'s 10 and runs
@@ -103,6 +106,7 @@ def test_padded_and_fused_chunks_equal_plain_fits(inputs, finished, name):
     np.testing.assert_allclose(rows["mae_all"].to_numpy(), np.asarray(expected.mae_all), **tol)
 
 
+@pytest.mark.slow
 def test_each_fold_records_what_its_fit_chose_once(inputs, finished):
     """The model's record (GP hyperparameters, kNN's k, ridge's lam) on each fold's first row."""
     _, results = finished
@@ -129,6 +133,7 @@ class Crash(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_a_crashed_run_resumes_to_the_same_table(inputs, finished, tmp_path, monkeypatch):
     """Kill the sweep after 5 parts; the rerun skips them and ends with identical numbers."""
     screens, embeddings = inputs
@@ -156,6 +161,7 @@ def test_a_crashed_run_resumes_to_the_same_table(inputs, finished, tmp_path, mon
     assert resumed.equals(uninterrupted)
 
 
+@pytest.mark.slow
 def test_a_folder_of_another_run_is_refused(inputs, finished):
     root, _ = finished
     screens, embeddings = inputs
@@ -164,6 +170,7 @@ def test_a_folder_of_another_run_is_refused(inputs, finished):
         run_sweep(screens, embeddings, other, RunStore(root), data_id="t", progress=False)
 
 
+@pytest.mark.slow
 def test_a_truncated_part_is_named_set_aside_and_recomputed(inputs, tmp_path, caplog):
     screens, embeddings = inputs
     config = SweepConfig(models=("nonctrl_mean",), embeddings=("text",), sizes=(12,), n_folds=3)
@@ -196,6 +203,7 @@ def test_config_errors_name_the_problem(inputs, tmp_path):
         run_sweep(screens, embeddings, SweepConfig(embeddings=("sequence",)), RunStore(tmp_path), progress=False)
 
 
+@pytest.mark.slow
 def test_worker_processes_fill_the_same_table(inputs, finished, tmp_path):
     """Two worker processes give the in-process rows (GP rows to float32 rounding: a
     one-core worker sums in another order), and resuming with workers is exact."""
@@ -219,6 +227,7 @@ def test_worker_processes_fill_the_same_table(inputs, finished, tmp_path):
     assert resumed.equals(parallel)
 
 
+@pytest.mark.slow
 def test_a_warm_started_gp_below_the_threshold_keeps_its_better_start(inputs, finished):
     """At size 24 (< fresh_start_below) each fold's GP is the warm-started fit or the
     fresh-start fit, whichever ends with the higher LML, and never worse than either."""
@@ -248,6 +257,7 @@ def test_a_warm_started_gp_below_the_threshold_keeps_its_better_start(inputs, fi
     assert frame.height == sum(len(s.test) for s in splits)
 
 
+@pytest.mark.slow
 def test_a_size_that_cannot_run_is_explained_and_recorded(inputs, tmp_path, caplog):
     screens, embeddings = inputs
     config = SweepConfig(models=("nonctrl_mean",), embeddings=("text",), sizes=(12, 500), n_folds=3)

@@ -23,6 +23,7 @@ def record(item, context):
     return name, value * context["scale"], os.getpid(), tuple(sorted(os.sched_getaffinity(0)))
 
 
+@pytest.mark.slow
 def test_workers_give_the_results_of_an_in_process_run():
     events = []
     here = run_chains(CHAINS, record, {"scale": 2}, workers=1)
@@ -40,6 +41,7 @@ def test_workers_give_the_results_of_an_in_process_run():
     assert len(events) == 2 * sum(len(c) for c in CHAINS)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
 def test_each_worker_is_pinned_to_its_own_cores():
     results = run_chains(CHAINS, record, {"scale": 1}, workers=2)
@@ -59,6 +61,7 @@ def test_gpllm_errors_arrive_as_themselves():
         run_chains(CHAINS, record, {"scale": 1, "fail_on": 2, "error": InputError("bad gene 'XYZ'")}, workers=2)
 
 
+@pytest.mark.slow
 def test_other_errors_arrive_as_one_line_with_the_workers_traceback_attached():
     with pytest.raises(WorkerError, match=r"failed on \(.c., 6\): ZeroDivisionError: boom$") as caught:
         run_chains(CHAINS, record, {"scale": 1, "fail_on": 6, "error": ZeroDivisionError("boom")}, workers=2)
@@ -66,6 +69,7 @@ def test_other_errors_arrive_as_one_line_with_the_workers_traceback_attached():
     assert "in record" in caught.value.details and "ZeroDivisionError: boom" in caught.value.details
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_reported_not_waited_for():
     with pytest.raises(WorkerError, match=r"died \(exit code 9"):
         run_chains(CHAINS, record, {"scale": 1, "die_on": 10}, workers=2)
@@ -76,6 +80,7 @@ def test_workers_must_be_positive():
         run_chains(CHAINS, record, {"scale": 1}, workers=0)
 
 
+@pytest.mark.slow
 def test_one_chain_still_runs_in_a_worker_on_its_share_of_the_cores():
     """A resumed run may have one chain left: it must get the cores it would have had."""
     [[result]] = run_chains([[("a", 1)]], record, {"scale": 1}, workers=2)

@@ -28,6 +28,7 @@ def test_block_edges_cover_the_rows_in_near_equal_blocks(n):
     assert max(np.diff(e)) - min(np.diff(e)) <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [50, N_BLOCKED, 1100])
 @pytest.mark.parametrize("r_fraction", [1.0, 0.7], ids=["square", "trapezoidal"])
 def test_products_and_solves_match_numpy(n, r_fraction):
@@ -61,6 +62,7 @@ def test_products_and_solves_match_numpy(n, r_fraction):
 
 @pytest.mark.parametrize(("d", "path"), [(900, "gram"), (300, "direct"), (450, "gram")],
                          ids=["gram", "direct", "gram-trapezoidal"])  # fmt: skip
+@pytest.mark.slow
 def test_blocked_gradient_matches_autodiff_through_the_plain_cholesky(d, path):
     """On N = 600 (blocked) the hand-written gradient of every path equals JAX's autodiff
     through an unblocked Cholesky and solve, and the value is unchanged to 1e-12."""
@@ -85,6 +87,7 @@ def test_blocked_gradient_matches_autodiff_through_the_plain_cholesky(d, path):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * abs(float(ref_value)) / N_BLOCKED)
 
 
+@pytest.mark.slow
 def test_blocked_gradient_under_vmap_equals_each_dataset_alone():
     rng = np.random.default_rng(1)
     Z, Y = jnp.asarray(rng.normal(size=(2, N_BLOCKED, 3))), jnp.asarray(rng.normal(size=(2, N_BLOCKED, 200)))
@@ -98,6 +101,7 @@ def test_blocked_gradient_under_vmap_equals_each_dataset_alone():
             np.testing.assert_allclose(got[b], want, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_value_and_gradient_temporaries_stay_a_few_n_squared():
     """No N x N x D array and no pile of N x N copies: XLA's own accounting of the compiled
     value + gradient (gram path, trapezoidal factor) stays within 10 N^2 + 4 N R of

@@ -86,6 +86,7 @@ def test_batched_fit_needs_a_leading_axis():
         gp.fit_batched(gp.RBF(), np.zeros((4, 2)), np.zeros((4, 2)))
 
 
+@pytest.mark.slow
 def test_indefinite_kernel_raises_cholesky_error_not_nan():
     negative = gp.FunctionKernel(lambda p, x, y: -p["variance"] * jnp.exp(-jnp.sum((x - y) ** 2)), {"variance": 1.0})
     Z, Y = np.random.default_rng(0).normal(size=(6, 2)), np.ones((6, 2))
@@ -103,6 +104,7 @@ def test_errors_are_gpllm_errors_and_builtin_value_errors():
         gp.fit(gp.RBF(), np.zeros((1, 2)), np.zeros((1, 2)))
 
 
+@pytest.mark.slow
 def test_a_fit_that_stalls_below_its_jitter_is_flagged_not_reported_converged():
     """Started at a noise of 1e-30 on repeated inputs, the noise's gradient vanishes under the jitter."""
     rng = np.random.default_rng(0)

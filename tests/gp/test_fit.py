@@ -55,6 +55,7 @@ def test_adam_reaches_the_same_optimum(sample):
     np.testing.assert_allclose(float(adam.lml), float(lbfgs.lml), rtol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [1, 2, 3])
 def test_batched_fit_equals_separate_fits(batch_size):
     """vmapped (batch_size >= B), mapped one at a time (1) or in groups (2 of 3)."""
@@ -70,6 +71,7 @@ def test_batched_fit_equals_separate_fits(batch_size):
             np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_default_initialisation_is_data_aware():
     Z, Y = draw_from_gp(n=30, d=4, seed=4)
     p = gp.params_to_values(gp.RBF(), gp.init_params(gp.RBF(), jnp.asarray(Z), jnp.asarray(Y * 10)))
@@ -78,6 +80,7 @@ def test_default_initialisation_is_data_aware():
     assert p["noise"] < p["kernel"]["variance"]
 
 
+@pytest.mark.slow
 def test_float32_fit_stays_float32_and_agrees_with_float64():
     """optax's line search runs in float64 under x64; the model must stay in the data's dtype."""
     Z, Y = draw_from_gp(n=80, d=6, seed=5)
@@ -90,6 +93,7 @@ def test_float32_fit_stays_float32_and_agrees_with_float64():
     np.testing.assert_allclose(float(warm.lml), float(double.lml), rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_fused_fit_and_predict_equals_fit_condition_predict():
     """fit_predict_batched is fit_batched, then condition and predict per dataset."""
     Z, Y = draw_from_gp(n=60, d=5, seed=4)
@@ -113,6 +117,7 @@ def test_fused_fit_and_predict_rejects_mismatched_new_inputs():
         gp.fit_predict_batched(gp.RBF(), np.stack([Z, Z]), np.stack([Y, Y]), Z[:3])
 
 
+@pytest.mark.slow
 def test_a_printed_result_is_readable():
     Z, Y = draw_from_gp(n=30, d=4, seed=3)
     result = gp.fit(gp.RBF(), Z, Y, options=gp.FitOptions(max_steps=50))

@@ -35,6 +35,7 @@ def test_squared_distance_matches_numpy_and_is_safe():
     np.testing.assert_allclose(squared_distance(jnp.asarray(far))[0, 1], 1.0, rtol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel_cls", [gp.RBF, gp.Matern12, gp.Matern32, gp.Matern52])
 def test_gradient_is_finite_at_zero_distance(kernel_cls):
     x = jnp.ones((2, 3))  # two identical points
@@ -90,6 +91,7 @@ def test_linear_constant_white_match_sklearn():
         np.testing.assert_allclose(k.diag(p, jnp.asarray(Z)), np.diag(k.gram(p, jnp.asarray(Z))), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_sum_product_and_active_columns():
     Z, _ = problem(n=12, q=4)
     text, seq = gp.Active(gp.RBF(), 0, 2), gp.Active(gp.Matern32(), 2, 4)
@@ -135,6 +137,7 @@ def test_function_kernel_equals_builtin_rbf():
     check_grads(lambda q: user.gram(q, jnp.asarray(Z)), (p,), order=1, modes=["rev"])
 
 
+@pytest.mark.slow
 def test_gpjax_adapter_matches_gpjax_and_ours():
     import gpjax as gpx
 
@@ -148,6 +151,7 @@ def test_gpjax_adapter_matches_gpjax_and_ours():
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(g))
 
 
+@pytest.mark.slow
 def test_median_distance_init_and_duplicates():
     Z, _ = problem(n=50)
     p = gp.RBF().init(jnp.asarray(Z))
@@ -162,6 +166,7 @@ def test_median_distance_init_and_duplicates():
     [gp.RBF(), gp.Matern32(), gp.Linear(), gp.RBF() + gp.White(), gp.Active(gp.RBF(ard=True), 0, 2) * gp.Linear()],
     ids=["rbf", "matern32", "linear", "rbf+white", "active_ard*linear"],
 )
+@pytest.mark.slow
 def test_kernels_that_ignore_zero_columns_give_the_same_gram_and_init(kernel):
     Z = np.random.default_rng(0).normal(size=(9, 3))
     padded = np.pad(Z, ((0, 0), (0, 4)))

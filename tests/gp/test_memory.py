@@ -44,6 +44,7 @@ def test_a_fit_beyond_the_budget_names_the_estimate_and_the_limit(one_mebibyte):
     assert issubclass(MemoryLimitError, InputError) and issubclass(MemoryLimitError, MemoryError)
 
 
+@pytest.mark.slow
 def test_batched_fits_count_the_datasets_in_flight(monkeypatch):
     Z, Y = _data(n=40, d=30, batch=4)
     one = gp_peak_bytes(40, 30, 3, np.float64)

@@ -25,6 +25,7 @@ def params(dtype=np.float64):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("d", [3, 60], ids=["D<N", "D>N"])
 def test_matches_sklearn_log_marginal_likelihood(d):
     Z, Y = problem(n=40, d=d)
@@ -74,6 +75,7 @@ def test_centred_rank_deficient_targets_on_gram_path():
     np.testing.assert_allclose(float(gram), float(direct), rtol=1e-10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["direct", "gram"])
 @pytest.mark.parametrize("kernel", [gp.RBF(), gp.Matern32() + gp.Linear(), gp.RBF(ard=True)], ids=["rbf", "m32+lin", "ard"])
 def test_gradient_matches_finite_differences(path, kernel):
@@ -84,6 +86,7 @@ def test_gradient_matches_finite_differences(path, kernel):
     check_grads(lambda p: lml(kernel, p, Z, targets).value, (p0,), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_gradient_with_respect_to_inputs_and_outputs():
     # The custom VJP must also be right for d/dZ and d/dY, not only the hyperparameters.
     Z, Y = problem(n=15, d=4)
@@ -93,6 +96,7 @@ def test_gradient_with_respect_to_inputs_and_outputs():
     check_grads(lambda A: gaussian_lml(A, jnp.asarray(Y), jnp.asarray(4.0)).value, (A,), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_value_and_grad_entry_point_agrees_with_autodiff_through_cholesky():
     Z, Y = problem(n=30, d=8)
     Z, Y = jnp.asarray(Z), jnp.asarray(Y)
@@ -110,6 +114,7 @@ def test_value_and_grad_entry_point_agrees_with_autodiff_through_cholesky():
         np.testing.assert_allclose(a, b, rtol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["direct", "gram"])
 def test_float32_agrees_with_float64(path):
     Z, Y = problem(n=50, d=70)

@@ -63,6 +63,7 @@ def test_prediction_rejects_wrong_width(fitted):
         gp.predict(gp.RBF(), post, Zs[:, :2])
 
 
+@pytest.mark.slow
 def test_float64_hyperparameters_serve_float32_data(fitted):
     """A saved (float64) fit used with float32 inputs: computed in float32, not a LAPACK dtype error."""
     Z, Y, Zs, params, post64 = fitted

@@ -119,6 +119,7 @@ def _close(a, b, dtype: str, what: str):
         np.testing.assert_allclose(np.asarray(y), np.asarray(x), rtol=tol, atol=tol, err_msg=what)
 
 
+@pytest.mark.slow
 def test_sharded_outputs_match_unsharded(four_devices):
     assert four_devices["uneven_columns_refused"], "5 columns over 4 devices must be refused"
     for path in ("direct", "gram"):
@@ -127,6 +128,7 @@ def test_sharded_outputs_match_unsharded(four_devices):
         np.testing.assert_allclose(gs, g, rtol=1e-10, err_msg=path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_folds_spread_over_devices_match_one_device(four_devices, dtype):
     """Fitted params, LML, steps, mean and variance of 5 folds on 4 devices (padded to 8)."""
@@ -135,11 +137,13 @@ def test_folds_spread_over_devices_match_one_device(four_devices, dtype):
     assert np.shape(four[-1]) == (5, 4), "the padding's results must be dropped"
 
 
+@pytest.mark.slow
 def test_fit_batched_spread_matches_one_device(four_devices):
     one, four = four_devices["fit"]
     _close(one, four, "float64", "fit_batched")
 
 
+@pytest.mark.slow
 def test_folds_really_spread_over_four_devices(four_devices):
     assert four_devices["placed"] == [4, [2, 2, 2, 2]], "5 datasets padded to 8: two a device"
     assert four_devices["even_spread"] == [4, 4, [1, 1, 1, 1]]
@@ -147,6 +151,7 @@ def test_folds_really_spread_over_four_devices(four_devices):
     _close([np.asarray(x)[:4] for x in one], even, "float64", "four folds on four devices")
 
 
+@pytest.mark.slow
 def test_memory_guard_counts_each_devices_group(four_devices):
     """Budget for two folds: four host devices holding one fold each (the CPU default) share
     the machine's memory, so 4 are in flight; batch_size 8 is capped at a device's 2."""
@@ -154,6 +159,7 @@ def test_memory_guard_counts_each_devices_group(four_devices):
     assert len(refused) == 2 and "4 datasets at once" in refused[0] and "8 datasets at once" in refused[1], refused
 
 
+@pytest.mark.slow
 def test_gp_model_spreads_folds_to_the_same_numbers(four_devices):
     one, four = four_devices["model_one"], four_devices["model_four"]
     for (m1, v1, l1), (m4, v4, l4) in zip(one, four, strict=True):

@@ -28,6 +28,7 @@ def fitted(data):
     return model, model.fit(Z, Y)
 
 
+@pytest.mark.slow
 def test_follows_the_model_protocol(fitted):
     model, state = fitted
     assert isinstance(model, Model)
@@ -69,6 +70,7 @@ def test_far_from_data_it_reverts_to_the_training_mean(data, fitted):
     np.testing.assert_allclose(model.predict(state, far).mean[0], Y.mean(0), rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_per_block_kernels_and_options():
     rng = np.random.default_rng(1)
     Z, Y = rng.normal(size=(30, 4)), rng.normal(size=(30, 3))
@@ -89,6 +91,7 @@ def test_bad_inputs_are_named(fitted):
         model.predict(state, np.zeros((1, 2)))
 
 
+@pytest.mark.slow
 def test_small_float32_fits_run_in_float64_and_reach_the_better_mode():
     """A case with a known better mode: on 100 perturbations of a synthetic screen, float32
     stops on the low-signal region (a kernel variance ~5e-5), float64 climbs to the higher LML."""

@@ -73,12 +73,14 @@ def _brute_force_loo(Z, Y, ks):
     return np.array(out)
 
 
+@pytest.mark.slow
 def test_loo_mse_for_every_k_matches_brute_force(make_data, dtype, tol):
     Z, Y, _ = make_data(dtype=dtype)
     got = np.asarray(loo_mse_all_k(Z, Y, "euclidean", 12))
     np.testing.assert_allclose(got, _brute_force_loo(Z, Y, range(1, 13)), **tol)
 
 
+@pytest.mark.slow
 def test_tuned_k_is_the_brute_force_argmin_and_predicts_like_that_fixed_k(make_data, dtype, tol):
     Z, Y, Zt = make_data(n=40, dtype=dtype)
     model = KNN(k="tune", k_grid=(1, 2, 3, 5, 10, 20))

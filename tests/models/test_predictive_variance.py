@@ -176,6 +176,7 @@ def test_knn_variance_from_the_neighbours_spread(k):
     np.testing.assert_allclose(_var(pred), var, rtol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [1, 3])
 def test_knn_heldout_predicts_each_point_from_its_k_nearest_others(k):
     Z, Y, _ = _data()
@@ -195,6 +196,7 @@ def test_knn_heldout_predicts_each_point_from_its_k_nearest_others(k):
 # ------------------------------------------------------------------------- GP
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("center", [True, False])
 def test_gp_heldout_equals_reconditioning_without_each_point(center):
     """Hyperparameters held; the offset (training mean) re-estimated without i."""
@@ -211,6 +213,7 @@ def test_gp_heldout_equals_reconditioning_without_each_point(center):
         np.testing.assert_allclose(var[i], np.asarray(pred.var)[0], rtol=1e-7)
 
 
+@pytest.mark.slow
 def test_batched_folds_carry_the_same_heldout_as_single_fits():
     folds = [base.Fold(*_data(n=15, seed=s)) for s in (1, 2)]
     model = GPModel(options=FitOptions(max_steps=3))

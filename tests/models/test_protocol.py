@@ -25,6 +25,7 @@ def _build(name):
     return ModelSpec(name).build(BuildContext(blocks=BLOCKS, ctrl=np.ones(6), seed=1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BUILTINS))
 def test_fit_predict_record_restore(name):
     Z, Y, Z_test = _data()
@@ -42,6 +43,7 @@ def test_fit_predict_record_restore(name):
     np.testing.assert_allclose(np.asarray(again.var), np.asarray(pred.var), rtol=1e-8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BUILTINS))
 def test_folds_at_once_equal_folds_one_by_one(name):
     folds = [base.Fold(*_data(seed)) for seed in (1, 2, 3)]
@@ -57,6 +59,7 @@ def test_folds_at_once_equal_folds_one_by_one(name):
         np.testing.assert_allclose(np.asarray(fit.heldout.residual), np.asarray(want.residual), rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(n for n in BUILTINS if base.zero_padding_invariant(_build(n))))
 def test_zero_padding_invariance_is_declared_honestly(name):
     """A model that declares zero_padding_invariant predicts the same on zero-padded inputs."""

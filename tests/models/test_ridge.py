@@ -60,6 +60,7 @@ def test_loo_scores_match_brute_force_refits(n, q, make_data):
     np.testing.assert_allclose(np.asarray(state.cv_mse), ref, rtol=1e-8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n,q", SHAPES)
 def test_loo_choice_matches_sklearn_ridgecv(n, q, make_data, dtype, tol):
     Z, Y, Zt = make_data(n=n, q=q, dtype=dtype)
@@ -122,6 +123,7 @@ def test_huge_penalty_predicts_the_training_mean(make_data):
     np.testing.assert_allclose(np.asarray(pred), np.broadcast_to(Y.mean(0), pred.shape), atol=1e-8)
 
 
+@pytest.mark.slow
 def test_constant_embeddings_give_the_training_mean_without_nan():
     Z = np.ones((5, 3))
     Y = np.arange(20.0).reshape(5, 4)

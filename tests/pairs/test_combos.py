@@ -48,6 +48,7 @@ def _synthetic(n_pairs=30):
     return draw, emb
 
 
+@pytest.mark.slow
 def test_run_combos_scores_every_testable_pair_and_writes_the_report(tmp_path):
     draw, emb = _synthetic()
     models = (*FAST_MODELS, PairGP(options=FitOptions(max_steps=15)))
@@ -73,6 +74,7 @@ def test_run_combos_scores_every_testable_pair_and_writes_the_report(tmp_path):
     assert paths["figure"].read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_a_gene_without_an_embedding_is_dropped_and_reported(caplog):
     draw, _ = _synthetic()
     screen = draw.screen
@@ -87,6 +89,7 @@ def test_a_gene_without_an_embedding_is_dropped_and_reported(caplog):
     assert "no embedding row" in caplog.text
 
 
+@pytest.mark.slow
 def test_real_norman19_pairs_run_end_to_end(shared_data):
     """The 15 real two-gene conditions of the devel file, with seeded vectors standing in for
     an embedding (none of the real files embeds these genes offline); MAP3K21 and FOXL2 have none."""

@@ -34,6 +34,7 @@ def _split(strength: float):
     return draw, draw.truth.singles.u, train, delta, test
 
 
+@pytest.mark.slow
 def test_additive_gp_recovers_the_additive_truth_without_interactions():
     draw, Z, train, delta, test = _split(0.0)
     truth = draw.truth.additive[N_TRAIN_PAIRS:] - draw.screen.singles.ctrl
@@ -48,6 +49,7 @@ def test_additive_gp_recovers_the_additive_truth_without_interactions():
     assert rms(pred - truth) < 1.5 * rms(measured - truth)
 
 
+@pytest.mark.slow
 def test_fitted_interaction_variance_grows_with_the_true_strength():
     fitted = []
     for strength in (0.0, 1.0, 2.0):
@@ -71,6 +73,7 @@ def test_residual_gp_reverts_to_the_additive_model_without_training_pairs():
     )
 
 
+@pytest.mark.slow
 def test_additive_baseline_uses_measured_singles_and_predicts_absent_ones():
     _, Z, train, delta, test = _split(0.0)
     gone = test.first[0]  # this gene's single leaves training
@@ -88,6 +91,7 @@ def test_additive_baseline_uses_measured_singles_and_predicts_absent_ones():
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("inner", [KNN(k=3), Ridge()])
 def test_summed_embedding_models_see_z_a_plus_z_b(inner):
     _, Z, train, delta, test = _split(0.0)

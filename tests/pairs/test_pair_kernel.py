@@ -45,6 +45,7 @@ def _reference(k, za, zb, wa, zc, zd, wc, s_int):
     return add + s_int * wa * wc * (r(za, zc) * r(zb, zd) + r(za, zd) * r(zb, zc))
 
 
+@pytest.mark.slow
 def test_gram_matches_the_formula_entry_by_entry():
     rng = np.random.default_rng(0)
     kernel, values = PairKernel(gp.RBF()), _values(BASES["rbf"][1])
@@ -66,6 +67,7 @@ def test_gram_matches_the_formula_entry_by_entry():
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 8), q=st.integers(1, 3),
        base=st.sampled_from(sorted(BASES)), interaction=st.booleans())  # fmt: skip
+@pytest.mark.slow
 def test_symmetric_psd_and_invariant_to_swapping_a_pairs_genes(seed, n, q, base, interaction):
     rng = np.random.default_rng(seed)
     base_kernel, base_values = BASES[base]
@@ -87,6 +89,7 @@ def test_symmetric_psd_and_invariant_to_swapping_a_pairs_genes(seed, n, q, base,
     np.testing.assert_allclose(diag, np.diag(K), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_gradients_match_finite_differences():
     rng = np.random.default_rng(1)
     kernel, values = PairKernel(gp.RBF()), _values(BASES["rbf"][1])
@@ -94,6 +97,7 @@ def test_gradients_match_finite_differences():
     check_grads(lambda p: kernel.gram(p, X), (values,), order=1, modes=("rev",), eps=1e-6)
 
 
+@pytest.mark.slow
 def test_pair_kernel_fits_through_gp_fit():
     """It is a plain gpllm Kernel: gp.fit, condition and predict take it as is."""
     rng = np.random.default_rng(2)

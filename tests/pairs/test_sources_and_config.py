@@ -97,6 +97,7 @@ def test_combos_configs_pass_the_schema_and_dispatch():
     check_config({"combos": {}, "data": {"kind": "synthetic", "overrides": {"interaction_strength": 1.0}}})
 
 
+@pytest.mark.slow
 def test_tiny_synthetic_combos_reproduction(tmp_path):
     from gpllm.reproduce import reproduce
 
@@ -113,6 +114,7 @@ def test_tiny_synthetic_combos_reproduction(tmp_path):
         reproduce(dataclasses.replace(cfg, combos={"models": ["gp"]}), tmp_path / "x", progress=False)
 
 
+@pytest.mark.slow
 def test_cli_prints_the_seen_tables_and_refuses_grid_options(tmp_path):
     from tests.cli.conftest import fails, ok
 

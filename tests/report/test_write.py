@@ -22,6 +22,7 @@ def report(results, tmp_path_factory):
     return out, write_report(results, out)
 
 
+@pytest.mark.slow
 def test_writes_every_table_and_figure(report, results):
     out, paths = report
     per_screen = ("table_{}_md", "table_{}_csv", "figure1_{}", "figure2_{}")
@@ -132,6 +133,7 @@ def _sweep_rows() -> pl.DataFrame:
     return pl.concat(frames)
 
 
+@pytest.mark.slow
 def test_report_reads_the_sweeps_own_rows(tmp_path):
     rows = _sweep_rows()
     paths = write_report(rows, tmp_path)

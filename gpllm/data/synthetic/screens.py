@@ -3,7 +3,8 @@
 Generated in-process from a seed, deterministic, a second at full size
 (1774 perturbations x 2000 genes, two cell lines, 1536-d text and 1024-d
 sequence embeddings). :data:`SHAPES` names other sizes: ``"gwps"`` is the K562
-genome-wide screen's (9,800 x 8,000, one line; ~10 s and ~3.4 GB peak on 2 cores).
+genome-wide screen's (9,800 x 8,000, one line; its time and memory are on the docs'
+Benchmarks page).
 
 Generative model
 ----------------

@@ -158,8 +158,8 @@ def _mismatch_note(worker: str, numerics: TaskNumerics, match: TaskNumerics) -> 
     return (f"Dask worker {worker} runs its tasks with {'; '.join(numerics.differences(match))} as a local "
             f"run of this command does, so its results differ from a local run's in rounding (float32 GP "
             f"fits by ~1e-3 in pearson_de). To match, start each worker process on {match.threads} CPU(s)"
-            f"{' with the same XLA_FLAGS' if numerics.xla_flags != match.xla_flags else ''}: see the README, "
-            "'On a Dask cluster'.")  # fmt: skip
+            f"{' with the same XLA_FLAGS' if numerics.xla_flags != match.xla_flags else ''}: see the docs, "
+            "docs/guides/scale.md, 'On a Dask cluster'.")  # fmt: skip
 
 
 def pin_local_workers(client: Any) -> None:
