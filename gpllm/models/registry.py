@@ -254,7 +254,10 @@ def spec_from(entry: str | Mapping[str, Any] | ModelSpec, where: str = "models",
         return entry
     if isinstance(entry, str):
         if not plugins.is_reference(entry):
-            return ModelSpec(entry)
+            try:
+                return ModelSpec(entry)
+            except InputError as err:  # say which config key held the name
+                raise InputError(f"{where}: {err}") from None
         entry = plugins.resolve_path(entry, base) if base is not None else entry
         obj = plugins.load_reference(entry, where)
         attr = entry.rsplit(":", 1)[1]

@@ -78,7 +78,7 @@ def test_relative_files_in_a_config_are_relative_to_its_folder(pytestconfig):
     [
         ({"name": "x", "colour": "red"}, "unknown key"),
         ({"sweep": {"folds": 3}}, r"\[sweep\]: unknown key 'folds' \(did you mean 'n_folds'\?\)"),
-        ({"sweep": {"models": ["gp", "gears"]}}, "unknown model"),
+        ({"sweep": {"models": ["gp", "gears"]}}, r"\[sweep\] models: unknown model 'gears'"),
         ({"data": {"kind": "sql"}}, r"\[data\] kind must be"),
         ({"data": {"kind": "files"}}, "needs"),
         ({"data": SMALL, "embeddings": ["text", "structure"]}, "structure"),
