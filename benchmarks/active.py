@@ -51,10 +51,14 @@ def run_once(args, cache: Path, out: Path) -> dict | None:
 
 def report(label: str, run: dict) -> None:
     wall, peak = run["wall_s"], run["peak_bytes"]
-    print(f"  {label:<44} wall time {wall:6.1f} s (target {TARGET_SECONDS} s: {'met' if wall <= TARGET_SECONDS else 'NOT met'})")
+    print(
+        f"  {label:<44} wall time {wall:6.1f} s (target {TARGET_SECONDS} s: {'met' if wall <= TARGET_SECONDS else 'NOT met'})"
+    )
     print(f"    peak memory {peak / 1024**3:.2f} GiB (target 4 GiB: {'met' if peak <= TARGET_BYTES else 'NOT met'})")
-    print("    seconds per acquisition (its rounds: acquire, refit, score): "
-          + ", ".join(f"{a} {s:.0f}" for a, s in run["seconds_per_acquisition"].items()))  # fmt: skip
+    print(
+        "    seconds per acquisition (its rounds: acquire, refit, score): "
+        + ", ".join(f"{a} {s:.0f}" for a, s in run["seconds_per_acquisition"].items())
+    )
 
 
 def science(out: Path) -> None:
@@ -64,7 +68,8 @@ def science(out: Path) -> None:
         print(printable(pl.read_csv(out / "measurements_to_reach.csv")))
         curves = learning_curves(pl.read_parquet(out / "results.parquet"))
         shown = curves.filter(pl.col("n_measured").is_in(SHOWN_SIZES)).select(
-            "acquisition", "n_measured", "pearson_de", "pearson_de_hw", "mae_de", "strong_found")
+            "acquisition", "n_measured", "pearson_de", "pearson_de_hw", "mae_de", "strong_found"
+        )
         print("\nlearning curves (mean over repeats, hw = 1.96 SE across repeats):")
         print(printable(shown))
 
@@ -90,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
             if run is None:
                 return 1
             runs[label] = run
-        print(f"gpllm active ({'quick' if args.quick else 'default'}) on {platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} cores")  # fmt: skip
+        print(
+            f"gpllm active ({'quick' if args.quick else 'default'}) on {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} cores"
+        )
         report("cold: empty JAX compilation cache (first run)", runs["cold"])
         if "warm" in runs:
             report("warm: compiled programs from the first run", runs["warm"])

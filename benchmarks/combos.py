@@ -28,14 +28,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=REPO_ROOT / "experiments" / "combos.toml")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="gpllm-combos-") as tmp:
-        command = [sys.executable, "-m", "gpllm.cli", "reproduce", "--config", str(args.config.resolve()),
-                   "--out", str(Path(tmp) / "run"), "--no-progress"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "gpllm.cli",
+            "reproduce",
+            "--config",
+            str(args.config.resolve()),
+            "--out",
+            str(Path(tmp) / "run"),
+            "--no-progress",
+        ]
         run = measured_run(command, Path(tmp) / "jax-cache")
     if run is None:
         return 1
-    print(f"gpllm reproduce --config {args.config.name} on {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
-    print(f"  wall time {run.wall_s:.1f} s (empty JAX compilation cache); peak memory of the process tree "
-          f"{run.peak_bytes / 1024**3:.2f} GiB")  # fmt: skip
+    print(
+        f"gpllm reproduce --config {args.config.name} on {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    )
+    print(
+        f"  wall time {run.wall_s:.1f} s (empty JAX compilation cache); peak memory of the process tree "
+        f"{run.peak_bytes / 1024**3:.2f} GiB"
+    )
     print(run.stdout)
     return 0
 

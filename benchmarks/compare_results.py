@@ -36,8 +36,10 @@ def compare(before: pl.DataFrame, after: pl.DataFrame, rtol: float) -> tuple[lis
     """Printable lines, and whether the frames agree (non-floats equal, floats within ``rtol``)."""
     lines, ok = [f"rows: {before.height} against {after.height}"], before.height == after.height
     if set(before.columns) != set(after.columns):
-        lines.append(f"columns differ: only before {sorted(set(before.columns) - set(after.columns))}, "
-                     f"only after {sorted(set(after.columns) - set(before.columns))}")  # fmt: skip
+        lines.append(
+            f"columns differ: only before {sorted(set(before.columns) - set(after.columns))}, "
+            f"only after {sorted(set(after.columns) - set(before.columns))}"
+        )
         return lines, False
     if before.schema != after.select(before.columns).schema:
         lines.append("column types differ")
@@ -51,8 +53,10 @@ def compare(before: pl.DataFrame, after: pl.DataFrame, rtol: float) -> tuple[lis
             x, y = before[column].to_numpy(), after[column].to_numpy()
             abs_diff, rel_diff, differ, same_nan = float_differences(x, y)
             ok &= same_nan and rel_diff <= rtol
-            lines.append(f"{column:24s} float  max abs {abs_diff:.3g}  max rel {rel_diff:.3g}  "
-                         f"not bit-identical {differ}/{len(x)}  NaNs {'same' if same_nan else 'DIFFER'}")  # fmt: skip
+            lines.append(
+                f"{column:24s} float  max abs {abs_diff:.3g}  max rel {rel_diff:.3g}  "
+                f"not bit-identical {differ}/{len(x)}  NaNs {'same' if same_nan else 'DIFFER'}"
+            )
         else:
             equal = before[column].equals(after[column])
             ok &= equal

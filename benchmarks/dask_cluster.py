@@ -57,8 +57,19 @@ SHOWN = ("pearson_de", "pearson_all", "mae_de", "mae_all", "pearson_de_meanref")
 
 def reproduce_command(args, out: Path) -> list[str]:
     """The ``gpllm reproduce`` both runs share, writing into ``out``."""
-    command = [sys.executable, "-m", "gpllm.cli", "reproduce", "--out", str(out), "--no-progress",
-               "--sizes", args.sizes, "--folds", str(args.folds)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "gpllm.cli",
+        "reproduce",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--sizes",
+        args.sizes,
+        "--folds",
+        str(args.folds),
+    ]
     if args.config is not None:
         command += ["--config", str(args.config.resolve())]
     return command
@@ -138,11 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     what = f"{args.config.name if args.config else 'the demo'}, sizes {args.sizes}, {args.folds} folds"
     print(f"gpllm reproduce ({what}) on {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     print(f"  {'':<40} {'wall time':>10} {'peak memory':>12}")
-    for label, run in ((f"local: --workers {args.workers}", local),
-                       (f"dask: LocalCluster of {args.workers} worker processes", dask)):  # fmt: skip
+    for label, run in (
+        (f"local: --workers {args.workers}", local),
+        (f"dask: LocalCluster of {args.workers} worker processes", dask),
+    ):
         print(f"  {label:<40} {run.wall_s:8.1f} s {run.peak_bytes / 1024**3:8.2f} GiB")
-    print(f"  dask / local wall time: {dask.wall_s / local.wall_s:.2f}x (the cluster took {startup:.1f} s to "
-          "start, not counted)")  # fmt: skip
+    print(
+        f"  dask / local wall time: {dask.wall_s / local.wall_s:.2f}x (the cluster took {startup:.1f} s to "
+        "start, not counted)"
+    )
     for line in numerics_warnings(dask.stderr):
         print(f"  the dask run warned: {line}")
     if problems:
@@ -152,12 +167,22 @@ def main(argv: list[str] | None = None) -> int:
                 print("  largest |local - dask| per model:")
                 print(largest_differences(*tables))
     else:
-        print(f"  results tables equal: {tables[0].height} rows, floats within 1e-6 relative "
-              "(the GP's recorded hyperparameters left out)")  # fmt: skip
+        print(
+            f"  results tables equal: {tables[0].height} rows, floats within 1e-6 relative "
+            "(the GP's recorded hyperparameters left out)"
+        )
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    figures = {"local": local._asdict(), "dask": dask._asdict(), "cluster_startup_s": startup,
-               "rows": tables[0].height, "differences": problems, "sizes": args.sizes, "folds": args.folds,
-               "workers": args.workers, "config": str(args.config) if args.config else None}  # fmt: skip
+    figures = {
+        "local": local._asdict(),
+        "dask": dask._asdict(),
+        "cluster_startup_s": startup,
+        "rows": tables[0].height,
+        "differences": problems,
+        "sizes": args.sizes,
+        "folds": args.folds,
+        "workers": args.workers,
+        "config": str(args.config) if args.config else None,
+    }
     for run in ("local", "dask"):
         figures[run].pop("stdout")
         figures[run]["warnings"] = numerics_warnings(figures[run].pop("stderr"))

@@ -48,8 +48,13 @@ import numpy as np
 from gpllm.blas import limit_openblas_spin
 
 limit_openblas_spin()  # before anything loads SciPy's LAPACK (gpllm/blas.py)
-from benchmarks.peers import (DEFAULT_MAX_BYTES, REPO_ROOT, algorithm_floor_s, child_environment,
-                              run_isolated)  # fmt: skip
+from benchmarks.peers import (
+    DEFAULT_MAX_BYTES,
+    REPO_ROOT,
+    algorithm_floor_s,
+    child_environment,
+    run_isolated,
+)
 
 MIB = 1024**2
 GIB = 1024**3
@@ -70,10 +75,19 @@ def dense_flops(n: int, q: int, d: int, path: str) -> float:
 def _gemm(dtype: str, n: int, repeats: int) -> dict:
     import subprocess
 
-    cmd = [sys.executable, "-m", "benchmarks.peers", "--gemm", "--n", str(n), "--dtype", dtype,
-           "--repeats", str(repeats)]  # fmt: skip
-    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True,
-                         env=child_environment())  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.peers",
+        "--gemm",
+        "--n",
+        str(n),
+        "--dtype",
+        dtype,
+        "--repeats",
+        str(repeats),
+    ]
+    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True, env=child_environment())
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -83,20 +97,32 @@ def _progress(message: str) -> None:
 
 def run_cases(n, q, d, repeats, max_bytes, include_peers=True) -> list[dict]:
     """All cases at one size; gpllm first, then the peers as their users write them."""
-    cases = [("gpllm-gram", "float64"), ("gpllm-direct", "float64"), ("gpllm-per-output", "float64"),
-             ("gpllm-gram", "float32"), ("gpllm-direct", "float32"), ("gpllm-per-output", "float32")]  # fmt: skip
+    cases = [
+        ("gpllm-gram", "float64"),
+        ("gpllm-direct", "float64"),
+        ("gpllm-per-output", "float64"),
+        ("gpllm-gram", "float32"),
+        ("gpllm-direct", "float32"),
+        ("gpllm-per-output", "float32"),
+    ]
     if include_peers:
-        cases += [("numpy", "float64"), ("tinygp", "float64"), ("gpjax", "float64"),
-                  ("sklearn", "float64"), ("sklearn-value", "float64"),
-                  ("numpy", "float32"), ("tinygp", "float32"), ("gpjax", "float32")]  # fmt: skip
+        cases += [
+            ("numpy", "float64"),
+            ("tinygp", "float64"),
+            ("gpjax", "float64"),
+            ("sklearn", "float64"),
+            ("sklearn-value", "float64"),
+            ("numpy", "float32"),
+            ("tinygp", "float32"),
+            ("gpjax", "float32"),
+        ]
     records = []
     for name, dtype in cases:
         _progress(f"{name} {dtype} at N={n}, Q={q}, D={d}")
         reps = 3 if name == "gpjax" else repeats
         # gpllm's runs alternate with the GEMM its FLOP fraction is measured against.
         gemm_n = GEMM_N if name.startswith("gpllm") else None
-        records.append(run_isolated(name, n, q, d, dtype, reps, max_bytes=max_bytes, timeout=1800,
-                                    gemm_n=gemm_n))  # fmt: skip
+        records.append(run_isolated(name, n, q, d, dtype, reps, max_bytes=max_bytes, timeout=1800, gemm_n=gemm_n))
     return records
 
 
@@ -114,14 +140,22 @@ def main_table(records: list[dict]) -> list[dict]:
         if "error" in r:
             rows.append({"case": r["case"], "dtype": r["dtype"], "error": r["error"]})
             continue
-        rows.append({
-            "case": r["case"], "dtype": r["dtype"], "d_used": r.get("d_used"),
-            "median_s": r["median_s"], "peak_mib": r["peak_rss_bytes"] / MIB,
-            "ratio_to_gpllm": r["median_s"] / best[r["dtype"]],
-            "rel_diff_value": (None if r["case"] == PER_OUTPUT_CASE
-                               else abs(r["value"] - reference[r["dtype"]]) / abs(reference[r["dtype"]])),  # fmt: skip
-            "note": r.get("note", ""),
-        })  # fmt: skip
+        rows.append(
+            {
+                "case": r["case"],
+                "dtype": r["dtype"],
+                "d_used": r.get("d_used"),
+                "median_s": r["median_s"],
+                "peak_mib": r["peak_rss_bytes"] / MIB,
+                "ratio_to_gpllm": r["median_s"] / best[r["dtype"]],
+                "rel_diff_value": (
+                    None
+                    if r["case"] == PER_OUTPUT_CASE
+                    else abs(r["value"] - reference[r["dtype"]]) / abs(reference[r["dtype"]])
+                ),
+                "note": r.get("note", ""),
+            }
+        )
     return rows
 
 
@@ -132,8 +166,10 @@ def print_table(rows: list[dict]) -> None:
             print(f"{r['case']:<17}{r['dtype']:<9}  error: {r['error'][:80]}")
             continue
         agreement = "(profile)" if r["rel_diff_value"] is None else f"{r['rel_diff_value']:.1e}"
-        print(f"{r['case']:<17}{r['dtype']:<9}{r['d_used'] or '':>7}{r['median_s']:>10.3f}"
-              f"{r['peak_mib']:>10.0f}{r['ratio_to_gpllm']:>9.2f}{agreement:>12}")  # fmt: skip
+        print(
+            f"{r['case']:<17}{r['dtype']:<9}{r['d_used'] or '':>7}{r['median_s']:>10.3f}"
+            f"{r['peak_mib']:>10.0f}{r['ratio_to_gpllm']:>9.2f}{agreement:>12}"
+        )
     print_per_output_cost(rows)
     for r in rows:
         if "error" not in r and r["d_used"] and r["case"].startswith("sklearn") and r["note"]:
@@ -172,26 +208,40 @@ def flop_report(records, n, q, d) -> list[dict]:
         flops, rate = r["flops"], r["gemm_gflops"]
         bound = flops / (rate * 1e9)
         floor = algorithm_floor_s(n, flops, r["potrf_s"], rate)
-        out.append({"case": r["case"], "dtype": r["dtype"], "gflop": flops / 1e9,
-                    "dense_gflop": dense_flops(n, q, d, path) / 1e9, "gemm_gflops": rate,
-                    "flop_bound_s": bound, "median_s": r["median_s"],
-                    "fraction_of_gemm_rate": paired_fraction(r, flops),
-                    "dense_fraction_of_gemm_rate": paired_fraction(r, dense_flops(n, q, d, path)),
-                    "potrf_s": r["potrf_s"], "floor_s": floor, "floor_fraction_of_gemm_rate": bound / floor})  # fmt: skip
+        out.append(
+            {
+                "case": r["case"],
+                "dtype": r["dtype"],
+                "gflop": flops / 1e9,
+                "dense_gflop": dense_flops(n, q, d, path) / 1e9,
+                "gemm_gflops": rate,
+                "flop_bound_s": bound,
+                "median_s": r["median_s"],
+                "fraction_of_gemm_rate": paired_fraction(r, flops),
+                "dense_fraction_of_gemm_rate": paired_fraction(r, dense_flops(n, q, d, path)),
+                "potrf_s": r["potrf_s"],
+                "floor_s": floor,
+                "floor_fraction_of_gemm_rate": bound / floor,
+            }
+        )
     return out
 
 
 def print_flops(flops: list[dict]) -> None:
     for f in flops:
-        print(f"{f['case']:<17}{f['dtype']:<9}{f['gflop']:>7.1f} GFLOP ({f['dense_gflop']:.1f} dense)  "
-              f"GEMM {f['gemm_gflops']:6.1f} GFLOP/s  bound {f['flop_bound_s']:.3f} s  measured {f['median_s']:.3f} s"
-              f"  -> {100 * f['fraction_of_gemm_rate']:.0f}% of GEMM rate "
-              f"({100 * f['dense_fraction_of_gemm_rate']:.0f}% counting dense FLOPs)")  # fmt: skip
+        print(
+            f"{f['case']:<17}{f['dtype']:<9}{f['gflop']:>7.1f} GFLOP ({f['dense_gflop']:.1f} dense)  "
+            f"GEMM {f['gemm_gflops']:6.1f} GFLOP/s  bound {f['flop_bound_s']:.3f} s  measured {f['median_s']:.3f} s"
+            f"  -> {100 * f['fraction_of_gemm_rate']:.0f}% of GEMM rate "
+            f"({100 * f['dense_fraction_of_gemm_rate']:.0f}% counting dense FLOPs)"
+        )
     print("Floor of the algorithm: its potrf timed alone in the same rounds, every other FLOP at the GEMM rate")
     for f in flops:
-        print(f"{f['case']:<17}{f['dtype']:<9}potrf {1e3 * f['potrf_s']:.0f} ms -> floor {f['floor_s']:.3f} s "
-              f"= {100 * f['floor_fraction_of_gemm_rate']:.0f}% of GEMM rate; "
-              f"gpllm's time {f['median_s'] / f['floor_s']:.2f}x the floor")  # fmt: skip
+        print(
+            f"{f['case']:<17}{f['dtype']:<9}potrf {1e3 * f['potrf_s']:.0f} ms -> floor {f['floor_s']:.3f} s "
+            f"= {100 * f['floor_fraction_of_gemm_rate']:.0f}% of GEMM rate; "
+            f"gpllm's time {f['median_s'] / f['floor_s']:.2f}x the floor"
+        )
 
 
 def time_full_fit(n, q, d, seed=0) -> dict:
@@ -215,12 +265,22 @@ def time_full_fit(n, q, d, seed=0) -> dict:
     values = gp.params_to_values(gp.RBF(), result.params)
     dtype = str(np.asarray(result.lml).dtype)
     assert dtype == "float64", f"the fit ran in {dtype}, not float64"
-    return {"n": n, "q": q, "d": d, "dtype": dtype, "first_call_s": times[0], "rerun_s": times[1],
-            "iterations": int(result.n_steps), "converged": bool(result.converged),
-            "lml": float(result.lml),
-            "fitted": {"variance": float(values["kernel"]["variance"]),
-                       "lengthscale": float(values["kernel"]["lengthscale"]),
-                       "noise": float(values["noise"])}}  # fmt: skip
+    return {
+        "n": n,
+        "q": q,
+        "d": d,
+        "dtype": dtype,
+        "first_call_s": times[0],
+        "rerun_s": times[1],
+        "iterations": int(result.n_steps),
+        "converged": bool(result.converged),
+        "lml": float(result.lml),
+        "fitted": {
+            "variance": float(values["kernel"]["variance"]),
+            "lengthscale": float(values["kernel"]["lengthscale"]),
+            "noise": float(values["noise"]),
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,8 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", default="200,700,1400,2800,5600", help="N values ('' for none)")
     parser.add_argument("--sweep-d", type=int, default=None, help="D of the sweep (default --d)")
     parser.add_argument("--sweep-dtypes", default="float64,float32")
-    parser.add_argument("--sweep-path", choices=("gram", "direct"), default="gram",
-                        help="gram: Y enters through its QR factor, prepared once (not timed)")
+    parser.add_argument(
+        "--sweep-path",
+        choices=("gram", "direct"),
+        default="gram",
+        help="gram: Y enters through its QR factor, prepared once (not timed)",
+    )
     parser.add_argument("--sweep-repeats", type=int, default=3)
     parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="sklearn gradient budget")
     parser.add_argument("--no-peers", action="store_true")
@@ -244,18 +308,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.n, args.d, args.q, args.repeats, args.sweep, args.sweep_repeats = 300, 400, 50, 3, "100,300", 3
 
-    report = {"machine": platform.platform(), "processor": platform.processor(),
-              "size": {"n": args.n, "q": args.q, "d": args.d}}  # fmt: skip
+    report = {
+        "machine": platform.platform(),
+        "processor": platform.processor(),
+        "size": {"n": args.n, "q": args.q, "d": args.d},
+    }
     env = child_environment()
     report["environment"] = {name: env[name] for name in ("OPENBLAS_THREAD_TIMEOUT",)}
-    print(f"every case in its own process, OPENBLAS_THREAD_TIMEOUT={env['OPENBLAS_THREAD_TIMEOUT']} "
-          "(gpllm's default, gpllm/blas.py; peers get the same)")  # fmt: skip
+    print(
+        f"every case in its own process, OPENBLAS_THREAD_TIMEOUT={env['OPENBLAS_THREAD_TIMEOUT']} "
+        "(gpllm's default, gpllm/blas.py; peers get the same)"
+    )
     _progress("GEMM rate")
     gemm = {dt: _gemm(dt, GEMM_N, 5) for dt in ("float64", "float32")}
     report["gemm"] = gemm
-    print(f"GEMM 2000^3 (jitted jnp.matmul): float64 {gemm['float64']['jax_gflops']:.1f} GFLOP/s, "
-          f"float32 {gemm['float32']['jax_gflops']:.1f} GFLOP/s "
-          f"(np.dot: {gemm['float64']['numpy_gflops']:.1f} / {gemm['float32']['numpy_gflops']:.1f})")  # fmt: skip
+    print(
+        f"GEMM 2000^3 (jitted jnp.matmul): float64 {gemm['float64']['jax_gflops']:.1f} GFLOP/s, "
+        f"float32 {gemm['float32']['jax_gflops']:.1f} GFLOP/s "
+        f"(np.dot: {gemm['float64']['numpy_gflops']:.1f} / {gemm['float32']['numpy_gflops']:.1f})"
+    )
 
     records = run_cases(args.n, args.q, args.d, args.repeats, args.max_bytes, not args.no_peers)
     rows = main_table(records)
@@ -265,36 +336,45 @@ def main(argv: list[str] | None = None) -> int:
 
     flops = flop_report(records, args.n, args.q, args.d)
     report["flops"] = flops
-    print("\nFLOP-bound check (FLOPs / GEMM rate vs measured; the GEMM timed alternately with the case,"
-          " fraction = median over those rounds)")
+    print(
+        "\nFLOP-bound check (FLOPs / GEMM rate vs measured; the GEMM timed alternately with the case,"
+        " fraction = median over those rounds)"
+    )
     print_flops(flops)
 
     sweep = []
     sweep_d = args.sweep_d or args.d
-    print(f"\nScaling sweep, gpllm {args.sweep_path} path, D={sweep_d}, "
-          f"median of {args.sweep_repeats} after compile, each size in its own process")
+    print(
+        f"\nScaling sweep, gpllm {args.sweep_path} path, D={sweep_d}, "
+        f"median of {args.sweep_repeats} after compile, each size in its own process"
+    )
     for n in (int(x) for x in args.sweep.split(",") if x):
         for dtype in args.sweep_dtypes.split(","):
             _progress(f"sweep N={n} {dtype}")
-            r = run_isolated(f"gpllm-{args.sweep_path}", n, args.q, sweep_d, dtype, args.sweep_repeats,
-                             timeout=3600, gemm_n=GEMM_N)  # fmt: skip
+            r = run_isolated(
+                f"gpllm-{args.sweep_path}", n, args.q, sweep_d, dtype, args.sweep_repeats, timeout=3600, gemm_n=GEMM_N
+            )
             if "error" in r:
                 print(f"N={n:>6} {dtype:<8} error: {r['error'][:200]}")
                 continue
             r["fraction_of_gemm_rate"] = paired_fraction(r, r["flops"])
             sweep.append(r)
-            print(f"N={n:>6} {dtype:<8} median {r['median_s']:8.3f} s  peak {r['peak_rss_bytes'] / GIB:5.2f} GiB "
-                  f"(process {r['process_peak_rss_bytes'] / GIB:5.2f} GiB)  {r['flops'] / 1e9:8.1f} GFLOP  "
-                  f"{100 * r['fraction_of_gemm_rate']:.0f}% of GEMM rate ({r['gemm_gflops']:.0f} GFLOP/s)")  # fmt: skip
+            print(
+                f"N={n:>6} {dtype:<8} median {r['median_s']:8.3f} s  peak {r['peak_rss_bytes'] / GIB:5.2f} GiB "
+                f"(process {r['process_peak_rss_bytes'] / GIB:5.2f} GiB)  {r['flops'] / 1e9:8.1f} GFLOP  "
+                f"{100 * r['fraction_of_gemm_rate']:.0f}% of GEMM rate ({r['gemm_gflops']:.0f} GFLOP/s)"
+            )
     report["sweep"] = sweep
 
     if not args.no_fit:
         _progress("full L-BFGS fit")
         fit = time_full_fit(args.n, args.q, args.d)
         report["fit"] = fit
-        print(f"\nFull L-BFGS fit at N={args.n}, D={args.d}, {fit['dtype']}: {fit['rerun_s']:.2f} s "
-              f"({fit['first_call_s']:.2f} s with compilation), {fit['iterations']} iterations, "
-              f"converged={fit['converged']}")  # fmt: skip
+        print(
+            f"\nFull L-BFGS fit at N={args.n}, D={args.d}, {fit['dtype']}: {fit['rerun_s']:.2f} s "
+            f"({fit['first_call_s']:.2f} s with compilation), {fit['iterations']} iterations, "
+            f"converged={fit['converged']}"
+        )
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))

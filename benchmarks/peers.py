@@ -47,9 +47,10 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import equinox as eqx
 import gpjax as gpx
@@ -156,15 +157,11 @@ def numpy_reference_lml(
     value = -0.5 * np.vdot(Y, alpha) - d * half_logdet - 0.5 * n * d * math.log(2.0 * math.pi)
     A_inv = scipy.linalg.cho_solve(factor, np.eye(n, dtype=Y.dtype), check_finite=False)
     W = alpha @ alpha.T - d * A_inv
-    grad = 0.5 * np.array(
-        [np.vdot(W, K) / variance, np.vdot(W, K * sq) / lengthscale**3, np.trace(W)]
-    )
+    grad = 0.5 * np.array([np.vdot(W, K) / variance, np.vdot(W, K * sq) / lengthscale**3, np.trace(W)])
     return float(value), grad
 
 
-def grad_to_theta(
-    grad: np.ndarray, convention: str, variance: float, lengthscale: float, noise: float
-) -> np.ndarray:
+def grad_to_theta(grad: np.ndarray, convention: str, variance: float, lengthscale: float, noise: float) -> np.ndarray:
     """Convert a peer's (3,) gradient to dLML/d(variance, lengthscale, s2) (module docstring)."""
     grad = np.asarray(grad, dtype=np.float64)
     theta = np.array([variance, lengthscale, noise])
@@ -272,9 +269,7 @@ def _require_x64_for(dtype) -> None:
         )
 
 
-def _compiled_jax_run(
-    lml, params, args, grad_leaves, dtype
-) -> Callable[[], tuple[float, np.ndarray]]:
+def _compiled_jax_run(lml, params, args, grad_leaves, dtype) -> Callable[[], tuple[float, np.ndarray]]:
     """jit(value_and_grad(lml)) compiled once here; run() -> (value, grad_leaves(grads) as (3,)).
 
     lml(params, *args) -> scalar; grad_leaves(grads) -> the 3 scalar gradient leaves in
@@ -355,9 +350,7 @@ def make_tinygp(Z, Y, variance, lengthscale, noise, dtype=np.float64) -> PeerCas
     }
 
     def build_gp(params, X):
-        kernel = jnp.exp(params["log_amp"]) * tinygp.kernels.ExpSquared(
-            scale=jnp.exp(params["log_scale"])
-        )
+        kernel = jnp.exp(params["log_amp"]) * tinygp.kernels.ExpSquared(scale=jnp.exp(params["log_scale"]))
         return tinygp.GaussianProcess(kernel, X, diag=jnp.exp(params["log_diag"]))
 
     def lml(params, X, Y):
@@ -379,9 +372,7 @@ def make_tinygp(Z, Y, variance, lengthscale, noise, dtype=np.float64) -> PeerCas
     )
 
 
-def make_gpllm(
-    Z, Y, variance, lengthscale, noise, dtype=np.float64, path="gram", output_scales="shared"
-) -> PeerCase:
+def make_gpllm(Z, Y, variance, lengthscale, noise, dtype=np.float64, path="gram", output_scales="shared") -> PeerCase:
     """gpllm: ``gp.value_and_grad`` (one Cholesky, hand-written VJP), targets prepared once.
 
     ``path="gram"`` factors Y Y^T once (a QR, not timed: it is per dataset, not per
@@ -407,8 +398,14 @@ def make_gpllm(
         return float(value), np.array([float(x) for x in leaves])
 
     name = "gpllm-per-output" if output_scales == "per_output" else f"gpllm-{path}"
-    return PeerCase(name, run, f"gpllm {path} path, {output_scales} output scales", grad_convention="softplus",
-                    d_used=Y.shape[1], flops=gpllm_flops(kernel, params, Zj, targets))  # fmt: skip
+    return PeerCase(
+        name,
+        run,
+        f"gpllm {path} path, {output_scales} output scales",
+        grad_convention="softplus",
+        d_used=Y.shape[1],
+        flops=gpllm_flops(kernel, params, Zj, targets),
+    )
 
 
 def gpllm_flops(kernel, params, Z, targets) -> float:
@@ -438,9 +435,7 @@ FACTORIES: dict[str, Callable[..., PeerCase]] = {
 }
 
 
-def make_case(
-    name: str, Z, Y, dtype=np.float64, max_bytes: int = DEFAULT_MAX_BYTES, **hypers
-) -> PeerCase:
+def make_case(name: str, Z, Y, dtype=np.float64, max_bytes: int = DEFAULT_MAX_BYTES, **hypers) -> PeerCase:
     """FACTORIES[name] at HYPERS (overridable); max_bytes reaches the sklearn gradient case only."""
     hypers = {**HYPERS, **hypers}
     factory = FACTORIES[name]
@@ -459,9 +454,7 @@ def time_call(fn: Callable[[], object], repeats: int, warmup: int = 1) -> Timing
     return time_calls_interleaved({"fn": fn}, repeats, warmup)["fn"]
 
 
-def time_calls_interleaved(
-    fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
-) -> dict[str, Timing]:
+def time_calls_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, Timing]:
     """time_call for several functions in alternation, so that each sees the same
     machine: on a shared machine the rate drifts over minutes."""
     for fn in fns.values():
@@ -566,8 +559,12 @@ def run_case(
         primitives = {"potrf": potrf_call(n, dtype)} if case.flops else {}
         timings = time_calls_interleaved({"case": case.run, "gemm": gemm, **primitives}, more)
         rest = timings["case"].all_s
-        record |= {"gemm_n": gemm_n, "gemm_gflop": gflop, "gemm_gflops": gflop / timings["gemm"].median_s,
-                   "gemm_all_s": list(timings["gemm"].all_s)}  # fmt: skip
+        record |= {
+            "gemm_n": gemm_n,
+            "gemm_gflop": gflop,
+            "gemm_gflops": gflop / timings["gemm"].median_s,
+            "gemm_all_s": list(timings["gemm"].all_s),
+        }
         if primitives:
             record |= {"potrf_s": timings["potrf"].median_s, "flops": case.flops}
     all_s = first.all_s + rest
@@ -631,13 +628,30 @@ def run_isolated(
     {"case": ..., "error": ...}; a child that dies without a record (e.g. killed for memory)
     raises RuntimeError with its stderr.
     """
-    cmd = [sys.executable, "-m", "benchmarks.peers", "--case", name, "--n", str(n),
-           "--q", str(q), "--d", str(d), "--dtype", dtype, "--repeats", str(repeats),
-           "--seed", str(seed), "--max-bytes", str(max_bytes)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.peers",
+        "--case",
+        name,
+        "--n",
+        str(n),
+        "--q",
+        str(q),
+        "--d",
+        str(d),
+        "--dtype",
+        dtype,
+        "--repeats",
+        str(repeats),
+        "--seed",
+        str(seed),
+        "--max-bytes",
+        str(max_bytes),
+    ]
     if gemm_n is not None:
         cmd += ["--gemm-n", str(gemm_n)]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
-                          env=child_environment())  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=child_environment())
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if not lines:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
@@ -721,9 +735,7 @@ def selfcheck(n: int = 60, q: int = 5, d: int = 7, seed: int = 0) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.peers", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.peers", description=__doc__.split("\n")[0])
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--case", choices=sorted(FACTORIES))
     action.add_argument("--selfcheck", action="store_true")
@@ -749,8 +761,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rate._asdict()))
         return 0
     try:
-        record = run_case(args.case, args.n or 1400, args.q, args.d, dtype, args.repeats,
-                          args.seed, args.max_bytes, args.gemm_n)  # fmt: skip
+        record = run_case(
+            args.case, args.n or 1400, args.q, args.d, dtype, args.repeats, args.seed, args.max_bytes, args.gemm_n
+        )
     except (NotImplementedError, RuntimeError) as err:
         print(json.dumps({"case": args.case, "dtype": args.dtype, "error": str(err)}))
         return 1

@@ -55,8 +55,9 @@ def _csr_chunk(rng, n_rows: int, gene_p: np.ndarray):
     return sp.csr_matrix((data, cols.astype(np.int32), indptr), shape=mask.shape)
 
 
-def write_screen(path: Path, n_cells: int, n_genes: int, n_perts: int, density: float,
-                 seed: int = 0, chunk: int = 5000) -> dict:  # fmt: skip
+def write_screen(
+    path: Path, n_cells: int, n_genes: int, n_perts: int, density: float, seed: int = 0, chunk: int = 5000
+) -> dict:
     """Write the synthetic screen to ``path`` in chunks; returns its size facts."""
     import anndata as ad
     import h5py
@@ -86,8 +87,14 @@ def write_screen(path: Path, n_cells: int, n_genes: int, n_perts: int, density: 
                 X.append(block)
             if (a // chunk) % 20 == 0:
                 _progress(f"wrote {a + block.shape[0]:,} / {n_cells:,} cells")
-    return {"cells": n_cells, "genes": n_genes, "perturbations": n_perts, "nnz": nnz,
-            "density": nnz / (n_cells * n_genes), "file_bytes": path.stat().st_size}  # fmt: skip
+    return {
+        "cells": n_cells,
+        "genes": n_genes,
+        "perturbations": n_perts,
+        "nnz": nnz,
+        "density": nnz / (n_cells * n_genes),
+        "file_bytes": path.stat().st_size,
+    }
 
 
 def _vm_hwm_bytes() -> int:
@@ -110,9 +117,19 @@ def child(path: Path, chunk_size: int) -> None:
     screen = read_screen(path, chunked=True, chunk_size=chunk_size, n_hvg=2000)
     wall = time.perf_counter() - t0
     s = screen.singles
-    print(json.dumps({"wall_s": wall, "peak_after_import_bytes": after_import, "peak_self_bytes": _vm_hwm_bytes(),
-                      "P": s.n_perts, "G": s.n_genes, "de_method": s.provenance["de_method"],
-                      "n_control_rows": s.provenance["n_control_rows"]}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "wall_s": wall,
+                "peak_after_import_bytes": after_import,
+                "peak_self_bytes": _vm_hwm_bytes(),
+                "P": s.n_perts,
+                "G": s.n_genes,
+                "de_method": s.provenance["de_method"],
+                "n_control_rows": s.provenance["n_control_rows"],
+            }
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,13 +163,22 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         facts = write_screen(path, args.cells, args.genes, args.perts, args.density)
         facts["write_s"] = time.perf_counter() - t0
-        print(f"screen: {facts['cells']:,} cells x {facts['genes']:,} genes, {facts['perturbations']:,} "
-              f"perturbations, {facts['nnz']:,} stored values (density {facts['density']:.3f}), "
-              f"{facts['file_bytes'] / GIB:.2f} GiB on disk, written in {facts['write_s']:.0f} s")  # fmt: skip
+        print(
+            f"screen: {facts['cells']:,} cells x {facts['genes']:,} genes, {facts['perturbations']:,} "
+            f"perturbations, {facts['nnz']:,} stored values (density {facts['density']:.3f}), "
+            f"{facts['file_bytes'] / GIB:.2f} GiB on disk, written in {facts['write_s']:.0f} s"
+        )
 
         _progress("pseudobulk in a child process")
-        cmd = [sys.executable, "-m", "benchmarks.pseudobulk", "--child", str(path),
-               "--chunk-size", str(args.chunk_size)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.pseudobulk",
+            "--child",
+            str(path),
+            "--chunk-size",
+            str(args.chunk_size),
+        ]
         t0 = time.perf_counter()
         done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
         outer = time.perf_counter() - t0
@@ -167,15 +193,28 @@ def main(argv: list[str] | None = None) -> int:
             tmp.cleanup()
 
     ok = peak < args.budget_gib * GIB
-    print(f"read_screen(chunked=True, chunk_size={args.chunk_size}): {run['wall_s']:.1f} s "
-          f"({facts['cells'] / run['wall_s']:,.0f} cells/s; {outer:.1f} s with interpreter start and imports)")
-    print(f"result: P={run['P']} perturbations x G={run['G']} HVGs, DE by {run['de_method']}, "
-          f"{run['n_control_rows']:,} control cells")
-    print(f"peak RSS of the child: {peak / MIB:,.0f} MiB (of which {run['peak_after_import_bytes'] / MIB:,.0f} MiB "
-          f"after imports); target < {args.budget_gib:g} GiB: {'met' if ok else 'MISSED'}")  # fmt: skip
+    print(
+        f"read_screen(chunked=True, chunk_size={args.chunk_size}): {run['wall_s']:.1f} s "
+        f"({facts['cells'] / run['wall_s']:,.0f} cells/s; {outer:.1f} s with interpreter start and imports)"
+    )
+    print(
+        f"result: P={run['P']} perturbations x G={run['G']} HVGs, DE by {run['de_method']}, "
+        f"{run['n_control_rows']:,} control cells"
+    )
+    print(
+        f"peak RSS of the child: {peak / MIB:,.0f} MiB (of which {run['peak_after_import_bytes'] / MIB:,.0f} MiB "
+        f"after imports); target < {args.budget_gib:g} GiB: {'met' if ok else 'MISSED'}"
+    )
 
-    report = {"machine": platform.platform(), "screen": facts, "chunk_size": args.chunk_size,
-              "run": run, "outer_s": outer, "peak_rss_bytes": peak, "budget_met": ok}  # fmt: skip
+    report = {
+        "machine": platform.platform(),
+        "screen": facts,
+        "chunk_size": args.chunk_size,
+        "run": run,
+        "outer_s": outer,
+        "peak_rss_bytes": peak,
+        "budget_met": ok,
+    }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.json}")

@@ -29,8 +29,9 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 from benchmarks.peers import REPO_ROOT
 from gpllm import compilation_cache
@@ -106,8 +107,14 @@ def run_once(args, cache: Path, tmp: Path, label: str) -> dict | None:
         return None
     timings = RunStore(out).read_timings()
     by_model, by_size, processes = breakdown(timings)
-    return {"wall_s": run.wall_s, "parts": len(timings), "processes": processes, "peak_tree_bytes": run.peak_bytes,
-            "seconds_per_model": by_model, "seconds_per_size": by_size}  # fmt: skip
+    return {
+        "wall_s": run.wall_s,
+        "parts": len(timings),
+        "processes": processes,
+        "peak_tree_bytes": run.peak_bytes,
+        "seconds_per_model": by_model,
+        "seconds_per_size": by_size,
+    }
 
 
 class MeasuredRun(NamedTuple):
@@ -146,22 +153,32 @@ def report(label: str, run: dict, targets: bool = True) -> None:
     memory_target = f" (target 4 GiB: {'met' if peak <= TARGET_BYTES else 'NOT met'})" if targets else ""
     print(f"  {label:<44} wall time {wall:6.1f} s{time_target}")
     print(f"    peak memory of the process and its workers {peak / 1024**3:.2f} GiB{memory_target}")
-    print(f"    {run['parts']} result parts in {run['processes']} process(es); worker-seconds per model: "
-          + ", ".join(f"{m} {s:.0f}" for m, s in sorted(run["seconds_per_model"].items(), key=lambda kv: -kv[1])))  # fmt: skip
-    print("    worker-seconds per training size: "
-          + ", ".join(f"{k} {v:.0f}" for k, v in sorted(run["seconds_per_size"].items(), key=lambda kv: int(kv[0]))))  # fmt: skip
+    print(
+        f"    {run['parts']} result parts in {run['processes']} process(es); worker-seconds per model: "
+        + ", ".join(f"{m} {s:.0f}" for m, s in sorted(run["seconds_per_model"].items(), key=lambda kv: -kv[1]))
+    )
+    print(
+        "    worker-seconds per training size: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in sorted(run["seconds_per_size"].items(), key=lambda kv: int(kv[0])))
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="sizes 100,400 and 2 folds")
     parser.add_argument("--cold-only", action="store_true", help="skip the second run on a filled compilation cache")
-    parser.add_argument("--workers", type=int, default=None, help="pass --workers to gpllm reproduce (default: its own)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="pass --workers to gpllm reproduce (default: its own)"
+    )
     parser.add_argument("--config", type=Path, default=None, help="a config instead of the default grid")
     parser.add_argument("--sizes", default=None, help="pass --sizes to gpllm reproduce, e.g. 100,400")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "results" / "bench_sweep.json")
-    parser.add_argument("--keep", type=Path, default=None,
-                        help="keep the run folders (run-cold/, run-warm/) here, e.g. to compare tables")  # fmt: skip
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="keep the run folders (run-cold/, run-warm/) here, e.g. to compare tables",
+    )
     args = parser.parse_args(argv)
 
     runs = {}
@@ -178,8 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     peak = max(run["peak_tree_bytes"] for run in runs.values())
 
     what = args.config or "default grid"
-    print(f"gpllm reproduce ({what}{', quick' if args.quick else ''}{', sizes ' + args.sizes if args.sizes else ''}) on {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores")  # fmt: skip
+    print(
+        f"gpllm reproduce ({what}{', quick' if args.quick else ''}{', sizes ' + args.sizes if args.sizes else ''}) on {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores"
+    )
     default = args.config is None and not args.sizes
     report("cold: empty JAX compilation cache (first run)", runs["cold"], default)
     if "warm" in runs:

@@ -45,9 +45,7 @@ def check_finite(name: str, x) -> None:
     bad = ~np.isfinite(values)
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise NonFiniteError(
-            f"{name} has {int(bad.sum())} non-finite value(s) (NaN or inf); first at index {first}"
-        )
+        raise NonFiniteError(f"{name} has {int(bad.sum())} non-finite value(s) (NaN or inf); first at index {first}")
 
 
 def check_rank(name: str, x, ndim: int) -> None:
@@ -62,9 +60,7 @@ def check_training_arrays(Z, Y, *, min_rows: int = 2, batched: bool = False) -> 
     check_rank("Z", Z, 2 + lead)
     check_rank("Y", Y, 2 + lead)
     if Z.shape[: lead + 1] != Y.shape[: lead + 1]:
-        raise ShapeError(
-            f"Z and Y must have the same number of rows: Z {tuple(Z.shape)} vs Y {tuple(Y.shape)}"
-        )
+        raise ShapeError(f"Z and Y must have the same number of rows: Z {tuple(Z.shape)} vs Y {tuple(Y.shape)}")
     n = Z.shape[lead]
     if n < min_rows:
         raise InputError(f"need at least {min_rows} training rows, got N={n}")
@@ -78,9 +74,7 @@ def check_new_inputs(Z_new, n_features: int) -> None:
     """Test inputs (M, Q) with the training Q, finite."""
     check_rank("Z_new", Z_new, 2)
     if Z_new.shape[1] != n_features:
-        raise ShapeError(
-            f"Z_new has {Z_new.shape[1]} columns but the model was trained on {n_features}"
-        )
+        raise ShapeError(f"Z_new has {Z_new.shape[1]} columns but the model was trained on {n_features}")
     check_finite("Z_new", Z_new)
 
 

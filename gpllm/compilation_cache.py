@@ -60,8 +60,13 @@ def enable() -> Path | None:
         return None
     problem = _writable(where)
     if problem:
-        log.warning("gpllm: the compilation cache %s is not writable (%s); running without it "
-                    "(set %s to another folder, or to 'off')", where, problem, ENV)  # fmt: skip
+        log.warning(
+            "gpllm: the compilation cache %s is not writable (%s); running without it "
+            "(set %s to another folder, or to 'off')",
+            where,
+            problem,
+            ENV,
+        )
         return None
     import jax
 

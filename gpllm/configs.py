@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Mapping
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 from gpllm.errors import InputError
 
@@ -53,7 +53,7 @@ def either(*checks) -> Callable[[Any], str | None]:
         problems = [c(v) for c in checks]
         return None if any(p is None for p in problems) else " or ".join(p.removeprefix("must be ") for p in problems)
 
-    return lambda v: (None if (p := check(v)) is None else f"must be {p}")
+    return lambda v: None if (p := check(v)) is None else f"must be {p}"
 
 
 def _default_check(default) -> tuple[Callable[[Any], str | None], str]:
@@ -86,7 +86,9 @@ def _screen_keys() -> dict[str, Key]:
 
     return {
         "path": Key(STR, "string", "the screen's h5ad file, relative to the config's folder"),
-        "source": Key(STR, "string", "instead of path: a registry name from `gpllm data list`, downloaded and verified"),
+        "source": Key(
+            STR, "string", "instead of path: a registry name from `gpllm data list`, downloaded and verified"
+        ),
         "allow_unverified": Key(BOOL, "bool", "accept a download whose checksum is not published"),
         "preset": Key(one_of(*PRESETS), "string", f"how obs names conditions: {', '.join(PRESETS)}"),
         "chunked": Key(BOOL, "bool", "stream a large single-cell file in chunks (default: above 2 GiB)"),
@@ -110,8 +112,11 @@ EMBEDDING_KEYS = {
 
 def _sweep_keys() -> dict[str, Key]:
     return {
-        "models": Key(STR_LIST, "list of strings",
-                      "built-in names, [models.NAME] tables, or 'file.py:attr' / 'module:attr' references"),  # fmt: skip
+        "models": Key(
+            STR_LIST,
+            "list of strings",
+            "built-in names, [models.NAME] tables, or 'file.py:attr' / 'module:attr' references",
+        ),
         "embeddings": Key(STR_LIST, "list of strings", "as the top-level embeddings (default: those)"),
         "sizes": Key(INT_LIST, "list of ints", "training-set sizes (nested downsampling of each fold)"),
         "n_folds": Key(either(INT, one_of("loo")), "int or 'loo'", "CV folds over perturbations"),
@@ -148,8 +153,12 @@ def _synthetic_keys() -> dict[str, Key]:
     return {
         "kind": Key(one_of("synthetic"), "string", "'synthetic': screens drawn in-process (no download)"),
         "seed": Key(INT, "int", "seed of the draw"),
-        "shape": Key(one_of(*SHAPES), "string", "the generator's named shape: 'essential' (default: K562 and RPE1, "
-                     "1,774 x 2,000) or 'gwps' (K562 genome-wide, 9,800 x 8,000, one line); overrides apply on top"),
+        "shape": Key(
+            one_of(*SHAPES),
+            "string",
+            "the generator's named shape: 'essential' (default: K562 and RPE1, "
+            "1,774 x 2,000) or 'gwps' (K562 genome-wide, 9,800 x 8,000, one line); overrides apply on top",
+        ),
         "overrides": Key(TABLE, "table", "[data.overrides]: knobs of the generator"),
     }
 
@@ -186,8 +195,12 @@ def _override_keys(combos: bool) -> dict[str, Key]:
 
 def _active_keys() -> dict[str, Key]:
     return {
-        "acquisitions": Key(STR_LIST, "list of strings", "random, max_variance, variance_reduction, coreset, "
-                            "ucb_effect (default all), or 'file.py:attr' / 'module:attr' of your own"),
+        "acquisitions": Key(
+            STR_LIST,
+            "list of strings",
+            "random, max_variance, variance_reduction, coreset, "
+            "ucb_effect (default all), or 'file.py:attr' / 'module:attr' of your own",
+        ),
         "repeats": Key(INT, "int", "repeats, each with its own test set and seed set (default 5)"),
         "seed_size": Key(INT, "int", "perturbations measured first, at random (default 50)"),
         "batch_size": Key(INT, "int", "perturbations each round adds (default 50)"),
@@ -198,21 +211,28 @@ def _active_keys() -> dict[str, Key]:
         "embedding": Key(STR, "string", "the embedding the GP uses (default: the config's last)"),
         "model": Key(STR, "string", "'gp', 'gp_blocks', a [models.NAME] GP, or a 'module:attr' kernel (default gp)"),
         "gp_dtype": Key(one_of("float32", "float64"), "string", "precision of the GP fits (default float32)"),
-    }  # fmt: skip
+    }
 
 
 TOP_KEYS = {
     "name": Key(STR, "string", "the run's name: its folder under results/ (made a safe file name)"),
     "data": Key(TABLE, "table", "[data]: kind = 'synthetic' or 'files', and their keys"),
-    "embeddings": Key(STR_LIST, "list of strings",
-                      "sources joined by '+' (text, sequence, text+sequence); '@K' or '@raw' sets the PCA size"),  # fmt: skip
+    "embeddings": Key(
+        STR_LIST,
+        "list of strings",
+        "sources joined by '+' (text, sequence, text+sequence); '@K' or '@raw' sets the PCA size",
+    ),
     "pca_k": Key(INT, "int", "principal components per source (0: raw vectors)"),
     "missing": Key(one_of("drop", "mean"), "string", "a perturbation without a vector: drop it, or use the mean"),
     "sweep": Key(TABLE, "table", "[sweep]: the grid"),
     "evaluate": Key(STR_LIST, "list of strings", "screens to run the grid on (default all)"),
     "models": Key(TABLE, "table", "[models.NAME]: a model of your own, or options of a built-in one"),
-    "executor": Key(STR, "string", "where the sweep runs: 'local' (default) or 'dask://HOST:PORT', a Dask "
-                    "cluster whose workers all see the output folder"),
+    "executor": Key(
+        STR,
+        "string",
+        "where the sweep runs: 'local' (default) or 'dask://HOST:PORT', a Dask "
+        "cluster whose workers all see the output folder",
+    ),
     "combos": Key(TABLE, "table", "[combos]: evaluate two-gene perturbations (seen-0/1/2 splits) instead of the grid"),
     "active": Key(TABLE, "table", "[active]: the design simulation of `gpllm active`"),
 }
@@ -252,8 +272,10 @@ def check_config(raw: Mapping[str, Any], where: str = "config") -> None:
     if kind == "synthetic":
         check_table(data, _synthetic_keys(), f"{where} [data]")
         if "combos" in raw and "shape" in data:
-            raise InputError(f"{where} [data] shape sets the single-gene grid's screens; a [combos] run draws "
-                             "one line of its own: set its sizes in [data.overrides]")  # fmt: skip
+            raise InputError(
+                f"{where} [data] shape sets the single-gene grid's screens; a [combos] run draws "
+                "one line of its own: set its sizes in [data.overrides]"
+            )
         check_table(data.get("overrides", {}), _override_keys("combos" in raw), f"{where} [data.overrides]")
     elif kind == "files":
         check_table(data, _files_keys(), f"{where} [data]")
@@ -273,16 +295,20 @@ def describe() -> str:
         ("[sweep]", _sweep_keys()),
         ("[models.NAME]", _model_keys()),
         ("[active] (`gpllm active`)", _active_keys()),
-        ("[data] with kind = \"synthetic\"", _synthetic_keys()),
+        ('[data] with kind = "synthetic"', _synthetic_keys()),
         ("[data.overrides]", _override_keys(combos=True)),
-        ("[data] with kind = \"files\"", _files_keys()),
+        ('[data] with kind = "files"', _files_keys()),
         ("[data.screens.NAME]", _screen_keys()),
         ("[data.embeddings.SOURCE]", EMBEDDING_KEYS),
         ("[combos]", _combos_keys()),
     ]
-    lines = ["# gpllm reproduce: config reference", "",
-             "Generated from `gpllm/configs.py` (`python -m gpllm.configs > docs/config.md`); a test keeps",
-             "it in step with the checks. Unknown keys and wrong types are errors naming the key.", ""]  # fmt: skip
+    lines = [
+        "# gpllm reproduce: config reference",
+        "",
+        "Generated from `gpllm/configs.py` (`python -m gpllm.configs > docs/config.md`); a test keeps",
+        "it in step with the checks. Unknown keys and wrong types are errors naming the key.",
+        "",
+    ]
     for title, keys in sections:
         lines += [f"## {title}", "", "| key | type | meaning |", "| --- | --- | --- |"]
         lines += [f"| `{k}` | {v.kind} | {v.help} |" for k, v in keys.items()]

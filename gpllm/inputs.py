@@ -35,7 +35,6 @@ def _embedding_k(name: str, suffix: str) -> int | None:
     raise InputError(f"embedding {name!r}: the part after '@' must be a positive integer or 'raw'")
 
 
-
 def local_file(entry: Mapping[str, Any], where: str, key: str = "path") -> Path:
     """An entry's file: ``entry[key]``, or the registry name ``entry[key + '_source']``
     (``source`` for ``path``) fetched into the cache (``allow_unverified`` passed on)."""
@@ -85,8 +84,9 @@ def load_vectors_from(
         from gpllm.progress import bar
 
         with bar(f"embedding {source!r}", len(texts), enabled=progress) as update:
-            return embed_descriptions(texts, model=entry.get("model", DEFAULT_MODEL), on_batch=update,
-                                      cache=cache_dir() / "text-embeddings")  # fmt: skip
+            return embed_descriptions(
+                texts, model=entry.get("model", DEFAULT_MODEL), on_batch=update, cache=cache_dir() / "text-embeddings"
+            )
     path = local_file(entry, where)
     options = {k: v for k, v in entry.items() if k in ("dim", "index_col")}
     if "idmapping" in entry or "idmapping_source" in entry:
@@ -141,7 +141,10 @@ def load_inputs(config: ReproduceConfig, *, progress: bool = False) -> Inputs:
             raise InputError(f"config {config.name!r}: kind='files' needs [data.screens.*] and [data.embeddings.*]")
         screens = load_screens(data["screens"])
         needed = {p for screen in screens.values() for p in screen.perts}
-        vectors = {name: load_vectors_from(name, entry, needed, progress=progress) for name, entry in data["embeddings"].items()}
+        vectors = {
+            name: load_vectors_from(name, entry, needed, progress=progress)
+            for name, entry in data["embeddings"].items()
+        }
     else:
         raise InputError(f"config {config.name!r}: data.kind must be 'synthetic' or 'files', got {kind!r}")
     shared = intersect_perturbations(*screens.values())

@@ -69,10 +69,12 @@ def reproduce(
             raise InputError(f"evaluate names screen(s) {unknown}; loaded: {sorted(inputs.screens)}")
         inputs = inputs._replace(screens={k: v for k, v in inputs.screens.items() if k in config.evaluate})
     first = next(iter(inputs.screens.values()))
-    embeddings = make_embeddings(inputs.vectors, first.perts, config.sweep.embeddings, k=config.pca_k,
-                                 missing=config.missing)  # fmt: skip
+    embeddings = make_embeddings(
+        inputs.vectors, first.perts, config.sweep.embeddings, k=config.pca_k, missing=config.missing
+    )
     data_id = f"{config.name}:{inputs.data_id}:k={config.pca_k}:{config.missing}"
-    results = run_sweep(inputs.screens, embeddings, config.sweep, RunStore(out), data_id=data_id,
-                        progress=progress, executor=executor)  # fmt: skip
+    results = run_sweep(
+        inputs.screens, embeddings, config.sweep, RunStore(out), data_id=data_id, progress=progress, executor=executor
+    )
     report = write_report(results, out / "report")
     return Reproduction(results, report, out)

@@ -27,9 +27,8 @@ from gpllm.errors import InputError
 from gpllm.evaluate.combos import CombosConfig, run_combos
 from gpllm.evaluate.runner.store import RunStore, fingerprint
 from gpllm.gp.fit import FitOptions
-from gpllm.inputs import local_file, load_vectors_from, make_embeddings
-from gpllm.models.pairs import PAIR_MODEL_NAMES
-from gpllm.models.pairs import default_pair_models
+from gpllm.inputs import load_vectors_from, local_file, make_embeddings
+from gpllm.models.pairs import PAIR_MODEL_NAMES, default_pair_models
 from gpllm.progress import bar
 
 log = logging.getLogger(__name__)
@@ -40,8 +39,11 @@ def pair_models(names, max_steps: int = 200) -> tuple:
     known = {m.name: m for m in default_pair_models(FitOptions(max_steps=max_steps))}
     unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise InputError(f"[combos] models: unknown {unknown}; choose from {list(PAIR_MODEL_NAMES)}" if unknown
-                         else "[combos] models is empty")  # fmt: skip
+        raise InputError(
+            f"[combos] models: unknown {unknown}; choose from {list(PAIR_MODEL_NAMES)}"
+            if unknown
+            else "[combos] models is empty"
+        )
     return tuple(known[n] for n in names)
 
 
@@ -78,13 +80,22 @@ def reproduce_combos(config, out_dir: str | Path, *, progress: bool = True) -> t
     combos = dict(config.combos)
     screen, vectors = load_pair_inputs(config.data, combos.get("screen"))
     embedding_name = combos.get("embedding", config.embeddings[0])
-    embedding = make_embeddings(vectors, screen.all_genes, [embedding_name], k=config.pca_k, missing=config.missing)[embedding_name]
+    embedding = make_embeddings(vectors, screen.all_genes, [embedding_name], k=config.pca_k, missing=config.missing)[
+        embedding_name
+    ]
     models = pair_models(combos.get("models", PAIR_MODEL_NAMES), int(combos.get("max_steps", 200)))
-    run_config = CombosConfig(**{k: combos[k] for k in ("n_folds", "seed", "equal_sizes", "magnitude_tol") if k in combos})
+    run_config = CombosConfig(
+        **{k: combos[k] for k in ("n_folds", "seed", "equal_sizes", "magnitude_tol") if k in combos}
+    )
     # The run folder's lock, sealed parts and refusal of another run, as for the sweep.
     store = RunStore(out_dir)
-    run = {"combos": combos, "data": fingerprint(dict(config.data)), "embedding": embedding_name,
-           "pca_k": config.pca_k, "missing": config.missing}  # fmt: skip
+    run = {
+        "combos": combos,
+        "data": fingerprint(dict(config.data)),
+        "embedding": embedding_name,
+        "pca_k": config.pca_k,
+        "missing": config.missing,
+    }
     try:
         if store.open(run):
             log.info("resuming the combos run in %s", store.root)

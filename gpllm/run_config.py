@@ -72,13 +72,23 @@ class ReproduceConfig:
         if "models" in sweep_raw or "models" in raw:
             sweep_raw["models"] = _model_specs(sweep_raw.get("models"), raw.get("models", {}), base, where)
         embeddings = tuple(raw.get("embeddings", cls.embeddings))
-        sweep = SweepConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in sweep_raw.items()},
-                            **({} if "embeddings" in sweep_raw else {"embeddings": embeddings}))  # fmt: skip
+        sweep = SweepConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in sweep_raw.items()},
+            **({} if "embeddings" in sweep_raw else {"embeddings": embeddings}),
+        )
         data = _resolve_paths(dict(raw.get("data", {"kind": "synthetic", "seed": 0})), base)
         pca_k = raw.get("pca_k", 50)
-        return cls(raw.get("name", "run"), data, embeddings, None if pca_k in (0, None) else int(pca_k),
-                   raw.get("missing", "drop"), sweep, tuple(raw.get("evaluate", ())),
-                   raw.get("executor", "local"), raw.get("combos"))  # fmt: skip
+        return cls(
+            raw.get("name", "run"),
+            data,
+            embeddings,
+            None if pca_k in (0, None) else int(pca_k),
+            raw.get("missing", "drop"),
+            sweep,
+            tuple(raw.get("evaluate", ())),
+            raw.get("executor", "local"),
+            raw.get("combos"),
+        )
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -100,7 +110,9 @@ def _model_specs(listed, tables: Mapping[str, Any], base: Path, where: str) -> t
     """
     if not isinstance(tables, Mapping) or not all(isinstance(v, Mapping) for v in tables.values()):
         raise InputError(f"{where}: [models] must hold one table per model, e.g. [models.my_gp]")
-    specs = {name: spec_from({**table, "name": name}, f"{where} [models.{name}]", base) for name, table in tables.items()}
+    specs = {
+        name: spec_from({**table, "name": name}, f"{where} [models.{name}]", base) for name, table in tables.items()
+    }
     if listed is None:
         listed = [*DEFAULT_MODELS, *specs]
     if not isinstance(listed, (list, tuple)):

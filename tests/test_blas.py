@@ -12,7 +12,9 @@ import scipy
 
 from gpllm.blas import SPIN_EXPONENT, SPIN_VARIABLE, limit_openblas_spin
 
-SCIPY_OPENBLAS = sorted(glob.glob(os.path.join(os.path.dirname(scipy.__file__), os.pardir, "scipy.libs", "libscipy_openblas*.so")))
+SCIPY_OPENBLAS = sorted(
+    glob.glob(os.path.join(os.path.dirname(scipy.__file__), os.pardir, "scipy.libs", "libscipy_openblas*.so"))
+)
 
 # What OpenBLAS itself read from the environment when SciPy's LAPACK loaded it.
 _READ_BACK = f"""
@@ -21,7 +23,7 @@ import gpllm.blas
 if sys.argv[1:] == ["limit"]:
     gpllm.blas.limit_openblas_spin()
 import scipy.linalg
-print(ctypes.CDLL({SCIPY_OPENBLAS[0] if SCIPY_OPENBLAS else ''!r}).openblas_thread_timeout())
+print(ctypes.CDLL({SCIPY_OPENBLAS[0] if SCIPY_OPENBLAS else ""!r}).openblas_thread_timeout())
 """
 
 
@@ -41,7 +43,9 @@ def test_reports_when_openblas_has_already_read_its_environment():
 
 
 def _openblas_timeout_in_child(environ: dict[str, str], *args: str) -> int:
-    out = subprocess.run([sys.executable, "-c", _READ_BACK, *args], env=environ, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _READ_BACK, *args], env=environ, capture_output=True, text=True, check=True
+    )
     return int(out.stdout.strip().splitlines()[-1])
 
 

@@ -60,8 +60,11 @@ def test_a_fixed_parameter_never_moves_even_under_weight_decay_and_a_bounded_one
     def kernel_fn(p, x, y):
         return p["variance"] * jnp.exp(-0.5 * jnp.sum((x - y) ** 2) / p["lengthscale"] ** 2) + p["offset"]
 
-    kernel = gp.FunctionKernel(kernel_fn, {"variance": 1.0, "lengthscale": 2.0, "offset": 0.05},
-                               declared={"lengthscale": gp.fixed, "offset": gp.Bounded(0.0, 0.1)})  # fmt: skip
+    kernel = gp.FunctionKernel(
+        kernel_fn,
+        {"variance": 1.0, "lengthscale": 2.0, "offset": 0.05},
+        declared={"lengthscale": gp.fixed, "offset": gp.Bounded(0.0, 0.1)},
+    )
     Z, Y = _problem(n=25)
     decay = optax.adamw(0.05, weight_decay=0.5)
     result = gp.fit(kernel, Z, Y, options=gp.FitOptions(optimizer=decay, max_steps=60))
@@ -72,8 +75,9 @@ def test_a_fixed_parameter_never_moves_even_under_weight_decay_and_a_bounded_one
 
 
 def test_a_value_that_violates_its_declared_constraint_is_named_with_the_constraint():
-    kernel = gp.FunctionKernel(lambda p, x, y: p["a"] * jnp.dot(x, y), {"a": 1.0, "b": 0.0},
-                               declared={"b": gp.Bounded(-1.0, 1.0)})  # fmt: skip
+    kernel = gp.FunctionKernel(
+        lambda p, x, y: p["a"] * jnp.dot(x, y), {"a": 1.0, "b": 0.0}, declared={"b": gp.Bounded(-1.0, 1.0)}
+    )
     with pytest.raises(InputError, match=r"kernel\['b'\].*must lie in \(-1, 1\).*Bounded"):
         gp.params_from_values(kernel, {"a": 1.0, "b": 3.0}, 0.1)
     with pytest.raises(InputError, match=r"kernel\['a'\].*must be positive"):
@@ -118,11 +122,17 @@ def _write(tmp_path: Path, name: str, body: str) -> Path:
         ({"kernel": "plugin.py:HalfModel"}, "not a gpllm.gp.Kernel"),
         ({"kernel": "plugin.py:Broken"}, "importing .*plugin.py failed: ZeroDivisionError"),
         ({"kernel": "plugin.py:K", "optimizer": "plugin.py:NOT_AN_OPTIMIZER"}, "optimizer must be one of"),
-        ({"kernel": "plugin.py:K", "max_step": 3}, r"\[models.mine\]: unknown key 'max_step' \(did you mean 'max_steps'\?\)"),
+        (
+            {"kernel": "plugin.py:K", "max_step": 3},
+            r"\[models.mine\]: unknown key 'max_step' \(did you mean 'max_steps'\?\)",
+        ),
     ],
 )
 def test_bad_plugins_fail_before_any_fit_naming_the_config_key(tmp_path, entry, message):
-    _write(tmp_path, "plugin.py", """
+    _write(
+        tmp_path,
+        "plugin.py",
+        """
         import gpllm.gp as gp
         class HalfModel:
             def fit(self, Z, Y):
@@ -131,7 +141,8 @@ def test_bad_plugins_fail_before_any_fit_naming_the_config_key(tmp_path, entry, 
         NOT_AN_OPTIMIZER = 3
         if __import__("os").environ.get("NEVER"):
             pass
-    """)
+    """,
+    )
     if "Broken" in entry.get("kernel", ""):
         _write(tmp_path, "plugin.py", "x = 1 / 0\n")
     raw = {"data": SMALL, "sweep": {"models": ["mine"], "sizes": [20], "n_folds": 2}, "models": {"mine": entry}}
@@ -143,7 +154,10 @@ def test_bad_plugins_fail_before_any_fit_naming_the_config_key(tmp_path, entry, 
 
 @pytest.mark.slow
 def test_a_users_own_model_joins_the_sweep_as_module_attr(tmp_path):
-    _write(tmp_path, "shrunk_mean.py", """
+    _write(
+        tmp_path,
+        "shrunk_mean.py",
+        """
         from typing import NamedTuple
         import numpy as np
         from gpllm.models.base import Prediction
@@ -159,9 +173,14 @@ def test_a_users_own_model_joins_the_sweep_as_module_attr(tmp_path):
                 return Prediction(np.tile(state.mean, (len(Z_test), 1)), None)
             def record(self, state):
                 return {"scale": 0.5}
-    """)
-    raw = {"data": SMALL, "embeddings": ["text"], "pca_k": 5,
-           "sweep": {"models": ["nonctrl_mean", "shrunk_mean.py:ShrunkMean"], "sizes": [20], "n_folds": 2}}  # fmt: skip
+    """,
+    )
+    raw = {
+        "data": SMALL,
+        "embeddings": ["text"],
+        "pca_k": 5,
+        "sweep": {"models": ["nonctrl_mean", "shrunk_mean.py:ShrunkMean"], "sizes": [20], "n_folds": 2},
+    }
     run = reproduce(ReproduceConfig.from_dict(raw, base=tmp_path), tmp_path / "run", progress=False)
     mine = run.results.filter(model="ShrunkMean")
     assert mine.height > 0 and set(mine["embedding"]) == {"text"}
@@ -172,14 +191,18 @@ def test_a_users_own_model_joins_the_sweep_as_module_attr(tmp_path):
 def test_the_projected_kernel_example_runs_through_gpllm_reproduce(tmp_path):
     """The shipped example config, shrunk to a small screen, through the command line."""
     config = (ROOT / "experiments" / "projected_kernel.toml").read_text()
-    config = config.replace('[data]\nkind = "synthetic"\nseed = 0',
-                            '[data]\nkind = "synthetic"\nseed = 0\n[data.overrides]\nn_perts = 80\nn_genes = 30')
+    config = config.replace(
+        '[data]\nkind = "synthetic"\nseed = 0',
+        '[data]\nkind = "synthetic"\nseed = 0\n[data.overrides]\nn_perts = 80\nn_genes = 30',
+    )
     config = config.replace("sizes = [100, 400, 1000]", "sizes = [20, 30]").replace("n_folds = 5", "n_folds = 2")
     config = config.replace("max_steps = 300", "max_steps = 30")
     config = config.replace('"projected_kernel.py:', f'"{EXAMPLE}:')
     path = _write(tmp_path, "projected.toml", config)
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["reproduce", "--config", str(path), "--out", str(out), "--no-progress", "--workers", "1"])
+    result = CliRunner().invoke(
+        app, ["reproduce", "--config", str(path), "--out", str(out), "--no-progress", "--workers", "1"]
+    )
     assert result.exit_code == 0, result.output
     results = pl.read_parquet(out / "results.parquet")
     projected = results.filter(model="gp_projected")
@@ -192,14 +215,21 @@ def test_the_projected_kernel_example_runs_through_gpllm_reproduce(tmp_path):
 
 @pytest.mark.slow
 def test_the_cli_takes_a_kernel_reference_in_models(tmp_path):
-    _write(tmp_path, "kern.py", """
+    _write(
+        tmp_path,
+        "kern.py",
+        """
         from gpllm import gp
         def Matern(context):
             \"\"\"A factory: one Matern-5/2 per embedding block, from the build context.\"\"\"
             blocks = [gp.Active(gp.Matern52(), start, stop) for _, start, stop in context.blocks]
             return sum(blocks[1:], blocks[0])
-    """)
-    config = _write(tmp_path, "c.toml", """
+    """,
+    )
+    config = _write(
+        tmp_path,
+        "c.toml",
+        """
         name = "k"
         embeddings = ["text+sequence"]
         pca_k = 4
@@ -213,10 +243,21 @@ def test_the_cli_takes_a_kernel_reference_in_models(tmp_path):
         models = ["nonctrl_mean"]
         sizes = [20]
         n_folds = 2
-    """)
+    """,
+    )
     out = tmp_path / "run"
-    args = ["reproduce", "--config", str(config), "--out", str(out), "--no-progress", "--workers", "1",
-            "--models", f"nonctrl_mean,{tmp_path / 'kern.py'}:Matern"]  # fmt: skip
+    args = [
+        "reproduce",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--workers",
+        "1",
+        "--models",
+        f"nonctrl_mean,{tmp_path / 'kern.py'}:Matern",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     record = json.loads(pl.read_parquet(out / "results.parquet").filter(model="Matern")["hyperparameters"][0])

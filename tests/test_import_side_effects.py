@@ -22,8 +22,9 @@ print(json.dumps({"x64_before": before[0], "x64_after": after[0], "environ_chang
 
 def _probe(environ=None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "OPENBLAS_THREAD_TIMEOUT")}
-    out = subprocess.run([sys.executable, "-c", _PROBE], env={**env, **(environ or {})},
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], env={**env, **(environ or {})}, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -56,12 +57,19 @@ print(sum("use_float64" in str(w.message) for w in seen))
 def _command_state(*args: str) -> list[str]:
     """Run the `gpllm` entry point in a fresh process; report float64, the OpenBLAS limit
     and whether JAX was loaded at all."""
-    code = ("import sys, os; from gpllm import cli; sys.argv=['gpllm', *sys.argv[1:]]\ntry:\n    cli.main()\n"
-            "except SystemExit:\n    pass\nloaded = 'jax' in sys.modules\nimport jax\n"
-            "print(jax.config.jax_enable_x64, os.environ.get('OPENBLAS_THREAD_TIMEOUT'), loaded)")  # fmt: skip
+    code = (
+        "import sys, os; from gpllm import cli; sys.argv=['gpllm', *sys.argv[1:]]\ntry:\n    cli.main()\n"
+        "except SystemExit:\n    pass\nloaded = 'jax' in sys.modules\nimport jax\n"
+        "print(jax.config.jax_enable_x64, os.environ.get('OPENBLAS_THREAD_TIMEOUT'), loaded)"
+    )
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
-    out = subprocess.run([sys.executable, "-c", code, *args], env={**env, "GPLLM_JAX_CACHE": "off"},
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env={**env, "GPLLM_JAX_CACHE": "off"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip().splitlines()[-1].split()
 
 

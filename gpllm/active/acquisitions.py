@@ -113,10 +113,23 @@ class GreedyGP:
         effect = None
         if self.score == "ucb":
             top = min(self.top, design.ctrl.shape[0])
-            effect = greedy.predicted_effect(kernel, post, design.state.offset, jnp.asarray(design.Z_pool),
-                                             jnp.asarray(design.ctrl, post.Z.dtype), top=top)  # fmt: skip
-        chosen, _ = greedy.greedy_batch(S, noise, jnp.asarray(design.available), score=self.score,
-                                        batch_size=batch_size, effect=effect, beta=self.beta)  # fmt: skip
+            effect = greedy.predicted_effect(
+                kernel,
+                post,
+                design.state.offset,
+                jnp.asarray(design.Z_pool),
+                jnp.asarray(design.ctrl, post.Z.dtype),
+                top=top,
+            )
+        chosen, _ = greedy.greedy_batch(
+            S,
+            noise,
+            jnp.asarray(design.available),
+            score=self.score,
+            batch_size=batch_size,
+            effect=effect,
+            beta=self.beta,
+        )
         return np.asarray(chosen)
 
 
@@ -158,8 +171,10 @@ def load_acquisition(name: str, where: str = "acquisition", base: Path | None = 
     if name in BUILTIN:
         return BUILTIN[name]
     if not plugins.is_reference(name):
-        raise InputError(f"{where}: unknown acquisition {name!r}; built-in: {sorted(BUILTIN)}, or a "
-                         "'module:attr' / 'file.py:attr' reference to your own")  # fmt: skip
+        raise InputError(
+            f"{where}: unknown acquisition {name!r}; built-in: {sorted(BUILTIN)}, or a "
+            "'module:attr' / 'file.py:attr' reference to your own"
+        )
     obj = plugins.load_reference(name, where, base)
     if inspect.isclass(obj):
         try:
@@ -167,8 +182,7 @@ def load_acquisition(name: str, where: str = "acquisition", base: Path | None = 
         except Exception as err:
             raise InputError(f"{where}: {name} is a class that cannot be built with no arguments ({err})") from err
     if not callable(obj):
-        raise InputError(f"{where}: {name} is a {type(obj).__name__}, not a callable "
-                         "acquire(design, batch_size, key)")  # fmt: skip
+        raise InputError(f"{where}: {name} is a {type(obj).__name__}, not a callable acquire(design, batch_size, key)")
     try:
         inspect.signature(obj).bind(None, 0, None)
     except TypeError as err:
@@ -216,14 +230,18 @@ def check_batch(batch: Any, design: Design, batch_size: int, name: str) -> np.nd
     n_pool = len(design.Z_pool)
     outside = array[(array < 0) | (array >= n_pool)]
     if outside.size:
-        raise InputError(f"{where} returned indices outside the pool [0, {n_pool}): {_preview(outside)} "
-                         "(the held-out test perturbations are not in the pool)")  # fmt: skip
+        raise InputError(
+            f"{where} returned indices outside the pool [0, {n_pool}): {_preview(outside)} "
+            "(the held-out test perturbations are not in the pool)"
+        )
     values, counts = np.unique(array, return_counts=True)
     if (counts > 1).any():
         raise InputError(f"{where} returned repeated indices: {_preview(values[counts > 1])}")
     again = np.intersect1d(array, design.measured)
     if again.size:
-        raise InputError(f"{where} returned {again.size} perturbation(s) already measured: pool indices {_preview(again)}")
+        raise InputError(
+            f"{where} returned {again.size} perturbation(s) already measured: pool indices {_preview(again)}"
+        )
     return array.astype(np.int64)
 
 

@@ -53,11 +53,14 @@ class ActiveConfig:
         if self.repeats < 1:
             raise InputError(f"[active] repeats must be at least 1, got {self.repeats}")
         if self.seed_size < 2:
-            raise InputError(f"[active] seed_size must be at least 2 (a GP needs two measured perturbations), "
-                             f"got {self.seed_size}")  # fmt: skip
+            raise InputError(
+                f"[active] seed_size must be at least 2 (a GP needs two measured perturbations), got {self.seed_size}"
+            )
         if self.seed_size > self.budget:
-            raise InputError(f"[active] seed_size {self.seed_size} is larger than the budget {self.budget}: "
-                             "the seed set is part of the budget")  # fmt: skip
+            raise InputError(
+                f"[active] seed_size {self.seed_size} is larger than the budget {self.budget}: "
+                "the seed set is part of the budget"
+            )
         if not (isinstance(self.test_fraction, (int, float)) and 0 < self.test_fraction < 1):
             raise InputError(f"[active] test_fraction must lie in (0, 1), got {self.test_fraction!r}")
         if not self.acquisitions:

@@ -28,8 +28,10 @@ def check_results(frame: pl.DataFrame, metrics: Sequence[str]) -> None:
     needed = ["acquisition", "repeat", "n_measured", *metrics]
     missing = [c for c in needed if c not in frame.columns]
     if missing or frame.height == 0:
-        raise InputError(f"design results need rows with columns {needed}; "
-                         + (f"missing {missing}" if missing else "the frame is empty"))  # fmt: skip
+        raise InputError(
+            f"design results need rows with columns {needed}; "
+            + (f"missing {missing}" if missing else "the frame is empty")
+        )
 
 
 def learning_curves(results: pl.DataFrame, metrics: Sequence[str] = CURVE_METRICS) -> pl.DataFrame:
@@ -37,16 +39,21 @@ def learning_curves(results: pl.DataFrame, metrics: Sequence[str] = CURVE_METRIC
     (1.96 SE across repeats; null with one repeat) and ``repeats``; acquisitions in first-seen order."""
     check_results(results, metrics)
     order = results["acquisition"].unique(maintain_order=True)
-    stats = [e for m in metrics for e in (pl.col(m).mean(), (Z95 * pl.col(m).std(ddof=1) / pl.len().sqrt()).alias(f"{m}_hw"))]
+    stats = [
+        e for m in metrics for e in (pl.col(m).mean(), (Z95 * pl.col(m).std(ddof=1) / pl.len().sqrt()).alias(f"{m}_hw"))
+    ]
     curves = results.group_by("acquisition", "n_measured").agg(*stats, pl.len().alias("repeats"))
     rank = pl.col("acquisition").replace_strict(order, range(len(order)), return_dtype=pl.Int64)
     return curves.sort(rank, "n_measured")
 
 
 def measurements_to_reach(
-    results: pl.DataFrame, *, reference: str = "random", fractions: Sequence[float] = FRACTIONS,
+    results: pl.DataFrame,
+    *,
+    reference: str = "random",
+    fractions: Sequence[float] = FRACTIONS,
     metric: str = "pearson_de",
-) -> pl.DataFrame:  # fmt: skip
+) -> pl.DataFrame:
     """Per acquisition, the fewest measurements at which the mean ``metric`` (higher is better)
     reaches each fraction of ``reference``'s mean at its largest number measured.
 
@@ -56,8 +63,10 @@ def measurements_to_reach(
     """
     curves = learning_curves(results, [metric])
     if reference not in curves["acquisition"].to_list():
-        raise InputError(f"the table compares with {reference!r}, which the results do not hold "
-                         f"(acquisitions: {curves['acquisition'].unique(maintain_order=True).to_list()})")  # fmt: skip
+        raise InputError(
+            f"the table compares with {reference!r}, which the results do not hold "
+            f"(acquisitions: {curves['acquisition'].unique(maintain_order=True).to_list()})"
+        )
     ref = curves.filter(pl.col("acquisition") == reference)
     ref_final = ref.sort("n_measured")[metric][-1]
     columns = []
@@ -71,6 +80,7 @@ def measurements_to_reach(
     counts = [c for c in table.columns if c.startswith("n_to_")]
     targets = [c for c in table.columns if c.startswith("target_")]
     return table.select("acquisition", *counts, f"{metric}_at_budget", *targets)
+
 
 def printable(table: pl.DataFrame) -> pl.DataFrame:
     """The table with counts as text: "not reached" for null, means to 3 decimals."""

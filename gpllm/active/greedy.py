@@ -92,8 +92,9 @@ def pool_covariance(kernel: Kernel, post: Posterior, Z_pool: jax.Array) -> tuple
 
 
 @partial(jax.jit, static_argnums=0, static_argnames="top")
-def predicted_effect(kernel: Kernel, post: Posterior, offset: jax.Array, Z_pool: jax.Array, ctrl: jax.Array,
-                     *, top: int) -> jax.Array:  # fmt: skip
+def predicted_effect(
+    kernel: Kernel, post: Posterior, offset: jax.Array, Z_pool: jax.Array, ctrl: jax.Array, *, top: int
+) -> jax.Array:
     """Mean over each pool point's ``top`` largest predicted |delta| of |mean - ctrl|, (P,).
 
     The top genes are the prediction's own (an unmeasured knockout's DE genes are unknown).

@@ -27,8 +27,8 @@ from gpllm.active.curves import measurements_to_reach
 from gpllm.active.figures import REFERENCE, learning_curves_png
 from gpllm.active.simulate import Simulation, run_simulation
 from gpllm.atomic import atomic_write
-from gpllm.errors import InputError
 from gpllm.data.screens.perturbation_data import shared_perturbations
+from gpllm.errors import InputError
 from gpllm.evaluate.runner.store import RunStore
 from gpllm.inputs import load_inputs, make_embeddings
 from gpllm.models.registry import BuildContext, ModelSpec, spec_from
@@ -44,7 +44,9 @@ def load_configs(path: str | Path | None) -> tuple[ReproduceConfig, ActiveConfig
         return ReproduceConfig(), ActiveConfig()
     raw = read_config(path)
     base = Path(path).parent
-    return ReproduceConfig.from_dict(raw, base=base, where=str(path)), ActiveConfig.from_dict(raw.get("active", {}), base)
+    return ReproduceConfig.from_dict(raw, base=base, where=str(path)), ActiveConfig.from_dict(
+        raw.get("active", {}), base
+    )
 
 
 class ActiveRun(NamedTuple):
@@ -60,13 +62,17 @@ def model_spec(data_config: ReproduceConfig, config: ActiveConfig) -> ModelSpec:
     specs = {s.name: s for s in data_config.sweep.models}
     spec = specs[config.model] if config.model in specs else spec_from(config.model, where)
     if not spec.is_gp:
-        raise InputError(f"{where} {config.model!r} is not a GP: a design simulation needs the GP's predictive "
-                         "covariance; give 'gp', 'gp_blocks', a [models.NAME] with a kernel, or a 'module:attr' kernel")  # fmt: skip
+        raise InputError(
+            f"{where} {config.model!r} is not a GP: a design simulation needs the GP's predictive "
+            "covariance; give 'gp', 'gp_blocks', a [models.NAME] with a kernel, or a 'module:attr' kernel"
+        )
     spec.check(where=where)
     return spec
 
 
-def run_active(data_config: ReproduceConfig, config: ActiveConfig, out_dir: str | Path, *, progress: bool = True) -> ActiveRun:
+def run_active(
+    data_config: ReproduceConfig, config: ActiveConfig, out_dir: str | Path, *, progress: bool = True
+) -> ActiveRun:
     """Run (or resume) the design simulation into ``out_dir``; write its figure and table there."""
     out = Path(out_dir)
     acquisitions = {name: load_acquisition(name, "[active] acquisitions") for name in config.acquisitions}
@@ -77,24 +83,36 @@ def run_active(data_config: ReproduceConfig, config: ActiveConfig, out_dir: str 
         raise InputError(f"[active] screen {screen!r} is not among the config's screens {sorted(inputs.screens)}")
     emb_name = config.embedding or data_config.embeddings[-1]
     data = inputs.screens[screen]
-    embedding = make_embeddings(inputs.vectors, data.perts, [emb_name], k=data_config.pca_k,
-                                missing=data_config.missing)[emb_name]  # fmt: skip
+    embedding = make_embeddings(
+        inputs.vectors, data.perts, [emb_name], k=data_config.pca_k, missing=data_config.missing
+    )[emb_name]
     perts = shared_perturbations({f"screen {screen}": data.perts, f"embedding {emb_name}": embedding.names})
     data, embedding = data.select(perts), embedding.select(perts)
-    model = spec.build(BuildContext(blocks=embedding.blocks, ctrl=data.ctrl, seed=config.seed, gp_dtype=config.gp_dtype))
+    model = spec.build(
+        BuildContext(blocks=embedding.blocks, ctrl=data.ctrl, seed=config.seed, gp_dtype=config.gp_dtype)
+    )
     sim = Simulation(data, embedding, config, model, acquisitions)  # checks the budget against the pool
-    run = {"active": config.to_json(), "model": spec.to_json(), "screen": screen, "embedding": emb_name,
-           "data": f"{data_config.name}:{inputs.data_id}:k={data_config.pca_k}:{data_config.missing}",
-           "perts": list(perts),
-           "code": {**plugins.code_fingerprint(config.acquisitions, "[active] acquisitions"), **spec.code()}}  # fmt: skip
+    run = {
+        "active": config.to_json(),
+        "model": spec.to_json(),
+        "screen": screen,
+        "embedding": emb_name,
+        "data": f"{data_config.name}:{inputs.data_id}:k={data_config.pca_k}:{data_config.missing}",
+        "perts": list(perts),
+        "code": {**plugins.code_fingerprint(config.acquisitions, "[active] acquisitions"), **spec.code()},
+    }
     results = run_simulation(sim, RunStore(out), run=run, progress=progress)
-    paths = {"results": out / "results.parquet",
-             "figure": learning_curves_png(results, out / "learning_curves.png", title=f"{screen}, {emb_name}")}  # fmt: skip
+    paths = {
+        "results": out / "results.parquet",
+        "figure": learning_curves_png(results, out / "learning_curves.png", title=f"{screen}, {emb_name}"),
+    }
     table = None
     if REFERENCE in acquisitions:
         table = measurements_to_reach(results, reference=REFERENCE)
         paths["table"] = atomic_write(out / "measurements_to_reach.csv", lambda tmp: table.write_csv(tmp))
     else:
-        log.warning("no %r acquisition in the run: the measurements-to-reach table compares with it, so it is not written",
-                    REFERENCE)  # fmt: skip
+        log.warning(
+            "no %r acquisition in the run: the measurements-to-reach table compares with it, so it is not written",
+            REFERENCE,
+        )
     return ActiveRun(results, table, paths, out)

@@ -98,8 +98,12 @@ class Simulation:
     @property
     def keys(self) -> list[str]:
         """Every part's key, in the results' order."""
-        return [part_key(a, r, k) for a in self.acquisitions for r in range(self.config.repeats)
-                for k in range(len(self.config.rounds))]  # fmt: skip
+        return [
+            part_key(a, r, k)
+            for a in self.acquisitions
+            for r in range(self.config.repeats)
+            for k in range(len(self.config.rounds))
+        ]
 
     def key(self, repeat: int, round_: int) -> jax.Array:
         """The PRNG key an acquisition gets in a round (the same for every acquisition)."""
@@ -132,7 +136,9 @@ def run_chain(sim: Simulation, store: RunStore, acquisition: str, repeat: int, o
             design = _design(sim, split, measured, record)
             size = n_measured - len(measured)
             try:
-                batch = acquire_checked(sim.acquisitions[acquisition], design, size, sim.key(repeat, round_), acquisition)
+                batch = acquire_checked(
+                    sim.acquisitions[acquisition], design, size, sim.key(repeat, round_), acquisition
+                )
             except WorkerError as err:
                 raise store.log_error(err) from None
             if not carries_signal(design):
@@ -142,10 +148,14 @@ def run_chain(sim: Simulation, store: RunStore, acquisition: str, repeat: int, o
         fit = fit_predict_folds(model, [Fold(Z[train], data.Y[train], Z[split.test])], [record])[0]
         record = dict(fit.record)
         row = _score(data, split.test, fit.prediction) | {
-            "acquisition": acquisition, "repeat": repeat, "round": round_, "n_measured": len(measured),
+            "acquisition": acquisition,
+            "repeat": repeat,
+            "round": round_,
+            "n_measured": len(measured),
             "strong_found": float(np.isin(strong, measured).mean()),
-            "added": [data.perts[i] for i in split.pool[batch]], "record": json.dumps(record, sort_keys=True),
-        }  # fmt: skip
+            "added": [data.perts[i] for i in split.pool[batch]],
+            "record": json.dumps(record, sort_keys=True),
+        }
         store.write_part(key, _frame(row))
         store.record_time(key, time.perf_counter() - started)
         on_round()
@@ -190,14 +200,29 @@ def _score(data: PerturbationData, test: np.ndarray, prediction) -> dict:
     Y_test, mean = data.Y[test], np.asarray(prediction.mean)
     metrics = perturbation_metrics(Y_test, mean, reference=data.ctrl, de=data.de[test])
     scores = predictive_scores(Y_test, mean, prediction.var)
-    out = {name: float(np.mean(getattr(metrics, name))) for name in ("pearson_de", "pearson_all", "mae_de", "mae_all", "mse_de")}
+    out = {
+        name: float(np.mean(getattr(metrics, name)))
+        for name in ("pearson_de", "pearson_all", "mae_de", "mae_all", "mse_de")
+    }
     return out | {"nll": float(np.mean(scores.nll)), "coverage90": float(np.mean(scores.coverage))}
 
 
-_SCHEMA = {"acquisition": pl.String, "repeat": pl.Int64, "round": pl.Int64, "n_measured": pl.Int64,
-           "pearson_de": pl.Float64, "pearson_all": pl.Float64, "mae_de": pl.Float64, "mae_all": pl.Float64,
-           "mse_de": pl.Float64, "nll": pl.Float64, "coverage90": pl.Float64, "strong_found": pl.Float64,
-           "added": pl.List(pl.String), "record": pl.String}  # fmt: skip
+_SCHEMA = {
+    "acquisition": pl.String,
+    "repeat": pl.Int64,
+    "round": pl.Int64,
+    "n_measured": pl.Int64,
+    "pearson_de": pl.Float64,
+    "pearson_all": pl.Float64,
+    "mae_de": pl.Float64,
+    "mae_all": pl.Float64,
+    "mse_de": pl.Float64,
+    "nll": pl.Float64,
+    "coverage90": pl.Float64,
+    "strong_found": pl.Float64,
+    "added": pl.List(pl.String),
+    "record": pl.String,
+}
 
 
 def _frame(row: dict) -> pl.DataFrame:
@@ -222,4 +247,3 @@ def run_simulation(sim: Simulation, store: RunStore, *, run: dict, progress: boo
         return store.write_results(sim.keys)
     finally:
         store.release()
-

@@ -36,17 +36,16 @@ app.command("active")(active_command)
 #: ``gpllm bench NAME`` runs ``benchmarks/NAME.py`` (a source checkout; options pass through).
 BENCHMARKS = {
     "lml": "LML value+gradient vs scikit-learn, GPJax, tinygp, NumPy (benchmarks/lml.py). Options pass "
-           "through, e.g. `gpllm bench lml --quick`; needs the 'bench' extra.",
+    "through, e.g. `gpllm bench lml --quick`; needs the 'bench' extra.",
     "pseudobulk": "Chunked pseudobulk of a 500,000 x 8,000 h5ad from disk: time and peak memory "
-                  "(benchmarks/pseudobulk.py), e.g. `gpllm bench pseudobulk --quick` or `--workdir DIR`.",
+    "(benchmarks/pseudobulk.py), e.g. `gpllm bench pseudobulk --quick` or `--workdir DIR`.",
     "sweep": "Wall time and peak memory of the default `gpllm reproduce` (benchmarks/sweep.py).",
     "active": "Wall time, peak memory and the measurements-to-90%/95% table of the default "
-              "`gpllm active` (benchmarks/active.py).",
-    "combos": "Wall time, peak memory and the seen-0/1/2 table of the synthetic two-gene run "
-              "(benchmarks/combos.py).",
+    "`gpllm active` (benchmarks/active.py).",
+    "combos": "Wall time, peak memory and the seen-0/1/2 table of the synthetic two-gene run (benchmarks/combos.py).",
     "dask_cluster": "One small `gpllm reproduce` locally and on a 2-worker Dask LocalCluster: both wall "
-                    "times and peak memories, and whether the tables agree (benchmarks/dask_cluster.py).",
-}  # fmt: skip
+    "times and peak memories, and whether the tables agree (benchmarks/dask_cluster.py).",
+}
 
 
 def _benchmark_command(name: str):
@@ -70,8 +69,11 @@ def _run_benchmark(name: str, args: list[str]) -> None:
 
     root = Path(__file__).resolve().parents[2]
     if not (root / "benchmarks" / f"{name}.py").is_file():
-        typer.echo(f"benchmarks/{name}.py not found beside {root / 'gpllm'}: benchmarks ship "
-                   "with the source checkout, not the wheel", err=True)  # fmt: skip
+        typer.echo(
+            f"benchmarks/{name}.py not found beside {root / 'gpllm'}: benchmarks ship "
+            "with the source checkout, not the wheel",
+            err=True,
+        )
         raise typer.Exit(code=2)
     done = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *args], cwd=root)
     raise typer.Exit(code=done.returncode)

@@ -8,9 +8,18 @@ import typer
 
 
 def active_command(
-    config: Path = typer.Option(None, "--config", "-c", help="TOML config: its data sections and \\[active]; default: the synthetic screens."),  # "\\[": rich would read "[active]" as markup and drop it
-    out: Path = typer.Option(None, "--out", "-o", help="Output folder (default results/active-<config name>); an interrupted run resumes there."),
-    acquisitions: str = typer.Option(None, help="Override the acquisitions, e.g. 'random,max_variance' or 'my_acq.py:acquire'."),
+    config: Path = typer.Option(
+        None, "--config", "-c", help="TOML config: its data sections and \\[active]; default: the synthetic screens."
+    ),  # "\\[": rich would read "[active]" as markup and drop it
+    out: Path = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Output folder (default results/active-<config name>); an interrupted run resumes there.",
+    ),
+    acquisitions: str = typer.Option(
+        None, help="Override the acquisitions, e.g. 'random,max_variance' or 'my_acq.py:acquire'."
+    ),
     repeats: int = typer.Option(None, help="Override the number of repeats (default 5)."),
     seed_size: int = typer.Option(None, help="Override the seed set size (default 50)."),
     batch_size: int = typer.Option(None, help="Override the batch size per round (default 50)."),
@@ -37,6 +46,7 @@ def active_command(
 
     from gpllm.active.curves import printable
     from gpllm.active.run import load_configs, run_active
+
     try:
         data_config, active_config = load_configs(config)
         overrides = {"repeats": repeats, "seed_size": seed_size, "batch_size": batch_size, "budget": budget}
@@ -54,8 +64,11 @@ def active_command(
     console = Console(width=None if sys.stdout.isatty() else 140)
     if run.table is not None:
         shown = printable(run.table)
-        table = Table(title="Perturbations measured to reach a share of the Pearson Δ (top 20 DE) "
-                            "that random reaches at the full budget (mean over repeats)", title_justify="left")  # fmt: skip
+        table = Table(
+            title="Perturbations measured to reach a share of the Pearson Δ (top 20 DE) "
+            "that random reaches at the full budget (mean over repeats)",
+            title_justify="left",
+        )
         for column in shown.columns:
             table.add_column(column)
         for row in shown.iter_rows():

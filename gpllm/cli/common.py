@@ -11,7 +11,6 @@ import typer
 
 from gpllm.errors import InputError
 
-
 #: Process set-up :func:`gpllm.cli.main` leaves to the first command that computes (see :func:`computing`).
 _DEFERRED: list[Callable[[], object]] = []
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from gpllm.cli.common import computing, fail, not_an_input, writable_folder
-
 from gpllm.data.embeddings.text import DEFAULT_MODEL as DEFAULT_TEXT_MODEL
 
 app = typer.Typer(help="Fetch, list and inspect data sources.", no_args_is_help=True)
@@ -135,8 +134,8 @@ def synth(
 ) -> None:
     """Write a synthetic screen in the real files' formats (Replogle h5ad, GenePT pickle, UniProt h5)."""
     computing()
-    from gpllm.data.synthetic.screens import SyntheticConfig, check_draw_fits, make_screens
     from gpllm.data.synthetic.files import write_files
+    from gpllm.data.synthetic.screens import SyntheticConfig, check_draw_fits, make_screens
     from gpllm.errors import GPLLMError
 
     sizes = {k: v for k, v in (("n_perts", n_perts), ("n_genes", n_genes)) if v is not None}
@@ -154,7 +153,11 @@ def synth(
 def process_screen(
     screen: Path = typer.Argument(..., help="A Perturb-seq screen h5ad: single cells or pseudobulk rows."),
     out: Path = typer.Option(..., "--out", "-o", help="The processed screen to write (.h5ad), what `gpllm fit` reads."),
-    preset: str | None = typer.Option(None, "--preset", help="How obs names conditions: replogle_bulk, replogle_cells, norman19 (default: a 'perturbation' column)."),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        help="How obs names conditions: replogle_bulk, replogle_cells, norman19 (default: a 'perturbation' column).",
+    ),
     kind: str = typer.Option("auto", "--kind", help="'cells', 'bulk' or 'auto' (detected)."),
     n_hvg: int = typer.Option(2000, "--n-hvg", min=1, help="Highly variable genes kept."),
     hvg_flavor: str = typer.Option("seurat", "--hvg-flavor", help="scanpy's HVG flavor."),
@@ -180,9 +183,16 @@ def process_screen(
         not_an_input({"--out": out, "--combos-out": combos_out}, {"SCREEN": screen})
         with bar("reading cells") as update:
             processed = read_screen(
-                screen, spec, kind=kind, n_hvg=n_hvg, hvg_flavor=hvg_flavor, n_de=n_de, de_method=de_method,
-                min_cells=min_cells, on_chunk=update,
-            )  # fmt: skip
+                screen,
+                spec,
+                kind=kind,
+                n_hvg=n_hvg,
+                hvg_flavor=hvg_flavor,
+                n_de=n_de,
+                de_method=de_method,
+                min_cells=min_cells,
+                on_chunk=update,
+            )
         singles = processed.singles
         singles.save(out)
         if combos_out is not None and processed.combos is not None:

@@ -14,11 +14,24 @@ import typer
 
 from gpllm.cli.common import computing, fail, not_an_input, writable_file
 
-_TEXT = typer.Option(None, "--text", help="Text embedding: GenePT-style .pickle, or a .csv/.tsv/.parquet table (gene column first).")
-_SEQUENCE = typer.Option(None, "--sequence", help="Sequence embedding: UniProt per-protein .h5 (with --idmapping), or a table/.pickle.")
+_TEXT = typer.Option(
+    None, "--text", help="Text embedding: GenePT-style .pickle, or a .csv/.tsv/.parquet table (gene column first)."
+)
+_SEQUENCE = typer.Option(
+    None, "--sequence", help="Sequence embedding: UniProt per-protein .h5 (with --idmapping), or a table/.pickle."
+)
 _IDMAPPING = typer.Option(None, "--idmapping", help="UniProt ID mapping (idmapping.dat or a TSV) for a --sequence .h5.")
-_MODEL = typer.Option("gp", "--model", "-m", help="A built-in model (gp, gp_blocks, knn_k1, knn_ktuned, ridge, linear, random_perturbation, nonctrl_mean, control), or 'FILE.py:ATTR' / 'module:attr' naming your own kernel (a GP on it) or model.")
-_TRAIN = typer.Option(None, "--train", help="Training perturbations: a file (one per line) or a comma-separated list (default: all of the screen's).")
+_MODEL = typer.Option(
+    "gp",
+    "--model",
+    "-m",
+    help="A built-in model (gp, gp_blocks, knn_k1, knn_ktuned, ridge, linear, random_perturbation, nonctrl_mean, control), or 'FILE.py:ATTR' / 'module:attr' naming your own kernel (a GP on it) or model.",
+)
+_TRAIN = typer.Option(
+    None,
+    "--train",
+    help="Training perturbations: a file (one per line) or a comma-separated list (default: all of the screen's).",
+)
 _K = typer.Option(50, "--k", min=1, help="Principal components kept per embedding source.")
 _SEED = typer.Option(0, "--seed", help="Seed of models that draw (random_perturbation).")
 
@@ -76,8 +89,13 @@ def _train(screen_path: Path, model: str, text, sequence, idmapping, train: str 
 
 def _inputs(screen, text, sequence, idmapping, train) -> dict[str, Path | None]:
     """The files a fit reads, by option (a list given inline is no file)."""
-    return {"--screen": screen, "--text": text, "--sequence": sequence, "--idmapping": idmapping,
-            "--train": train if train is not None and Path(train).is_file() else None}  # fmt: skip
+    return {
+        "--screen": screen,
+        "--text": text,
+        "--sequence": sequence,
+        "--idmapping": idmapping,
+        "--train": train if train is not None and Path(train).is_file() else None,
+    }
 
 
 def _summary(fit) -> str:
@@ -118,13 +136,18 @@ def fit_command(
 def predict_command(
     model_file: Path | None = typer.Argument(None, help="Fitted-model file from `gpllm fit` (or use --screen)."),
     genes: str | None = typer.Option(
-        None, "--genes", "--test", help="Genes to predict a knockout of: a file (one per line) or a comma-separated list."
+        None,
+        "--genes",
+        "--test",
+        help="Genes to predict a knockout of: a file (one per line) or a comma-separated list.",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Predictions h5ad to write."),
     text: Path | None = _TEXT,
     sequence: Path | None = _SEQUENCE,
     idmapping: Path | None = _IDMAPPING,
-    screen: Path | None = typer.Option(None, "--screen", help="Fit on this screen first instead of loading a model file."),
+    screen: Path | None = typer.Option(
+        None, "--screen", help="Fit on this screen first instead of loading a model file."
+    ),
     model: str = _MODEL,
     train: str | None = _TRAIN,
     k: int = _K,
@@ -142,7 +165,10 @@ def predict_command(
 
     try:
         writable_file(out, "--out")
-        not_an_input({"--out": out}, {"MODEL_FILE": model_file, "--genes": genes, **_inputs(screen, text, sequence, idmapping, train)})
+        not_an_input(
+            {"--out": out},
+            {"MODEL_FILE": model_file, "--genes": genes, **_inputs(screen, text, sequence, idmapping, train)},
+        )
         if (model_file is None) == (screen is None):
             raise InputError("give either a fitted-model file or --screen (to fit first), not both or neither")
         if screen is not None:
@@ -167,4 +193,6 @@ def predict_command(
     except GPLLMError as err:
         raise fail(err) from err
     has_var = "with" if pred.var is not None else "without"
-    typer.echo(f"{fit.model}: predicted {len(wanted)} perturbations x {len(fit.genes)} genes ({has_var} variance); wrote {out}")
+    typer.echo(
+        f"{fit.model}: predicted {len(wanted)} perturbations x {len(fit.genes)} genes ({has_var} variance); wrote {out}"
+    )

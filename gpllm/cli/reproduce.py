@@ -8,15 +8,32 @@ import typer
 
 
 def reproduce_command(
-    config: Path = typer.Option(None, "--config", "-c", help="TOML config (experiments/*.toml); default: the synthetic demo."),
-    out: Path = typer.Option(None, "--out", "-o", help="Output folder (default results/<config name>); an interrupted run resumes there."),
+    config: Path = typer.Option(
+        None, "--config", "-c", help="TOML config (experiments/*.toml); default: the synthetic demo."
+    ),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Output folder (default results/<config name>); an interrupted run resumes there."
+    ),
     sizes: str = typer.Option(None, help="Override training sizes, e.g. '100,400'."),
     folds: str = typer.Option(None, help="Override the number of folds (an integer, or 'loo')."),
-    models: str = typer.Option(None, help="Override the models (comma-separated, see `gpllm fit --help`), e.g. gp,ridge."),
-    workers: int = typer.Option(None, min=1, help="Worker processes (default: one per CPU core on CPU, 1 on GPU/TPU; 1 runs in this process); with a Dask executor, the local run whose thread counts the cluster's workers are checked against."),
-    executor: str = typer.Option(None, help="Where the sweep runs: 'local' or 'dask://HOST:PORT' (a Dask cluster whose workers see --out); default: the config's, else local."),
+    models: str = typer.Option(
+        None, help="Override the models (comma-separated, see `gpllm fit --help`), e.g. gp,ridge."
+    ),
+    workers: int = typer.Option(
+        None,
+        min=1,
+        help="Worker processes (default: one per CPU core on CPU, 1 on GPU/TPU; 1 runs in this process); with a Dask executor, the local run whose thread counts the cluster's workers are checked against.",
+    ),
+    executor: str = typer.Option(
+        None,
+        help="Where the sweep runs: 'local' or 'dask://HOST:PORT' (a Dask cluster whose workers see --out); default: the config's, else local.",
+    ),
     progress: bool = typer.Option(True, help="Show a progress bar."),
-    debug: bool = typer.Option(False, "--debug", help="On a worker's failure, print its full traceback (always kept in the run folder's errors.log)."),
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        help="On a worker's failure, print its full traceback (always kept in the run folder's errors.log).",
+    ),
 ) -> None:
     """Run the paper's evaluation (screens x embeddings x models x sizes x folds), write results,
     Tables 1 / S1 and Figures 1-3, and print the tables."""
@@ -37,8 +54,8 @@ def reproduce_command(
     from rich.console import Console
 
     from gpllm.evaluate.runner.executors import open_executor
-    from gpllm.reproduce import ReproduceConfig, reproduce
     from gpllm.report.tables import make_table, rich_table, screens
+    from gpllm.reproduce import ReproduceConfig, reproduce
 
     try:
         cfg = ReproduceConfig() if config is None else ReproduceConfig.from_toml(config)
@@ -67,8 +84,10 @@ def reproduce_command(
     for screen in screens(run.results):
         console.print(rich_table(make_table(run.results, screen)))
     # one path a line, never wrapped inside a path
-    typer.echo(f"results: {run.out_dir / 'results.parquet'}\ntables and figures: {run.out_dir / 'report'}\n"
-               f"the table at every training size: {run.out_dir / 'report' / 'by_size'}")  # fmt: skip
+    typer.echo(
+        f"results: {run.out_dir / 'results.parquet'}\ntables and figures: {run.out_dir / 'report'}\n"
+        f"the table at every training size: {run.out_dir / 'report' / 'by_size'}"
+    )
 
 
 def _overrides(sizes: str | None, folds: str | None, models: str | None) -> dict:

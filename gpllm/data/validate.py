@@ -32,14 +32,14 @@ def check_unique(names: Sequence[str], what: str, where: str) -> None:
     counts = Counter(names)
     dup = [n for n, c in counts.items() if c > 1]
     if dup:
-        raise DataError(
-            f"{where}: {len(dup)} duplicated {what}: {preview(dup)} "
-            f"(each must appear once)"
-        )
+        raise DataError(f"{where}: {len(dup)} duplicated {what}: {preview(dup)} (each must appear once)")
 
 
 def check_finite(
-    x: np.ndarray, what: str, where: str, col_names: Sequence[str] | None = None,
+    x: np.ndarray,
+    what: str,
+    where: str,
+    col_names: Sequence[str] | None = None,
     row_names: Sequence[str] | None = None,
 ) -> None:
     """Raise :class:`NonFiniteError` if ``x`` (N,) or (N, M) holds NaN or inf.
@@ -68,9 +68,7 @@ def require_columns(columns: Iterable[str], needed: Iterable[str], where: str) -
     have = list(columns)
     missing = [c for c in needed if c not in have]
     if missing:
-        raise DataError(
-            f"{where}: missing column(s) {preview(missing)}; available: {preview(have, 20)}"
-        )
+        raise DataError(f"{where}: missing column(s) {preview(missing)}; available: {preview(have, 20)}")
 
 
 def check_sparse_layout(X, where: str) -> None:
@@ -94,12 +92,7 @@ def check_sparse_layout(X, where: str) -> None:
 
 def check_indptr(indptr: np.ndarray, n_rows: int, nnz: int, where: str) -> None:
     """Raise :class:`CorruptFileError` unless ``indptr`` (n_rows + 1,) runs monotonely from 0 to nnz."""
-    ok = (
-        indptr.shape == (n_rows + 1,)
-        and indptr[0] == 0
-        and indptr[-1] == nnz
-        and bool((np.diff(indptr) >= 0).all())
-    )
+    ok = indptr.shape == (n_rows + 1,) and indptr[0] == 0 and indptr[-1] == nnz and bool((np.diff(indptr) >= 0).all())
     if not ok:
         raise CorruptFileError(
             f"{where}: the sparse row pointer of X is inconsistent with {n_rows} rows and "

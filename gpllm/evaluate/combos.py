@@ -118,7 +118,9 @@ def align_pairs(screen: PairScreen, embedding: Embedding) -> CombosInputs:
             f"{preview(gone_pairs)} dropped (missing-gene policy {embedding.provenance.get('missing_policy', '?')!r})"
         )
     if screen.set_apart:
-        notes.append(f"{len(screen.set_apart)} condition(s) of three or more genes set apart: {preview(screen.set_apart)}")
+        notes.append(
+            f"{len(screen.set_apart)} condition(s) of three or more genes set apart: {preview(screen.set_apart)}"
+        )
     for note in notes:
         log.warning("combos: %s", note)
     if len(keep) < 2 or len(singles) < 2:
@@ -146,20 +148,24 @@ def _equalise(folds: list[PairFold], screen: PairScreen, seed: int) -> list[Pair
             drawn = set(rng.choice(optional, size=n_optional, replace=False).tolist()) if optional else set()
             kept = drawn | needed
             pairs = rng.choice(len(f.train_pairs), size=n_pairs, replace=False) if f.train_pairs else []
-            out.append(f._replace(
-                train_singles=tuple(g for g in f.train_singles if g in kept),
-                train_pairs=tuple(f.train_pairs[i] for i in sorted(pairs)),
-            ))  # fmt: skip
+            out.append(
+                f._replace(
+                    train_singles=tuple(g for g in f.train_singles if g in kept),
+                    train_pairs=tuple(f.train_pairs[i] for i in sorted(pairs)),
+                )
+            )
     return out
 
 
 def _training(inputs: CombosInputs, fold: PairFold) -> tuple[Conditions, np.ndarray]:
     screen = inputs.screen
     names = (*fold.train_singles, *fold.train_pairs)
-    delta = np.vstack([
-        screen.singles.delta[screen.singles.index(list(fold.train_singles))],
-        screen.pairs.delta[screen.pairs.index(list(fold.train_pairs))],
-    ])  # fmt: skip
+    delta = np.vstack(
+        [
+            screen.singles.delta[screen.singles.index(list(fold.train_singles))],
+            screen.pairs.delta[screen.pairs.index(list(fold.train_pairs))],
+        ]
+    )
     return Conditions.from_names(names, inputs.rows), delta
 
 
@@ -168,7 +174,9 @@ def _scores(inputs: CombosInputs, test: Sequence[str], predicted: np.ndarray, to
     screen = inputs.screen
     idx = screen.pairs.index(list(test))
     ctrl = screen.singles.ctrl
-    metrics = perturbation_metrics(ctrl + screen.pairs.delta[idx], ctrl + predicted, reference=ctrl, de=screen.pairs.de[idx])
+    metrics = perturbation_metrics(
+        ctrl + screen.pairs.delta[idx], ctrl + predicted, reference=ctrl, de=screen.pairs.de[idx]
+    )
     srows = screen.single_rows[idx]
     both = (srows >= 0).all(axis=1)
     d_a = np.where(both[:, None], screen.singles.delta[np.maximum(srows[:, 0], 0)], np.nan)
@@ -180,14 +188,20 @@ def _scores(inputs: CombosInputs, test: Sequence[str], predicted: np.ndarray, to
     mag_pred = magnitude(predicted, d_a, d_b, weight)
     return {
         **{name: np.asarray(getattr(metrics, name)) for name in ("pearson_de", "pearson_all", "mae_de", "mae_all")},
-        "magnitude_true": mag_true, "magnitude_pred": mag_pred,
-        "class_true": interaction_class(mag_true, tol), "class_pred": interaction_class(mag_pred, tol),
-    }  # fmt: skip
+        "magnitude_true": mag_true,
+        "magnitude_pred": mag_pred,
+        "class_true": interaction_class(mag_true, tol),
+        "class_pred": interaction_class(mag_pred, tol),
+    }
 
 
 def run_combos(
-    screen: PairScreen, embedding: Embedding, models: Sequence[Any], config: CombosConfig = CombosConfig(),
-    progress=None, store: RunStore | None = None,
+    screen: PairScreen,
+    embedding: Embedding,
+    models: Sequence[Any],
+    config: CombosConfig = CombosConfig(),
+    progress=None,
+    store: RunStore | None = None,
 ) -> tuple[pl.DataFrame, tuple[str, ...]]:
     """One row per (seen, fold, model, test pair): metrics, magnitudes and classes,
     with the fold's training counts; and the notes of what was dropped or set apart.
@@ -205,7 +219,10 @@ def run_combos(
         folds = _equalise(folds, screen, config.seed)
     notes = list(inputs.notes)
     untestable = {s: sum(f.n_untestable for f in folds if f.seen == s) for s in (0, 1, 2)}
-    notes.append("pairs not testable in their fold per seen category: " + ", ".join(f"seen {s}: {n}" for s, n in untestable.items()))
+    notes.append(
+        "pairs not testable in their fold per seen category: "
+        + ", ".join(f"seen {s}: {n}" for s, n in untestable.items())
+    )
     frames, keys, total = [], [], len(folds) * len(models)
     for fold in folds:
         if not fold.test_pairs:
@@ -219,11 +236,19 @@ def run_combos(
             else:
                 state = model.fit(inputs.Z, train, delta)
                 predicted = np.asarray(model.predict(state, test).mean, dtype=np.float64)
-                frames.append(pl.DataFrame({
-                    "seen": fold.seen, "fold": fold.fold, "model": model.name, "pair": list(fold.test_pairs),
-                    "n_train_singles": len(fold.train_singles), "n_train_pairs": len(fold.train_pairs),
-                    **_scores(inputs, fold.test_pairs, predicted, config.magnitude_tol),
-                }))  # fmt: skip
+                frames.append(
+                    pl.DataFrame(
+                        {
+                            "seen": fold.seen,
+                            "fold": fold.fold,
+                            "model": model.name,
+                            "pair": list(fold.test_pairs),
+                            "n_train_singles": len(fold.train_singles),
+                            "n_train_pairs": len(fold.train_pairs),
+                            **_scores(inputs, fold.test_pairs, predicted, config.magnitude_tol),
+                        }
+                    )
+                )
                 if store is not None:
                     store.write_part(keys[-1], frames[-1])
             if progress is not None:

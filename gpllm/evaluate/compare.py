@@ -46,6 +46,8 @@ def table_differences(
         if far.any() or half_nan.any():
             how = [f"largest {np.abs(x - y)[far].max():.3g}"] if far.any() else []
             how += [f"{int(half_nan.sum())} NaN against a number"] if half_nan.any() else []
-            out.append(f"{column}: {int(far.sum() + half_nan.sum())} of {len(x)} values differ by more "
-                       f"than rtol={rtol:g} ({', '.join(how)})")  # fmt: skip
+            out.append(
+                f"{column}: {int(far.sum() + half_nan.sum())} of {len(x)} values differ by more "
+                f"than rtol={rtol:g} ({', '.join(how)})"
+            )
     return out

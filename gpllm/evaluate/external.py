@@ -90,10 +90,13 @@ def truth_from_raw(path: str | Path, preset: str) -> PerturbationData:
         return screen.singles
     singles, combos = screen.singles, screen.combos
     return PerturbationData(
-        Y=np.vstack([singles.Y, combos.Y]), ctrl=singles.ctrl, de=np.vstack([singles.de, combos.de]),
-        perts=singles.perts + combos.perts, genes=singles.genes,
+        Y=np.vstack([singles.Y, combos.Y]),
+        ctrl=singles.ctrl,
+        de=np.vstack([singles.de, combos.de]),
+        perts=singles.perts + combos.perts,
+        genes=singles.genes,
         provenance={**dict(singles.provenance), "scored_with_two_gene_conditions": len(combos.perts)},
-    )  # fmt: skip
+    )
 
 
 def canonical(name: str) -> str:
@@ -188,8 +191,10 @@ def align_to_truth(pred: PredictionTable, truth: PerturbationData, *, skip_unkno
     pooled = truth.provenance.get("pairs_pooled_across_orders", ())
     if pooled:
         more = f"; and {len(pooled) - 5} more" if len(pooled) > 5 else ""
-        notes.append(f"{len(pooled)} pair(s) measured in both gene orders were scored against their cells "
-                     f"pooled: {'; '.join(pooled[:5])}{more}")  # fmt: skip
+        notes.append(
+            f"{len(pooled)} pair(s) measured in both gene orders were scored against their cells "
+            f"pooled: {'; '.join(pooled[:5])}{more}"
+        )
     check_unique(pred.perts, "perturbations (matched to the truth's names)", pred.source)
     known = set(truth.perts)
     unknown = [p for p in pred.perts if p not in known]
@@ -230,15 +235,19 @@ def match_names(names: Sequence[str], truth_perts: Sequence[str], source: str = 
         if found is None and "_" in name:
             found = by_key.get(canonical(name.replace("_", "+")))
         if found is not None and len(found) > 1:
-            raise DataError(f"{source}: prediction {name!r} matches the truth's {found}, one pair measured in "
-                            "two orders as two rows; name the prediction as one of them, or pass the raw "
-                            "truth with --preset (its cells are then pooled)")  # fmt: skip
+            raise DataError(
+                f"{source}: prediction {name!r} matches the truth's {found}, one pair measured in "
+                "two orders as two rows; name the prediction as one of them, or pass the raw "
+                "truth with --preset (its cells are then pooled)"
+            )
         return found[0] if found else name
 
     return tuple(one(n) for n in names)
 
 
-def gears_de(path: str | Path, key: str, truth: PerturbationData, aligned: Aligned, n: int = GEARS_N_DE) -> tuple[np.ndarray, list[str]]:
+def gears_de(
+    path: str | Path, key: str, truth: PerturbationData, aligned: Aligned, n: int = GEARS_N_DE
+) -> tuple[np.ndarray, list[str]]:
     """(M, n) indices into ``truth.genes`` of each scored row's DE genes, the first ``n`` of
     GEARS' list ``uns[key]`` in the truth file ``path``, and notes for the user.
 
@@ -259,13 +268,17 @@ def gears_de(path: str | Path, key: str, truth: PerturbationData, aligned: Align
         adata.file.close()
     where = f"{path}: uns[{key!r}]"
     if lists is None:
-        raise DataError(f"{path}: uns has no {key!r} (it has {preview(uns_keys)}); GEARS writes "
-                        f"{' and '.join(GEARS_DE_KEYS)} into its h5ad, which --truth must then be (with --preset)")  # fmt: skip
+        raise DataError(
+            f"{path}: uns has no {key!r} (it has {preview(uns_keys)}); GEARS writes "
+            f"{' and '.join(GEARS_DE_KEYS)} into its h5ad, which --truth must then be (with --preset)"
+        )
     if not isinstance(lists, Mapping):
         raise DataError(f"{where} is a {type(lists).__name__}, not GEARS' dict condition_name -> DE genes")
     if len(var_names) != truth.n_genes:
-        raise DataError(f"{where}: the truth keeps {truth.n_genes} of the file's {len(var_names)} genes; "
-                        "GEARS' DE lists need every gene (give the raw file with --preset)")  # fmt: skip
+        raise DataError(
+            f"{where}: the truth keeps {truth.n_genes} of the file's {len(var_names)} genes; "
+            "GEARS' DE lists need every gene (give the raw file with --preset)"
+        )
     position = {g: i for i, g in enumerate(var_names)}
     conditions: dict[str, list[str]] = {}
     for name in lists:
@@ -292,20 +305,26 @@ def gears_de(path: str | Path, key: str, truth: PerturbationData, aligned: Align
     if missing:
         raise DataError(f"{where}: no DE list for {len(missing)} scored perturbation(s): {preview(missing)}")
     if unknown:
-        raise DataError(f"{where}: {len(unknown)} DE gene(s) are not among the file's var_names: {preview(sorted(unknown))}")
+        raise DataError(
+            f"{where}: {len(unknown)} DE gene(s) are not among the file's var_names: {preview(sorted(unknown))}"
+        )
     if short:
         raise DataError(f"{where}: fewer than {n} DE genes for {len(short)} perturbation(s): {preview(short)}")
     if repeated:
         first = next(iter(repeated))
-        raise DataError(f"{where}: {len(repeated)} DE list(s) name a gene twice among their first {n}, e.g. "
-                        f"{first!r} repeats {preview(repeated[first])}")  # fmt: skip
+        raise DataError(
+            f"{where}: {len(repeated)} DE list(s) name a gene twice among their first {n}, e.g. "
+            f"{first!r} repeats {preview(repeated[first])}"
+        )
     notes = [f"DE genes (pearson_de, mae_de, mse_de): the first {n} of GEARS' uns[{key!r}] in {path}"]
     if ambiguous:
         notes.append(f"{ambiguous} perturbation(s) have two GEARS DE lists ('A+ctrl' and 'ctrl+A'); the first was used")
     return np.asarray(rows, dtype=np.int64).reshape(len(rows), n), notes
 
 
-def systema_reference(truth: PerturbationData, rows: np.ndarray, train: Sequence[str] | None) -> tuple[np.ndarray | None, str]:
+def systema_reference(
+    truth: PerturbationData, rows: np.ndarray, train: Sequence[str] | None
+) -> tuple[np.ndarray | None, str]:
     """(reference profile (G,) or None, how it was chosen) for pearson_de_meanref.
 
     ``train`` given: their mean truth profile (InputError if any is among the
@@ -315,7 +334,9 @@ def systema_reference(truth: PerturbationData, rows: np.ndarray, train: Sequence
         idx = truth.index(list(train))
         leak = sorted(set(idx.tolist()) & set(rows.tolist()))
         if leak:
-            raise InputError(f"{len(leak)} training perturbation(s) are also predicted: {preview([truth.perts[i] for i in leak])}")
+            raise InputError(
+                f"{len(leak)} training perturbation(s) are also predicted: {preview([truth.perts[i] for i in leak])}"
+            )
         return truth.Y[idx].mean(axis=0), f"mean of the {len(idx)} --train perturbations"
     rest = np.setdiff1d(np.arange(truth.n_perts), rows)
     if rest.size == 0:
@@ -323,7 +344,9 @@ def systema_reference(truth: PerturbationData, rows: np.ndarray, train: Sequence
     return truth.Y[rest].mean(axis=0), f"mean of the {rest.size} truth perturbations not predicted (no --train given)"
 
 
-def score(aligned: Aligned, truth: PerturbationData, reference: np.ndarray | None, de: np.ndarray | None = None) -> pl.DataFrame:
+def score(
+    aligned: Aligned, truth: PerturbationData, reference: np.ndarray | None, de: np.ndarray | None = None
+) -> pl.DataFrame:
     """One row per scored perturbation: pert, the four metrics, pearson_de_meanref,
     undefined_de, undefined_all, nll, coverage90 (NaN without a variance).
 
@@ -342,13 +365,17 @@ def score(aligned: Aligned, truth: PerturbationData, reference: np.ndarray | Non
         nll, coverage = np.asarray(scores.nll), np.asarray(scores.coverage[:, 0])
     else:
         nll = coverage = np.full(m, np.nan)
-    return pl.DataFrame({
-        "pert": list(aligned.perts),
-        **{name: np.asarray(getattr(ctrl_ref, name)) for name in METRICS},
-        "pearson_de_meanref": meanref,
-        "undefined_de": np.asarray(ctrl_ref.undefined_de), "undefined_all": np.asarray(ctrl_ref.undefined_all),
-        "nll": nll, "coverage90": coverage,
-    })  # fmt: skip
+    return pl.DataFrame(
+        {
+            "pert": list(aligned.perts),
+            **{name: np.asarray(getattr(ctrl_ref, name)) for name in METRICS},
+            "pearson_de_meanref": meanref,
+            "undefined_de": np.asarray(ctrl_ref.undefined_de),
+            "undefined_all": np.asarray(ctrl_ref.undefined_all),
+            "nll": nll,
+            "coverage90": coverage,
+        }
+    )
 
 
 class Summary(NamedTuple):
@@ -360,7 +387,9 @@ class Summary(NamedTuple):
     n: int
 
 
-def summarise(rows: pl.DataFrame, metrics: Sequence[str] = (*METRICS, "pearson_de_meanref", "nll", "coverage90")) -> list[Summary]:
+def summarise(
+    rows: pl.DataFrame, metrics: Sequence[str] = (*METRICS, "pearson_de_meanref", "nll", "coverage90")
+) -> list[Summary]:
     """Mean +- 1.96 SE across perturbations for each metric with finite values.
 
     There are no folds here, so each perturbation counts as its own split in

@@ -16,7 +16,8 @@ This module only plans; :mod:`gpllm.evaluate.runner` runs a plan and
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from gpllm.errors import InputError
 from gpllm.evaluate.splits import DEFAULT_SIZES
@@ -62,8 +63,10 @@ class SweepConfig:
         for spec in specs:
             unknown = sorted(set(spec.embeddings) - set(self.embeddings))
             if unknown:
-                raise InputError(f"model {spec.name!r} asks for embedding(s) {unknown} the run does not build; "
-                                 f"embeddings: {list(self.embeddings)}")  # fmt: skip
+                raise InputError(
+                    f"model {spec.name!r} asks for embedding(s) {unknown} the run does not build; "
+                    f"embeddings: {list(self.embeddings)}"
+                )
 
     def spec(self, name: str) -> ModelSpec:
         return next(s for s in self.models if s.name == name)
@@ -94,8 +97,11 @@ def plan_chunks(config: SweepConfig, screens: Sequence[str], sizes: Sequence[int
         for size in sizes:
             chunks += [Chunk(screen, NO_EMBEDDING, m.name, size) for m in config.models if m.baseline]
             for emb in config.embeddings:
-                chunks += [Chunk(screen, emb, m.name, size) for m in config.models
-                           if not m.baseline and (not m.embeddings or emb in m.embeddings)]  # fmt: skip
+                chunks += [
+                    Chunk(screen, emb, m.name, size)
+                    for m in config.models
+                    if not m.baseline and (not m.embeddings or emb in m.embeddings)
+                ]
     return chunks
 
 

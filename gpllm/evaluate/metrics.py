@@ -29,16 +29,17 @@ run-to-run varying value (scipy flags only exactly equal values).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from statistics import NormalDist
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from gpllm.errors import InputError, ShapeError
 from gpllm.checks import as_checked_array
+from gpllm.errors import InputError, ShapeError
 
 Array = jax.Array
 
@@ -70,9 +71,7 @@ class PerturbationMetrics(NamedTuple):
     mse_all: Array
 
 
-def pearson_rows(
-    a: Array, b: Array, a_tol: Array | float = 0.0, b_tol: Array | float = 0.0
-) -> tuple[Array, Array]:
+def pearson_rows(a: Array, b: Array, a_tol: Array | float = 0.0, b_tol: Array | float = 0.0) -> tuple[Array, Array]:
     """Row-wise Pearson correlation of a (M, K) and b (M, K) -> (r (M,), undefined (M,)).
 
     r_m = sum_k (a_mk - a_m.)(b_mk - b_m.) / sqrt(sum_k (a_mk - a_m.)^2 sum_k (b_mk - b_m.)^2),
@@ -123,9 +122,7 @@ def unchecked_perturbation_metrics(
     noise_hat = ROUNDING_ULPS * eps_pred * jnp.maximum(jnp.abs(Y_pred), jnp.abs(reference))
     noise = ROUNDING_ULPS * eps_true * jnp.maximum(jnp.abs(Y_true), jnp.abs(reference))
     r_all, undef_all = pearson_rows(delta_hat, delta, noise_hat.max(axis=1), noise.max(axis=1))
-    r_de, undef_de = pearson_rows(
-        take(delta_hat), take(delta), take(noise_hat).max(axis=1), take(noise).max(axis=1)
-    )
+    r_de, undef_de = pearson_rows(take(delta_hat), take(delta), take(noise_hat).max(axis=1), take(noise).max(axis=1))
     return PerturbationMetrics(
         pearson_de=r_de,
         pearson_all=r_all,
@@ -146,18 +143,14 @@ def _check_metric_inputs(
     Y_true = as_checked_array(Y_true, "Y_true", ndim=2)
     Y_pred = as_checked_array(Y_pred, "Y_pred", ndim=2)
     if Y_true.shape != Y_pred.shape:
-        raise ShapeError(
-            f"Y_true {Y_true.shape} and Y_pred {Y_pred.shape} must have the same shape"
-        )
+        raise ShapeError(f"Y_true {Y_true.shape} and Y_pred {Y_pred.shape} must have the same shape")
     m, g = Y_true.shape
     if m < 1 or g < 2:
         raise ShapeError(f"Y_true {Y_true.shape}: need at least 1 perturbation and 2 genes")
     # (G,) or (M, G): take the rank it has, if it is one of those two.
     reference = as_checked_array(reference, "reference", ndim=2 if np.ndim(reference) == 2 else 1)
     if reference.shape not in ((g,), (m, g)):
-        raise ShapeError(
-            f"reference {reference.shape} must be ({g},) or ({m}, {g}) to match Y_true"
-        )
+        raise ShapeError(f"reference {reference.shape} must be ({g},) or ({m}, {g}) to match Y_true")
     de = as_checked_array(de, "de", ndim=2, integer=True)
     if de.shape[0] != m or de.shape[1] < 2:
         raise ShapeError(f"de {de.shape} must be ({m}, K) with K >= 2 DE genes per perturbation")
@@ -169,8 +162,7 @@ def _check_metric_inputs(
     repeated = np.any(sorted_de[:, 1:] == sorted_de[:, :-1], axis=1)
     if repeated.any():
         raise InputError(
-            f"de {de.shape}: {int(repeated.sum())} row(s) repeat a gene index, "
-            f"first row {int(np.argmax(repeated))}"
+            f"de {de.shape}: {int(repeated.sum())} row(s) repeat a gene index, first row {int(np.argmax(repeated))}"
         )
     dtype = jnp.result_type(Y_true.dtype, Y_pred.dtype, reference.dtype)
     eps = (roundoff(Y_true, reference), roundoff(Y_pred, reference))
@@ -229,8 +221,7 @@ def predictive_scores(
     m, g = Y_true.shape
     if mean.shape != Y_true.shape or var.shape not in ((m,), (m, g)):
         raise ShapeError(
-            f"Y_true {Y_true.shape}, mean {mean.shape} and var {var.shape} "
-            f"must be (M, G), (M, G) and (M,) or (M, G)"
+            f"Y_true {Y_true.shape}, mean {mean.shape} and var {var.shape} must be (M, G), (M, G) and (M,) or (M, G)"
         )
     if not bool(jnp.all(var > 0)):
         raise InputError(f"var {var.shape} must be > 0; {int(jnp.sum(var <= 0))} value(s) are not")

@@ -90,15 +90,18 @@ def seen_splits(
             in_fold = set(fold.tolist())
             outside = [i for i in range(len(pairs)) if i not in in_fold]
             train = [i for i in outside if not (set(pairs[i]) & unseen)]
-            out.append(PairFold(
-                seen=s, fold=k,
-                test_pairs=tuple(names[fold[i]] for i in tested),
-                train_pairs=tuple(names[i] for i in train),
-                train_singles=tuple(g for g in singles if g not in unseen),
-                unseen=tuple(sorted(unseen)),
-                n_untestable=len(fold) - len(tested),
-                n_pairs_removed=len(outside) - len(train),
-            ))  # fmt: skip
+            out.append(
+                PairFold(
+                    seen=s,
+                    fold=k,
+                    test_pairs=tuple(names[fold[i]] for i in tested),
+                    train_pairs=tuple(names[i] for i in train),
+                    train_singles=tuple(g for g in singles if g not in unseen),
+                    unseen=tuple(sorted(unseen)),
+                    n_untestable=len(fold) - len(tested),
+                    n_pairs_removed=len(outside) - len(train),
+                )
+            )
     return out
 
 

@@ -38,9 +38,18 @@ import polars as pl
 
 from gpllm.data.screens.perturbation_data import PerturbationData
 from gpllm.evaluate.metrics import (
-    COVERAGE_LEVELS, PerturbationMetrics, PredictiveScores, interval_z, perturbation_metrics, predictive_scores,
-    roundoff, unchecked_perturbation_metrics, unchecked_predictive_scores, unchecked_variance_scale, variance_scale,
-)  # fmt: skip
+    COVERAGE_LEVELS,
+    PerturbationMetrics,
+    PredictiveScores,
+    interval_z,
+    perturbation_metrics,
+    predictive_scores,
+    roundoff,
+    unchecked_perturbation_metrics,
+    unchecked_predictive_scores,
+    unchecked_variance_scale,
+    variance_scale,
+)
 from gpllm.evaluate.splits import Split
 
 if TYPE_CHECKING:  # what a chunk and a fit are; scoring only reads them
@@ -63,19 +72,33 @@ def coverage_column(level: float, de: bool = False) -> str:
 
 #: The calibration columns, in the order :func:`fold_rows` fills them.
 CALIBRATION_COLUMNS: tuple[str, ...] = (
-    "nll", "crps", *map(coverage_column, COVERAGE_LEVELS),
-    "nll_de", "crps_de", *(coverage_column(level, de=True) for level in DE_COVERAGE_LEVELS),
-)  # fmt: skip
+    "nll",
+    "crps",
+    *map(coverage_column, COVERAGE_LEVELS),
+    "nll_de",
+    "crps_de",
+    *(coverage_column(level, de=True) for level in DE_COVERAGE_LEVELS),
+)
 
 #: A results row, column by column, in order (``results.parquet`` and every part).
-RESULTS_SCHEMA = pl.Schema({
-    "screen": pl.String, "model": pl.String, "embedding": pl.String, "size": pl.Int64, "fold": pl.Int64,
-    "pert": pl.String,
-    **dict.fromkeys(("pearson_de", "pearson_all", "mae_de", "mae_all", "pearson_de_meanref"), pl.Float64),
-    "undefined_de": pl.Boolean, "undefined_all": pl.Boolean, "effect_size": pl.Float64, "hyperparameters": pl.String,
-    **dict.fromkeys(CALIBRATION_COLUMNS, pl.Float64), VAR_SCALE: pl.Float64,
-    **dict.fromkeys((name + RECAL for name in CALIBRATION_COLUMNS), pl.Float64),
-})  # fmt: skip
+RESULTS_SCHEMA = pl.Schema(
+    {
+        "screen": pl.String,
+        "model": pl.String,
+        "embedding": pl.String,
+        "size": pl.Int64,
+        "fold": pl.Int64,
+        "pert": pl.String,
+        **dict.fromkeys(("pearson_de", "pearson_all", "mae_de", "mae_all", "pearson_de_meanref"), pl.Float64),
+        "undefined_de": pl.Boolean,
+        "undefined_all": pl.Boolean,
+        "effect_size": pl.Float64,
+        "hyperparameters": pl.String,
+        **dict.fromkeys(CALIBRATION_COLUMNS, pl.Float64),
+        VAR_SCALE: pl.Float64,
+        **dict.fromkeys((name + RECAL for name in CALIBRATION_COLUMNS), pl.Float64),
+    }
+)
 
 
 #: Test rows are padded to a multiple of this, so that folds of nearby sizes (354 and 355
@@ -105,7 +128,13 @@ class FoldScores(NamedTuple):
 
 
 def score_fold(
-    Y_true: Array, mean: Array, var: Array, recal_var: Array, ctrl: Array, train_mean: Array, de: Array,
+    Y_true: Array,
+    mean: Array,
+    var: Array,
+    recal_var: Array,
+    ctrl: Array,
+    train_mean: Array,
+    de: Array,
     eps: Array,
 ) -> FoldScores:
     """All scores of a fold: Y_true, mean, var, recal_var (M, G) in one float dtype, ctrl and
@@ -115,9 +144,12 @@ def score_fold(
     Three compiled programs (the metrics, the calibration run for var and again for s var,
     the validity check) rather than one: one fused program takes ~150 MiB more to compile.
     """
-    return FoldScores(*_both_metrics(Y_true, mean, ctrl, train_mean, de, eps),
-                      *_calibration(Y_true, mean, var, de), *_calibration(Y_true, mean, recal_var, de),
-                      _valid(mean, var, recal_var))  # fmt: skip
+    return FoldScores(
+        *_both_metrics(Y_true, mean, ctrl, train_mean, de, eps),
+        *_calibration(Y_true, mean, var, de),
+        *_calibration(Y_true, mean, recal_var, de),
+        _valid(mean, var, recal_var),
+    )
 
 
 @jax.jit
@@ -125,8 +157,10 @@ def _both_metrics(
     Y_true: Array, mean: Array, ctrl: Array, train_mean: Array, de: Array, eps: Array
 ) -> tuple[PerturbationMetrics, PerturbationMetrics]:
     """GEARS' metrics against ctrl and against the training mean (:func:`score_fold`'s arguments)."""
-    return (unchecked_perturbation_metrics(Y_true, mean, ctrl, de, eps[0], eps[1]),
-            unchecked_perturbation_metrics(Y_true, mean, train_mean, de, eps[2], eps[3]))  # fmt: skip
+    return (
+        unchecked_perturbation_metrics(Y_true, mean, ctrl, de, eps[0], eps[1]),
+        unchecked_perturbation_metrics(Y_true, mean, train_mean, de, eps[2], eps[3]),
+    )
 
 
 @jax.jit
@@ -135,8 +169,10 @@ def _calibration(Y_true: Array, mean: Array, var: Array, de: Array) -> tuple[Pre
     genes at :data:`DE_COVERAGE_LEVELS`; all (M, G) but de (M, K)."""
     take = lambda x: jnp.take_along_axis(x, de, axis=1)  # noqa: E731
     z_every, z_top = interval_z(COVERAGE_LEVELS, Y_true.dtype), interval_z(DE_COVERAGE_LEVELS, Y_true.dtype)
-    return (unchecked_predictive_scores(Y_true, mean, var, z_every),
-            unchecked_predictive_scores(take(Y_true), take(mean), take(var), z_top))  # fmt: skip
+    return (
+        unchecked_predictive_scores(Y_true, mean, var, z_every),
+        unchecked_predictive_scores(take(Y_true), take(mean), take(var), z_top),
+    )
 
 
 @jax.jit
@@ -171,8 +207,9 @@ def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
     return np.pad(x, ((0, rows - len(x)),) + ((0, 0),) * (x.ndim - 1), mode="edge")
 
 
-def _fold_scores(Y_true: np.ndarray, mean, var, scale: float, ctrl: np.ndarray, train_mean: np.ndarray,
-                 de: np.ndarray) -> FoldScores:  # fmt: skip
+def _fold_scores(
+    Y_true: np.ndarray, mean, var, scale: float, ctrl: np.ndarray, train_mean: np.ndarray, de: np.ndarray
+) -> FoldScores:
     """:func:`score_fold` on one fold's arrays (var (M,) or (M, G), in the model's dtype), rows
     padded to :data:`ROW_BUCKET`; the checked metrics' error if the model's output is invalid."""
     m, g = Y_true.shape
@@ -180,8 +217,9 @@ def _fold_scores(Y_true: np.ndarray, mean, var, scale: float, ctrl: np.ndarray, 
     # s v in the variance's own dtype, as the checked path computes it (a Python float times an array).
     recal_var = var if np.isnan(scale) else float(scale) * var
     dtype = np.result_type(Y_true, mean, var, ctrl, train_mean)
-    eps = np.asarray([roundoff(Y_true, ctrl), roundoff(mean, ctrl), roundoff(Y_true, train_mean),
-                      roundoff(mean, train_mean)], dtype)  # fmt: skip
+    eps = np.asarray(
+        [roundoff(Y_true, ctrl), roundoff(mean, ctrl), roundoff(Y_true, train_mean), roundoff(mean, train_mean)], dtype
+    )
     full = lambda v: np.broadcast_to(v[:, None] if v.ndim == 1 else v, (m, g)).astype(dtype)  # noqa: E731
     rows = -(-m // ROW_BUCKET) * ROW_BUCKET
     padded = [_pad_rows(x, rows) for x in (Y_true.astype(dtype), mean.astype(dtype), full(var), full(recal_var), de)]
@@ -206,19 +244,25 @@ def fold_rows(chunk: Chunk, data: PerturbationData, split: Split, fit: FoldFit) 
     recal = _nan_columns(n, RECAL) if np.isnan(scale) else _calibration_dict(s.every_recal, s.top_recal, RECAL)
     calibration = {**raw, VAR_SCALE: np.full(n, scale), **recal}
     columns = {
-        "screen": [chunk.screen] * n, "model": [chunk.model] * n, "embedding": [chunk.embedding] * n,
-        "size": np.full(n, chunk.size), "fold": np.full(n, split.fold),
+        "screen": [chunk.screen] * n,
+        "model": [chunk.model] * n,
+        "embedding": [chunk.embedding] * n,
+        "size": np.full(n, chunk.size),
+        "fold": np.full(n, split.fold),
         "pert": [data.perts[i] for i in split.test],
-        "pearson_de": s.ctrl_ref.pearson_de, "pearson_all": s.ctrl_ref.pearson_all,
-        "mae_de": s.ctrl_ref.mae_de, "mae_all": s.ctrl_ref.mae_all,
+        "pearson_de": s.ctrl_ref.pearson_de,
+        "pearson_all": s.ctrl_ref.pearson_all,
+        "mae_de": s.ctrl_ref.mae_de,
+        "mae_all": s.ctrl_ref.mae_all,
         "pearson_de_meanref": s.mean_ref.pearson_de,
-        "undefined_de": s.ctrl_ref.undefined_de, "undefined_all": s.ctrl_ref.undefined_all,
+        "undefined_de": s.ctrl_ref.undefined_de,
+        "undefined_all": s.ctrl_ref.undefined_all,
         # |x - ctrl| over the top-20 DE genes (L2 norm): the DE genes' deltas only.
         "effect_size": np.linalg.norm(np.take_along_axis(Y_true, de, axis=1) - data.ctrl[de], axis=1),
         # The record once per fold: a user kernel's may hold a whole projection matrix.
         "hyperparameters": [json.dumps(dict(fit.record), sort_keys=True) if fit.record else ""] + [""] * (n - 1),
         **calibration,
-    }  # fmt: skip
+    }
     return pl.DataFrame(columns).cast(dict(RESULTS_SCHEMA))
 
 
@@ -227,4 +271,8 @@ def records_by_fold(frame: pl.DataFrame | None) -> dict[int, dict]:
     if frame is None or frame.height == 0:
         return {}
     first = frame.group_by("fold", maintain_order=True).agg(pl.col("hyperparameters").first())
-    return {fold: json.loads(text) for fold, text in zip(first["fold"].to_list(), first["hyperparameters"].to_list()) if text}
+    return {
+        fold: json.loads(text)
+        for fold, text in zip(first["fold"].to_list(), first["hyperparameters"].to_list())
+        if text
+    }

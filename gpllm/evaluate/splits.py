@@ -28,9 +28,10 @@ from __future__ import annotations
 import json
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -83,14 +84,11 @@ class Split:
                 first = int(idx[1:][idx[1:] == idx[:-1]][0])
                 raise SplitError(f"{where}: {name} set repeats index {first}")
         if self.train.size != self.size:
-            raise SplitError(
-                f"{where}: train set holds {self.train.size} perturbations, not {self.size}"
-            )
+            raise SplitError(f"{where}: train set holds {self.train.size} perturbations, not {self.size}")
         shared = np.intersect1d(self.train, self.test)
         if shared.size:
             raise SplitError(
-                f"{where}: {shared.size} perturbation(s) are in both train and test, "
-                f"e.g. index {int(shared[0])}"
+                f"{where}: {shared.size} perturbation(s) are in both train and test, e.g. index {int(shared[0])}"
             )
 
     def _key(self) -> tuple:
@@ -133,14 +131,11 @@ class SplitPlan:
             raise SplitError("the plan holds no splits")
         for sp in self.splits:
             if not 0 <= sp.fold < self.n_folds:
-                raise SplitError(
-                    f"fold {sp.fold} (size {sp.size}) is outside 0..{self.n_folds - 1}"
-                )
+                raise SplitError(f"fold {sp.fold} (size {sp.size}) is outside 0..{self.n_folds - 1}")
             hi = max(int(sp.train[-1]), int(sp.test[-1]))
             if int(sp.train[0]) < 0 or int(sp.test[0]) < 0 or hi >= p:
                 raise SplitError(
-                    f"fold {sp.fold} (size {sp.size}): indices must lie in [0, {p}) "
-                    f"for the plan's {p} perturbations"
+                    f"fold {sp.fold} (size {sp.size}): indices must lie in [0, {p}) for the plan's {p} perturbations"
                 )
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,13 +159,9 @@ class SplitPlan:
         if not isinstance(d, dict) or d.get("format") != _FORMAT:
             raise SplitError(f"not a {_FORMAT} document (its 'format' field is missing or differs)")
         if d.get("version") != _VERSION:
-            raise SplitError(
-                f"unsupported {_FORMAT} version {d.get('version')!r}, expected {_VERSION}"
-            )
+            raise SplitError(f"unsupported {_FORMAT} version {d.get('version')!r}, expected {_VERSION}")
         try:
-            splits = tuple(
-                Split(int(s["fold"]), int(s["size"]), s["train"], s["test"]) for s in d["splits"]
-            )
+            splits = tuple(Split(int(s["fold"]), int(s["size"]), s["train"], s["test"]) for s in d["splits"])
             return cls(
                 perts=tuple(str(p) for p in d["perts"]),
                 n_folds=int(d["n_folds"]),
@@ -210,13 +201,9 @@ class SplitPlan:
         position = {name: i for i, name in enumerate(perts)}
         missing = [name for name in self.perts if name not in position]
         if missing:
-            raise SplitError(
-                f"{len(missing)} perturbation(s) of the plan are missing, e.g. {missing[:5]}"
-            )
+            raise SplitError(f"{len(missing)} perturbation(s) of the plan are missing, e.g. {missing[:5]}")
         new_index = np.array([position[name] for name in self.perts], np.int64)
-        splits = tuple(
-            Split(s.fold, s.size, new_index[s.train], new_index[s.test]) for s in self.splits
-        )
+        splits = tuple(Split(s.fold, s.size, new_index[s.train], new_index[s.test]) for s in self.splits)
         return SplitPlan(perts, self.n_folds, self.seed, self.sizes, splits)
 
 
@@ -229,9 +216,7 @@ def _check_names(perts: tuple[str, ...]) -> None:
         raise SplitError("perturbation names must be strings")
     dupes = [name for name, c in Counter(perts).items() if c > 1]
     if dupes:
-        raise SplitError(
-            f"{len(dupes)} perturbation name(s) occur more than once, e.g. {dupes[:5]}"
-        )
+        raise SplitError(f"{len(dupes)} perturbation name(s) occur more than once, e.g. {dupes[:5]}")
 
 
 def make_plan(

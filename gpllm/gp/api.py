@@ -22,15 +22,25 @@ import numpy as np
 from gpllm import checks
 from gpllm.errors import CholeskyError, InputError, ShapeError
 from gpllm.gp import fit as fit_module
+from gpllm.gp import parameters, sharding
 from gpllm.gp import posterior as posterior_module
 from gpllm.gp.cholesky import jitter_schedule
+from gpllm.gp.fit import FitOptions
 from gpllm.gp.kernels import Kernel, Params
 from gpllm.gp.memory import check_gp_fits
-from gpllm.gp import parameters
-from gpllm.gp import sharding
-from gpllm.gp.fit import FitOptions
-from gpllm.gp.objective import (LML, GPParams, OutputScales, Path, Targets, check_output_scales, constraints_of, lml,
-                                params_shapes, prepare_targets, values_of)  # fmt: skip
+from gpllm.gp.objective import (
+    LML,
+    GPParams,
+    OutputScales,
+    Path,
+    Targets,
+    check_output_scales,
+    constraints_of,
+    lml,
+    params_shapes,
+    prepare_targets,
+    values_of,
+)
 
 
 def _keyword_only_after_data(fn):
@@ -101,7 +111,14 @@ def _raise_if_failed(value, jitter, what: str) -> None:
 
 
 def _checked_data(
-    Z, Y, batched=False, dtype=None, *, batch_size: int | None = None, mesh=None, what: str = "GP",
+    Z,
+    Y,
+    batched=False,
+    dtype=None,
+    *,
+    batch_size: int | None = None,
+    mesh=None,
+    what: str = "GP",
     output_scales: OutputScales = "shared",
 ):
     """Z, Y as float arrays of one dtype, checked (with per-output scales, no output may be
@@ -204,15 +221,23 @@ def value_and_grad(
     """
     if isinstance(Y, Targets):
         if path != "auto" or output_scales != "shared":
-            raise InputError(f"value_and_grad: path={path!r} and output_scales={output_scales!r} apply to an "
-                             "array Y; these Targets chose theirs (prepare_targets(Y, path, output_scales))")  # fmt: skip
+            raise InputError(
+                f"value_and_grad: path={path!r} and output_scales={output_scales!r} apply to an "
+                "array Y; these Targets chose theirs (prepare_targets(Y, path, output_scales))"
+            )
         targets = Y
     else:
         Z, Y = _checked_data(Z, Y, what="value_and_grad", output_scales=output_scales)
         targets = prepare_targets(Y, path, output_scales)
     if checks.is_concrete(targets.n_outputs):
-        check_gp_fits(Z.shape[0], int(targets.n_outputs), Z.shape[1], Z.dtype, what="value_and_grad",
-                      per_output=targets.per_output)  # fmt: skip
+        check_gp_fits(
+            Z.shape[0],
+            int(targets.n_outputs),
+            Z.shape[1],
+            Z.dtype,
+            what="value_and_grad",
+            per_output=targets.per_output,
+        )
     params = _checked_raw(kernel, params, Z, "params")
     value, grad = _value_and_grad_jit(kernel, params, Z, targets)
     _raise_if_failed(value, None, "value_and_grad")
@@ -364,8 +389,14 @@ def _run_batched(jitted, args: tuple, statics: tuple, batch_size: int | None, me
 
 @_keyword_only_after_data
 def fit_batched(
-    kernel: Kernel, Z, Y, *, params0: GPParams | None = None, options: FitOptions | None = None,
-    batch_size: int | None = None, mesh: jax.sharding.Mesh | None = None,
+    kernel: Kernel,
+    Z,
+    Y,
+    *,
+    params0: GPParams | None = None,
+    options: FitOptions | None = None,
+    batch_size: int | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> fit_module.FitResult:
     """One compiled fit over a leading axis of datasets (e.g. CV folds of one size).
 
@@ -387,8 +418,9 @@ def fit_batched(
         hyperparameters and convergence.
     """
     options = _checked_options(options)
-    Z, Y = _checked_data(Z, Y, batched=True, batch_size=batch_size, mesh=mesh, what="fit_batched",
-                         output_scales=options.output_scales)  # fmt: skip
+    Z, Y = _checked_data(
+        Z, Y, batched=True, batch_size=batch_size, mesh=mesh, what="fit_batched", output_scales=options.output_scales
+    )
     args = (Z, Y, _checked_raw(kernel, params0, Z))
     result = _run_batched(partial(_fit_batched_jit, kernel), args, (options,), batch_size, mesh)
     _raise_if_failed(result.lml, result.jitter, "fit_batched")
@@ -397,8 +429,16 @@ def fit_batched(
 
 @_keyword_only_after_data
 def fit_predict_batched(
-    kernel: Kernel, Z, Y, Z_new, *, params0: GPParams | None = None, options: FitOptions | None = None,
-    include_noise: bool = True, batch_size: int | None = None, mesh: jax.sharding.Mesh | None = None,
+    kernel: Kernel,
+    Z,
+    Y,
+    Z_new,
+    *,
+    params0: GPParams | None = None,
+    options: FitOptions | None = None,
+    include_noise: bool = True,
+    batch_size: int | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> tuple[fit_module.FitResult, jax.Array, jax.Array]:
     """:func:`fit_batched`, then each dataset's prediction at its own new inputs, in one
     compiled call: one program per shape instead of three (on CPU compiling dominates small fits).
@@ -414,8 +454,15 @@ def fit_predict_batched(
         with ``options.output_scales="per_output"``).
     """
     options = _checked_options(options)
-    Z, Y = _checked_data(Z, Y, batched=True, batch_size=batch_size, mesh=mesh, what="fit_predict_batched",
-                         output_scales=options.output_scales)  # fmt: skip
+    Z, Y = _checked_data(
+        Z,
+        Y,
+        batched=True,
+        batch_size=batch_size,
+        mesh=mesh,
+        what="fit_predict_batched",
+        output_scales=options.output_scales,
+    )
     Z_new = checks.as_float_array("Z_new", Z_new, Z.dtype)
     checks.check_rank("Z_new", Z_new, 3)
     if Z_new.shape[0] != Z.shape[0]:
@@ -522,7 +569,12 @@ def _sample_jit(kernel, post, Z_new, key, n_samples, include_noise):
 
 @_keyword_only_after_data
 def sample(
-    kernel: Kernel, post: posterior_module.Posterior, Z_new, key, *, n_samples: int = 1,
+    kernel: Kernel,
+    post: posterior_module.Posterior,
+    Z_new,
+    key,
+    *,
+    n_samples: int = 1,
     include_noise: bool = True,
 ):
     """Joint draws from the predictive distribution at new inputs.

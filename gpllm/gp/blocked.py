@@ -105,7 +105,7 @@ def gram_of_upper(U: jax.Array) -> Blocks:
     if len(e) == 2:
         return {(0, 0): U @ U.T}
     rows = lambda i: slice(e[i], e[i + 1])  # noqa: E731
-    return {(i, j): U[rows(i), e[i]:] @ U[rows(j), e[i]:].T for i in range(len(e) - 1) for j in range(i + 1)}
+    return {(i, j): U[rows(i), e[i] :] @ U[rows(j), e[i] :].T for i in range(len(e) - 1) for j in range(i + 1)}
 
 
 def lower_blocks_of_product(W: jax.Array, *, trapezoidal: bool) -> Blocks:
@@ -127,7 +127,9 @@ def from_lower_blocks(lower: Blocks) -> jax.Array:
         return lower[0, 0]
     e = list(itertools.accumulate((lower[i, 0].shape[0] for i in range(b)), initial=0))
     mirrored = [(e[j], e[i], block.T) for (i, j), block in lower.items() if i != j]
-    return _placed((e[-1], e[-1]), lower[0, 0].dtype, [(e[i], e[j], block) for (i, j), block in lower.items()] + mirrored)
+    return _placed(
+        (e[-1], e[-1]), lower[0, 0].dtype, [(e[i], e[j], block) for (i, j), block in lower.items()] + mirrored
+    )
 
 
 def solve_lower(L: jax.Array, F: jax.Array, *, trapezoidal: bool) -> jax.Array:
@@ -137,9 +139,14 @@ def solve_lower(L: jax.Array, F: jax.Array, *, trapezoidal: bool) -> jax.Array:
     e = block_edges(n)
     if not trapezoidal or len(e) == 2:
         return lax.linalg.triangular_solve(L, F, left_side=True, lower=True)
-    blocks = [(start, start, lax.linalg.triangular_solve(L[start:, start:], F[start:, start:stop], left_side=True,
-                                                         lower=True))
-              for _, start, stop in _column_blocks(e, r)]  # fmt: skip
+    blocks = [
+        (
+            start,
+            start,
+            lax.linalg.triangular_solve(L[start:, start:], F[start:, start:stop], left_side=True, lower=True),
+        )
+        for _, start, stop in _column_blocks(e, r)
+    ]
     return _placed((n, r), F.dtype, blocks)
 
 
@@ -154,10 +161,11 @@ def inverse_lower(L: jax.Array) -> jax.Array:
     V = jnp.zeros_like(L)
     for i in range(b):
         start, stop = e[i], e[i + 1]
-        diag = lax.linalg.triangular_solve(L[start:stop, start:stop], jnp.eye(stop - start, dtype=L.dtype),
-                                           left_side=True, lower=True)  # fmt: skip
+        diag = lax.linalg.triangular_solve(
+            L[start:stop, start:stop], jnp.eye(stop - start, dtype=L.dtype), left_side=True, lower=True
+        )
         V = lax.dynamic_update_slice(V, diag, (start, start))
         for j in range(i):
-            block = -diag @ (L[start:stop, e[j]:start] @ V[e[j]:start, e[j]:e[j + 1]])
+            block = -diag @ (L[start:stop, e[j] : start] @ V[e[j] : start, e[j] : e[j + 1]])
             V = lax.dynamic_update_slice(V, block, (start, e[j]))
     return V

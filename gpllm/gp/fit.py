@@ -39,8 +39,18 @@ from jax import lax
 from gpllm.errors import InputError
 from gpllm.gp import parameters
 from gpllm.gp.kernels import Kernel
-from gpllm.gp.objective import (GPParams, OutputScales, Path, check_output_scales, constraints_of, init_params, lml,
-                                params_like, prepare_targets, values_of)  # fmt: skip
+from gpllm.gp.objective import (
+    GPParams,
+    OutputScales,
+    Path,
+    check_output_scales,
+    constraints_of,
+    init_params,
+    lml,
+    params_like,
+    prepare_targets,
+    values_of,
+)
 
 OPTIMIZER_NAMES = ("lbfgs", "adam")
 PATHS = ("auto", "direct", "gram")
@@ -77,7 +87,9 @@ class FitOptions:
         opt = self.optimizer
         if isinstance(opt, str):
             if opt not in OPTIMIZER_NAMES:
-                raise InputError(f"optimizer must be one of {OPTIMIZER_NAMES} or an optax GradientTransformation, got {opt!r}")
+                raise InputError(
+                    f"optimizer must be one of {OPTIMIZER_NAMES} or an optax GradientTransformation, got {opt!r}"
+                )
         elif not isinstance(opt, optax.GradientTransformation):
             raise InputError(
                 f"optimizer must be one of {OPTIMIZER_NAMES} or an optax GradientTransformation "
@@ -94,11 +106,15 @@ class FitOptions:
         if self.path not in PATHS:
             raise InputError(f"path must be one of {PATHS}, got {self.path!r}")
         if check_output_scales(self.output_scales) and self.path == "gram":
-            raise InputError("output_scales='per_output' takes the direct path: use path='auto' or 'direct', not 'gram'")
+            raise InputError(
+                "output_scales='per_output' takes the direct path: use path='auto' or 'direct', not 'gram'"
+            )
         if self.noise_ratio_prior is not None:
             prior = tuple(self.noise_ratio_prior)
             if len(prior) != 2 or not all(np.isfinite(prior)) or prior[1] <= 0:
-                raise InputError(f"noise_ratio_prior must be (mean, sd) of log r with sd > 0, got {self.noise_ratio_prior!r}")
+                raise InputError(
+                    f"noise_ratio_prior must be (mean, sd) of log r with sd > 0, got {self.noise_ratio_prior!r}"
+                )
             object.__setattr__(self, "noise_ratio_prior", (float(prior[0]), float(prior[1])))
         object.__setattr__(self, "max_steps", int(self.max_steps))
 
@@ -133,8 +149,10 @@ class FitResult(NamedTuple):
 
     def __repr__(self) -> str:
         values = jax.tree.map(_short, {"kernel": self.values.kernel, "noise": self.values.noise})
-        return (f"FitResult(lml={_short(self.lml)}, n_steps={_short(self.n_steps)}, "
-                f"converged={_short(self.converged)}, jitter={_short(self.jitter)}, values={values})")  # fmt: skip
+        return (
+            f"FitResult(lml={_short(self.lml)}, n_steps={_short(self.n_steps)}, "
+            f"converged={_short(self.converged)}, jitter={_short(self.jitter)}, values={values})"
+        )
 
 
 def _short(x) -> object:
@@ -230,7 +248,9 @@ def fit_traced(
         # optax's line search works in the default float (float64 under x64); the
         # covariance casts the params to Z's dtype, so float32 fits stay float32.
         params = parameters.merge_trainable(trainable, frozen)
-        return -_objective(kernel, params, Z, options.noise_ratio_prior, lml(kernel, params, Z, targets).value) / n_entries
+        return (
+            -_objective(kernel, params, Z, options.noise_ratio_prior, lml(kernel, params, Z, targets).value) / n_entries
+        )
 
     opt = options.transformation()
     # L-BFGS's line search already evaluated the new iterate (its state holds the
@@ -273,8 +293,14 @@ def fit_traced(
         return (~c.stop) & (c.step < max_steps)
 
     start = Carry(
-        trainable0, opt.init(trainable0), jnp.zeros((), jnp.int32), jnp.asarray(jnp.inf, Y.dtype),
-        trace0, jnp.zeros((), bool), jnp.zeros((), bool), jnp.zeros((), jnp.int32),
+        trainable0,
+        opt.init(trainable0),
+        jnp.zeros((), jnp.int32),
+        jnp.asarray(jnp.inf, Y.dtype),
+        trace0,
+        jnp.zeros((), bool),
+        jnp.zeros((), bool),
+        jnp.zeros((), jnp.int32),
     )
     final = lax.while_loop(keep_going, body, start)
     params = params_like(parameters.merge_trainable(final.params, frozen), Z)

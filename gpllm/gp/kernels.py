@@ -23,7 +23,8 @@ A user's own kernel is a subclass of :class:`Kernel` in their own file.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -74,10 +75,10 @@ class Kernel:
         # Generic fallback, O(N Q) per point: evaluate each point against itself.
         return jax.vmap(lambda x: self.gram(params, x[None, :], x[None, :])[0, 0])(X)
 
-    def __add__(self, other: "Kernel") -> "Sum":
+    def __add__(self, other: Kernel) -> Sum:
         return Sum(_flatten(Sum, self) + _flatten(Sum, other))
 
-    def __mul__(self, other: "Kernel") -> "Product":
+    def __mul__(self, other: Kernel) -> Product:
         return Product(_flatten(Product, self) + _flatten(Product, other))
 
 
@@ -311,9 +312,7 @@ class Active(Kernel):
         if X is None:
             return None
         if not 0 <= self.start < self.stop <= X.shape[-1]:
-            raise InputError(
-                f"Active columns [{self.start}, {self.stop}) do not fit inputs with {X.shape[-1]} columns"
-            )
+            raise InputError(f"Active columns [{self.start}, {self.stop}) do not fit inputs with {X.shape[-1]} columns")
         return X[..., self.start : self.stop]
 
     zero_padding_invariant = True

@@ -125,8 +125,10 @@ def _cgroup_files():
             paths["v2"] = path
         elif "memory" in controllers.split(","):
             paths["v1"] = path
-    for version, base, limit, usage in (("v2", root, "memory.max", "memory.current"),
-                                        ("v1", root / "memory", "memory.limit_in_bytes", "memory.usage_in_bytes")):  # fmt: skip
+    for version, base, limit, usage in (
+        ("v2", root, "memory.max", "memory.current"),
+        ("v1", root / "memory", "memory.limit_in_bytes", "memory.usage_in_bytes"),
+    ):
         for folder in (base / paths.get(version, "/").lstrip("/"), base):
             if (folder / limit).is_file():
                 yield folder / limit, folder / usage

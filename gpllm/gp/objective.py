@@ -54,13 +54,11 @@ from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from gpllm.errors import InputError
-from gpllm.gp import blocked
+from gpllm.gp import blocked, parameters
 from gpllm.gp.cholesky import cholesky_with_jitter
 from gpllm.gp.kernels import Kernel, Params
-from gpllm.gp import parameters
 
 Path = Literal["auto", "direct", "gram"]
 OutputScales = Literal["shared", "per_output"]
@@ -85,8 +83,11 @@ def values_of(kernel: Kernel, params: GPParams) -> GPParams:
     return parameters.constrain(constraints_of(kernel), params)
 
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=("factor", "n_outputs"),
-                   meta_fields=("lower_triangular", "per_output"))  # fmt: skip
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=("factor", "n_outputs"),
+    meta_fields=("lower_triangular", "per_output"),
+)
 @dataclasses.dataclass(frozen=True)
 class Targets:
     """Y as the likelihood consumes it: a factor of Y Y^T and the output count.
@@ -117,13 +118,17 @@ def check_output_scales(output_scales: str) -> bool:
     return output_scales == "per_output"
 
 
-def choose_path(n: int, d: int, path: Path = "auto", output_scales: OutputScales = "shared") -> Literal["direct", "gram"]:
+def choose_path(
+    n: int, d: int, path: Path = "auto", output_scales: OutputScales = "shared"
+) -> Literal["direct", "gram"]:
     """``"gram"`` when D > N (each evaluation then costs O(N^3)), else ``"direct"``; always
     ``"direct"`` with per-output scales (module docstring), where ``"gram"`` is an InputError."""
     if check_output_scales(output_scales):
         if path == "gram":
-            raise InputError("output_scales='per_output' needs each output's own column of L^-1 Y: "
-                             "use path='direct' or 'auto', not 'gram'")  # fmt: skip
+            raise InputError(
+                "output_scales='per_output' needs each output's own column of L^-1 Y: "
+                "use path='direct' or 'auto', not 'gram'"
+            )
         return "direct"
     if path == "auto":
         return "gram" if d > n else "direct"
@@ -142,8 +147,12 @@ def prepare_targets(Y: jax.Array, path: Path = "auto", output_scales: OutputScal
     n, d = Y.shape
     gram = choose_path(n, d, path, output_scales) == "gram"
     factor = jnp.linalg.qr(Y.T, mode="r").T if gram else Y
-    return Targets(factor=factor, n_outputs=jnp.asarray(d, dtype=Y.dtype), lower_triangular=gram,
-                   per_output=output_scales == "per_output")  # fmt: skip
+    return Targets(
+        factor=factor,
+        n_outputs=jnp.asarray(d, dtype=Y.dtype),
+        lower_triangular=gram,
+        per_output=output_scales == "per_output",
+    )
 
 
 def _lml_from_parts(quad, logdet, n, n_outputs):
@@ -239,13 +248,12 @@ def covariance(kernel: Kernel, params: GPParams, Z: jax.Array) -> jax.Array:
 
 def lml(kernel: Kernel, params: GPParams, Z: jax.Array, targets: Targets) -> LML:
     """Eq. 1 for Z (N, Q) and prepared targets; pure and traceable (no input checks)."""
-    return gaussian_lml(covariance(kernel, params, Z), targets.factor, targets.n_outputs, targets.lower_triangular,
-                        targets.per_output)  # fmt: skip
+    return gaussian_lml(
+        covariance(kernel, params, Z), targets.factor, targets.n_outputs, targets.lower_triangular, targets.per_output
+    )
 
 
-def init_params(
-    kernel: Kernel, Z: jax.Array, Y: jax.Array, noise_fraction: float = 0.1
-) -> GPParams:
+def init_params(kernel: Kernel, Z: jax.Array, Y: jax.Array, noise_fraction: float = 0.1) -> GPParams:
     """Data-aware raw start: kernel defaults (median-distance lengthscale) with the
     signal variance set to (1 - noise_fraction) of Y's mean per-output variance
     and the noise to the rest.

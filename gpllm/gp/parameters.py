@@ -166,9 +166,7 @@ def _over_leaves(fn, constraints, tree):
     except InputError:
         raise
     except ValueError as err:  # structures disagree
-        raise InputError(
-            f"the parameters do not match the kernel's declared constraints: {err}"
-        ) from None
+        raise InputError(f"the parameters do not match the kernel's declared constraints: {err}") from None
 
 
 def constrain(constraints, raw: Params) -> Params:

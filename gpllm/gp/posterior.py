@@ -22,7 +22,15 @@ from jax import lax
 
 from gpllm.gp.cholesky import cholesky_with_jitter
 from gpllm.gp.kernels import Kernel
-from gpllm.gp.objective import GPParams, OutputScales, check_output_scales, covariance, output_scales_of, params_like, values_of
+from gpllm.gp.objective import (
+    GPParams,
+    OutputScales,
+    check_output_scales,
+    covariance,
+    output_scales_of,
+    params_like,
+    values_of,
+)
 
 
 class Posterior(NamedTuple):
@@ -92,9 +100,7 @@ def predict(
     return mean, per_output(post, var)
 
 
-def predictive_covariance(
-    kernel: Kernel, post: Posterior, Z_new: jax.Array, include_noise: bool = True
-) -> jax.Array:
+def predictive_covariance(kernel: Kernel, post: Posterior, Z_new: jax.Array, include_noise: bool = True) -> jax.Array:
     """Joint (M, M) covariance K** - V^T V (+ s2 I), shared by all outputs (output g's is c_g times it
     with per-output scales)."""
     values = values_of(kernel, post.params)

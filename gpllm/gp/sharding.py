@@ -19,8 +19,7 @@ Beyond one host, the same annotations work with JAX's own multi-host machinery.
 from __future__ import annotations
 
 import dataclasses
-
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -59,9 +58,7 @@ def shard_columns(x: jax.Array, mesh: Mesh) -> jax.Array:
     """
     n_devices = mesh.devices.size
     if x.shape[-1] % n_devices:
-        raise InputError(
-            f"cannot split {x.shape[-1]} output columns evenly over {n_devices} devices"
-        )
+        raise InputError(f"cannot split {x.shape[-1]} output columns evenly over {n_devices} devices")
     return jax.device_put(x, NamedSharding(mesh, PartitionSpec(None, OUTPUT_AXIS)))
 
 
@@ -79,8 +76,7 @@ def check_dataset_mesh(mesh: Mesh) -> Mesh:
     """``mesh`` if it is a Mesh with a ``"datasets"`` axis (see :func:`dataset_mesh`), else InputError."""
     if not isinstance(mesh, Mesh) or DATASET_AXIS not in mesh.axis_names:
         raise InputError(
-            f"mesh must be a jax.sharding.Mesh with a {DATASET_AXIS!r} axis (gp.sharding.dataset_mesh()), "
-            f"got {mesh!r}"
+            f"mesh must be a jax.sharding.Mesh with a {DATASET_AXIS!r} axis (gp.sharding.dataset_mesh()), got {mesh!r}"
         )
     return mesh
 

@@ -166,7 +166,9 @@ def restore(model: Model, record: Record, Z_train, Y_train) -> Any:
     return hook(record, Z_train, Y_train) if callable(hook) else model.fit(Z_train, Y_train)
 
 
-def fit_predict_folds(model: Model, folds: Sequence[Fold], starts: Sequence[Record | None] | None = None) -> list[FoldFit]:
+def fit_predict_folds(
+    model: Model, folds: Sequence[Fold], starts: Sequence[Record | None] | None = None
+) -> list[FoldFit]:
     """Fit and predict every fold: the model's own ``fit_predict_folds`` if it has one
     (batched, warm-started from ``starts``), else ``fit`` and ``predict`` per fold."""
     hook = getattr(model, "fit_predict_folds", None)
@@ -231,8 +233,7 @@ def check_fit_inputs(
             raise ShapeError(f"{_describe(name, arr.shape)} has no columns ({axis_name} = 0)")
     if Z.shape[0] < min_rows:
         raise InputError(
-            f"{_describe(z_name, Z.shape)}: need at least {min_rows} training "
-            f"perturbation(s), got {Z.shape[0]}"
+            f"{_describe(z_name, Z.shape)}: need at least {min_rows} training perturbation(s), got {Z.shape[0]}"
         )
     dtype = jnp.result_type(Z.dtype, Y.dtype)
     return Z.astype(dtype), Y.astype(dtype)

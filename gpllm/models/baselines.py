@@ -215,9 +215,7 @@ class Control:
         var = 1/N sum_i (y_i - ctrl)^2)."""
         Z, Y = check_fit_inputs(Z_train, Y_train)
         if Y.shape[1] != self.ctrl.shape[0]:
-            raise ShapeError(
-                f"Y_train {tuple(Y.shape)} has {Y.shape[1]} genes but ctrl has {self.ctrl.shape[0]}"
-            )
+            raise ShapeError(f"Y_train {tuple(Y.shape)} has {Y.shape[1]} genes but ctrl has {self.ctrl.shape[0]}")
         ctrl = jnp.asarray(self.ctrl, Y.dtype)
         return MeanState(ctrl, Z.mean(axis=0), _floored(jnp.mean((Y - ctrl) ** 2, axis=0), Y))
 

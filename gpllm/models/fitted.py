@@ -35,9 +35,9 @@ import numpy as np
 
 from gpllm.atomic import write_bytes_from
 from gpllm.data.embeddings.assemble import align, pca
+from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.data.screens.perturbation_data import PerturbationData
 from gpllm.data.validate import check_unique, preview
-from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.errors import CorruptFileError, DataError, EmbeddingError, InputError, MissingFileError, NonFiniteError
 from gpllm.models.base import Model, Prediction, record_of, variance_per_gene
 from gpllm.models.base import restore as restore_state
@@ -89,7 +89,9 @@ def blocks_of(projections: Sequence[BlockProjection]) -> tuple[tuple[str, int, i
     return tuple(out)
 
 
-def embed(projections: Sequence[BlockProjection], sources: Mapping[str, GeneVectors], genes: Sequence[str]) -> np.ndarray:
+def embed(
+    projections: Sequence[BlockProjection], sources: Mapping[str, GeneVectors], genes: Sequence[str]
+) -> np.ndarray:
     """Z (n, Q) for ``genes``: every block's source must hold a vector for each gene.
 
     Raises EmbeddingError naming the source and the genes it lacks.
@@ -191,8 +193,9 @@ def train(
         "n_train": len(kept),
         "n_dropped_no_embedding": len(perts) - len(kept),
     }
-    return FittedModel(spec, seed, tuple(kept), screen.genes, Z, Y, screen.ctrl, projections,
-                       record_of(built, state), prov)  # fmt: skip
+    return FittedModel(
+        spec, seed, tuple(kept), screen.genes, Z, Y, screen.ctrl, projections, record_of(built, state), prov
+    )
 
 
 def restore(fitted: FittedModel) -> tuple[Model, Any]:
@@ -235,14 +238,21 @@ def save(fitted: FittedModel, path: str | Path) -> Path:
     """Write ``fitted`` as one .npz (layout in the module docstring), atomically."""
     path = Path(path)
     meta = {
-        "format": FORMAT, "version": VERSION, "model": fitted.spec.to_json(), "seed": fitted.seed,
-        "perts": list(fitted.perts), "genes": list(fitted.genes),
-        "blocks": [p.name for p in fitted.projections], "record": dict(fitted.record),
+        "format": FORMAT,
+        "version": VERSION,
+        "model": fitted.spec.to_json(),
+        "seed": fitted.seed,
+        "perts": list(fitted.perts),
+        "genes": list(fitted.genes),
+        "blocks": [p.name for p in fitted.projections],
+        "record": dict(fitted.record),
         "provenance": dict(fitted.provenance),
-    }  # fmt: skip
+    }
     arrays = {"meta": np.array(json.dumps(meta)), "Z": fitted.Z, "Y": fitted.Y, "ctrl": fitted.ctrl}
     for i, p in enumerate(fitted.projections):
-        arrays.update({f"proj{i}_mean": p.mean, f"proj{i}_components": p.components, f"proj{i}_scale": np.float64(p.scale)})
+        arrays.update(
+            {f"proj{i}_mean": p.mean, f"proj{i}_components": p.components, f"proj{i}_scale": np.float64(p.scale)}
+        )
     return write_bytes_from(path, lambda f: np.savez(f, **arrays))
 
 
@@ -263,13 +273,23 @@ def load(path: str | Path) -> FittedModel:
         raise DataError(f"{path}: fitted-model format version {meta.get('version')}, this gpllm reads {VERSION}")
     try:
         projections = tuple(
-            BlockProjection(name, arrays[f"proj{i}_mean"], arrays[f"proj{i}_components"], float(arrays[f"proj{i}_scale"]))
+            BlockProjection(
+                name, arrays[f"proj{i}_mean"], arrays[f"proj{i}_components"], float(arrays[f"proj{i}_scale"])
+            )
             for i, name in enumerate(meta["blocks"])
         )
         return FittedModel(
-            meta["model"], int(meta["seed"]), tuple(meta["perts"]), tuple(meta["genes"]),
-            arrays["Z"], arrays["Y"], arrays["ctrl"], projections, meta["record"], meta["provenance"],
-        )  # fmt: skip
+            meta["model"],
+            int(meta["seed"]),
+            tuple(meta["perts"]),
+            tuple(meta["genes"]),
+            arrays["Z"],
+            arrays["Y"],
+            arrays["ctrl"],
+            projections,
+            meta["record"],
+            meta["provenance"],
+        )
     except KeyError as err:
         raise CorruptFileError(f"{path}: fitted-model file lacks {err}") from err
     except InputError as err:  # a spec that no longer resolves (a moved plug-in file)

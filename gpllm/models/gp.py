@@ -46,7 +46,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from gpllm import gp
-from gpllm.precision import float64_enabled
 from gpllm.errors import InputError
 from gpllm.gp.fit import FitOptions, FitResult, initial_params
 from gpllm.gp.kernels import RBF, Kernel
@@ -62,7 +61,7 @@ from gpllm.models.base import (
     check_fit_inputs,
     check_predict_inputs,
 )
-
+from gpllm.precision import float64_enabled
 
 #: The recommended GP's fit options (``gp_scaled`` in :mod:`gpllm.models.registry`, on
 #: the paper's RBF): one output scale per gene, so each gene's predictive variance is its
@@ -247,7 +246,13 @@ class GPModel:
         devices = jax.local_devices()
         mesh = dataset_mesh(devices) if self.spread_folds and len(devices) > 1 else None
         result, mean, var = gp.fit_predict_batched(
-            self.kernel, Z, Y - offsets[:, None, :], Z_new, params0=params0, options=self.options, include_noise=True,
+            self.kernel,
+            Z,
+            Y - offsets[:, None, :],
+            Z_new,
+            params0=params0,
+            options=self.options,
+            include_noise=True,
             mesh=mesh,
         )
         return result, [Prediction(mean[b] + offsets[b], var[b]) for b in range(Z.shape[0])]
@@ -278,9 +283,9 @@ class GPModel:
         Z_test_b = _stack_rows([f.Z_test for f in folds])
         params0 = None
         if any(s is not None for s in starts):
-            params0 = _stack_params([
-                self._warm_start(s, Z_b[b]) or self.fresh_start(Z_b[b], Y_b[b]) for b, s in enumerate(starts)
-            ])
+            params0 = _stack_params(
+                [self._warm_start(s, Z_b[b]) or self.fresh_start(Z_b[b], Y_b[b]) for b, s in enumerate(starts)]
+            )
         if params0 is not None and Z_b.shape[1] < self.fresh_start_below:
             fits, padded = self._fit_from_better_start(Z_b, Y_b, Z_test_b, params0)
         else:

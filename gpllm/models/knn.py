@@ -173,9 +173,7 @@ class KNN:
         if not tune and self.k > n:
             raise InputError(f"KNN k={self.k} exceeds the {n} training perturbations")
         if tune and min(self.k_grid) > n - 1:
-            raise InputError(
-                f"KNN k_grid {self.k_grid} has no k <= N - 1 = {n - 1} for leave-one-out"
-            )
+            raise InputError(f"KNN k_grid {self.k_grid} has no k <= N - 1 = {n - 1} for leave-one-out")
         return _fit(self, Z, Y)
 
     def record(self, state: KNNState) -> dict:

@@ -69,7 +69,9 @@ class Conditions(NamedTuple):
             genes = name.split(sep)
             unknown = [g for g in genes if g not in gene_rows]
             if unknown or len(genes) > 2:
-                raise InputError(f"condition {name!r}: " + (f"no embedding row for {unknown}" if unknown else "more than two genes"))
+                raise InputError(
+                    f"condition {name!r}: " + (f"no embedding row for {unknown}" if unknown else "more than two genes")
+                )
             first.append(gene_rows[genes[0]])
             second.append(gene_rows[genes[1]] if len(genes) == 2 else -1)
         return cls(np.asarray(first, np.int64), np.asarray(second, np.int64), tuple(names))
@@ -254,7 +256,9 @@ class ResidualPairGP:
 
     def record(self, state: ResidualState) -> dict:
         out = {"additive": self.additive.record(state.additive)}
-        out["residual"] = record_of(self.gp, state.residual) if state.residual is not None else "fewer than 2 training pairs"
+        out["residual"] = (
+            record_of(self.gp, state.residual) if state.residual is not None else "fewer than 2 training pairs"
+        )
         return out
 
 
@@ -295,6 +299,15 @@ def default_pair_models(options: FitOptions = FitOptions()) -> tuple:
 
 
 __all__ = [
-    "AdditiveBaseline", "AdditiveState", "Conditions", "EmbeddedState", "PairGP", "ResidualPairGP", "SummedEmbedding",
-    "PAIR_MODEL_NAMES", "default_pair_models", "paired", "summed",
-]  # fmt: skip
+    "AdditiveBaseline",
+    "AdditiveState",
+    "Conditions",
+    "EmbeddedState",
+    "PairGP",
+    "ResidualPairGP",
+    "SummedEmbedding",
+    "PAIR_MODEL_NAMES",
+    "default_pair_models",
+    "paired",
+    "summed",
+]

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from gpllm import plugins
 from gpllm.errors import InputError
@@ -94,8 +94,15 @@ BASELINES = frozenset({"random_perturbation", "nonctrl_mean", "control"})
 #: Rough relative cost of a built-in model's chunks, so the sweep hands out the longest
 #: chains first; a GP, and any model of a user's, costs GP_CHAIN_COST (the costly end,
 #: so it starts early).
-BUILTIN_CHAIN_COSTS = {"knn_ktuned": 2, "ridge": 2, "linear": 2, "knn_k1": 1, "random_perturbation": 0.5,
-                       "nonctrl_mean": 0.5, "control": 0.5}  # fmt: skip
+BUILTIN_CHAIN_COSTS = {
+    "knn_ktuned": 2,
+    "ridge": 2,
+    "linear": 2,
+    "knn_k1": 1,
+    "random_perturbation": 0.5,
+    "nonctrl_mean": 0.5,
+    "control": 0.5,
+}
 GP_CHAIN_COST = 8
 
 #: Options a GP spec accepts (FitOptions' fields, and the model's own).
@@ -150,7 +157,9 @@ class ModelSpec:
         """Relative cost of a chunk per unit of training size (:data:`BUILTIN_CHAIN_COSTS`)."""
         return GP_CHAIN_COST if self.kernel or self.model else BUILTIN_CHAIN_COSTS.get(self.name, GP_CHAIN_COST)
 
-    def build(self, context: BuildContext = BuildContext(), base: Path | None = None, where: str | None = None) -> Model:
+    def build(
+        self, context: BuildContext = BuildContext(), base: Path | None = None, where: str | None = None
+    ) -> Model:
         """The model, for an embedding with ``context.blocks``; references resolve against
         ``base``; errors name ``where`` (default: the model's name)."""
         where = where or f"model {self.name!r}"
@@ -158,7 +167,9 @@ class ModelSpec:
             return BUILTIN_MODELS[self.name](context)
         if self.model or self.kernel:
             key = "model" if self.model else "kernel"
-            built = _resolve(plugins.load_reference(getattr(self, key), f"{where} {key}", base), context, f"{where} {key}")
+            built = _resolve(
+                plugins.load_reference(getattr(self, key), f"{where} {key}", base), context, f"{where} {key}"
+            )
             kernel = _checked_plugin(built, key, getattr(self, key), f"{where} {key}")
             if not isinstance(kernel, Kernel):
                 return kernel  # the user's own model
@@ -275,7 +286,9 @@ def spec_from(entry: str | Mapping[str, Any] | ModelSpec, where: str = "models",
         if key in fields and base is not None:
             fields[key] = plugins.resolve_path(fields[key], base)
     if "embeddings" in entry:
-        if not isinstance(entry["embeddings"], (list, tuple)) or not all(isinstance(e, str) for e in entry["embeddings"]):
+        if not isinstance(entry["embeddings"], (list, tuple)) or not all(
+            isinstance(e, str) for e in entry["embeddings"]
+        ):
             raise InputError(f"{where}.embeddings must be a list of embedding names, got {entry['embeddings']!r}")
         fields["embeddings"] = tuple(entry["embeddings"])
     options = {k: entry[k] for k in GP_OPTIONS if k in entry}

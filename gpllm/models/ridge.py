@@ -176,8 +176,17 @@ def _fit(model: Ridge, Z: Array, Y: Array) -> RidgeState:
     per_point = jnp.where(ok[:, None], E * E / jnp.where(ok, one_minus_h, 1.0)[:, None], 0.0)
     noise_var = jnp.sum(per_point, axis=0) / jnp.maximum(jnp.sum(ok), 1)
     noise_var = jnp.maximum(noise_var, variance_floor(Y))
-    return RidgeState(W, y_bar - z_bar @ W, lam, lam_grid, cv_mse, z_bar, _leverage_matrix(n, Vt, s, keep, lam),
-                      noise_var, one_minus_h)  # fmt: skip
+    return RidgeState(
+        W,
+        y_bar - z_bar @ W,
+        lam,
+        lam_grid,
+        cv_mse,
+        z_bar,
+        _leverage_matrix(n, Vt, s, keep, lam),
+        noise_var,
+        one_minus_h,
+    )
 
 
 def _leverage_tol(dtype) -> float:
@@ -215,7 +224,7 @@ class _ResidualMoments(NamedTuple):
     n_outputs: int  # G
 
     @classmethod
-    def of(cls, U: Array, P: Array, Yc: Array) -> "_ResidualMoments":
+    def of(cls, U: Array, P: Array, Yc: Array) -> _ResidualMoments:
         E0 = Yc - U @ P
         return cls(jnp.sum(E0 * E0, axis=1), E0 @ P.T, P @ P.T, Yc.shape[1])
 
@@ -227,9 +236,7 @@ class _ResidualMoments(NamedTuple):
         return jnp.maximum(total, 0.0) / self.n_outputs
 
 
-def _cv_mse(
-    U: Array, s: Array, keep: Array, moments: _ResidualMoments, lam: Array, *, gcv: bool
-) -> Array:
+def _cv_mse(U: Array, s: Array, keep: Array, moments: _ResidualMoments, lam: Array, *, gcv: bool) -> Array:
     """LOO (or GCV) mean squared error over all N x G entries for one lam.
 
     LOO: mean_i |e_i|^2 / (1 - H_ii)^2;  GCV: mean_i |e_i|^2 / (1 - tr(H)/N)^2,

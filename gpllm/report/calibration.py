@@ -22,9 +22,9 @@ recalibrated, is named in the table's notes rather than left as a bare gap.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 import numpy as np
@@ -131,8 +131,13 @@ def calibration_markdown(table: MetricTable, notes: Sequence[str] = ()) -> str:
     lines = [caption]
     for title, metrics in (("All genes", ALL_GENES), ("Top 20 DE genes", DE_GENES)):
         header = ["Model", *(METRIC_HEADERS[m].replace(" top 20", "") for m in metrics)]
-        lines += ["", f"*{title}*", "", "| " + " | ".join(header) + " |",
-                  "|" + "|".join(["---"] + ["---:"] * len(metrics)) + "|"]  # fmt: skip
+        lines += [
+            "",
+            f"*{title}*",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join(["---"] + ["---:"] * len(metrics)) + "|",
+        ]
         for row in table.rows.iter_rows(named=True):
             cells = [format_cell(row[f"{m}_mean"], row[f"{m}_hw"], best=row[f"{m}_best"]) for m in metrics]
             lines.append("| " + " | ".join([row["label"].replace("|", r"\|"), *cells]) + " |")
@@ -158,8 +163,10 @@ def write_calibration(
     return {
         f"calibration_{screen}_md": md,
         f"calibration_{screen}_csv": write_csv(table, out / f"calibration_{slug}.csv"),
-        f"reliability_{screen}": reliability_figure(results, out / f"reliability_{slug}.png", screen=screen, size=table.size),
-    }  # fmt: skip
+        f"reliability_{screen}": reliability_figure(
+            results, out / f"reliability_{slug}.png", screen=screen, size=table.size
+        ),
+    }
 
 
 # ------------------------------------------------------------------- the figure
@@ -207,8 +214,16 @@ def draw_reliability(results: pl.DataFrame, *, screen: str, size: int | None = N
                         continue
                     style = line_style(key)
                     label = model_label(key.model, NO_EMBEDDING)
-                    (handle,) = ax.plot(pts["level"], pts["coverage"], color=style.color, linestyle=style.linestyle,
-                                        marker=style.marker, markersize=4, linewidth=1.5, label=label)  # fmt: skip
+                    (handle,) = ax.plot(
+                        pts["level"],
+                        pts["coverage"],
+                        color=style.color,
+                        linestyle=style.linestyle,
+                        marker=style.marker,
+                        markersize=4,
+                        linewidth=1.5,
+                        label=label,
+                    )
                     handles.setdefault(label, handle)
                 what = "recalibrated" if recalibrated else "raw"
                 ax.set_title(f"{embedding_label(embedding) if embedding != NO_EMBEDDING else 'baselines'}: {what}")
@@ -220,8 +235,10 @@ def draw_reliability(results: pl.DataFrame, *, screen: str, size: int | None = N
             ax.set_xlabel("Nominal level of the central interval")
         if handles:
             fig.legend(list(handles.values()), list(handles), loc="outside right center", frameon=False)
-        fig.suptitle(f"Reliability of the predictive intervals ({screen}, {size} training perturbations, "
-                     "mean over folds; below the diagonal = over-confident)")  # fmt: skip
+        fig.suptitle(
+            f"Reliability of the predictive intervals ({screen}, {size} training perturbations, "
+            "mean over folds; below the diagonal = over-confident)"
+        )
     return fig
 
 

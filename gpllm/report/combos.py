@@ -27,8 +27,14 @@ from gpllm.errors import InputError
 from gpllm.evaluate.metrics import summarize_over_splits
 
 METRICS = ("pearson_de", "pearson_all", "mae_de", "mae_all")
-HEADERS = {"pearson_de": "Pearson top-20", "pearson_all": "Pearson all", "mae_de": "MAE top-20",
-           "mae_all": "MAE all", "interaction_acc": "GI type acc.", "magnitude_r": "GI magnitude r"}  # fmt: skip
+HEADERS = {
+    "pearson_de": "Pearson top-20",
+    "pearson_all": "Pearson all",
+    "mae_de": "MAE top-20",
+    "mae_all": "MAE all",
+    "interaction_acc": "GI type acc.",
+    "magnitude_r": "GI magnitude r",
+}
 REQUIRED = ("seen", "fold", "model", "pair", *METRICS, "magnitude_true", "magnitude_pred", "class_true", "class_pred")
 
 
@@ -82,9 +88,12 @@ def format_seen_table(table: pl.DataFrame) -> str:
     for seen in sorted(table["seen"].unique().to_list()):
         part = table.filter(pl.col("seen") == seen)
         n = part["n_pairs"].max()
-        lines += [f"seen {seen} ({n} test pairs over {part['n_folds'].max()} folds)", "",
-                  "| model | " + " | ".join(HEADERS[m] for m in (*METRICS, "magnitude_r", "interaction_acc")) + " |",
-                  "|---|" + "---:|" * (len(METRICS) + 2)]  # fmt: skip
+        lines += [
+            f"seen {seen} ({n} test pairs over {part['n_folds'].max()} folds)",
+            "",
+            "| model | " + " | ".join(HEADERS[m] for m in (*METRICS, "magnitude_r", "interaction_acc")) + " |",
+            "|---|" + "---:|" * (len(METRICS) + 2),
+        ]
         for row in part.iter_rows(named=True):
             cells = [f"{row[m]:.3f} ± {row[f'{m}_hw']:.3f}" for m in (*METRICS, "magnitude_r")]
             acc = row["interaction_acc"]
@@ -119,8 +128,13 @@ def write_combos_report(results: pl.DataFrame, notes, out_dir: str | PathLike) -
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = seen_table(results)
-    paths = {"results": out / "results.parquet", "table_csv": out / "seen_table.csv",
-             "table_md": out / "seen_table.md", "figure": out / "combos.png", "notes": out / "notes.txt"}  # fmt: skip
+    paths = {
+        "results": out / "results.parquet",
+        "table_csv": out / "seen_table.csv",
+        "table_md": out / "seen_table.md",
+        "figure": out / "combos.png",
+        "notes": out / "notes.txt",
+    }
     write_frame(paths["results"], results)
     write_frame(paths["table_csv"], table)
     write_text(paths["table_md"], format_seen_table(table))

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import matplotlib
 import numpy as np
@@ -112,6 +113,8 @@ def line_style(key: ModelKey) -> LineStyle:
 def model_family_of_label(label: str) -> str:
     """The first word of a legend label (``"GP+LLM, ..."`` -> ``"GP+LLM"``)."""
     return label.split(" ")[0].rstrip(",")
+
+
 _FALLBACK_COLORS = ("tab:cyan", "tab:pink", "tab:gray", "tab:olive", "tab:brown")
 
 
@@ -158,8 +161,16 @@ def _plot_curves(ax: Axes, curves: pl.DataFrame, lines: Sequence[Line], metric: 
         if pts.height == 0:
             continue
         x, mean, hw = (pts.get_column(c).to_numpy().astype(float) for c in ("size", "mean", "half_width"))
-        ax.plot(x, mean, label=line.label, color=line.style.color, linestyle=line.style.linestyle,
-                marker=line.style.marker, markersize=4, linewidth=1.6)  # fmt: skip
+        ax.plot(
+            x,
+            mean,
+            label=line.label,
+            color=line.style.color,
+            linestyle=line.style.linestyle,
+            marker=line.style.marker,
+            markersize=4,
+            linewidth=1.6,
+        )
         ok = np.isfinite(hw)  # one fold: no SE, no band
         if ok.any():
             ax.fill_between(x[ok], (mean - hw)[ok], (mean + hw)[ok], color=line.style.color, alpha=0.12, linewidth=0)
@@ -220,9 +231,7 @@ def figure_1_lines(present: set[ModelKey]) -> list[Line]:
     return lines
 
 
-def draw_figure_1(
-    results: pl.DataFrame, *, screen: str, metrics: Sequence[str] = ("pearson_de", "mae_de")
-) -> Figure:
+def draw_figure_1(results: pl.DataFrame, *, screen: str, metrics: Sequence[str] = ("pearson_de", "mae_de")) -> Figure:
     """Figure 1 (K562) / S1 (RPE1): one panel per metric vs the number of training perturbations.
 
     Lines: random-perturbation and non-control-mean baselines, GEARS if
@@ -261,8 +270,7 @@ def figure_2_lines(present: set[ModelKey], embedding: str) -> list[Line]:
     keys = [
         k
         for k in present
-        if k.embedding == embedding
-        and (k.model in ("knn_k1", "linear") or model_family(k.model) in ("ridge", "gp"))
+        if k.embedding == embedding and (k.model in ("knn_k1", "linear") or model_family(k.model) in ("ridge", "gp"))
     ]
     lines = []
     for k in sorted(keys, key=row_order):
@@ -423,7 +431,9 @@ def draw_figure_3(
         fig, axes = new_figure(len(names), panel_width=5.5, height=5.6)
         named = []
         for ax, screen in zip(axes, names):
-            pts, used = scatter_points(results, screen=screen, x=x, y=y, size=size, metric=metric, top_fraction=top_fraction)
+            pts, used = scatter_points(
+                results, screen=screen, x=x, y=y, size=size, metric=metric, top_fraction=top_fraction
+            )
             if pts.height == 0:
                 log.info("Figure 3 (%s): no perturbations with results for both %s and %s", screen, xl, yl)
                 _no_data(ax, f"no results for both\n{xl}\nand {yl}")
@@ -431,7 +441,9 @@ def draw_figure_3(
                 continue
             _scatter_panel(ax, pts, win_rates(pts, higher_is_better=better), xl, yl, better)
             named.append((ax, pts, better))
-            ax.set_title(f"{screen}: {used} training perturbations\ntop {top_fraction:.0%} by effect size, n = {pts.height}")
+            ax.set_title(
+                f"{screen}: {used} training perturbations\ntop {top_fraction:.0%} by effect size, n = {pts.height}"
+            )
             ax.set_xlabel(f"{METRIC_HEADERS.get(metric, metric)}: {xl}")
             ax.set_ylabel(f"{METRIC_HEADERS.get(metric, metric)}: {yl}")
         fig.suptitle(f"Figure 3: {yl} vs {xl}, per perturbation")
@@ -476,8 +488,14 @@ def _scatter_panel(ax: Axes, pts: pl.DataFrame, wins: WinRates, xl: str, yl: str
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
     ax.set_aspect("equal")
-    legend = ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False, fontsize=10,
-                       title=f"named: each model's {FIGURE_3_NAMED_PER_MODEL} largest wins", title_fontsize=10)  # fmt: skip
+    legend = ax.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.13),
+        frameon=False,
+        fontsize=10,
+        title=f"named: each model's {FIGURE_3_NAMED_PER_MODEL} largest wins",
+        title_fontsize=10,
+    )
     for handle in legend.legend_handles:
         handle.set_alpha(1.0)
         handle.set_sizes([30.0])
@@ -502,9 +520,17 @@ def _name_points(ax: Axes, xs: np.ndarray, ys: np.ndarray, names: Sequence[str],
     # from the top, those below it (bottom-right) upwards from the bottom.
     for i in sorted(which, key=lambda i: (ys[i] < xs[i], -ys[i] if ys[i] > xs[i] else ys[i])):
         above = ys[i] > xs[i]
-        note = ax.annotate(names[i], (xs[i], ys[i]), xytext=(6 if above else -6, 0), textcoords="offset points",
-                           ha="left" if above else "right", va="center", fontsize=10, in_layout=False,
-                           arrowprops={"arrowstyle": "-", "color": "0.4", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 2})  # fmt: skip
+        note = ax.annotate(
+            names[i],
+            (xs[i], ys[i]),
+            xytext=(6 if above else -6, 0),
+            textcoords="offset points",
+            ha="left" if above else "right",
+            va="center",
+            fontsize=10,
+            in_layout=False,
+            arrowprops={"arrowstyle": "-", "color": "0.4", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 2},
+        )
         for _ in range(len(placed) + 1):
             box = _text_extent(note, renderer)
             hit = next((b for b in placed if b.overlaps(box)), None)

@@ -77,7 +77,11 @@ def _calibration_entries() -> tuple[dict[str, str], dict[str, str], dict[str, bo
     """(headers, axis labels, directions) of the sweep's calibration columns: NLL, CRPS
     (lower is better) and central-interval coverage (should equal its level), over all
     or the top-20 DE genes, raw or recalibrated, and the recalibration factor."""
-    headers, axes, higher = {VAR_SCALE: "Scale s"}, {VAR_SCALE: "Variance scale s (training-fold LOO)"}, {VAR_SCALE: None}
+    headers, axes, higher = (
+        {VAR_SCALE: "Scale s"},
+        {VAR_SCALE: "Variance scale s (training-fold LOO)"},
+        {VAR_SCALE: None},
+    )
     for column in CALIBRATION_COLUMNS:
         base, de = column.removesuffix("_de"), column.endswith("_de")
         level = base.removeprefix("coverage")
@@ -123,7 +127,7 @@ def model_label(model: str, embedding: str) -> str:
     if model in _BASELINE_LABELS or model in _PUBLISHED:
         base = (_BASELINE_LABELS | _PUBLISHED)[model]
     elif model_family(model) == "gp":
-        variant = model[len("gp_"):]
+        variant = model[len("gp_") :]
         base = "GP+LLM" + (f", {_GP_VARIANTS.get(variant, variant)}" if variant else "")
     else:
         base = _model_class_label(model)

@@ -16,10 +16,10 @@ configuration, so tables and figures use exactly the evaluation's estimator.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import polars as pl
@@ -108,7 +108,7 @@ def _check_unique_rows(results: pl.DataFrame, what: str) -> None:
         first = dup.row(0, named=True)
         raise InputError(
             f"{what}: {dup.height} (screen, model, embedding, size, fold, pert) row(s) appear "
-            f"more than once, e.g. {({k: first[k] for k in ROW_ID})} x{first['len']}"
+            f"more than once, e.g. { ({k: first[k] for k in ROW_ID}) } x{first['len']}"
         )
 
 
@@ -153,9 +153,7 @@ def summarize(results: pl.DataFrame, metrics: Sequence[str] | None = None) -> pl
             for m in metrics
         ]
     ).drop_nulls("value")
-    groups = long.group_by(*CONFIG, "metric").agg(
-        "value", "fold", n_undefined=pl.col("undefined").sum()
-    )
+    groups = long.group_by(*CONFIG, "metric").agg("value", "fold", n_undefined=pl.col("undefined").sum())
     # The estimator itself is summarize_over_splits', called once per
     # configuration and metric so the report can never drift from it.
     stats = [_over_folds(g) for g in groups.iter_rows(named=True)]
@@ -269,7 +267,10 @@ class MetricTable:
     def footnote(self) -> str:
         """How many correlations were undefined (a constant Δ) and counted as 0."""
         parts, culprits = [], []
-        for metric, flag, what in (("pearson_de", "n_undefined_de", "top-20"), ("pearson_all", "n_undefined_all", "all-gene")):
+        for metric, flag, what in (
+            ("pearson_de", "n_undefined_de", "top-20"),
+            ("pearson_all", "n_undefined_all", "all-gene"),
+        ):
             if metric not in self.metrics:
                 continue
             parts.append(f"{self.rows[flag].sum()} of {self.rows['n_perts'].sum()} {what}")
@@ -365,10 +366,7 @@ def _cells(table: MetricTable, mark: tuple[str, str]) -> list[list[str]]:
     """Rows of [label, cell per metric] with best means wrapped in ``mark``."""
     return [
         [row["label"]]
-        + [
-            format_cell(row[f"{m}_mean"], row[f"{m}_hw"], best=row[f"{m}_best"], mark=mark)
-            for m in table.metrics
-        ]
+        + [format_cell(row[f"{m}_mean"], row[f"{m}_hw"], best=row[f"{m}_best"], mark=mark) for m in table.metrics]
         for row in table.rows.iter_rows(named=True)
     ]
 
@@ -396,7 +394,9 @@ def write_markdown(table: MetricTable, path: str | PathLike) -> Path:
 
 def write_csv(table: MetricTable, path: str | PathLike) -> Path:
     """Raw numbers: screen, size, label, model, embedding, ``<metric>_mean``, ``<metric>_hw``, counts."""
-    rows = table.rows.select(pl.lit(table.screen).alias("screen"), pl.lit(table.size).alias("size"), pl.exclude("^.*_best$"))
+    rows = table.rows.select(
+        pl.lit(table.screen).alias("screen"), pl.lit(table.size).alias("size"), pl.exclude("^.*_best$")
+    )
     return atomic_write(path, lambda tmp: rows.write_csv(tmp))
 
 
@@ -429,7 +429,5 @@ def format_table_for_terminal(table: MetricTable, *, width: int = 110) -> str:
     from rich.console import Console
 
     buf = io.StringIO()
-    Console(file=buf, width=width, color_system=None, force_terminal=False).print(
-        rich_table(table, bold=False)
-    )
+    Console(file=buf, width=width, color_system=None, force_terminal=False).print(rich_table(table, bold=False))
     return buf.getvalue()

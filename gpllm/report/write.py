@@ -54,8 +54,10 @@ def notes_markdown(results: pl.DataFrame) -> str:
         else:
             lines.append(f"- {screen}: every configuration this run includes is present.")
     if never:
-        lines += ["", "Not part of this run (the paper's Table 1 also has): "
-                  + ", ".join(model_label(*k) for k in never) + "."]  # fmt: skip
+        lines += [
+            "",
+            "Not part of this run (the paper's Table 1 also has): " + ", ".join(model_label(*k) for k in never) + ".",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -119,8 +121,9 @@ def write_report(
         # A warning only for a gap: a configuration this run has for another screen
         # but not this one. The ones it never included are in notes.md.
         if gaps := [k for k in missing if k in ran]:
-            log.warning("%s: no results for %s (present for other screens)", screen,
-                        ", ".join(model_label(*k) for k in gaps))  # fmt: skip
+            log.warning(
+                "%s: no results for %s (present for other screens)", screen, ", ".join(model_label(*k) for k in gaps)
+            )
         if not_run := [k for k in missing if k not in ran]:
             log.info("%s: not in this run: %s", screen, ", ".join(model_label(*k) for k in not_run))
         slug = file_slug(screen)

@@ -41,8 +41,12 @@ def brute_force(score, Z_train, Z_pool, measured, batch_size, effect=None, beta=
     for _ in range(batch_size):
         observed = np.concatenate([Z_train, Z_pool[chosen]]) if chosen else Z_train
         if score == "reduction":  # total variance over the target set after also measuring j
-            values = [-np.trace(pool_covariance(np.concatenate([observed, Z_pool[[j]]]), Z_pool[target]))
-                      if free[j] else -np.inf for j in range(len(Z_pool))]  # fmt: skip
+            values = [
+                -np.trace(pool_covariance(np.concatenate([observed, Z_pool[[j]]]), Z_pool[target]))
+                if free[j]
+                else -np.inf
+                for j in range(len(Z_pool))
+            ]
         else:
             var = np.diag(pool_covariance(observed, Z_pool))
             values = var if score == "variance" else effect + beta * np.sqrt(np.maximum(var, 0))

@@ -13,17 +13,23 @@ from gpllm.errors import InputError
 
 def frame(curves: dict[str, list[list[float]]], sizes=(10, 20, 30, 40)) -> pl.DataFrame:
     """Rows of results: curves[acquisition][repeat] = pearson_de at each size."""
-    rows = [{"acquisition": a, "repeat": r, "n_measured": n, "pearson_de": v, "mae_de": 1 - v, "strong_found": n / 100}
-            for a, reps in curves.items() for r, values in enumerate(reps) for n, v in zip(sizes, values)]  # fmt: skip
+    rows = [
+        {"acquisition": a, "repeat": r, "n_measured": n, "pearson_de": v, "mae_de": 1 - v, "strong_found": n / 100}
+        for a, reps in curves.items()
+        for r, values in enumerate(reps)
+        for n, v in zip(sizes, values)
+    ]
     return pl.DataFrame(rows)
 
 
-RESULTS = frame({
-    # random's mean at the budget (40) is 0.5: targets 0.45 (90%) and 0.475 (95%)
-    "random": [[0.1, 0.3, 0.44, 0.5], [0.1, 0.3, 0.46, 0.5]],   # mean 0.45 at 30: reaches 90% there
-    "fast": [[0.3, 0.46, 0.49, 0.6], [0.3, 0.48, 0.5, 0.6]],    # 0.47 at 20 (90%), 0.495 at 30 (95%)
-    "slow": [[0.1, 0.2, 0.3, 0.44], [0.1, 0.2, 0.3, 0.44]],     # never reaches 0.45
-})  # fmt: skip
+RESULTS = frame(
+    {
+        # random's mean at the budget (40) is 0.5: targets 0.45 (90%) and 0.475 (95%)
+        "random": [[0.1, 0.3, 0.44, 0.5], [0.1, 0.3, 0.46, 0.5]],  # mean 0.45 at 30: reaches 90% there
+        "fast": [[0.3, 0.46, 0.49, 0.6], [0.3, 0.48, 0.5, 0.6]],  # 0.47 at 20 (90%), 0.495 at 30 (95%)
+        "slow": [[0.1, 0.2, 0.3, 0.44], [0.1, 0.2, 0.3, 0.44]],  # never reaches 0.45
+    }
+)
 
 
 def test_measurements_to_reach_on_a_hand_made_case():

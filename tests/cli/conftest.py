@@ -38,16 +38,29 @@ def files(tmp_path_factory) -> Files:
     write_vectors(root / "sequence.parquet", syn.vectors["sequence"])
     train, test = screen.perts[:N_TRAIN], screen.perts[N_TRAIN:]
     (root / "train.txt").write_text("# training perturbations\n" + "\n".join(train) + "\n")
-    return Files(root / "screen.h5ad", root / "text.pickle", root / "sequence.parquet", root / "train.txt",
-                 train, test, syn)  # fmt: skip
+    return Files(
+        root / "screen.h5ad", root / "text.pickle", root / "sequence.parquet", root / "train.txt", train, test, syn
+    )
 
 
 @pytest.fixture(scope="session")
 def gp_run(files, tmp_path_factory):
     """`gpllm fit` (gp, text + sequence) then `gpllm predict` for the held-out perturbations."""
     out = tmp_path_factory.mktemp("gp_run")
-    fit = ok("fit", files.screen, "--text", files.text, "--sequence", files.sequence,
-             "--train", files.train, "--k", K, "--out", out / "model.npz")  # fmt: skip
+    fit = ok(
+        "fit",
+        files.screen,
+        "--text",
+        files.text,
+        "--sequence",
+        files.sequence,
+        "--train",
+        files.train,
+        "--k",
+        K,
+        "--out",
+        out / "model.npz",
+    )
     pred = ok("predict", out / "model.npz", "--genes", ",".join(files.test_names), "--out", out / "pred.h5ad")
     return out, fit.stdout, pred.stdout
 

@@ -25,8 +25,17 @@ def test_predict_a_gene_without_an_embedding(knn_model, tmp_path):
 @pytest.mark.slow
 def test_predict_without_the_embedding_the_model_needs(files, tmp_path):
     ok("fit", files.screen, "--sequence", files.sequence, "--model", "ridge", "--k", 5, "--out", tmp_path / "m.npz")
-    fails("predict", tmp_path / "m.npz", "--text", files.text, "--genes", "SG00001",
-          "--out", tmp_path / "p.h5ad", naming="needs a 'sequence' embedding")  # fmt: skip
+    fails(
+        "predict",
+        tmp_path / "m.npz",
+        "--text",
+        files.text,
+        "--genes",
+        "SG00001",
+        "--out",
+        tmp_path / "p.h5ad",
+        naming="needs a 'sequence' embedding",
+    )
 
 
 def test_fit_needs_an_embedding(files, tmp_path):
@@ -34,8 +43,17 @@ def test_fit_needs_an_embedding(files, tmp_path):
 
 
 def test_fit_on_unknown_training_perturbations(files, tmp_path):
-    fails("fit", files.screen, "--text", files.text, "--train", "SG00001,BOGUS1",
-          "--out", tmp_path / "m.npz", naming="BOGUS1")  # fmt: skip
+    fails(
+        "fit",
+        files.screen,
+        "--text",
+        files.text,
+        "--train",
+        "SG00001,BOGUS1",
+        "--out",
+        tmp_path / "m.npz",
+        naming="BOGUS1",
+    )
 
 
 def test_fit_an_unknown_model(files, tmp_path):
@@ -85,5 +103,12 @@ def test_evaluate_unknown_perturbations(files, tmp_path):
 def test_evaluate_training_perturbations_among_the_predictions(files, tmp_path):
     screen = files.data.screens["K562"]
     path = _prediction(tmp_path / "p.h5ad", screen, files.test_names, screen.genes)
-    fails("evaluate", path, "--truth", files.screen, "--train", f"SG00001,{files.test_names[0]}",
-          naming=files.test_names[0])  # fmt: skip
+    fails(
+        "evaluate",
+        path,
+        "--truth",
+        files.screen,
+        "--train",
+        f"SG00001,{files.test_names[0]}",
+        naming=files.test_names[0],
+    )

@@ -17,8 +17,16 @@ from tests.cli.conftest import ok
 @pytest.mark.slow
 def test_evaluate_equals_the_metrics_computed_directly(files, gp_run, tmp_path):
     out, _, _ = gp_run
-    result = ok("evaluate", out / "pred.h5ad", "--truth", files.screen, "--train", files.train,
-                "--out", tmp_path / "rows.parquet")  # fmt: skip
+    result = ok(
+        "evaluate",
+        out / "pred.h5ad",
+        "--truth",
+        files.screen,
+        "--train",
+        files.train,
+        "--out",
+        tmp_path / "rows.parquet",
+    )
     rows = pl.read_parquet(tmp_path / "rows.parquet")
     pred, screen = ad.read_h5ad(out / "pred.h5ad"), files.data.screens["K562"]
     idx = screen.index(list(pred.obs_names))
@@ -58,7 +66,9 @@ def test_evaluate_a_gears_style_file(files, tmp_path):
     path = _gears_file(tmp_path / "gears.h5ad", screen, perts, Y_pred, genes)
     result = ok("evaluate", path, "--truth", files.screen, "--out", tmp_path / "rows.csv")
     rows = pl.read_csv(tmp_path / "rows.csv")
-    want = perturbation_metrics(screen.Y[screen.index(perts)], Y_pred, reference=screen.ctrl, de=screen.de[screen.index(perts)])
+    want = perturbation_metrics(
+        screen.Y[screen.index(perts)], Y_pred, reference=screen.ctrl, de=screen.de[screen.index(perts)]
+    )
     assert rows["pert"].to_list() == perts
     np.testing.assert_allclose(rows["pearson_de"].to_numpy(), np.asarray(want.pearson_de), rtol=1e-12)
     np.testing.assert_allclose(rows["mae_all"].to_numpy(), np.asarray(want.mae_all), rtol=1e-12)
@@ -101,8 +111,13 @@ def test_two_gene_predictions_match_the_truth_in_either_order_and_report_mse():
 
     rng = np.random.default_rng(0)
     genes = tuple(f"G{i}" for i in range(30))
-    truth = PerturbationData(Y=rng.normal(size=(3, 30)), ctrl=np.zeros(30), de=np.tile(np.arange(20), (3, 1)),
-                             perts=("A", "A+B", "C+D"), genes=genes)  # fmt: skip
+    truth = PerturbationData(
+        Y=rng.normal(size=(3, 30)),
+        ctrl=np.zeros(30),
+        de=np.tile(np.arange(20), (3, 1)),
+        perts=("A", "A+B", "C+D"),
+        genes=genes,
+    )
     pred_Y = truth.Y + 0.5
     pred = external.PredictionTable(("A", "B+A", "D+C"), genes, pred_Y, None, "pred.h5ad")
     aligned = external.align_to_truth(pred, truth)

@@ -21,7 +21,16 @@ IDS = [f"ENSG{i:011d}" for i in range(40)]
 #: condition -> cells; G3 is measured under both single spellings, as 47 genes are in GEARS' Norman file
 #: GEARS conditions that are one perturbation here
 POOLED = {"G3": ["G3+ctrl", "ctrl+G3"]}
-CELLS = {"ctrl": 40, "G1+ctrl": 15, "ctrl+G2": 15, "G3+ctrl": 10, "ctrl+G3": 10, "G4+G5": 15, "G6+ctrl": 15, "G7+G8": 12}
+CELLS = {
+    "ctrl": 40,
+    "G1+ctrl": 15,
+    "ctrl+G2": 15,
+    "G3+ctrl": 10,
+    "ctrl+G3": 10,
+    "G4+G5": 15,
+    "G6+ctrl": 15,
+    "G7+G8": 12,
+}
 
 
 def _condition_name(condition: str, cell_type: str = "K562") -> str:
@@ -36,7 +45,9 @@ def write_gears_h5ad(path, rng, cells=CELLS) -> ad.AnnData:
     shift = {c: rng.normal(0, 1.0, len(GENES)) for c in cells}
     rates = np.array([np.exp(1.0 + shift[c] * (c != "ctrl")) for c in conditions])
     X = sp.csr_matrix(np.log1p(rng.poisson(rates) * 1.7))  # non-integer: read as log-normalised
-    obs = pd.DataFrame({"condition": conditions, "cell_type": "K562"}, index=[f"cell{i}" for i in range(len(conditions))])
+    obs = pd.DataFrame(
+        {"condition": conditions, "cell_type": "K562"}, index=[f"cell{i}" for i in range(len(conditions))]
+    )
     obs["condition_name"] = [_condition_name(c) for c in conditions]
     adata = ad.AnnData(X=X, obs=obs, var=pd.DataFrame({"gene_name": GENES}, index=IDS))
     perturbed = [c for c in cells if c != "ctrl"]
@@ -80,8 +91,9 @@ def test_de_metrics_use_gears_lists_and_gears_names(gears_file, tmp_path, key):
     spelling = {"G1": "G1+ctrl", "G2": "ctrl+G2", "G3": "ctrl+G3", "G4+G5": "G4+G5", "G6": "G6+ctrl"}
     pred = {p: X[np.isin(cond, list(CELLS))].mean(axis=0) + rng.normal(0, 0.3, len(GENES)) for p in names}
     file = tmp_path / "pred.h5ad"
-    ad.AnnData(X=np.stack(list(pred.values())), obs=pd.DataFrame(index=list(names.values())),
-               var=pd.DataFrame(index=GENES)).write_h5ad(file)  # fmt: skip
+    ad.AnnData(
+        X=np.stack(list(pred.values())), obs=pd.DataFrame(index=list(names.values())), var=pd.DataFrame(index=GENES)
+    ).write_h5ad(file)
     result = ok("evaluate", file, "--truth", path, "--preset", "gears", "--de-key", key, "--out", tmp_path / "rows.csv")
     rows = pl.read_csv(tmp_path / "rows.csv")
     assert sorted(rows["pert"].to_list()) == sorted(names)
@@ -95,7 +107,9 @@ def test_de_metrics_use_gears_lists_and_gears_names(gears_file, tmp_path, key):
 def test_without_de_key_the_truths_own_de_genes_are_named(gears_file, tmp_path):
     path, adata = gears_file
     file = tmp_path / "pred.h5ad"
-    ad.AnnData(X=np.ones((1, len(GENES))), obs=pd.DataFrame(index=["G1"]), var=pd.DataFrame(index=GENES)).write_h5ad(file)
+    ad.AnnData(X=np.ones((1, len(GENES))), obs=pd.DataFrame(index=["G1"]), var=pd.DataFrame(index=GENES)).write_h5ad(
+        file
+    )
     result = ok("evaluate", file, "--truth", path, "--preset", "gears")
     assert "DE genes (pearson_de, mae_de, mse_de): the truth's own top 20" in result.stdout
 
@@ -103,15 +117,31 @@ def test_without_de_key_the_truths_own_de_genes_are_named(gears_file, tmp_path):
 def test_a_missing_de_key_names_what_the_file_has(gears_file, tmp_path):
     path, _ = gears_file
     file = tmp_path / "pred.h5ad"
-    ad.AnnData(X=np.ones((1, len(GENES))), obs=pd.DataFrame(index=["G1"]), var=pd.DataFrame(index=GENES)).write_h5ad(file)
-    fails("evaluate", file, "--truth", path, "--preset", "gears", "--de-key", "top_non_zero_de_20",
-          naming="uns has no 'top_non_zero_de_20' (it has ")  # fmt: skip
+    ad.AnnData(X=np.ones((1, len(GENES))), obs=pd.DataFrame(index=["G1"]), var=pd.DataFrame(index=GENES)).write_h5ad(
+        file
+    )
+    fails(
+        "evaluate",
+        file,
+        "--truth",
+        path,
+        "--preset",
+        "gears",
+        "--de-key",
+        "top_non_zero_de_20",
+        naming="uns has no 'top_non_zero_de_20' (it has ",
+    )
 
 
 def _truth(perts=("A", "A+B", "C_D")) -> PerturbationData:
     rng = np.random.default_rng(0)
-    return PerturbationData(Y=rng.normal(size=(len(perts), 30)), ctrl=np.zeros(30), de=np.tile(np.arange(20), (len(perts), 1)),
-                            perts=perts, genes=tuple(f"G{i}" for i in range(30)))  # fmt: skip
+    return PerturbationData(
+        Y=rng.normal(size=(len(perts), 30)),
+        ctrl=np.zeros(30),
+        de=np.tile(np.arange(20), (len(perts), 1)),
+        perts=perts,
+        genes=tuple(f"G{i}" for i in range(30)),
+    )
 
 
 @pytest.mark.parametrize(
@@ -144,14 +174,17 @@ def _gears_layout_of_devel_cells(raw, out) -> ad.AnnData:
     cells = cells[cells.obs["dataset"].astype(str) == "norman19"].copy()
     singles = sorted({c for c in cells.obs["condition"].astype(str) if "+" not in c and c != "control"})
     flip = set(singles[1::2])
-    condition = [("ctrl" if c == "control" else f"ctrl+{c}" if c in flip else f"{c}+ctrl" if "+" not in c else c)
-                 for c in cells.obs["condition"].astype(str)]  # fmt: skip
+    condition = [
+        ("ctrl" if c == "control" else f"ctrl+{c}" if c in flip else f"{c}+ctrl" if "+" not in c else c)
+        for c in cells.obs["condition"].astype(str)
+    ]
     obs = pd.DataFrame({"condition": condition, "cell_type": "K562"}, index=cells.obs_names)
     obs["condition_name"] = [_condition_name(c) for c in condition]
     var = pd.DataFrame({"gene_name": list(cells.var_names)}, index=[f"ENSG{i:011d}" for i in range(cells.n_vars)])
     gears = ad.AnnData(X=sp.csr_matrix(cells.X), obs=obs, var=var)
-    sc.tl.rank_genes_groups(gears, groupby="condition_name", reference="K562_ctrl_1", rankby_abs=True,
-                            n_genes=gears.n_vars, use_raw=False)  # fmt: skip
+    sc.tl.rank_genes_groups(
+        gears, groupby="condition_name", reference="K562_ctrl_1", rankby_abs=True, n_genes=gears.n_vars, use_raw=False
+    )
     ranked = pd.DataFrame(gears.uns.pop("rank_genes_groups")["names"])
     X = gears.X.toarray()
     ctrl = X[obs["condition"].to_numpy() == "ctrl"].mean(axis=0)
@@ -177,11 +210,24 @@ def test_gears_de_lists_on_the_real_norman_cells(shared_data, tmp_path):
     pred = {p: X[cond == c].mean(axis=0) + rng.normal(0, 0.05, gears.n_vars) for p, c in spelling.items()}
     keys = [p.replace("+", "_") for p in pred]  # GEARS' predict() keys: 'A', 'A_B'
     file = tmp_path / "pred.h5ad"
-    ad.AnnData(X=np.stack(list(pred.values())), obs=pd.DataFrame(index=keys),
-               var=pd.DataFrame(index=list(gears.var["gene_name"]))).write_h5ad(file)  # fmt: skip
+    ad.AnnData(
+        X=np.stack(list(pred.values())),
+        obs=pd.DataFrame(index=keys),
+        var=pd.DataFrame(index=list(gears.var["gene_name"])),
+    ).write_h5ad(file)
     for key in external.GEARS_DE_KEYS:
-        ok("evaluate", file, "--truth", tmp_path / "gears.h5ad", "--preset", "gears", "--de-key", key,
-           "--out", tmp_path / f"{key}.csv")  # fmt: skip
+        ok(
+            "evaluate",
+            file,
+            "--truth",
+            tmp_path / "gears.h5ad",
+            "--preset",
+            "gears",
+            "--de-key",
+            key,
+            "--out",
+            tmp_path / f"{key}.csv",
+        )
         rows = pl.read_csv(tmp_path / f"{key}.csv")
         assert rows.height == len(pred) == 33
         ctrl = X[cond == "ctrl"].mean(axis=0)
@@ -205,8 +251,10 @@ def test_a_pair_measured_in_both_orders_is_scored_against_its_pooled_cells(tmp_p
     rows = pl.read_csv(tmp_path / "rows.csv")
     assert rows["pert"].to_list() == ["G4+G5"]
     assert rows["mae_all"][0] == pytest.approx(np.mean(np.abs(guess - pooled)), rel=1e-10)
-    assert "1 pair(s) measured in both gene orders were scored against their cells pooled: " \
-           "G4+G5 (rows labelled 'G4+G5': 15, 'G5+G4': 12)" in result.stdout
+    assert (
+        "1 pair(s) measured in both gene orders were scored against their cells pooled: "
+        "G4+G5 (rows labelled 'G4+G5': 15, 'G5+G4': 12)" in result.stdout
+    )
 
 
 def test_a_processed_truth_with_both_orders_is_matched_exactly_or_refused():
@@ -224,7 +272,18 @@ def test_a_de_list_repeating_a_gene_names_the_file_key_and_condition(tmp_path):
     adata.uns["rank_genes_groups_cov_all"] = lists
     adata.write_h5ad(path)
     file = tmp_path / "pred.h5ad"
-    ad.AnnData(X=np.ones((1, len(GENES))), obs=pd.DataFrame(index=["G1"]), var=pd.DataFrame(index=GENES)).write_h5ad(file)
-    fails("evaluate", file, "--truth", path, "--preset", "gears", "--de-key", "rank_genes_groups_cov_all",
-          naming=f"{path}: uns['rank_genes_groups_cov_all']: 1 DE list(s) name a gene twice among their first 20, "
-                 f"e.g. 'K562_G1+ctrl_1+1' repeats '{IDS[0]}'")  # fmt: skip
+    ad.AnnData(X=np.ones((1, len(GENES))), obs=pd.DataFrame(index=["G1"]), var=pd.DataFrame(index=GENES)).write_h5ad(
+        file
+    )
+    fails(
+        "evaluate",
+        file,
+        "--truth",
+        path,
+        "--preset",
+        "gears",
+        "--de-key",
+        "rank_genes_groups_cov_all",
+        naming=f"{path}: uns['rank_genes_groups_cov_all']: 1 DE list(s) name a gene twice among their first 20, "
+        f"e.g. 'K562_G1+ctrl_1+1' repeats '{IDS[0]}'",
+    )

@@ -8,12 +8,12 @@ import anndata as ad
 import numpy as np
 import pytest
 
-from gpllm.data.embeddings.files import load_vectors, write_prott5_h5, write_uniprot_idmapping
 from gpllm.data.embeddings.assemble import build_embedding, pca
+from gpllm.data.embeddings.files import load_vectors, write_prott5_h5, write_uniprot_idmapping
 from gpllm.models import fitted
 from gpllm.models.gp import GPModel
 from gpllm.models.registry import BASELINES, BUILTIN_MODELS, build_model
-from tests.cli.conftest import K, N_TRAIN, ok
+from tests.cli.conftest import N_TRAIN, K, ok
 
 
 def _project(raw, train_rows, test_rows):
@@ -32,10 +32,15 @@ def test_fit_then_predict_equals_an_in_process_gp(files, gp_run):
     train = [p for p in files.train_names if p in sources["sequence"].names]
     assert len(train) == N_TRAIN - 1 and "1 training perturbation(s) left out" in fit_stdout
     pos = {name: {g: i for i, g in enumerate(v.names)} for name, v in sources.items()}
-    Z_train, Z_test = (np.hstack(z) for z in zip(*(
-        _project(v.X, [pos[n][p] for p in train], [pos[n][p] for p in files.test_names])
-        for n, v in sources.items()
-    )))  # fmt: skip
+    Z_train, Z_test = (
+        np.hstack(z)
+        for z in zip(
+            *(
+                _project(v.X, [pos[n][p] for p in train], [pos[n][p] for p in files.test_names])
+                for n, v in sources.items()
+            )
+        )
+    )
     # the reference map reproduces the data layer's embedding of the training set
     np.testing.assert_allclose(Z_train, build_embedding(sources, train, k=K).Z, atol=1e-10)
 
@@ -112,9 +117,33 @@ def test_sequence_from_a_uniprot_h5_with_an_id_mapping(files, tmp_path):
     write_prott5_h5(tmp_path / "per-protein.h5", [f"P{g}" for g in seq.names], seq.X)
     write_uniprot_idmapping(tmp_path / "idmapping.dat", {g: [f"P{g}"] for g in seq.names})
     h5_args = ("--sequence", tmp_path / "per-protein.h5", "--idmapping", tmp_path / "idmapping.dat")
-    ok("fit", files.screen, *h5_args, "--model", "ridge", "--k", K, "--train", files.train, "--out", tmp_path / "h5.npz")
-    ok("fit", files.screen, "--sequence", files.sequence, "--model", "ridge", "--k", K, "--train", files.train,
-       "--out", tmp_path / "table.npz")  # fmt: skip
+    ok(
+        "fit",
+        files.screen,
+        *h5_args,
+        "--model",
+        "ridge",
+        "--k",
+        K,
+        "--train",
+        files.train,
+        "--out",
+        tmp_path / "h5.npz",
+    )
+    ok(
+        "fit",
+        files.screen,
+        "--sequence",
+        files.sequence,
+        "--model",
+        "ridge",
+        "--k",
+        K,
+        "--train",
+        files.train,
+        "--out",
+        tmp_path / "table.npz",
+    )
     genes = ",".join(files.test_names[:5])
     for name in ("h5", "table"):  # predict reopens the files the model was fitted with
         ok("predict", tmp_path / f"{name}.npz", "--genes", genes, "--out", tmp_path / f"{name}.h5ad")

@@ -23,7 +23,7 @@ ROOT = typer.main.get_command(app)
 PATHS = _command_paths(ROOT)
 
 
-def _command(path: tuple[str, ...]) :
+def _command(path: tuple[str, ...]):
     command = ROOT
     for name in path:
         command = command.commands[name]

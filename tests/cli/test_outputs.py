@@ -33,8 +33,22 @@ def test_a_missing_output_folder_is_made(files, tmp_path):
 def test_predict_evaluate_and_reproduce_outputs_are_checked_first(files, tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    fails("predict", "--screen", files.screen, "--text", files.text, "--train", files.train, "--model", "knn_k1",
-          "--k", K, "--out", a_file / "p.h5ad", naming="is not a folder")  # fmt: skip
+    fails(
+        "predict",
+        "--screen",
+        files.screen,
+        "--text",
+        files.text,
+        "--train",
+        files.train,
+        "--model",
+        "knn_k1",
+        "--k",
+        K,
+        "--out",
+        a_file / "p.h5ad",
+        naming="is not a folder",
+    )
     fails("evaluate", files.screen, "--truth", files.screen, "--out", a_file / "rows.csv", naming="is not a folder")
     fails("reproduce", "--out", a_file, "--sizes", "10", naming="is a file; give a folder")
     fails("data", "synth", a_file, naming="is a file; give a folder")

@@ -34,10 +34,40 @@ def nan_model(tmp_path):
 
 def test_predict_refuses_a_model_that_predicts_nan(files, tmp_path, nan_model):
     out = tmp_path / "pred.h5ad"
-    fails("predict", "--screen", files.screen, "--text", files.text, "--train", files.train, "--model", nan_model,
-          "--out", out, naming="model 'HalfNaN' predicted 4 NaN/inf mean value(s) of")  # fmt: skip
+    fails(
+        "predict",
+        "--screen",
+        files.screen,
+        "--text",
+        files.text,
+        "--train",
+        files.train,
+        "--model",
+        nan_model,
+        "--out",
+        out,
+        naming="model 'HalfNaN' predicted 4 NaN/inf mean value(s) of",
+    )
     assert not out.exists()
-    ok("fit", files.screen, "--text", files.text, "--train", files.train, "--model", nan_model, "--out", tmp_path / "m.npz")
-    fails("predict", tmp_path / "m.npz", "--genes", ",".join(files.test_names), "--out", out,
-          naming="model 'HalfNaN' predicted 4 NaN/inf mean value(s) of")  # fmt: skip
+    ok(
+        "fit",
+        files.screen,
+        "--text",
+        files.text,
+        "--train",
+        files.train,
+        "--model",
+        nan_model,
+        "--out",
+        tmp_path / "m.npz",
+    )
+    fails(
+        "predict",
+        tmp_path / "m.npz",
+        "--genes",
+        ",".join(files.test_names),
+        "--out",
+        out,
+        naming="model 'HalfNaN' predicted 4 NaN/inf mean value(s) of",
+    )
     assert not out.exists()

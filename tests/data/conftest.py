@@ -32,10 +32,7 @@ def nb_screen(
     n = len(labels)
     base = rng.gamma(0.6, 3.0, n_genes)
     mu = np.tile(base, (n, 1))
-    effects = {
-        p: (rng.choice(n_genes, 8, replace=False), rng.choice([0.25, 4.0], 8))
-        for p in (*perts, *combos)
-    }
+    effects = {p: (rng.choice(n_genes, 8, replace=False), rng.choice([0.25, 4.0], 8)) for p in (*perts, *combos)}
     for i, label in enumerate(labels):
         if label in effects:
             genes, fold = effects[label]

@@ -14,6 +14,7 @@ import pickle
 import numpy as np
 import pytest
 
+from gpllm.data.embeddings.assemble import align
 from gpllm.data.embeddings.files import (
     GENEPT_DIM,
     load_genept_pickle,
@@ -23,7 +24,6 @@ from gpllm.data.embeddings.files import (
     read_uniprot_idmapping,
     write_prott5_h5,
 )
-from gpllm.data.embeddings.assemble import align
 from gpllm.data.embeddings.text import model_path, read_descriptions
 from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.errors import (
@@ -191,27 +191,57 @@ def test_pickle_not_a_dict_of_vectors(tmp_path, obj, msg):
 # ------------------------------------------------------------ small bad text files, one table
 # (file name, content, reader, error, message): the message must name the file and the gene/column.
 BAD_FILES = [
-    ("emb.csv", "gene,0,1\nTP53,1,2\nMYC,3,4\n", lambda p: load_table(p, dim=1536),
-     EmbeddingError, r"emb\.csv: vectors are 2-dimensional, expected 1536"),
+    (
+        "emb.csv",
+        "gene,0,1\nTP53,1,2\nMYC,3,4\n",
+        lambda p: load_table(p, dim=1536),
+        EmbeddingError,
+        r"emb\.csv: vectors are 2-dimensional, expected 1536",
+    ),
     ("emb.csv", "gene,0,1\nTP53,1,2\nMYC,,4\n", load_table, NonFiniteError, r"emb\.csv: .*'MYC'"),
-    ("emb.csv", "gene,0,1\nTP53,1,2\nMYC,3,4\nTP53,5,6\n", load_table,
-     DataError, r"emb\.csv: 1 duplicated gene names: 'TP53'"),
-    ("emb.csv", "a,b\n1,2\n3,4\n", load_table,
-     EmbeddingError, r"emb\.csv: first column 'a' is not a gene-symbol column"),
+    (
+        "emb.csv",
+        "gene,0,1\nTP53,1,2\nMYC,3,4\nTP53,5,6\n",
+        load_table,
+        DataError,
+        r"emb\.csv: 1 duplicated gene names: 'TP53'",
+    ),
+    (
+        "emb.csv",
+        "a,b\n1,2\n3,4\n",
+        load_table,
+        EmbeddingError,
+        r"emb\.csv: first column 'a' is not a gene-symbol column",
+    ),
     ("emb.csv", "a,b\n1,2\n", lambda p: load_table(p, index_col="gene"), EmbeddingError, r"emb\.csv: no column 'gene'"),
     ("emb.csv", "gene,0,note\nTP53,1,x\n", load_table, EmbeddingError, r"emb\.csv: non-numeric column\(s\) 'note'"),
     ("emb.csv", "gene,0\nTP53,1\n,2\n", load_table, EmbeddingError, r"emb\.csv: 1 row\(s\) have no gene symbol"),
     ("t.parquet", b"PAR1 broken", load_table, CorruptFileError, r"t\.parquet: cannot be read as parquet"),
     ("t.csv.gz", b"\x1f\x8b\x08 broken", load_table, CorruptFileError, r"t\.csv\.gz: cannot be read as a table"),
     ("text.h5", "this is not HDF5\n", load_vectors, CorruptFileError, r"text\.h5: not a readable HDF5"),
-    ("map.tsv", "Protein\tOrganism\nP04637\thuman\n", read_uniprot_idmapping,
-     DataError, r"map\.tsv: no gene symbol or accession column"),
+    (
+        "map.tsv",
+        "Protein\tOrganism\nP04637\thuman\n",
+        read_uniprot_idmapping,
+        DataError,
+        r"map\.tsv: no gene symbol or accession column",
+    ),
     ("s.json", '{"TP53": "ok", "MYC": ', read_descriptions, CorruptFileError, r"s\.json: not a readable JSON"),
     ("s.json", '["TP53", "MYC"]', read_descriptions, DataError, r"s\.json: expected a non-empty JSON object"),
-    ("s.json", '{"TP53": "ok", "MYC": 3, "GATA1": "  "}', read_descriptions,
-     DataError, r"s\.json: 2 gene\(s\) have no description text: 'MYC', 'GATA1'"),
-    ("s.json", '{"TP53": "tumour suppressor", "MYC": "oncogene", "TP53": "again"}', read_descriptions,
-     DataError, r"s\.json: 1 gene symbol\(s\) given twice: 'TP53'"),
+    (
+        "s.json",
+        '{"TP53": "ok", "MYC": 3, "GATA1": "  "}',
+        read_descriptions,
+        DataError,
+        r"s\.json: 2 gene\(s\) have no description text: 'MYC', 'GATA1'",
+    ),
+    (
+        "s.json",
+        '{"TP53": "tumour suppressor", "MYC": "oncogene", "TP53": "again"}',
+        read_descriptions,
+        DataError,
+        r"s\.json: 1 gene symbol\(s\) given twice: 'TP53'",
+    ),
 ]
 
 

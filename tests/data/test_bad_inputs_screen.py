@@ -179,7 +179,9 @@ def test_nan_in_bulk_rows():
 def test_duplicated_bulk_row_names_are_counted_not_pooled_silently(caplog):
     bulk = ad.AnnData(
         X=np.array([[1.5, 2.0, 1.0], [2.0, 1.0, 0.5], [2.2, 1.1, 0.4], [3.0, 0.5, 1.0], [0.9, 1.9, 2.0]]),
-        obs=pd.DataFrame({"gene": ["non-targeting", "A", "A", "B", "non-targeting"]}, index=["r0", "r1", "r1", "r3", "r4"]),
+        obs=pd.DataFrame(
+            {"gene": ["non-targeting", "A", "A", "B", "non-targeting"]}, index=["r0", "r1", "r1", "r3", "r4"]
+        ),
         var=pd.DataFrame(index=["g0", "g1", "g2"]),
     )
     with caplog.at_level("WARNING"):

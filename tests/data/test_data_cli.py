@@ -31,13 +31,25 @@ def env(server, tmp_path):
     """A cache in tmp_path and a sources file registering loopback entries."""
     k562 = REGISTRY["replogle-k562-bulk"]
     entries = [
-        {"name": "blob", "url": server.url("blob.bin"), "filename": "blob.bin", "description": "test blob",
-         "size": len(PAYLOAD), "checksums": [f"sha256:{hashlib.sha256(PAYLOAD).hexdigest()}"]},
+        {
+            "name": "blob",
+            "url": server.url("blob.bin"),
+            "filename": "blob.bin",
+            "description": "test blob",
+            "size": len(PAYLOAD),
+            "checksums": [f"sha256:{hashlib.sha256(PAYLOAD).hexdigest()}"],
+        },
         {"name": "open", "url": server.url("open.bin"), "filename": "open.bin", "description": "no checksum"},
         # the real K562 entry, pointed at the loopback server, which serves other bytes
-        {"name": k562.name, "url": server.url("blob.bin"), "filename": k562.filename,
-         "description": k562.description, "size": k562.size, "checksums": list(k562.checksums)},
-    ]  # fmt: skip
+        {
+            "name": k562.name,
+            "url": server.url("blob.bin"),
+            "filename": k562.filename,
+            "description": k562.description,
+            "size": k562.size,
+            "checksums": list(k562.checksums),
+        },
+    ]
     path = tmp_path / "sources.json"
     path.write_text(json.dumps(entries))
     return {"GPLLM_DATA": str(tmp_path / "cache"), "GPLLM_SOURCES": str(path), "COLUMNS": "200"}
@@ -113,9 +125,22 @@ def test_bad_sources_file_is_reported(env, tmp_path):
 def test_synth_writes_files_the_loaders_read(tmp_path):
     out = tmp_path / "synth"
     res = CliRunner().invoke(
-        app, ["data", "synth", str(out), "--seed", "3", "--n-perts", "30", "--n-genes", "40", "--cells",
-              "--cells-per-pert", "5"],
-    )  # fmt: skip
+        app,
+        [
+            "data",
+            "synth",
+            str(out),
+            "--seed",
+            "3",
+            "--n-perts",
+            "30",
+            "--n-genes",
+            "40",
+            "--cells",
+            "--cells-per-pert",
+            "5",
+        ],
+    )
     assert res.exit_code == 0, res.output
     listed = dict(line.split("\t") for line in res.stdout.strip().splitlines())
     assert set(listed) == {"K562_bulk", "RPE1_bulk", "K562_cells", "RPE1_cells", "text", "sequence", "idmapping"}
@@ -132,8 +157,22 @@ def test_data_process_turns_real_cells_into_what_fit_reads(shared_data, tmp_path
 
     raw = shared_data / "norman19_mcfaline23_devel.h5ad"
     out, combos = tmp_path / "screen.h5ad", tmp_path / "combos.h5ad"
-    result = CliRunner().invoke(app, ["data", "process", str(raw), "--preset", "norman19", "--n-hvg", "200",
-                                      "--out", str(out), "--combos-out", str(combos)])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "process",
+            str(raw),
+            "--preset",
+            "norman19",
+            "--n-hvg",
+            "200",
+            "--out",
+            str(out),
+            "--combos-out",
+            str(combos),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "single-gene perturbations" in result.output and "two-gene conditions" in result.output
     want = read_screen(raw, NORMAN19, n_hvg=200)
@@ -144,8 +183,9 @@ def test_data_process_turns_real_cells_into_what_fit_reads(shared_data, tmp_path
 
 
 def test_data_process_names_a_bad_preset_before_reading(tmp_path):
-    result = CliRunner().invoke(app, ["data", "process", str(tmp_path / "none.h5ad"), "--preset", "replogle",
-                                      "--out", str(tmp_path / "o.h5ad")])  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["data", "process", str(tmp_path / "none.h5ad"), "--preset", "replogle", "--out", str(tmp_path / "o.h5ad")]
+    )
     assert result.exit_code == 1 and "unknown preset 'replogle'" in result.output
 
 

@@ -137,12 +137,7 @@ def test_idmapping_dat_layout(tmp_path):
 
 def test_idmapping_service_tsv_puts_reviewed_first(tmp_path):
     path = tmp_path / "idmapping.tsv"
-    path.write_text(
-        "From\tEntry\tReviewed\n"
-        "MYC\tQ5U0J9\tunreviewed\n"
-        "TP53\tP04637\treviewed\n"
-        "MYC\tP01106\treviewed\n"
-    )
+    path.write_text("From\tEntry\tReviewed\nMYC\tQ5U0J9\tunreviewed\nTP53\tP04637\treviewed\nMYC\tP01106\treviewed\n")
     assert read_uniprot_idmapping(path) == {"MYC": ("P01106", "Q5U0J9"), "TP53": ("P04637",)}
 
 

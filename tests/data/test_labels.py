@@ -19,8 +19,7 @@ def test_replogle_bulk_ids_from_the_obs_index():
         "57_HLA_A_P1_ENSG00000206503",  # a symbol with an underscore survives
         "10002_non-targeting_non-targeting_non-targeting",
     ]
-    obs = pd.DataFrame({"core_control": [False, True, False, False, True]},
-                       index=pd.Index(ids, name="gene_transcript"))  # fmt: skip
+    obs = pd.DataFrame({"core_control": [False, True, False, False, True]}, index=pd.Index(ids, name="gene_transcript"))
     lab = parse_labels(obs, REPLOGLE_BULK, "bulk.h5ad")
     assert lab.kind.tolist() == [SINGLE, CONTROL, SINGLE, SINGLE, CONTROL]
     assert lab.target.tolist() == ["A1BG", "", "A1BG", "HLA_A", ""]
@@ -36,10 +35,12 @@ def test_unparseable_replogle_ids_are_listed():
 
 
 def test_norman_conditions_single_combo_and_control():
-    obs = pd.DataFrame({
-        "condition": ["control", "KLF1", "KLF1+MAP2K6", "SGK1+ctrl", "ctrl+ctrl", "SET+KLF1", "ATF4"],
-        "dataset": ["norman19"] * 6 + ["mcfaline23"],
-    })  # fmt: skip
+    obs = pd.DataFrame(
+        {
+            "condition": ["control", "KLF1", "KLF1+MAP2K6", "SGK1+ctrl", "ctrl+ctrl", "SET+KLF1", "ATF4"],
+            "dataset": ["norman19"] * 6 + ["mcfaline23"],
+        }
+    )
     lab = parse_labels(obs, NORMAN19, "devel.h5ad")
     assert lab.keep.tolist() == [True] * 6 + [False]
     assert lab.kind.tolist() == [CONTROL, SINGLE, COMBO, SINGLE, CONTROL, COMBO]
@@ -57,9 +58,7 @@ def test_configurable_column_controls_and_separator():
 
 
 def test_make_subset_accepts_one_value_or_many():
-    assert ObsSpec.make_subset({"dataset": "x", "line": ["a", "b"]}) == (
-        ("dataset", ("x",)), ("line", ("a", "b"))
-    )
+    assert ObsSpec.make_subset({"dataset": "x", "line": ["a", "b"]}) == (("dataset", ("x",)), ("line", ("a", "b")))
 
 
 @pytest.mark.parametrize(
@@ -69,11 +68,14 @@ def test_make_subset_accepts_one_value_or_many():
         (pd.DataFrame({"guide": ["A", "B"]}), ObsSpec(), r"missing column\(s\) 'gene'; available: 'guide'"),
         (pd.DataFrame({"gene": ["A", None, "non-targeting"]}), ObsSpec(), r"obs column 'gene' has 1 empty"),
         (pd.DataFrame({"gene": ["A", " ", "non-targeting"]}), ObsSpec(), r"1 label\(s\) in obs\['gene'\] are empty"),
-        (pd.DataFrame({"condition": ["A", "control"], "dataset": ["x", "x"]}), NORMAN19,
-         r"no row has obs\['dataset'\] in \['norman19'\]; values present: 'x'"),
+        (
+            pd.DataFrame({"condition": ["A", "control"], "dataset": ["x", "x"]}),
+            NORMAN19,
+            r"no row has obs\['dataset'\] in \['norman19'\]; values present: 'x'",
+        ),
         (pd.DataFrame({"condition": ["A", "control"]}), NORMAN19, r"missing column\(s\) 'dataset'"),
     ],
-)  # fmt: skip
+)
 def test_bad_labels_name_the_column(obs, spec, match):
     with pytest.raises(DataError, match=match):
         parse_labels(obs, spec, "f.h5ad")

@@ -11,8 +11,8 @@ import pytest
 import scanpy as sc
 
 from gpllm.data.screens.labels import NORMAN19, REPLOGLE_BULK, ObsSpec
-from gpllm.data.screens.perturbseq import detect_lognorm, read_screen, screen_from_anndata
 from gpllm.data.screens.perturbation_data import PerturbationData
+from gpllm.data.screens.perturbseq import detect_lognorm, read_screen, screen_from_anndata
 from gpllm.errors import InputError
 from tests.data.conftest import dense, groupby_mean, nb_screen, scanpy_lognorm
 
@@ -38,8 +38,7 @@ def replogle_bulk(cells: ad.AnnData) -> tuple[ad.AnnData, pd.DataFrame]:
             ncells.append(len(part))
             ids.append(f"{t}{g}{CONTROL_ID}" if target == "non-targeting" else f"{t}_{target}_P{g}_ENSG{t:08d}")
     obs = pd.DataFrame({"num_cells_filtered": ncells}, index=pd.Index(ids, name="gene_transcript"))
-    var = pd.DataFrame({"gene_name": list(cells.var_names)},
-                       index=[f"ENSG9{j:07d}" for j in range(cells.n_vars)])  # fmt: skip
+    var = pd.DataFrame({"gene_name": list(cells.var_names)}, index=[f"ENSG9{j:07d}" for j in range(cells.n_vars)])
     # float64 (Replogle stores float32) so that the comparison below can be exact
     bulk = ad.AnnData(X=np.stack(rows), obs=obs, var=var)
     return bulk, pd.DataFrame(X).groupby(cells.obs["gene"].to_numpy()).mean()
@@ -50,8 +49,11 @@ def test_replogle_bulk_pools_guides_weighted_then_normalises():
     bulk, pooled = replogle_bulk(cells)
     got = screen_from_anndata(bulk, REPLOGLE_BULK, n_hvg=80, source="bulk.h5ad").singles
 
-    ref = ad.AnnData(X=pooled.to_numpy(), obs=pd.DataFrame(index=pooled.index.astype(str)),
-                     var=pd.DataFrame(index=list(cells.var_names)))  # fmt: skip
+    ref = ad.AnnData(
+        X=pooled.to_numpy(),
+        obs=pd.DataFrame(index=pooled.index.astype(str)),
+        var=pd.DataFrame(index=list(cells.var_names)),
+    )
     ref = scanpy_lognorm(ref)
     hvg = sc.pp.highly_variable_genes(ref, n_top_genes=80, inplace=False)["highly_variable"].to_numpy()
     ref = ref[:, hvg]
@@ -82,9 +84,11 @@ def test_bulk_h5ad_read_backed_equals_in_memory(tmp_path):
 
 @pytest.mark.parametrize(
     ("option", "match"),
-    [({"de_method": "t-test"}, "'t-test' needs single cells"),
-     ({"hvg_flavor": "seurat_v3", "n_hvg": 10}, "'seurat_v3' needs single-cell counts")],
-)  # fmt: skip
+    [
+        ({"de_method": "t-test"}, "'t-test' needs single cells"),
+        ({"hvg_flavor": "seurat_v3", "n_hvg": 10}, "'seurat_v3' needs single-cell counts"),
+    ],
+)
 def test_bulk_refuses_single_cell_methods(option, match):
     bulk, _ = replogle_bulk(nb_screen(n_genes=40))
     with pytest.raises(InputError, match=f"bulk.h5ad: .*{match}"):

@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scanpy as sc
-import scipy.sparse as sp
 import scipy.stats
 
 from gpllm.data.screens.de import top_k_abs, welch_t
 from gpllm.data.screens.hvg import hvg_from_moments, moment_space
 from gpllm.data.screens.labels import ObsSpec, parse_labels
 from gpllm.data.screens.perturbseq import read_screen, screen_from_anndata
-from gpllm.data.screens.pseudobulk import CONTROL_GROUP, accumulate_moments, make_groups, normalise_log1p
+from gpllm.data.screens.pseudobulk import accumulate_moments, make_groups, normalise_log1p
 from tests.data.conftest import dense, groupby_mean, nb_screen, scanpy_lognorm
 
 # the reference rank_genes_groups fills its table column by column
@@ -36,9 +35,7 @@ def test_moments_equal_numpy_group_mean_and_variance(sparse, chunk_size):
     a = nb_screen(n_per=9, n_ctrl=12, n_genes=30, sparse=sparse, seed=1)
     groups = make_groups(parse_labels(a.obs, ObsSpec()))
     K = len(groups.names)
-    mom = accumulate_moments(
-        a.X, groups.codes, K, genes=list(a.var_names), lognorm=False, chunk_size=chunk_size
-    )
+    mom = accumulate_moments(a.X, groups.codes, K, genes=list(a.var_names), lognorm=False, chunk_size=chunk_size)
     ref = dense(scanpy_lognorm(a).X)
     mean, var = mom.mean_var()
     for k in range(K):
@@ -81,9 +78,14 @@ def test_streaming_reads_at_most_chunk_size_rows_and_reports_progress():
     X = _RowsOnly(a.X, limit=16)
     progress = []
     accumulate_moments(
-        X, groups.codes, len(groups.names), genes=list(a.var_names), lognorm=False,
-        chunk_size=16, on_chunk=lambda done, total: progress.append((done, total)),
-    )  # fmt: skip
+        X,
+        groups.codes,
+        len(groups.names),
+        genes=list(a.var_names),
+        lognorm=False,
+        chunk_size=16,
+        on_chunk=lambda done, total: progress.append((done, total)),
+    )
     assert sum(X.reads) == a.n_obs and max(X.reads) == 16
     assert progress[-1] == (a.n_obs, a.n_obs)
     assert [d for d, _ in progress] == sorted(d for d, _ in progress)
@@ -94,9 +96,13 @@ def test_welch_t_matches_scipy():
     x0 = rng.normal(size=(40, 6))
     groups = [rng.normal(0.3 * k, 1 + k, size=(10 + 5 * k, 6)) for k in range(3)]
     t = welch_t(
-        np.stack([g.mean(0) for g in groups]), np.stack([g.var(0, ddof=1) for g in groups]),
-        np.array([len(g) for g in groups]), x0.mean(0), x0.var(0, ddof=1), len(x0),
-    )  # fmt: skip
+        np.stack([g.mean(0) for g in groups]),
+        np.stack([g.var(0, ddof=1) for g in groups]),
+        np.array([len(g) for g in groups]),
+        x0.mean(0),
+        x0.var(0, ddof=1),
+        len(x0),
+    )
     ref = np.stack([scipy.stats.ttest_ind(g, x0, equal_var=False).statistic for g in groups])
     np.testing.assert_allclose(t, ref, rtol=1e-12)
 
@@ -165,8 +171,6 @@ def test_backed_chunked_equals_in_memory_and_scanpy(tmp_path, flavor, sparse):
     for got in (streamed, memory):
         np.testing.assert_allclose(got.Y, want_Y, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(got.ctrl, means.loc["non-targeting"].to_numpy(), rtol=1e-10, atol=1e-12)
-        want_de = [
-            [got.genes.index(g) for g in ref.uns["rank_genes_groups"]["names"][p]] for p in got.perts
-        ]
+        want_de = [[got.genes.index(g) for g in ref.uns["rank_genes_groups"]["names"][p]] for p in got.perts]
         np.testing.assert_array_equal(got.de, want_de)
         assert got.provenance["de_method"] == "t-test"

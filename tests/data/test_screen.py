@@ -40,11 +40,14 @@ def test_arrays_are_read_only_copies_and_delta_is_y_minus_ctrl():
         (dict(de=np.zeros((3, 20))), InputError, "integer gene indices"),
         (dict(perts=("A", "B", "A")), DataError, "duplicated perturbation names: 'A'"),
         (dict(genes=tuple(["G0"] * 25)), DataError, "duplicated gene names: 'G0'"),
-        (dict(perts=("A",), Y=np.zeros((1, 25)), de=np.zeros((1, 20), dtype=int)), DataError,
-         "1 perturbation.*at least 2"),
+        (
+            dict(perts=("A",), Y=np.zeros((1, 25)), de=np.zeros((1, 20), dtype=int)),
+            DataError,
+            "1 perturbation.*at least 2",
+        ),
         (dict(provenance={"x": object()}), InputError, "JSON-serialisable"),
     ],
-)  # fmt: skip
+)
 def test_bad_fields_are_named(change, error, match):
     d = make_data()
     fields = dict(Y=d.Y, ctrl=d.ctrl, de=d.de, perts=d.perts, genes=d.genes, provenance=d.provenance)

@@ -75,11 +75,15 @@ def test_cache_dir_default_is_xdg(tmp_path, monkeypatch):
 def test_a_cache_that_cannot_hold_files_is_one_error_naming_it_and_the_setting(server, tmp_path, monkeypatch):
     (tmp_path / "a_file").write_text("x")
     monkeypatch.setenv("GPLLM_DATA", str(tmp_path / "a_file"))
-    with pytest.raises(InputError, match=rf"{tmp_path / 'a_file'} \(the data cache: \$GPLLM_DATA.*is a file, not a folder"):
+    with pytest.raises(
+        InputError, match=rf"{tmp_path / 'a_file'} \(the data cache: \$GPLLM_DATA.*is a file, not a folder"
+    ):
         fetch(entry(server), progress=False)
     monkeypatch.delenv("GPLLM_DATA")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a_file" / "xdg"))  # as an unwritable HOME would
-    with pytest.raises(InputError, match=r"cannot make the folder .*a_file/xdg/gpllm \(the data cache.*: Not a directory"):
+    with pytest.raises(
+        InputError, match=r"cannot make the folder .*a_file/xdg/gpllm \(the data cache.*: Not a directory"
+    ):
         fetch(entry(server), progress=False)
     assert server.hits.get("blob.bin", 0) == 0
 
@@ -253,8 +257,16 @@ def test_archive_that_is_not_a_zip_is_corrupt(server, tmp_path):
 
 # ------------------------------------------------------------------- registry
 def test_builtin_registry_is_complete_and_honest():
-    assert {"replogle-k562-bulk", "replogle-rpe1-bulk", "replogle-k562-gwps-bulk", "replogle-k562-cells",
-            "replogle-rpe1-cells", "genept-ada", "uniprot-human-prott5", "uniprot-human-idmapping"} <= set(REGISTRY)  # fmt: skip
+    assert {
+        "replogle-k562-bulk",
+        "replogle-rpe1-bulk",
+        "replogle-k562-gwps-bulk",
+        "replogle-k562-cells",
+        "replogle-rpe1-cells",
+        "genept-ada",
+        "uniprot-human-prott5",
+        "uniprot-human-idmapping",
+    } <= set(REGISTRY)
     for s in REGISTRY.values():
         assert s.url.startswith("https://") and s.description
         if not s.verified:
@@ -274,11 +286,21 @@ def test_unknown_name_lists_known_ones(tmp_path):
 def test_sources_file_adds_and_overrides_entries(tmp_path):
     md5, sha = sums(PAYLOAD)
     path = tmp_path / "sources.json"
-    path.write_text(json.dumps([
-        {"name": "replogle-k562-bulk", "url": "http://127.0.0.1:1/k.h5ad", "filename": "k.h5ad"},
-        {"name": "mine", "url": "http://127.0.0.1:1/m.bin", "filename": "m.bin", "checksums": [md5, sha],
-         "size": len(PAYLOAD), "description": "my file"},
-    ]))  # fmt: skip
+    path.write_text(
+        json.dumps(
+            [
+                {"name": "replogle-k562-bulk", "url": "http://127.0.0.1:1/k.h5ad", "filename": "k.h5ad"},
+                {
+                    "name": "mine",
+                    "url": "http://127.0.0.1:1/m.bin",
+                    "filename": "m.bin",
+                    "checksums": [md5, sha],
+                    "size": len(PAYLOAD),
+                    "description": "my file",
+                },
+            ]
+        )
+    )
     reg = registry(path)
     assert reg["replogle-k562-bulk"].url == "http://127.0.0.1:1/k.h5ad"
     assert reg["mine"].checksums == (md5, sha) and reg["genept-ada"] == REGISTRY["genept-ada"]

@@ -11,8 +11,8 @@ import pytest
 from gpllm.data.embeddings.files import load_genept_pickle, load_prott5_h5, read_uniprot_idmapping
 from gpllm.data.screens.labels import REPLOGLE_BULK, REPLOGLE_CELLS
 from gpllm.data.screens.perturbseq import read_screen
-from gpllm.data.synthetic.screens import make_screens
 from gpllm.data.synthetic.files import accessions, bulk_anndata, sample_cells, write_files
+from gpllm.data.synthetic.screens import make_screens
 from gpllm.errors import InputError
 
 N_PERTS, N_GENES, CELLS = 60, 100, 20
@@ -33,11 +33,14 @@ def files(draw, tmp_path_factory):
 def test_writes_every_file_under_its_real_name(files):
     names = {k: p.name for k, p in files.items()}
     assert names == {
-        "K562_bulk": "K562_essential_raw_bulk_01.h5ad", "RPE1_bulk": "rpe1_raw_bulk_01.h5ad",
-        "K562_cells": "K562_essential_raw_singlecell_01.h5ad", "RPE1_cells": "rpe1_raw_singlecell_01.h5ad",
-        "text": "GenePT_gene_embedding_ada_text.pickle", "sequence": "per-protein.h5",
+        "K562_bulk": "K562_essential_raw_bulk_01.h5ad",
+        "RPE1_bulk": "rpe1_raw_bulk_01.h5ad",
+        "K562_cells": "K562_essential_raw_singlecell_01.h5ad",
+        "RPE1_cells": "rpe1_raw_singlecell_01.h5ad",
+        "text": "GenePT_gene_embedding_ada_text.pickle",
+        "sequence": "per-protein.h5",
         "idmapping": "HUMAN_9606_idmapping.dat",
-    }  # fmt: skip
+    }
 
 
 # ------------------------------------------------------------------------ bulk

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 
-
 @pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])
 def dtype(request):
     return request.param

@@ -13,10 +13,10 @@ from scipy.stats import binom
 
 from gpllm.data.embeddings.assemble import build_embedding
 from gpllm.data.synthetic.screens import make_screens
-from gpllm.evaluate.metrics import COVERAGE_LEVELS, predictive_scores
-from gpllm.evaluate.splits import make_plan
 from gpllm.evaluate.grid import Chunk
+from gpllm.evaluate.metrics import COVERAGE_LEVELS, predictive_scores
 from gpllm.evaluate.runner.sweep import run_chunk
+from gpllm.evaluate.splits import make_plan
 from gpllm.gp import parameters
 from gpllm.gp.kernels import RBF
 from gpllm.gp.objective import GPParams, constraints_of

@@ -89,9 +89,14 @@ def test_a_worker_lost_mid_chain_is_retried_not_skipped(dask, tmp_path):
 
 @pytest.mark.slow
 def test_reproduce_on_dask_gives_the_local_table(dask, tmp_path):
-    config = ReproduceConfig.from_dict({"name": "dask", "data": SMALL, "embeddings": ["text"],
-                                        "sweep": {"sizes": [20, 40], "n_folds": 2,
-                                                  "models": ["gp", "nonctrl_mean"]}})  # fmt: skip
+    config = ReproduceConfig.from_dict(
+        {
+            "name": "dask",
+            "data": SMALL,
+            "embeddings": ["text"],
+            "sweep": {"sizes": [20, 40], "n_folds": 2, "models": ["gp", "nonctrl_mean"]},
+        }
+    )
     local = reproduce(config, tmp_path / "local", progress=False, workers=1).results
     remote = reproduce(config, tmp_path / "dask", progress=False, executor=dask).results
     assert table_differences(local, remote) == []  # the GP's record left out: its LML's last digits may differ
@@ -171,8 +176,9 @@ def test_an_unreachable_cluster_fails_in_seconds_and_leaves_no_folder(tmp_path):
 
     out = tmp_path / "run"
     started = time.perf_counter()
-    result = CliRunner().invoke(app, ["reproduce", "--executor", "dask://127.0.0.1:9", "--out", str(out),
-                                      "--sizes", "20", "--no-progress"])  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["reproduce", "--executor", "dask://127.0.0.1:9", "--out", str(out), "--sizes", "20", "--no-progress"]
+    )
     assert result.exit_code == 1
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in result.stderr
     assert time.perf_counter() - started < 30  # a generous bound on a 5 s timeout, not a benchmark

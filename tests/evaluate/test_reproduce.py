@@ -8,14 +8,14 @@ import pytest
 from typer.testing import CliRunner
 
 from gpllm.cli import app
-from gpllm.errors import InputError
 from gpllm.data.sources.registry import REGISTRY
 from gpllm.data.synthetic.screens import make_screens, synthetic_config
+from gpllm.errors import InputError
+from gpllm.evaluate.grid import SweepConfig
 from gpllm.inputs import load_inputs
+from gpllm.report.tables import summarize
 from gpllm.reproduce import reproduce
 from gpllm.run_config import ReproduceConfig
-from gpllm.evaluate.grid import SweepConfig
-from gpllm.report.tables import summarize
 
 SMALL = {"kind": "synthetic", "seed": 0, "overrides": {"n_perts": 90, "n_genes": 50}}
 
@@ -34,9 +34,13 @@ def test_the_experiment_configs_parse(pytestconfig):
 
 
 def test_the_gwps_shape_is_one_k562_screen_and_overrides_apply_on_top():
-    config = ReproduceConfig.from_dict({"name": "g", "embeddings": ["text"],
-                                        "data": {"kind": "synthetic", "shape": "gwps",
-                                                 "overrides": {"n_perts": 60, "n_genes": 40}}})  # fmt: skip
+    config = ReproduceConfig.from_dict(
+        {
+            "name": "g",
+            "embeddings": ["text"],
+            "data": {"kind": "synthetic", "shape": "gwps", "overrides": {"n_perts": 60, "n_genes": 40}},
+        }
+    )
     inputs = load_inputs(config)
     assert list(inputs.screens) == ["K562"] and inputs.screens["K562"].Y.shape == (60, 40)
     full = synthetic_config("gwps")
@@ -49,9 +53,11 @@ def test_the_gwps_shape_is_one_k562_screen_and_overrides_apply_on_top():
 
 @pytest.mark.parametrize(
     "data, message",
-    [({"kind": "synthetic", "shape": "genome"}, r"\[data\] shape must be one of \['essential', 'gwps'\]"),
-     ({"kind": "synthetic", "shape": "gwps", "overrides": {"n_pert": 5}}, "did you mean 'n_perts'")],
-)  # fmt: skip
+    [
+        ({"kind": "synthetic", "shape": "genome"}, r"\[data\] shape must be one of \['essential', 'gwps'\]"),
+        ({"kind": "synthetic", "shape": "gwps", "overrides": {"n_pert": 5}}, "did you mean 'n_perts'"),
+    ],
+)
 def test_a_bad_shape_or_knob_is_named(data, message):
     with pytest.raises(InputError, match=message):
         ReproduceConfig.from_dict({"data": data})
@@ -115,8 +121,15 @@ def test_cli_runs_the_grid_writes_the_report_and_prints_table_1(tmp_path):
     assert "GP+LLM (text + sequence)" in result.output and "non-ctrl mean" in result.output
     results = pl.read_parquet(out / "results.parquet")
     assert set(results["screen"]) == {"K562", "RPE1"}
-    for name in ("table_K562.md", "table_RPE1.csv", "figure1_K562.png", "figure2_RPE1.png", "figure3.png",
-                 "by_size/table_K562_n20.md", "by_size/table_RPE1_n40.md"):  # fmt: skip
+    for name in (
+        "table_K562.md",
+        "table_RPE1.csv",
+        "figure1_K562.png",
+        "figure2_RPE1.png",
+        "figure3.png",
+        "by_size/table_K562_n20.md",
+        "by_size/table_RPE1_n40.md",
+    ):
         assert (out / "report" / name).stat().st_size > 0
     again = CliRunner().invoke(app, ["reproduce", "--config", str(config), "--out", str(out), "--no-progress"])
     assert again.exit_code == 0 and pl.read_parquet(out / "results.parquet").equals(results)
@@ -140,10 +153,7 @@ def test_synthetic_screens_show_the_papers_ordering(tmp_path):
     run = reproduce(config, tmp_path, progress=False)
     summary = summarize(run.results, ["pearson_de"])
     for screen in ("K562", "RPE1"):
-        score = {
-            (r["model"], r["embedding"]): r["mean"]
-            for r in summary.filter(screen=screen).iter_rows(named=True)
-        }
+        score = {(r["model"], r["embedding"]): r["mean"] for r in summary.filter(screen=screen).iter_rows(named=True)}
         assert score[("gp", "text+sequence")] >= score[("gp", "text")], (screen, score)
         assert score[("gp", "sequence")] > score[("nonctrl_mean", "none")], (screen, score)
         assert score[("nonctrl_mean", "none")] > score[("random_perturbation", "none")], (screen, score)
@@ -161,8 +171,14 @@ def test_the_config_reference_is_generated_from_the_checks(pytestconfig):
 @pytest.mark.parametrize(
     "raw, message",
     [
-        ({"data": {"kind": "synthetic", "overrides": {"n_pertz": 40}}}, r"\[data.overrides\]: unknown key 'n_pertz' \(did you mean 'n_perts'\?\)"),
-        ({"data": {"kind": "files", "screens": {"k": {"path": "x", "n_hvgs": 9}}}}, r"\[data.screens.k\]: unknown key 'n_hvgs' \(did you mean 'n_hvg'\?\)"),
+        (
+            {"data": {"kind": "synthetic", "overrides": {"n_pertz": 40}}},
+            r"\[data.overrides\]: unknown key 'n_pertz' \(did you mean 'n_perts'\?\)",
+        ),
+        (
+            {"data": {"kind": "files", "screens": {"k": {"path": "x", "n_hvgs": 9}}}},
+            r"\[data.screens.k\]: unknown key 'n_hvgs' \(did you mean 'n_hvg'\?\)",
+        ),
         ({"sweep": {"sizes": "10,20"}}, r"\[sweep\] sizes must be a list of integers, got the string '10,20'"),
         ({"embeddings": "text"}, "embeddings must be a list of strings, got the string 'text'"),
         ({"sweep": {"models": "knn_k1"}}, r"\[sweep\] models must be a list of strings"),
@@ -181,4 +197,3 @@ def test_a_config_name_never_leaves_the_results_folder():
     assert ReproduceConfig(name="../../x").folder_name == "x"
     assert ReproduceConfig(name="/abs/run").folder_name == "abs_run"
     assert ReproduceConfig(name="..").folder_name == "run"
-

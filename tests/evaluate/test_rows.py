@@ -13,9 +13,17 @@ from gpllm.data.synthetic.screens import make_screens
 from gpllm.errors import InputError, NonFiniteError
 from gpllm.evaluate.grid import NO_EMBEDDING, Chunk
 from gpllm.evaluate.metrics import COVERAGE_LEVELS, perturbation_metrics, predictive_scores, variance_scale
-from gpllm.evaluate.rows import CALIBRATION_COLUMNS, DE_COVERAGE_LEVELS, RECAL, RESULTS_SCHEMA, ROW_BUCKET, VAR_SCALE, fold_rows
+from gpllm.evaluate.rows import (
+    CALIBRATION_COLUMNS,
+    DE_COVERAGE_LEVELS,
+    RECAL,
+    RESULTS_SCHEMA,
+    ROW_BUCKET,
+    VAR_SCALE,
+    fold_rows,
+)
 from gpllm.evaluate.splits import make_plan
-from gpllm.models.base import FoldFit, HeldOut, Prediction, fit_predict_folds, Fold
+from gpllm.models.base import Fold, FoldFit, HeldOut, Prediction, fit_predict_folds
 from gpllm.models.registry import build_model
 
 
@@ -51,14 +59,18 @@ def _checked_rows(data, split, fit: FoldFit) -> dict:
     mean_ref = perturbation_metrics(Y_true, mean, reference=data.Y[split.train].mean(axis=0), de=de)
     scale = np.nan if var is None or fit.heldout is None else variance_scale(fit.heldout.residual, fit.heldout.var)
     return {
-        "pearson_de": ctrl_ref.pearson_de, "pearson_all": ctrl_ref.pearson_all, "mae_de": ctrl_ref.mae_de,
-        "mae_all": ctrl_ref.mae_all, "pearson_de_meanref": mean_ref.pearson_de,
-        "undefined_de": ctrl_ref.undefined_de, "undefined_all": ctrl_ref.undefined_all,
+        "pearson_de": ctrl_ref.pearson_de,
+        "pearson_all": ctrl_ref.pearson_all,
+        "mae_de": ctrl_ref.mae_de,
+        "mae_all": ctrl_ref.mae_all,
+        "pearson_de_meanref": mean_ref.pearson_de,
+        "undefined_de": ctrl_ref.undefined_de,
+        "undefined_all": ctrl_ref.undefined_all,
         "effect_size": np.linalg.norm(np.take_along_axis(Y_true - data.ctrl, de, axis=1), axis=1),
         **calibration_columns(Y_true, mean, var, de),
         VAR_SCALE: np.full(len(split.test), scale),
         **calibration_columns(Y_true, mean, None if np.isnan(scale) else scale * var, de, RECAL),
-    }  # fmt: skip
+    }
 
 
 def _fit(name, data, emb, split) -> FoldFit:
@@ -118,6 +130,8 @@ def test_padding_the_test_rows_changes_no_score(fold):
     m = ROW_BUCKET * (len(split.test) // ROW_BUCKET) or len(split.test) - 1
     cut = dataclasses.replace(split, test=split.test[:m])
     prediction = Prediction(np.asarray(fit.prediction.mean)[:m], np.asarray(fit.prediction.var)[:m])
-    fewer = fold_rows(Chunk("K562", NO_EMBEDDING, "random_perturbation", 20), data, cut, fit._replace(prediction=prediction))
+    fewer = fold_rows(
+        Chunk("K562", NO_EMBEDDING, "random_perturbation", 20), data, cut, fit._replace(prediction=prediction)
+    )
     float_columns = [c for c, kind in RESULTS_SCHEMA.items() if kind.is_float()]
     np.testing.assert_array_equal(fewer.select(float_columns).to_numpy(), rows.head(m).select(float_columns).to_numpy())

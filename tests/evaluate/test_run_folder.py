@@ -18,8 +18,8 @@ import pytest
 from gpllm.data.embeddings.assemble import build_embedding
 from gpllm.data.synthetic.screens import make_screens
 from gpllm.errors import DataError
-from gpllm.evaluate.runner.store import RunBusyError, RunStore
 from gpllm.evaluate.grid import SweepConfig
+from gpllm.evaluate.runner.store import RunBusyError, RunStore
 from gpllm.evaluate.runner.sweep import run_sweep
 
 CONFIG = SweepConfig(models=("knn_k1", "ridge", "nonctrl_mean"), embeddings=("text",), sizes=(12, 24), n_folds=3)
@@ -98,10 +98,16 @@ def test_a_worker_of_another_run_cannot_write(tmp_path):
 @pytest.mark.slow
 def test_a_second_run_into_the_same_folder_is_refused_naming_the_holder(inputs, tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from gpllm.evaluate.runner.store import RunStore; "
-         "s = RunStore(sys.argv[1]); s.lock(); print('locked', flush=True); time.sleep(60)", str(tmp_path)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from gpllm.evaluate.runner.store import RunStore; "
+            "s = RunStore(sys.argv[1]); s.lock(); print('locked', flush=True); time.sleep(60)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunBusyError, match=f"pid {holder.pid}"):
@@ -161,8 +167,19 @@ def _gpllm_processes(marker: str) -> list[int]:
 
 def _start(config: Path, out: Path, marker: str, cache: Path) -> subprocess.Popen:
     env = {**os.environ, "GPLLM_KILL_TEST": marker, "GPLLM_JAX_CACHE": str(cache)}
-    command = [sys.executable, "-m", "gpllm.cli", "reproduce", "--config", str(config), "--out", str(out),
-               "--no-progress", "--workers", "2"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "gpllm.cli",
+        "reproduce",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--workers",
+        "2",
+    ]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -179,7 +196,9 @@ def uninterrupted(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_killing_the_command_leaves_no_process_and_no_late_part_and_resumes_to_the_same_table(uninterrupted, tmp_path, sig):
+def test_killing_the_command_leaves_no_process_and_no_late_part_and_resumes_to_the_same_table(
+    uninterrupted, tmp_path, sig
+):
     config, cache, whole = uninterrupted
     marker = uuid.uuid4().hex
     out = tmp_path / "run"

@@ -14,12 +14,12 @@ from gpllm import gp
 from gpllm.data.embeddings.assemble import build_embedding
 from gpllm.data.synthetic.screens import make_screens
 from gpllm.errors import DataError, InputError
-from gpllm.evaluate.metrics import perturbation_metrics
-from gpllm.evaluate.splits import SplitPlan
-from gpllm.evaluate.runner.store import RunStore, atomic_write
 from gpllm.evaluate.grid import NO_EMBEDDING, Chunk, SweepConfig
+from gpllm.evaluate.metrics import perturbation_metrics
 from gpllm.evaluate.rows import records_by_fold
+from gpllm.evaluate.runner.store import RunStore, atomic_write
 from gpllm.evaluate.runner.sweep import run_chunk, run_sweep
+from gpllm.evaluate.splits import SplitPlan
 from gpllm.models.gp import GPModel
 from gpllm.models.registry import ModelSpec, build_model
 
@@ -73,8 +73,9 @@ def test_rows_equal_an_independent_fit_and_score(inputs, finished):
     split = next(s for s in plan.splits if s.size == 12 and s.fold == 1)
     model = build_model("ridge")
     pred = model.predict(model.fit(emb.Z[split.train], data.Y[split.train]), emb.Z[split.test])
-    expected = perturbation_metrics(data.Y[split.test], np.asarray(pred.mean), reference=data.ctrl,
-                                    de=data.de[split.test])  # fmt: skip
+    expected = perturbation_metrics(
+        data.Y[split.test], np.asarray(pred.mean), reference=data.ctrl, de=data.de[split.test]
+    )
     rows = results.filter(screen="RPE1", model="ridge", embedding="text", size=12, fold=1)
     assert rows["pert"].to_list() == [plan.perts[i] for i in split.test]
     np.testing.assert_allclose(rows["pearson_de"].to_numpy(), np.asarray(expected.pearson_de), rtol=1e-12)
@@ -98,8 +99,9 @@ def test_padded_and_fused_chunks_equal_plain_fits(inputs, finished, name):
         model = dataclasses.replace(model, dtype=CONFIG.gp_dtype)
     assert model.zero_padding_invariant
     pred = model.predict(model.fit(emb.Z[split.train], data.Y[split.train]), emb.Z[split.test])
-    expected = perturbation_metrics(data.Y[split.test], np.asarray(pred.mean, np.float64), reference=data.ctrl,
-                                    de=data.de[split.test])  # fmt: skip
+    expected = perturbation_metrics(
+        data.Y[split.test], np.asarray(pred.mean, np.float64), reference=data.ctrl, de=data.de[split.test]
+    )
     rows = results.filter(screen="K562", model=name, embedding="text", size=12, fold=0)
     tol = {"rtol": 1e-4, "atol": 1e-5} if name == "gp" else {"rtol": 1e-12}
     np.testing.assert_allclose(rows["pearson_all"].to_numpy(), np.asarray(expected.pearson_all), **tol)
@@ -243,7 +245,9 @@ def test_a_warm_started_gp_below_the_threshold_keeps_its_better_start(inputs, fi
 
     def lml_per_fold(previous, fresh_start_below):
         # float32 throughout, as the race was designed for (float64 fits here end together).
-        spec = ModelSpec("gp", options=(("fresh_start_below", fresh_start_below), ("float64_below", 0), ("warm_start", True)))
+        spec = ModelSpec(
+            "gp", options=(("fresh_start_below", fresh_start_below), ("float64_below", 0), ("warm_start", True))
+        )
         frame = run_chunk(chunk, data, emb, splits, CONFIG.seed, spec=spec, gp_dtype=CONFIG.gp_dtype, previous=previous)
         return np.array([r["lml"] for r in records_by_fold(frame).values()]), frame
 

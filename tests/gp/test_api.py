@@ -28,11 +28,17 @@ def data():
 @pytest.mark.parametrize(
     "call, keyword_form",
     [
-        (lambda Z, Y, post: gp.fit(gp.RBF(), Z, Y, PARAMS, OPTIONS), r"gp.fit\(kernel, Z, Y, params0=..., options=...\)"),
+        (
+            lambda Z, Y, post: gp.fit(gp.RBF(), Z, Y, PARAMS, OPTIONS),
+            r"gp.fit\(kernel, Z, Y, params0=..., options=...\)",
+        ),
         (lambda Z, Y, post: gp.fit(gp.RBF(), Z, Y, PARAMS), r"gp.fit\(kernel, Z, Y, params0=...\)"),
         (lambda Z, Y, post: gp.fit_batched(gp.RBF(), Z[None], Y[None], None, OPTIONS), r"params0=..., options=..."),
         (lambda Z, Y, post: gp.fit_predict_batched(gp.RBF(), Z[None], Y[None], Z[None], None), r"Z_new, params0=...\)"),
-        (lambda Z, Y, post: gp.predict(gp.RBF(), post, Z, True), r"gp.predict\(kernel, post, Z_new, include_noise=...\)"),
+        (
+            lambda Z, Y, post: gp.predict(gp.RBF(), post, Z, True),
+            r"gp.predict\(kernel, post, Z_new, include_noise=...\)",
+        ),
         (lambda Z, Y, post: gp.sample(gp.RBF(), post, Z, jax.random.key(0), 5), r"key, n_samples=...\)"),
         (lambda Z, Y, post: gp.log_marginal_likelihood(gp.RBF(), PARAMS, Z, Y, "gram"), r"Y, path=...\)"),
     ],
@@ -58,20 +64,35 @@ def test_siblings_share_one_argument_order():
         signature = inspect.signature(getattr(gp, name))
         positional = [p.name for p in signature.parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
         assert positional == expected, name
-        assert all(p.default is inspect.Parameter.empty for p in signature.parameters.values()
-                   if p.kind is p.POSITIONAL_OR_KEYWORD), name  # fmt: skip
+        assert all(
+            p.default is inspect.Parameter.empty
+            for p in signature.parameters.values()
+            if p.kind is p.POSITIONAL_OR_KEYWORD
+        ), name
 
 
 def test_every_public_function_documents_its_arguments_and_returns():
-    for name in ("log_marginal_likelihood", "value_and_grad", "fit", "fit_batched", "fit_predict_batched",
-                 "condition", "predict", "sample", "params_from_values", "params_to_values"):  # fmt: skip
+    for name in (
+        "log_marginal_likelihood",
+        "value_and_grad",
+        "fit",
+        "fit_batched",
+        "fit_predict_batched",
+        "condition",
+        "predict",
+        "sample",
+        "params_from_values",
+        "params_to_values",
+    ):
         doc = inspect.getdoc(getattr(gp, name))
         assert "Args:" in doc and "Returns:" in doc, name
 
 
 def test_predict_and_sample_share_the_include_noise_default():
-    defaults = {inspect.signature(f).parameters["include_noise"].default
-                for f in (gp.predict, gp.sample, gp.fit_predict_batched)}  # fmt: skip
+    defaults = {
+        inspect.signature(f).parameters["include_noise"].default
+        for f in (gp.predict, gp.sample, gp.fit_predict_batched)
+    }
     assert defaults == {True}
 
 
@@ -127,8 +148,10 @@ def test_a_resolved_variance_raises_no_warning(data, recwarn):
 
 
 def test_import_gpllm_reaches_the_documented_helpers():
-    code = ("import gpllm; print(callable(gpllm.blas.limit_openblas_spin), callable(gpllm.compilation_cache.enable), "
-            "callable(gpllm.use_float64))")  # fmt: skip
+    code = (
+        "import gpllm; print(callable(gpllm.blas.limit_openblas_spin), callable(gpllm.compilation_cache.enable), "
+        "callable(gpllm.use_float64))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True", "True"]
 

@@ -50,18 +50,25 @@ def test_products_and_solves_match_numpy(n, r_fraction):
     assert np.all(np.triu(V_blocked, 1) == 0)
 
     for X, trapezoidal in ((F, True), (dense, False)):
-        product = np.asarray(blocked.triangular_times(jnp.asarray(V), jnp.asarray(X), lower=True, trapezoidal=trapezoidal))
+        product = np.asarray(
+            blocked.triangular_times(jnp.asarray(V), jnp.asarray(X), lower=True, trapezoidal=trapezoidal)
+        )
         np.testing.assert_allclose(product, V @ X, **tight)
-        np.testing.assert_allclose(blocked.triangular_times(jnp.asarray(V.T), jnp.asarray(X), lower=False, trapezoidal=trapezoidal),
-                                   V.T @ X, **tight)  # fmt: skip
+        np.testing.assert_allclose(
+            blocked.triangular_times(jnp.asarray(V.T), jnp.asarray(X), lower=False, trapezoidal=trapezoidal),
+            V.T @ X,
+            **tight,
+        )
         outer = blocked.lower_blocks_of_product(jnp.asarray(X), trapezoidal=trapezoidal)
         np.testing.assert_allclose(blocked.from_lower_blocks(outer), X @ X.T, **tight)
-    np.testing.assert_allclose(blocked.from_lower_blocks(blocked.gram_of_upper(jnp.asarray(V.T))), V.T @ V,
-                               rtol=1e-10, atol=1e-10)  # fmt: skip
+    np.testing.assert_allclose(
+        blocked.from_lower_blocks(blocked.gram_of_upper(jnp.asarray(V.T))), V.T @ V, rtol=1e-10, atol=1e-10
+    )
 
 
-@pytest.mark.parametrize(("d", "path"), [(900, "gram"), (300, "direct"), (450, "gram")],
-                         ids=["gram", "direct", "gram-trapezoidal"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("d", "path"), [(900, "gram"), (300, "direct"), (450, "gram")], ids=["gram", "direct", "gram-trapezoidal"]
+)
 @pytest.mark.slow
 def test_blocked_gradient_matches_autodiff_through_the_plain_cholesky(d, path):
     """On N = 600 (blocked) the hand-written gradient of every path equals JAX's autodiff

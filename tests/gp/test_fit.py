@@ -99,7 +99,9 @@ def test_fused_fit_and_predict_equals_fit_condition_predict():
     Z, Y = draw_from_gp(n=60, d=5, seed=4)
     Zb, Yb = np.stack([Z[:40], Z[20:]]), np.stack([Y[:40], Y[20:]])
     Z_new = np.stack([Z[40:47], Z[:7]])
-    fits, mean, var = gp.fit_predict_batched(gp.RBF(), Zb, Yb, Z_new, options=gp.FitOptions(max_steps=50), include_noise=True)
+    fits, mean, var = gp.fit_predict_batched(
+        gp.RBF(), Zb, Yb, Z_new, options=gp.FitOptions(max_steps=50), include_noise=True
+    )
     separate = gp.fit_batched(gp.RBF(), Zb, Yb, options=gp.FitOptions(max_steps=50))
     np.testing.assert_allclose(np.asarray(fits.lml), np.asarray(separate.lml), rtol=1e-12)
     for b in range(2):

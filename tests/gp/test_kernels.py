@@ -121,7 +121,9 @@ def test_sum_product_and_active_columns():
 def test_kernels_are_hashable_static_configs():
     assert hash(gp.RBF()) == hash(gp.RBF()) and gp.RBF() == gp.RBF()
     assert gp.RBF() != gp.Matern32()
-    assert gp.Active(gp.RBF(), 0, 50) + gp.Active(gp.RBF(), 50, 100) == gp.Active(gp.RBF(), 0, 50) + gp.Active(gp.RBF(), 50, 100)
+    assert gp.Active(gp.RBF(), 0, 50) + gp.Active(gp.RBF(), 50, 100) == gp.Active(gp.RBF(), 0, 50) + gp.Active(
+        gp.RBF(), 50, 100
+    )
 
 
 def test_function_kernel_equals_builtin_rbf():
@@ -173,8 +175,9 @@ def test_kernels_that_ignore_zero_columns_give_the_same_gram_and_init(kernel):
     assert kernel.zero_padding_invariant
     params, params_padded = kernel.init(jnp.asarray(Z)), kernel.init(jnp.asarray(padded))
     assert jax.tree.structure(params) == jax.tree.structure(params_padded)
-    np.testing.assert_allclose(np.asarray(kernel.gram(params_padded, padded)),
-                               np.asarray(kernel.gram(params, Z)), rtol=1e-14)  # fmt: skip
+    np.testing.assert_allclose(
+        np.asarray(kernel.gram(params_padded, padded)), np.asarray(kernel.gram(params, Z)), rtol=1e-14
+    )
 
 
 def test_per_column_parameters_and_user_kernels_are_not_assumed_to_ignore_zero_columns():

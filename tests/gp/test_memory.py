@@ -38,8 +38,11 @@ def _data(n=300, d=200, q=3, batch=None):
 
 def test_a_fit_beyond_the_budget_names_the_estimate_and_the_limit(one_mebibyte):
     Z, Y = _data()
-    with pytest.raises(MemoryLimitError, match=r"gp.fit on N=300 points, D=200 outputs \(float64\) needs about "
-                                               r"0.0 GiB .* only 0.0 GiB is free \(a test's budget\)"):  # fmt: skip
+    with pytest.raises(
+        MemoryLimitError,
+        match=r"gp.fit on N=300 points, D=200 outputs \(float64\) needs about "
+        r"0.0 GiB .* only 0.0 GiB is free \(a test's budget\)",
+    ):
         gp.fit(gp.RBF(), Z, Y)
     assert issubclass(MemoryLimitError, InputError) and issubclass(MemoryLimitError, MemoryError)
 

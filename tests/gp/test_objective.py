@@ -77,7 +77,9 @@ def test_centred_rank_deficient_targets_on_gram_path():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", ["direct", "gram"])
-@pytest.mark.parametrize("kernel", [gp.RBF(), gp.Matern32() + gp.Linear(), gp.RBF(ard=True)], ids=["rbf", "m32+lin", "ard"])
+@pytest.mark.parametrize(
+    "kernel", [gp.RBF(), gp.Matern32() + gp.Linear(), gp.RBF(ard=True)], ids=["rbf", "m32+lin", "ard"]
+)
 def test_gradient_matches_finite_differences(path, kernel):
     Z, Y = problem(n=20, d=6)
     Z, Y = jnp.asarray(Z), jnp.asarray(Y)
@@ -93,7 +95,14 @@ def test_gradient_with_respect_to_inputs_and_outputs():
     f = lambda Z, Y: lml(gp.RBF(), params(), Z, prepare_targets(Y, "direct")).value
     check_grads(f, (jnp.asarray(Z), jnp.asarray(Y)), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
     A = jnp.asarray(rbf_gram(Z, Z, VAR, LS) + NOISE * np.eye(15))
-    check_grads(lambda A: gaussian_lml(A, jnp.asarray(Y), jnp.asarray(4.0)).value, (A,), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
+    check_grads(
+        lambda A: gaussian_lml(A, jnp.asarray(Y), jnp.asarray(4.0)).value,
+        (A,),
+        order=1,
+        modes=["rev"],
+        atol=1e-5,
+        rtol=1e-5,
+    )
 
 
 @pytest.mark.slow
@@ -133,7 +142,9 @@ def test_float32_agrees_with_float64(path):
 def test_jitter_rescues_duplicated_inputs_with_zero_noise(dtype):
     Z, Y = problem(n=20, d=3, dtype=dtype)
     Z, Y = np.concatenate([Z, Z]), np.concatenate([Y, Y])  # singular K
-    p = jax.tree.map(lambda x: jnp.asarray(x, dtype), gp.params_from_values(gp.RBF(), {"variance": VAR, "lengthscale": LS}, 1e-30))
+    p = jax.tree.map(
+        lambda x: jnp.asarray(x, dtype), gp.params_from_values(gp.RBF(), {"variance": VAR, "lengthscale": LS}, 1e-30)
+    )
     result = gp.log_marginal_likelihood(gp.RBF(), p, Z, Y)
     assert np.isfinite(float(result.value))
     assert float(result.jitter) > 0

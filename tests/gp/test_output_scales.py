@@ -55,7 +55,8 @@ def test_profile_lml_is_at_least_eq1_at_the_same_hyperparameters():
     unit = Y / np.sqrt(c)
     np.testing.assert_allclose(
         float(gp.log_marginal_likelihood(gp.RBF(), PARAMS, Z, unit, output_scales="per_output").value),
-        float(gp.log_marginal_likelihood(gp.RBF(), PARAMS, Z, unit).value), rtol=1e-12,
+        float(gp.log_marginal_likelihood(gp.RBF(), PARAMS, Z, unit).value),
+        rtol=1e-12,
     )
 
 
@@ -125,7 +126,9 @@ def test_a_zero_variance_output_is_a_clear_error_not_a_nan():
         with pytest.raises(InputError, match=r"1 output\(s\) of zero variance \(column 2\)"):
             call()
     with pytest.raises(InputError, match="column 2 of dataset 1"):
-        gp.fit_batched(gp.RBF(), np.stack([Z, Z]), np.stack([Y + 1, Y]), options=gp.FitOptions(output_scales="per_output"))
+        gp.fit_batched(
+            gp.RBF(), np.stack([Z, Z]), np.stack([Y + 1, Y]), options=gp.FitOptions(output_scales="per_output")
+        )
     # Where no check runs (traced), the scale is floored: finite, never NaN.
     value = lml(gp.RBF(), PARAMS, jnp.asarray(Z), gp.prepare_targets(jnp.asarray(Y), output_scales="per_output")).value
     assert np.isfinite(float(value))

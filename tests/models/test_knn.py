@@ -32,9 +32,7 @@ def _reference_nearest(D, k):
 
 
 @pytest.mark.parametrize("k", [1, 2, 5, 40])
-@pytest.mark.parametrize(
-    "kind", ["random", "exact_ties", "float32_ties_within_margin", "float32_ties_past_margin"]
-)
+@pytest.mark.parametrize("kind", ["random", "exact_ties", "float32_ties_within_margin", "float32_ties_past_margin"])
 def test_nearest_is_exact_with_ties_to_the_lower_index(k, kind, dtype):
     rng = np.random.default_rng(k)
     D = rng.random((6, 60))

@@ -70,7 +70,9 @@ def test_control_variance_is_the_mean_squared_training_delta():
     np.testing.assert_allclose(_var(pred), np.tile(((Y - ctrl) ** 2).mean(axis=0), (len(Zt), 1)), **TIGHT)
 
 
-@pytest.mark.parametrize("model", [NonControlMean(), Control(np.linspace(1.5, 2.5, 5))], ids=["nonctrl_mean", "control"])
+@pytest.mark.parametrize(
+    "model", [NonControlMean(), Control(np.linspace(1.5, 2.5, 5))], ids=["nonctrl_mean", "control"]
+)
 def test_baseline_heldout_equals_refits_without_each_point(model):
     Z, Y, _ = _data()
     residual, var = _heldout(model, Z, Y)

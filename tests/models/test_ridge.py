@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.linear_model import LinearRegression, Ridge as SkRidge, RidgeCV
+from sklearn.linear_model import LinearRegression, RidgeCV
+from sklearn.linear_model import Ridge as SkRidge
 
 from gpllm.errors import InputError
 from gpllm.models.ridge import DEFAULT_GRID, Ridge

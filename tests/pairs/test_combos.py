@@ -23,7 +23,11 @@ from gpllm.models.ridge import Ridge
 from gpllm.report.combos import format_seen_table, seen_table, write_combos_report
 
 # a ridge for absent singles keeps GP compiles (slow on a busy CPU) to the one PairGP
-FAST_MODELS = (AdditiveBaseline(single_model=Ridge()), SummedEmbedding(KNN(k=2), name="knn_summed"), SummedEmbedding(Ridge(), name="ridge_summed"))
+FAST_MODELS = (
+    AdditiveBaseline(single_model=Ridge()),
+    SummedEmbedding(KNN(k=2), name="knn_summed"),
+    SummedEmbedding(Ridge(), name="ridge_summed"),
+)
 
 
 def test_magnitude_recovers_known_coefficients_and_classes():

@@ -19,8 +19,13 @@ SMALL = dict(n_perts=40, n_genes=60, n_pairs=30, text_dim=16, seq_dim=16, hidden
 def _screen(perts, genes=("g0", "g1", "g2"), seed=0):
     rng = np.random.default_rng(seed)
     G = len(genes)
-    return PerturbationData(Y=rng.random((len(perts), G)), ctrl=np.zeros(G), de=np.tile(np.arange(2), (len(perts), 1)),
-                            perts=perts, genes=genes)  # fmt: skip
+    return PerturbationData(
+        Y=rng.random((len(perts), G)),
+        ctrl=np.zeros(G),
+        de=np.tile(np.arange(2), (len(perts), 1)),
+        perts=perts,
+        genes=genes,
+    )
 
 
 def test_pair_names_are_order_free():
@@ -64,8 +69,17 @@ def test_no_pairs_and_mismatched_genes_are_errors():
 # ------------------------------------------------------------------ synthetic
 def test_synthetic_singles_are_the_single_gene_draw_and_draws_are_seeded():
     draw = make_pair_screen(3, **SMALL)
-    singles = make_screens(3, n_perts=40, n_genes=60, text_dim=16, seq_dim=16, hidden=8, cell_lines=("K562",),
-                           amplitude=(0.035,), common_weight=(0.4,)).screens["K562"]  # fmt: skip
+    singles = make_screens(
+        3,
+        n_perts=40,
+        n_genes=60,
+        text_dim=16,
+        seq_dim=16,
+        hidden=8,
+        cell_lines=("K562",),
+        amplitude=(0.035,),
+        common_weight=(0.4,),
+    ).screens["K562"]
     np.testing.assert_array_equal(draw.screen.singles.Y, singles.Y)
     again = make_pair_screen(3, **SMALL)
     np.testing.assert_array_equal(again.screen.pairs.Y, draw.screen.pairs.Y)
@@ -106,8 +120,10 @@ def test_novel_synergy_response_is_symmetric_in_the_two_genes():
     np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
-@pytest.mark.parametrize("bad", [dict(interaction_strength=-1.0), dict(frac_buffering=0.8, frac_synergy=0.5),
-                                 dict(coupling=0.0), dict(n_pairs=1)])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad",
+    [dict(interaction_strength=-1.0), dict(frac_buffering=0.8, frac_synergy=0.5), dict(coupling=0.0), dict(n_pairs=1)],
+)
 def test_bad_pair_config_is_an_input_error(bad):
     with pytest.raises(InputError, match="PairConfig"):
         PairConfig(**bad)

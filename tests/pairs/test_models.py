@@ -27,8 +27,11 @@ def _split(strength: float):
     singles = Conditions.from_names(screen.singles.perts, rows)
     pairs = Conditions.from_names(screen.pairs.perts, rows)
     tr = np.arange(N_TRAIN_PAIRS)
-    train = Conditions(np.r_[singles.first, pairs.first[tr]], np.r_[singles.second, pairs.second[tr]],
-                       singles.names + tuple(pairs.names[i] for i in tr))  # fmt: skip
+    train = Conditions(
+        np.r_[singles.first, pairs.first[tr]],
+        np.r_[singles.second, pairs.second[tr]],
+        singles.names + tuple(pairs.names[i] for i in tr),
+    )
     delta = np.vstack([screen.singles.delta, screen.pairs.delta[tr]])
     test = pairs.take(np.arange(N_TRAIN_PAIRS, len(pairs.first)))
     return draw, draw.truth.singles.u, train, delta, test

@@ -26,8 +26,13 @@ BASES = {
 @partial(jax.jit, static_argnums=0)
 def _grams(kernel, values, X, swapped):
     """One compiled program per example: K, K(swapped), K(swapped, X), K(X, X) and diag."""
-    return (kernel.gram(values, X), kernel.gram(values, swapped), kernel.gram(values, swapped, X),
-            kernel.gram(values, X, X), kernel.diag(values, X))  # fmt: skip
+    return (
+        kernel.gram(values, X),
+        kernel.gram(values, swapped),
+        kernel.gram(values, swapped, X),
+        kernel.gram(values, X, X),
+        kernel.diag(values, X),
+    )
 
 
 def _values(base_values, s_int=0.8):
@@ -54,7 +59,9 @@ def test_gram_matches_the_formula_entry_by_entry():
     rbf = lambda u, v: 1.3 * np.exp(-0.5 * np.sum((u - v) ** 2) / 0.9**2)  # noqa: E731
     x1, x2 = np.asarray(X1), np.asarray(X2)
     q = 3
-    ref = np.array([[_reference(rbf, a[:q], a[q:2 * q], a[-1], c[:q], c[q:2 * q], c[-1], 0.8) for c in x2] for a in x1])
+    ref = np.array(
+        [[_reference(rbf, a[:q], a[q : 2 * q], a[-1], c[:q], c[q : 2 * q], c[-1], 0.8) for c in x2] for a in x1]
+    )
     np.testing.assert_allclose(kernel.gram(values, X1, X2), ref, rtol=1e-12)
     # a single (w = 0) covaries through its own gene only, whatever its second block holds
     single = x1[~x1[:, -1].astype(bool)][:1]
@@ -65,8 +72,13 @@ def test_gram_matches_the_formula_entry_by_entry():
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 8), q=st.integers(1, 3),
-       base=st.sampled_from(sorted(BASES)), interaction=st.booleans())  # fmt: skip
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n=st.integers(1, 8),
+    q=st.integers(1, 3),
+    base=st.sampled_from(sorted(BASES)),
+    interaction=st.booleans(),
+)
 @pytest.mark.slow
 def test_symmetric_psd_and_invariant_to_swapping_a_pairs_genes(seed, n, q, base, interaction):
     rng = np.random.default_rng(seed)

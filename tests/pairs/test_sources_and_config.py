@@ -39,7 +39,9 @@ def _cells(labels, column, *, gene_col=None, seed=0):
     var = pd.DataFrame(index=[f"ENSG{j:05d}" for j in range(n_genes)])
     if gene_col:
         var[gene_col] = [f"G{j}" for j in range(n_genes)]
-    return ad.AnnData(X=sp.csr_matrix(X), obs=pd.DataFrame({column: labels}, index=[f"c{i}" for i in range(len(labels))]), var=var)
+    return ad.AnnData(
+        X=sp.csr_matrix(X), obs=pd.DataFrame({column: labels}, index=[f"c{i}" for i in range(len(labels))]), var=var
+    )
 
 
 GEARS_CONDITIONS = ["ctrl"] * 40 + [c for c in ("A+ctrl", "ctrl+B", "C+ctrl", "A+B", "B+C", "A+C+D") for _ in range(12)]
@@ -65,9 +67,11 @@ def test_gears_layout_fetched_from_loopback_reads_as_pairs(tmp_path):
     with Loopback() as server:
         server.files["norman.zip"] = archive
         src = dataclasses.replace(
-            REGISTRY["norman-gears"], url=server.url("norman.zip"), size=len(archive),
+            REGISTRY["norman-gears"],
+            url=server.url("norman.zip"),
+            size=len(archive),
             checksums=(f"md5:{hashlib.md5(archive).hexdigest()}",),
-        )  # fmt: skip
+        )
         got = fetch(src, tmp_path / "cache", progress=False)
         bad = dataclasses.replace(src, checksums=("md5:" + "0" * 32,))
         with pytest.raises(ChecksumError):
@@ -101,12 +105,19 @@ def test_combos_configs_pass_the_schema_and_dispatch():
 def test_tiny_synthetic_combos_reproduction(tmp_path):
     from gpllm.reproduce import reproduce
 
-    cfg = ReproduceConfig.from_dict({
-        "name": "tiny", "embeddings": ["text"], "pca_k": 4,
-        "data": {"kind": "synthetic", "seed": 1, "overrides": {
-            "n_perts": 24, "n_genes": 30, "n_pairs": 20, "text_dim": 16, "seq_dim": 16, "hidden": 8}},
-        "combos": {"n_folds": 2, "models": ["additive", "ridge_summed"]},
-    })  # fmt: skip
+    cfg = ReproduceConfig.from_dict(
+        {
+            "name": "tiny",
+            "embeddings": ["text"],
+            "pca_k": 4,
+            "data": {
+                "kind": "synthetic",
+                "seed": 1,
+                "overrides": {"n_perts": 24, "n_genes": 30, "n_pairs": 20, "text_dim": 16, "seq_dim": 16, "hidden": 8},
+            },
+            "combos": {"n_folds": 2, "models": ["additive", "ridge_summed"]},
+        }
+    )
     run = reproduce(cfg, tmp_path, progress=False)
     assert set(run.results["model"].unique()) == {"additive", "ridge_summed"}
     assert run.report["figure"].is_file() and "seen 1" in run.report["table_md"].read_text()
@@ -126,4 +137,6 @@ def test_cli_prints_the_seen_tables_and_refuses_grid_options(tmp_path):
     )
     out = ok("reproduce", "--config", config, "--out", tmp_path / "run", "--no-progress").output
     assert "seen 0" in out and "seen 2" in out and "knn_summed" in out
-    fails("reproduce", "--config", config, "--out", tmp_path / "r2", "--folds", "3", naming="[combos] config sets its own")
+    fails(
+        "reproduce", "--config", config, "--out", tmp_path / "r2", "--folds", "3", naming="[combos] config sets its own"
+    )

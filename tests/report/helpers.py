@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -58,18 +58,24 @@ def make_example_results(
                     has_var = model == "gp"
                     rows.append(
                         {
-                            "screen": screen, "model": model, "embedding": embedding,
-                            "size": size, "fold": i // perts_per_fold, "pert": pert,
-                            "pearson_de": r_de, "pearson_all": r_all,
+                            "screen": screen,
+                            "model": model,
+                            "embedding": embedding,
+                            "size": size,
+                            "fold": i // perts_per_fold,
+                            "pert": pert,
+                            "pearson_de": r_de,
+                            "pearson_all": r_all,
                             "mae_de": 0.3 - quality / 4 + 0.02 * rng.random(),
                             "mae_all": 0.1 - quality / 10 + 0.01 * rng.random(),
                             "pearson_de_meanref": r_de - 0.1,
                             "nll": float(1.0 + rng.random()) if has_var else float("nan"),
                             "coverage90": float(rng.uniform(0.8, 1.0)) if has_var else float("nan"),
-                            "undefined_de": undefined_de, "undefined_all": undefined_all,
+                            "undefined_de": undefined_de,
+                            "undefined_all": undefined_all,
                             "effect_size": float(effect[i]),
                         }
-                    )  # fmt: skip
+                    )
     return pl.DataFrame(rows).with_columns(pl.col("size", "fold").cast(pl.Int64))
 
 
@@ -117,13 +123,21 @@ def frame_from_folds(
             for i, v in enumerate(values):
                 rows.append(
                     {
-                        "screen": screen, "model": model, "embedding": embedding,
-                        "size": size, "fold": f, "pert": f"p{f}_{i}",
-                        "pearson_de": v, "pearson_all": v / 2, "mae_de": 1 - v, "mae_all": (1 - v) / 10,
-                        "undefined_de": False, "undefined_all": False,
+                        "screen": screen,
+                        "model": model,
+                        "embedding": embedding,
+                        "size": size,
+                        "fold": f,
+                        "pert": f"p{f}_{i}",
+                        "pearson_de": v,
+                        "pearson_all": v / 2,
+                        "mae_de": 1 - v,
+                        "mae_all": (1 - v) / 10,
+                        "undefined_de": False,
+                        "undefined_all": False,
                         "effect_size": float(10 * f + i),
                     }
-                )  # fmt: skip
+                )
     return pl.DataFrame(rows).with_columns(pl.col("size", "fold").cast(pl.Int64))
 
 

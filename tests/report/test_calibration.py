@@ -58,8 +58,10 @@ def test_reliability_points_are_fold_means_per_level(results):
     pts = reliability_points(results, "RPE1", 400, recalibrated=True)
     rows = results.filter(screen="RPE1", model="ridge", embedding="text", size=400)
     got = pts.filter(model="ridge", embedding="text").sort("level")
-    want = [reference_summary(rows[f"coverage{round(100 * lv)}_recal"].to_numpy(), rows["fold"].to_numpy())[0]
-            for lv in COVERAGE_LEVELS]  # fmt: skip
+    want = [
+        reference_summary(rows[f"coverage{round(100 * lv)}_recal"].to_numpy(), rows["fold"].to_numpy())[0]
+        for lv in COVERAGE_LEVELS
+    ]
     np.testing.assert_allclose(got["coverage"].to_numpy(), want)
     assert pts.filter(model="knn_k1").height == 0  # not recalibrated: no line
 
@@ -71,8 +73,14 @@ def test_reliability_figure_has_a_raw_and_a_recalibrated_row_per_embedding(resul
     top_text = axes[0]
     labels = [line.get_label() for line in top_text.lines if not line.get_label().startswith("_")]
     # Baselines with a variance, and every model on the text embedding (the diagonal is unlabelled).
-    assert set(labels) == {"Simple baseline (random pert)", "Simple baseline (non-ctrl mean)", "kNN (k=1)",
-                           "Linear", "Ridge", "GP+LLM"}  # fmt: skip
+    assert set(labels) == {
+        "Simple baseline (random pert)",
+        "Simple baseline (non-ctrl mean)",
+        "kNN (k=1)",
+        "Linear",
+        "Ridge",
+        "GP+LLM",
+    }
     bottom_text = axes[3]
     assert "kNN (k=1)" not in [line.get_label() for line in bottom_text.lines]
 

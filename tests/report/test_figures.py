@@ -44,16 +44,22 @@ def test_figure_1_lines_are_the_fold_summaries(results):
     _assert_readable(fig)
     cor, mae = fig.axes[:2]
     expected = [
-        "Simple baseline (random pert)", "Simple baseline (non-ctrl mean)",
-        "GP+LLM (text)", "GP+LLM (sequence)", "GP+LLM (text + sequence)",
-    ]  # fmt: skip
+        "Simple baseline (random pert)",
+        "Simple baseline (non-ctrl mean)",
+        "GP+LLM (text)",
+        "GP+LLM (sequence)",
+        "GP+LLM (text + sequence)",
+    ]
     for ax, metric in ((cor, "pearson_de"), (mae, "mae_de")):
         assert [ln.get_label() for ln in ax.lines] == expected
         assert len(ax.collections) == len(expected)  # one shaded band per line
         line = ax.lines[expected.index("GP+LLM (text)")]
         sub = results.filter((pl.col("screen") == "K562") & (pl.col("model") == "gp") & (pl.col("embedding") == "text"))
         sizes = sorted(sub["size"].unique())
-        want = [reference_summary(*(sub.filter(pl.col("size") == s)[c].to_numpy() for c in (metric, "fold")))[0] for s in sizes]
+        want = [
+            reference_summary(*(sub.filter(pl.col("size") == s)[c].to_numpy() for c in (metric, "fold")))[0]
+            for s in sizes
+        ]
         np.testing.assert_allclose(line.get_xdata(), sizes)
         np.testing.assert_allclose(line.get_ydata(), want, rtol=1e-12)
         band = ax.collections[expected.index("GP+LLM (text)")].get_paths()[0].vertices
@@ -177,8 +183,12 @@ def test_figure_3_names_each_models_largest_wins_without_overlap():
     from tests.report.helpers import make_example_results
 
     # a screen of the paper's size: ~1,450 perturbations, half of them shown
-    results = make_example_results(sizes=(1400,), n_folds=5, perts_per_fold=290,
-                                   configs=(("nonctrl_mean", "none", 0.40), ("gp", "text+sequence", 0.45)))  # fmt: skip
+    results = make_example_results(
+        sizes=(1400,),
+        n_folds=5,
+        perts_per_fold=290,
+        configs=(("nonctrl_mean", "none", 0.40), ("gp", "text+sequence", 0.45)),
+    )
     fig = draw_figure_3(results)
     _assert_readable(fig)
     renderer = fig.canvas.get_renderer()
@@ -191,7 +201,7 @@ def test_figure_3_names_each_models_largest_wins_without_overlap():
         notes = [c for c in ax.get_children() if isinstance(c, Annotation)]
         assert {n.get_text() for n in notes} == want
         boxes = [Text.get_window_extent(n, renderer) for n in notes]  # the text, not its leader line
-        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
         inside = ax.get_window_extent(renderer)
         assert all(inside.x0 <= b.x0 and b.x1 <= inside.x1 for b in boxes)  # never over the axis labels
         # the shares of wins sit in a legend under the axes, not over the points

@@ -74,9 +74,17 @@ def test_row_order_is_the_papers():
 def test_small_helpers():
     assert embedding_label("text+sequence") == "text + sequence"
     assert [model_family(m) for m in ("knn_k1", "ridge", "gp_blocks", "gp", "linear")] == [
-        "knn", "ridge", "gp", "gp", "linear",
-    ]  # fmt: skip
-    assert (paper_table_name("K562"), paper_table_name("RPE1"), paper_table_name("X")) == ("Table 1", "Table S1", "Table")
+        "knn",
+        "ridge",
+        "gp",
+        "gp",
+        "linear",
+    ]
+    assert (paper_table_name("K562"), paper_table_name("RPE1"), paper_table_name("X")) == (
+        "Table 1",
+        "Table S1",
+        "Table",
+    )
     assert paper_figure_1_name("RPE1") == "Figure S1"
     assert file_slug("K562 essential/v2") == "K562_essential_v2"
     assert file_slug("///") == "screen"

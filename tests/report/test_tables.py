@@ -60,9 +60,12 @@ def test_summarize_matches_numpy_on_every_configuration(results):
             values = sub[metric].to_numpy().astype(float)
             ok = np.isfinite(values)  # NaN NLL / coverage for models without a variance
             got = summary.filter(
-                (pl.col("screen") == screen) & (pl.col("model") == model) & (pl.col("embedding") == embedding)
-                & (pl.col("size") == size) & (pl.col("metric") == metric)
-            )  # fmt: skip
+                (pl.col("screen") == screen)
+                & (pl.col("model") == model)
+                & (pl.col("embedding") == embedding)
+                & (pl.col("size") == size)
+                & (pl.col("metric") == metric)
+            )
             if not ok.any():
                 assert got.height == 0, (model, metric)
                 continue
@@ -142,7 +145,11 @@ def test_markdown_layout_and_undefined_footnote(results):
 
 def test_paper_row_order(results):
     labels = make_table(results, "K562").rows["label"].to_list()
-    assert labels[:3] == ["Simple baseline (random pert)", "Simple baseline (non-ctrl mean)", "Simple baseline (control)"]
+    assert labels[:3] == [
+        "Simple baseline (random pert)",
+        "Simple baseline (non-ctrl mean)",
+        "Simple baseline (control)",
+    ]
     assert labels[-3:] == ["GP+LLM (text)", "GP+LLM (sequence)", "GP+LLM (text + sequence)"]
     assert labels.index("kNN (k=1, text)") < labels.index("Linear (text)") < labels.index("kNN (k=1, sequence)")
 
@@ -183,9 +190,20 @@ def test_missing_column_is_named(results, column):
 def test_required_columns_are_what_the_sweep_writes():
     # The sweep's documented row columns (gpllm/evaluate/rows.py) minus the optional extras.
     assert set(REQUIRED_COLUMNS) == {
-        "screen", "model", "embedding", "size", "fold", "pert", "pearson_de", "pearson_all",
-        "mae_de", "mae_all", "undefined_de", "undefined_all", "effect_size",
-    }  # fmt: skip
+        "screen",
+        "model",
+        "embedding",
+        "size",
+        "fold",
+        "pert",
+        "pearson_de",
+        "pearson_all",
+        "mae_de",
+        "mae_all",
+        "undefined_de",
+        "undefined_all",
+        "effect_size",
+    }
 
 
 def test_bad_frames_raise_input_error(results):

@@ -27,8 +27,13 @@ def test_writes_every_table_and_figure(report, results):
     out, paths = report
     per_screen = ("table_{}_md", "table_{}_csv", "figure1_{}", "figure2_{}")
     by_size = [f"table_{s}_n{n}_md" for s in ("K562", "RPE1") for n in sorted(set(results["size"]))]
-    assert set(paths) == {"summary", "notes", "figure3", *(f.format(s) for s in ("K562", "RPE1") for f in per_screen),
-                          *by_size}  # fmt: skip
+    assert set(paths) == {
+        "summary",
+        "notes",
+        "figure3",
+        *(f.format(s) for s in ("K562", "RPE1") for f in per_screen),
+        *by_size,
+    }
     top = [p.name for p in paths.values() if p.parent == out]
     assert sorted(p.name for p in out.iterdir()) == sorted([*top, "by_size"])
     assert sorted(p.name for p in (out / "by_size").iterdir()) == sorted(paths[k].name for k in by_size)
@@ -60,14 +65,22 @@ def test_summary_csv_has_every_configuration(results, report):
     per_metric = dict(summary.group_by("metric").len().iter_rows())
     # NLL and coverage only for the GP, the one model with a predictive variance.
     assert per_metric == {
-        "pearson_de": n_all, "pearson_all": n_all, "mae_de": n_all, "mae_all": n_all,
-        "pearson_de_meanref": n_all, "nll": n_gp, "coverage90": n_gp,
-    }  # fmt: skip
+        "pearson_de": n_all,
+        "pearson_all": n_all,
+        "mae_de": n_all,
+        "mae_all": n_all,
+        "pearson_de_meanref": n_all,
+        "nll": n_gp,
+        "coverage90": n_gp,
+    }
 
 
 def test_missing_configurations_are_noted(results, report):
     _, paths = report
-    assert missing_configurations(results, "K562") == [ModelKey("linear", "sequence"), ModelKey("linear", "text+sequence")]
+    assert missing_configurations(results, "K562") == [
+        ModelKey("linear", "sequence"),
+        ModelKey("linear", "text+sequence"),
+    ]
     notes = paths["notes"].read_text()
     # Never part of this run (for no screen): said once, not as a gap of each screen.
     assert "Not part of this run (the paper's Table 1 also has): Linear (sequence), Linear (text + sequence)." in notes
@@ -116,13 +129,23 @@ def _sweep_rows() -> pl.DataFrame:
     """Rows from the sweep's own run_chunk: two baselines, two sizes, both synthetic screens."""
     try:
         from gpllm.data.synthetic.screens import make_screens
-        from gpllm.evaluate.splits import make_plan
         from gpllm.evaluate.grid import NO_EMBEDDING, Chunk
         from gpllm.evaluate.runner.sweep import run_chunk
+        from gpllm.evaluate.splits import make_plan
     except Exception as err:  # noqa: BLE001  (another module mid-edit must not hide the rest)
         pytest.skip(f"the sweep is not importable here: {err!r}")
-    tiny = make_screens(0, n_perts=30, n_genes=40, text_dim=16, seq_dim=16, hidden=8,
-                        n_extra_genes=5, n_features=16, n_programs=5, n_modules=4)  # fmt: skip
+    tiny = make_screens(
+        0,
+        n_perts=30,
+        n_genes=40,
+        text_dim=16,
+        seq_dim=16,
+        hidden=8,
+        n_extra_genes=5,
+        n_features=16,
+        n_programs=5,
+        n_modules=4,
+    )
     frames = []
     for screen, data in tiny.screens.items():
         plan = make_plan(data.perts, n_folds=3, sizes=[8, 16], seed=0)
@@ -141,7 +164,9 @@ def test_report_reads_the_sweeps_own_rows(tmp_path):
     assert table["label"].to_list() == ["Simple baseline (random pert)", "Simple baseline (non-ctrl mean)"]
     assert table["size"].to_list() == [16, 16] and table["n_folds"].to_list() == [3, 3]
     assert table["n_perts"].to_list() == [30, 30]  # every perturbation tested once over the folds
-    pts, size = scatter_points(rows, screen="RPE1", x=ModelKey("random_perturbation", "none"), y=ModelKey("nonctrl_mean", "none"))
+    pts, size = scatter_points(
+        rows, screen="RPE1", x=ModelKey("random_perturbation", "none"), y=ModelKey("nonctrl_mean", "none")
+    )
     assert size == 16 and pts.height == 15
 
 

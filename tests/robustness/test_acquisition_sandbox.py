@@ -9,7 +9,9 @@ from typer.testing import CliRunner
 from gpllm.cli import app
 from tests.active.test_simulate import CONFIG, PLUGIN
 
-MISBEHAVING = PLUGIN + """
+MISBEHAVING = (
+    PLUGIN
+    + """
 import sys
 
 def writes_measured(design, batch_size, key):
@@ -19,6 +21,7 @@ def writes_measured(design, batch_size, key):
 def exits(design, batch_size, key):
     sys.exit(3)
 """
+)
 
 
 @pytest.fixture
@@ -30,8 +33,9 @@ def config(tmp_path):
 
 
 def _active(config, out, acquisitions):
-    return CliRunner().invoke(app, ["active", "--config", str(config), "--out", str(out), "--no-progress",
-                                    "--acquisitions", acquisitions])  # fmt: skip
+    return CliRunner().invoke(
+        app, ["active", "--config", str(config), "--out", str(out), "--no-progress", "--acquisitions", acquisitions]
+    )
 
 
 @pytest.mark.parametrize(

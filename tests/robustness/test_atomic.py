@@ -66,9 +66,12 @@ def test_a_real_full_disk_keeps_the_earlier_h5ad(tiny_tmpfs):
 
     def screen(n_perts: int) -> PerturbationData:
         return PerturbationData(
-            Y=rng.normal(size=(n_perts, len(genes))), ctrl=np.zeros(len(genes)),
-            de=np.tile(np.arange(5), (n_perts, 1)), perts=tuple(f"P{i}" for i in range(n_perts)), genes=genes,
-        )  # fmt: skip
+            Y=rng.normal(size=(n_perts, len(genes))),
+            ctrl=np.zeros(len(genes)),
+            de=np.tile(np.arange(5), (n_perts, 1)),
+            perts=tuple(f"P{i}" for i in range(n_perts)),
+            genes=genes,
+        )
 
     path = screen(10).save(tiny_tmpfs / "proc.h5ad")
     with pytest.raises(WriteError, match=f"could not write {path}: disk full"):

@@ -15,13 +15,15 @@ from gpllm.evaluate.runner.store import RunBusyError, RunStore
 from gpllm.reproduce import ReproduceConfig, reproduce
 
 #: tests/pairs' tiny combos run: two folds of two fast models on 24 singles and 20 pairs.
-CONFIG = ReproduceConfig.from_dict(tomllib.loads("""
+CONFIG = ReproduceConfig.from_dict(
+    tomllib.loads("""
 name = "tiny"
 embeddings = ["text"]
 pca_k = 4
 combos = {n_folds = 2, models = ["additive", "ridge_summed"]}
 data = {kind = "synthetic", seed = 1, overrides = {n_perts = 24, n_genes = 30, n_pairs = 20, text_dim = 16, seq_dim = 16, hidden = 8}}
-"""))
+""")
+)
 
 
 def _hold_lock(root, ready, done):

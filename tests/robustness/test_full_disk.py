@@ -13,8 +13,17 @@ def test_reproduce_on_a_full_disk_is_one_line(tiny_tmpfs, tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text(SWEEP)
     fill_up(tiny_tmpfs, leave=16 * 1024)  # run.json and splits.json fit, the parts do not
-    fails("reproduce", "--config", config, "--out", tiny_tmpfs / "run", "--no-progress", "--workers", "1",
-          naming=f"could not write {tiny_tmpfs / 'run'}")  # fmt: skip
+    fails(
+        "reproduce",
+        "--config",
+        config,
+        "--out",
+        tiny_tmpfs / "run",
+        "--no-progress",
+        "--workers",
+        "1",
+        naming=f"could not write {tiny_tmpfs / 'run'}",
+    )
 
 
 def test_data_synth_on_a_full_disk_is_one_line(tiny_tmpfs):

@@ -13,7 +13,9 @@ pytest.importorskip("distributed")
 from gpllm.evaluate.runner.dask_executor import DaskExecutor  # noqa: E402
 
 
-@pytest.fixture(params=[b"", b"SSH-2.0-OpenSSH_9.6\r\n", b"HTTP/1.1 400 Bad Request\r\n\r\n"], ids=["silent", "ssh", "http"])
+@pytest.fixture(
+    params=[b"", b"SSH-2.0-OpenSSH_9.6\r\n", b"HTTP/1.1 400 Bad Request\r\n\r\n"], ids=["silent", "ssh", "http"]
+)
 def impostor(request):
     """A loopback server that accepts connections and then says ``request.param`` (or nothing)."""
     server = socket.create_server(("127.0.0.1", 0))

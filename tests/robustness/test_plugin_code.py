@@ -46,8 +46,12 @@ def test_the_fingerprint_covers_files_and_importable_modules(tmp_path):
 def test_reproduce_refuses_a_folder_whose_model_plugin_was_edited(tmp_path):
     plugin = tmp_path / "shrunk.py"
     plugin.write_text(MODEL.format(scale=0.5))
-    raw = {"data": SMALL, "embeddings": ["text"], "pca_k": 4,
-           "sweep": {"models": ["shrunk.py:ShrunkMean"], "sizes": [16], "n_folds": 2}}  # fmt: skip
+    raw = {
+        "data": SMALL,
+        "embeddings": ["text"],
+        "pca_k": 4,
+        "sweep": {"models": ["shrunk.py:ShrunkMean"], "sizes": [16], "n_folds": 2},
+    }
     config = ReproduceConfig.from_dict(raw, base=tmp_path)
     first = reproduce(config, tmp_path / "run", progress=False).results
     assert reproduce(config, tmp_path / "run", progress=False).results.equals(first)  # same code: resumed

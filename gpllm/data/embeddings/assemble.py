@@ -18,8 +18,8 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from gpllm.data.validate import check_finite, check_unique, preview
 from gpllm.data.embeddings.vectors import GeneVectors
+from gpllm.data.validate import check_finite, check_unique, preview
 from gpllm.errors import EmbeddingError, InputError, ShapeError
 from gpllm.readonly import PicklesThroughInit
 
@@ -55,7 +55,9 @@ class Embedding(PicklesThroughInit):
         pos = 0
         for b, s, e in blocks:
             if s != pos or e <= s:
-                raise ShapeError(f"Embedding: block {b!r} spans [{s}, {e}), expected to start at {pos} and be non-empty")
+                raise ShapeError(
+                    f"Embedding: block {b!r} spans [{s}, {e}), expected to start at {pos} and be non-empty"
+                )
             pos = e
         if pos != Z.shape[1]:
             raise ShapeError(f"Embedding: blocks cover {pos} columns, Z has {Z.shape[1]}")

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from gpllm.atomic import atomic_write, write_bytes_from, write_frame, write_text
-from gpllm.data.validate import preview
 from gpllm.data.embeddings.vectors import GeneVectors
+from gpllm.data.validate import preview
 from gpllm.errors import CorruptFileError, DataError, EmbeddingError, GPLLMError, InputError, MissingFileError
 
 log = logging.getLogger(__name__)
@@ -203,8 +203,14 @@ def read_uniprot_idmapping(
     # idmapping.dat has no header: 3 columns none of which is a known column name
     if symbol_col is None and accession_col is None and len(first) == 3 and not known & set(first):
         df = _read_polars(
-            path, "UniProt idmapping.dat", pl.read_csv, separator="\t", has_header=False,
-            new_columns=["acc", "type", "id"], infer_schema=False, quote_char=None,
+            path,
+            "UniProt idmapping.dat",
+            pl.read_csv,
+            separator="\t",
+            has_header=False,
+            new_columns=["acc", "type", "id"],
+            infer_schema=False,
+            quote_char=None,
         )
         df = df.filter(pl.col("type") == "Gene_Name").select(sym="id", acc="acc")
     else:

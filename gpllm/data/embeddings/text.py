@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from gpllm.atomic import write_bytes_from
-from gpllm.data.validate import preview
 from gpllm.data.embeddings.vectors import GeneVectors
+from gpllm.data.validate import preview
 from gpllm.errors import CorruptFileError, DataError, InputError, MissingFileError
 from gpllm.progress import library_bars_off
 
@@ -181,7 +181,9 @@ def cached_encode(
             write_bytes_from(path, lambda f: np.savez(f, **arrays))
         except OSError as err:
             log.warning("%s: text-embedding cache not written (%s)", path, err)
-    log.info("%s: %d of %d descriptions embedded, %d from the cache", model, len(todo), len(texts), len(texts) - len(todo))
+    log.info(
+        "%s: %d of %d descriptions embedded, %d from the cache", model, len(todo), len(texts), len(texts) - len(todo)
+    )
     return np.stack([stored[k] for k in keys]).astype(np.float64)
 
 
@@ -194,5 +196,10 @@ def _log_truncation(st, names: list[str], texts: list[str], model: str) -> None:
     if cut:
         log.info(
             "%s reads %d tokens: %d of %d descriptions were cut to their first %d tokens (e.g. %s)",
-            model, limit, len(cut), len(texts), limit, preview(cut, 3),
+            model,
+            limit,
+            len(cut),
+            len(texts),
+            limit,
+            preview(cut, 3),
         )

@@ -68,6 +68,8 @@ class GeneVectors:
         if not zero.any():
             return self
         gone = [n for n, z in zip(self.names, zero, strict=True) if z]
-        log.warning("%s: dropped %d all-zero vector(s) (placeholders, not genes): %s", self.source, len(gone), preview(gone))
+        log.warning(
+            "%s: dropped %d all-zero vector(s) (placeholders, not genes): %s", self.source, len(gone), preview(gone)
+        )
         keep = np.flatnonzero(~zero)
         return GeneVectors(tuple(self.names[i] for i in keep), self.X[keep], self.source)

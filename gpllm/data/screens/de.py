@@ -65,8 +65,12 @@ def _top_k_rows(a: np.ndarray, k: int) -> np.ndarray:
 
 
 def welch_t(
-    mean: np.ndarray, var: np.ndarray, n: np.ndarray,
-    mean0: np.ndarray, var0: np.ndarray, n0: int,
+    mean: np.ndarray,
+    var: np.ndarray,
+    n: np.ndarray,
+    mean0: np.ndarray,
+    var0: np.ndarray,
+    n0: int,
 ) -> np.ndarray:
     """(K, G) Welch t statistics of K groups (mean/var (K, G), n (K,)) against a reference.
 
@@ -79,9 +83,7 @@ def welch_t(
     return t
 
 
-def de_scanpy_ttest(
-    adata, groupby: str, groups: Sequence[str], reference: str, k: int
-) -> np.ndarray:
+def de_scanpy_ttest(adata, groupby: str, groups: Sequence[str], reference: str, k: int) -> np.ndarray:
     """int64 (len(groups), k) top-k genes per group by scanpy's Welch t-test vs ``reference``.
 
     Gene indices refer to ``adata.var_names``; X must be log-normalised. The

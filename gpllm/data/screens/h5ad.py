@@ -33,9 +33,7 @@ def read_h5ad(path: str | Path, backed: bool = False):
         with h5py.File(path, "r") as f:
             missing = [k for k in _REQUIRED if k not in f]
         if missing:
-            raise CorruptFileError(
-                f"{path}: not an AnnData h5ad, missing group(s) {', '.join(missing)}"
-            )
+            raise CorruptFileError(f"{path}: not an AnnData h5ad, missing group(s) {', '.join(missing)}")
         adata = ad.read_h5ad(path, backed="r" if backed else None)
         _check_layout(adata, backed, str(path))
         return adata

@@ -124,6 +124,12 @@ def hvg_scanpy(adata, n_top: int, flavor: str = "seurat", counts_layer: str | No
             res = sc.pp.highly_variable_genes(adata, n_top_genes=n_top, flavor=flavor, inplace=False)
     mask = np.asarray(res["highly_variable"], dtype=bool)
     if mask.sum() < min(n_top, mask.size):
-        log.warning("n_hvg=%d: only %d of %d genes have a defined dispersion (flavor %r); keeping those %d",
-                    n_top, mask.sum(), mask.size, flavor, mask.sum())  # fmt: skip
+        log.warning(
+            "n_hvg=%d: only %d of %d genes have a defined dispersion (flavor %r); keeping those %d",
+            n_top,
+            mask.sum(),
+            mask.size,
+            flavor,
+            mask.sum(),
+        )
     return mask

@@ -69,9 +69,7 @@ class ObsSpec:
     @staticmethod
     def make_subset(mapping: Mapping[str, str | Sequence[str]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
         """Hashable form of ``{'column': value or values}`` for :attr:`subset`."""
-        return tuple(
-            (k, (v,) if isinstance(v, str) else tuple(v)) for k, v in mapping.items()
-        )
+        return tuple((k, (v,) if isinstance(v, str) else tuple(v)) for k, v in mapping.items())
 
 
 #: Replogle 2022 single-cell h5ad (per-cell obs['gene']).
@@ -97,8 +95,13 @@ GEARS = ObsSpec(pert_col="condition", control_labels=("ctrl",), gene_col="gene_n
 NORMAN_SCPERTURB = ObsSpec(pert_col="perturbation", control_labels=("control",), combo_sep="_")
 
 #: The layouts a config's ``preset`` (and ``gpllm data process --preset``) may name.
-PRESETS = {"replogle_bulk": REPLOGLE_BULK, "replogle_cells": REPLOGLE_CELLS, "norman19": NORMAN19, "gears": GEARS,
-           "norman_scperturb": NORMAN_SCPERTURB}  # fmt: skip
+PRESETS = {
+    "replogle_bulk": REPLOGLE_BULK,
+    "replogle_cells": REPLOGLE_CELLS,
+    "norman19": NORMAN19,
+    "gears": GEARS,
+    "norman_scperturb": NORMAN_SCPERTURB,
+}
 
 
 def preset(name: str | None, where: str = "preset") -> ObsSpec:
@@ -150,8 +153,7 @@ def subset_mask(obs, spec: ObsSpec, where: str) -> np.ndarray:
         keep &= np.isin(vals, list(values))
         if not keep.any():
             raise DataError(
-                f"{where}: no row has obs[{col!r}] in {list(values)}; "
-                f"values present: {preview(sorted(set(vals)))}"
+                f"{where}: no row has obs[{col!r}] in {list(values)}; values present: {preview(sorted(set(vals)))}"
             )
     return keep
 
@@ -193,10 +195,7 @@ def parse_labels(obs, spec: ObsSpec, where: str = "obs") -> Labels:
             if spec.parse == "replogle"
             else "are empty"
         )
-        raise DataError(
-            f"{where}: {len(bad)} label(s) in obs[{spec.pert_col!r}] {what}: "
-            f"{preview(sorted(set(bad)))}"
-        )
+        raise DataError(f"{where}: {len(bad)} label(s) in obs[{spec.pert_col!r}] {what}: {preview(sorted(set(bad)))}")
     if not (kind == CONTROL).any():
         raise DataError(
             f"{where}: no control rows: none of obs[{spec.pert_col!r}] matches the control "

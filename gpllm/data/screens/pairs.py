@@ -102,7 +102,9 @@ def pair_screen(singles: PerturbationData, combos: PerturbationData | None, wher
     if set_apart:
         log.warning(
             "%s: %d condition(s) of three or more genes set apart (not modelled): %s",
-            where, len(set_apart), preview(set_apart),
+            where,
+            len(set_apart),
+            preview(set_apart),
         )
     keep = [i for i, g in enumerate(genes_of) if len(g) == 2]
     names = [SEP.join(genes_of[i]) for i in keep]
@@ -123,9 +125,13 @@ def pair_screen(singles: PerturbationData, combos: PerturbationData | None, wher
         "set_apart_3plus_genes": list(set_apart),
     }
     pairs = PerturbationData(
-        Y=combos.Y[keep], ctrl=combos.ctrl, de=combos.de[keep], perts=tuple(names),
-        genes=combos.genes, provenance=prov,
-    )  # fmt: skip
+        Y=combos.Y[keep],
+        ctrl=combos.ctrl,
+        de=combos.de[keep],
+        perts=tuple(names),
+        genes=combos.genes,
+        provenance=prov,
+    )
     pos = {p: i for i, p in enumerate(singles.perts)}
     pair_genes = tuple((genes_of[i][0], genes_of[i][1]) for i in keep)
     rows = np.array([[pos.get(a, -1), pos.get(b, -1)] for a, b in pair_genes], dtype=np.int64).reshape(-1, 2)

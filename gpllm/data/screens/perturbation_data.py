@@ -150,9 +150,7 @@ class PerturbationData(PicklesThroughInit):
         prov = dict(self.provenance)
         if note:
             prov["steps"] = [*prov.get("steps", []), note]
-        return replace(
-            self, Y=self.Y[idx], de=self.de[idx], perts=tuple(perts), provenance=prov
-        )
+        return replace(self, Y=self.Y[idx], de=self.de[idx], perts=tuple(perts), provenance=prov)
 
     def with_provenance(self, **updates: Any) -> PerturbationData:
         """A copy with ``provenance`` updated by ``updates``."""
@@ -205,9 +203,7 @@ class PerturbationData(PicklesThroughInit):
             )
         version = int(meta.get("format_version", -1))
         if version != _FORMAT_VERSION:
-            raise DataError(
-                f"{where}: PerturbationData format version {version}, this gpllm reads {_FORMAT_VERSION}"
-            )
+            raise DataError(f"{where}: PerturbationData format version {version}, this gpllm reads {_FORMAT_VERSION}")
         X = adata.X
         if hasattr(X, "toarray"):
             X = X.toarray()
@@ -250,8 +246,12 @@ def shared_perturbations(sources: Mapping[str, Sequence[str]], minimum: int = 1)
         )
     for name, perts in sources.items():
         if len(perts) > len(shared):
-            log.warning("%s: %d of %d perturbations are not shared by all inputs and are left out",
-                        name, len(perts) - len(shared), len(perts))  # fmt: skip
+            log.warning(
+                "%s: %d of %d perturbations are not shared by all inputs and are left out",
+                name,
+                len(perts) - len(shared),
+                len(perts),
+            )
     return shared
 
 
@@ -271,8 +271,9 @@ def intersect_perturbations(*screens: PerturbationData) -> tuple[PerturbationDat
     for s in screens:
         dropped = s.n_perts - len(keep)
         out.append(
-            s.select(keep, note=f"intersect: kept {len(keep)} shared perturbations, dropped {dropped}")
-            .with_provenance(n_dropped_not_shared=dropped)
+            s.select(keep, note=f"intersect: kept {len(keep)} shared perturbations, dropped {dropped}").with_provenance(
+                n_dropped_not_shared=dropped
+            )
         )
     return tuple(out)
 

@@ -32,6 +32,7 @@ from gpllm.data.screens import de as de_mod
 from gpllm.data.screens import hvg as hvg_mod
 from gpllm.data.screens.h5ad import read_h5ad
 from gpllm.data.screens.labels import COMBO, CONTROL, SINGLE, ObsSpec, parse_labels
+from gpllm.data.screens.perturbation_data import MIN_PERTS, PerturbationData
 from gpllm.data.screens.pseudobulk import (
     CONTROL_GROUP,
     Groups,
@@ -39,7 +40,6 @@ from gpllm.data.screens.pseudobulk import (
     make_groups,
     normalise_log1p,
 )
-from gpllm.data.screens.perturbation_data import MIN_PERTS, PerturbationData
 from gpllm.data.validate import check_expression, check_unique, preview
 from gpllm.errors import DataError, InputError
 
@@ -127,8 +127,7 @@ def _gene_names(var, spec: ObsSpec, opts: Options, where: str) -> tuple[str, ...
         col = f"var index {spec.gene_col!r}"
     else:
         raise DataError(
-            f"{where}: var has no gene-name column {spec.gene_col!r}; "
-            f"columns: {preview(list(var.columns), 20)}"
+            f"{where}: var has no gene-name column {spec.gene_col!r}; columns: {preview(list(var.columns), 20)}"
         )
     if opts.duplicate_genes == "make_unique":
         import anndata as ad
@@ -163,12 +162,16 @@ def _assemble(
     if combo_names:
         log.info(
             "%s: %d two-gene perturbation(s) kept apart from the single-gene screen: %s",
-            where, len(combo_names), preview(combo_names),
+            where,
+            len(combo_names),
+            preview(combo_names),
         )
     if 0 < len(combo_names) < MIN_PERTS:
         log.warning(
             "%s: only %d two-gene perturbation(s) %s: no combo screen built",
-            where, len(combo_names), preview(combo_names),
+            where,
+            len(combo_names),
+            preview(combo_names),
         )
     out: dict[int, PerturbationData | None] = {}
     for kind, label in ((SINGLE, "single"), (COMBO, "combo")):
@@ -208,7 +211,10 @@ def _eligible(groups: Groups, n: np.ndarray, min_rows: int, where: str) -> tuple
     if drop:
         log.warning(
             "%s: dropped %d perturbation(s) with fewer than %d cells: %s",
-            where, len(drop), min_rows, preview(names),
+            where,
+            len(drop),
+            min_rows,
+            preview(names),
         )
     singles = [groups.names[k] for k in keep if groups.kinds[k] == SINGLE]
     if len(singles) < MIN_PERTS:
@@ -272,7 +278,9 @@ def _cells_in_memory(adata, labels, groups, keep, genes, opts, lognorm, prov, wh
     work = work[:, hvg].copy()
     genes = tuple(np.asarray(genes, dtype=object)[hvg])
     K = len(groups.names)
-    S = sp.csr_matrix((np.ones(len(groups.codes)), (groups.codes, np.arange(len(groups.codes)))), shape=(K, len(groups.codes)))
+    S = sp.csr_matrix(
+        (np.ones(len(groups.codes)), (groups.codes, np.arange(len(groups.codes)))), shape=(K, len(groups.codes))
+    )
     n = np.bincount(groups.codes, minlength=K)
     mean = np.asarray((S @ work.X).todense() if sp.issparse(work.X) else S @ work.X) / n[:, None]
     de_method = "t-test" if opts.de_method == "auto" else opts.de_method
@@ -281,8 +289,11 @@ def _cells_in_memory(adata, labels, groups, keep, genes, opts, lognorm, prov, wh
     else:
         top = de_mod.top_k_abs(mean[keep] - mean[0], opts.n_de)
     prov.update(
-        hvg_flavor=opts.hvg_flavor, n_hvg=int(hvg.sum()), de_method=de_method,
-        de_reference="all control cells", chunked=False,
+        hvg_flavor=opts.hvg_flavor,
+        n_hvg=int(hvg.sum()),
+        de_method=de_method,
+        de_reference="all control cells",
+        chunked=False,
     )
     done = ([] if lognorm else ["normalize_total", "log1p"]) + ["highly_variable_genes"]
     done += ["rank_genes_groups (t-test)"] if de_method == "t-test" else []
@@ -295,8 +306,16 @@ def _cells_streamed(adata, labels, groups, keep, genes, opts, lognorm, prov, whe
     hvg_mod.check_flavor(flavor, hvg_mod.MOMENT_FLAVORS)
     K = len(groups.names)
     mom = accumulate_moments(
-        adata.X, groups.codes, K, genes=genes, lognorm=lognorm, target_sum=opts.target_sum,
-        chunk_size=chunk_size, rows=np.flatnonzero(labels.keep), where=where, on_chunk=on_chunk,
+        adata.X,
+        groups.codes,
+        K,
+        genes=genes,
+        lognorm=lognorm,
+        target_sum=opts.target_sum,
+        chunk_size=chunk_size,
+        rows=np.flatnonzero(labels.keep),
+        where=where,
+        on_chunk=on_chunk,
     )
     hvg = np.ones(len(genes), dtype=bool)
     if _select_hvg_count(len(genes), opts, where):
@@ -312,8 +331,12 @@ def _cells_streamed(adata, labels, groups, keep, genes, opts, lognorm, prov, whe
         scores = mean[keep] - mean[0]
     top = de_mod.top_k_abs(scores, opts.n_de)
     prov.update(
-        hvg_flavor=flavor, n_hvg=int(hvg.sum()), de_method=de_method,
-        de_reference="all control cells", chunked=True, chunk_size=chunk_size,
+        hvg_flavor=flavor,
+        n_hvg=int(hvg.sum()),
+        de_method=de_method,
+        de_reference="all control cells",
+        chunked=True,
+        chunk_size=chunk_size,
         n_zero_total_cells=mom.n_zero_total,
     )
     prov["steps"].append(f"streamed moments in chunks of {chunk_size} rows; HVG and Welch t from moments")
@@ -335,9 +358,7 @@ def _row_weights(obs, spec: ObsSpec, where: str) -> tuple[np.ndarray, str]:
         w[fill] = v[fill]
     n_default = int(np.isnan(w).sum())
     if spec.weight_cols and n_default:
-        log.warning(
-            "%s: %d bulk row(s) have no cell count in %s: weighted 1", where, n_default, list(spec.weight_cols)
-        )
+        log.warning("%s: %d bulk row(s) have no cell count in %s: weighted 1", where, n_default, list(spec.weight_cols))
     w[np.isnan(w)] = 1.0
     how = ", ".join(used) if used else "equal weights"
     if n_default and used:
@@ -357,8 +378,13 @@ def _bulk(adata, labels, groups, keep, genes, opts, lognorm, prov, where, spec) 
     names = pd.Index(adata.obs_names[rows])
     if names.has_duplicates:  # the same row twice is a copy, not a second guide: say so
         repeated = names[names.duplicated()].unique()
-        log.warning("%s: %d row name(s) appear more than once (e.g. %s); their rows are pooled into "
-                    "their perturbation like any other rows", where, len(repeated), preview(list(repeated)))  # fmt: skip
+        log.warning(
+            "%s: %d row name(s) appear more than once (e.g. %s); their rows are pooled into "
+            "their perturbation like any other rows",
+            where,
+            len(repeated),
+            preview(list(repeated)),
+        )
         prov["n_duplicated_row_names"] = int(len(repeated))
     X = adata.X[rows]
     X = X.toarray() if sp.issparse(X) else np.asarray(X)
@@ -380,8 +406,12 @@ def _bulk(adata, labels, groups, keep, genes, opts, lognorm, prov, where, spec) 
     n_rows = np.bincount(groups.codes, minlength=K)
     top = de_mod.top_k_abs(pooled[keep] - pooled[0], opts.n_de)
     prov.update(
-        hvg_flavor=opts.hvg_flavor, n_hvg=int(hvg.sum()), de_method="abs-delta",
-        de_reference="pooled control rows", chunked=False, row_pooling=how,
+        hvg_flavor=opts.hvg_flavor,
+        n_hvg=int(hvg.sum()),
+        de_method="abs-delta",
+        de_reference="pooled control rows",
+        chunked=False,
+        row_pooling=how,
         n_rows_pooled=int(len(rows) - K),
     )
     prov["steps"].append(f"pooled {len(rows)} rows into {K} groups ({how}) before normalising")
@@ -396,8 +426,12 @@ def _process(adata, spec, opts, where, *, backed, chunk_size=4096, on_chunk=None
     groups = make_groups(labels)
     prov = _base_provenance(where, spec, opts, n_all, labels)
     if labels.pooled:
-        log.warning("%s: %d pair(s) measured under both gene orders, their cells pooled as one: %s",
-                    where, len(labels.pooled), preview(list(labels.pooled)))  # fmt: skip
+        log.warning(
+            "%s: %d pair(s) measured under both gene orders, their cells pooled as one: %s",
+            where,
+            len(labels.pooled),
+            preview(list(labels.pooled)),
+        )
         prov["pairs_pooled_across_orders"] = list(labels.pooled)
         prov["steps"].append(f"pooled the cells of {len(labels.pooled)} pair(s) labelled in both gene orders")
     if opts.kind == "auto":
@@ -409,8 +443,12 @@ def _process(adata, spec, opts, where, *, backed, chunk_size=4096, on_chunk=None
     # checked before any pass over X: a hopeless screen fails in seconds, not after streaming
     min_rows = opts.min_cells if kind == "cells" else 1
     if kind == "bulk" and opts.min_cells != Options.min_cells:
-        log.warning("%s: min_cells=%d counts single cells; this is a pseudobulk screen (%s), so it is not applied",
-                    where, opts.min_cells, why)  # fmt: skip
+        log.warning(
+            "%s: min_cells=%d counts single cells; this is a pseudobulk screen (%s), so it is not applied",
+            where,
+            opts.min_cells,
+            why,
+        )
     keep, dropped = _eligible(groups, np.bincount(groups.codes, minlength=len(groups.names)), min_rows, where)
     prov.update(n_dropped_min_cells=len(dropped), dropped_min_cells=dropped[:50])
     if opts.lognorm is None:
@@ -421,7 +459,8 @@ def _process(adata, spec, opts, where, *, backed, chunk_size=4096, on_chunk=None
     else:
         lognorm, reason = opts.lognorm, "declared"
     prov["normalisation"] = (
-        f"none: already log-normalised ({reason})" if lognorm
+        f"none: already log-normalised ({reason})"
+        if lognorm
         else f"total-count to {opts.target_sum:g} per {'cell' if kind == 'cells' else 'pooled row'}, then log1p ({reason})"
     )
     log.info("%s: %s input (%s); %s", where, kind, why, prov["normalisation"])

@@ -67,7 +67,12 @@ class Source:
         object.__setattr__(self, "checksums", tuple(self.checksums))
         for c in self.checksums:
             parse_checksum(c, f"source {self.name!r}")
-        plain = self.filename and "/" not in self.filename and "\\" not in self.filename and self.filename not in (".", "..")
+        plain = (
+            self.filename
+            and "/" not in self.filename
+            and "\\" not in self.filename
+            and self.filename not in (".", "..")
+        )
         if not self.name or not self.url or not plain:
             raise InputError(f"source {self.name!r}: needs a name, a url and a plain filename, got {self.filename!r}")
         if self.size is not None and self.size < 0:
@@ -92,47 +97,63 @@ _NOT_VERIFIED_HERE = "figures read from other projects' code and README, not ver
 #: GenePT (Chen & Zou, Zenodo 10.5281/zenodo.10833191), UniProt (CC BY 4.0).
 SOURCES: tuple[Source, ...] = (
     Source(
-        "replogle-k562-bulk", _FIGSHARE + "35773070", "K562_essential_raw_bulk_01.h5ad",
+        "replogle-k562-bulk",
+        _FIGSHARE + "35773070",
+        "K562_essential_raw_bulk_01.h5ad",
         "Replogle 2022 K562 essential, raw pseudobulk (2285 x 8563)",
         size=79_766_954,
-        checksums=("md5:8321d5d3ffc99db2a5c71edca4189735",
-                   "sha256:80de95e54fcbca0e0537d569b43ec92fde6bd0482801505504baebe3118dcadf"),
+        checksums=(
+            "md5:8321d5d3ffc99db2a5c71edca4189735",
+            "sha256:80de95e54fcbca0e0537d569b43ec92fde6bd0482801505504baebe3118dcadf",
+        ),
         notes="md5 as published by figshare, sha256 as pinned by another project; " + _NOT_VERIFIED_HERE,
     ),
     Source(
-        "replogle-rpe1-bulk", _FIGSHARE + "35775581", "rpe1_raw_bulk_01.h5ad",
+        "replogle-rpe1-bulk",
+        _FIGSHARE + "35775581",
+        "rpe1_raw_bulk_01.h5ad",
         "Replogle 2022 RPE1 essential, raw pseudobulk (2679 x 8749)",
         size=95_350_546,
-        checksums=("md5:74765fa87635467a869ea972356ae0e7",
-                   "sha256:603c655f1cfa41d649baf3ae63fca224cc11f297e40d4ed59d390b1e8d2e2db2"),
+        checksums=(
+            "md5:74765fa87635467a869ea972356ae0e7",
+            "sha256:603c655f1cfa41d649baf3ae63fca224cc11f297e40d4ed59d390b1e8d2e2db2",
+        ),
         notes="md5 as published by figshare, sha256 as pinned by another project; " + _NOT_VERIFIED_HERE,
     ),
     Source(
-        "replogle-k562-gwps-bulk", _FIGSHARE + "35774443", "K562_gwps_raw_bulk_01.h5ad",
-        "Replogle 2022 K562 genome-wide (GWPS), raw pseudobulk (11,258 guide rows x 8,248 genes; preset "
-        "replogle_bulk)",
+        "replogle-k562-gwps-bulk",
+        _FIGSHARE + "35774443",
+        "K562_gwps_raw_bulk_01.h5ad",
+        "Replogle 2022 K562 genome-wide (GWPS), raw pseudobulk (11,258 guide rows x 8,248 genes; preset replogle_bulk)",
         size=374_587_922,
-        checksums=("md5:4570b53c9d62ff6df281e622f0350060",
-                   "sha256:7cec96b3b76169abbf6b6ab9d10bf00d71d942d89e63292351f745e130b154db"),
+        checksums=(
+            "md5:4570b53c9d62ff6df281e622f0350060",
+            "sha256:7cec96b3b76169abbf6b6ab9d10bf00d71d942d89e63292351f745e130b154db",
+        ),
         notes="figshare file 35774443 of article 20029387; size and md5 as figshare publishes them (the same "
         "figures pinned by several projects' download scripts), sha256 as one project recorded after checking "
         "that md5, shape (11,258 x 8,248, float32) as another project's loader asserts; " + _NOT_VERIFIED_HERE,
     ),
     Source(
-        "replogle-k562-cells", _FIGSHARE + "35773219", "K562_essential_raw_singlecell_01.h5ad",
+        "replogle-k562-cells",
+        _FIGSHARE + "35773219",
+        "K562_essential_raw_singlecell_01.h5ad",
         "Replogle 2022 K562 essential, raw single cells (310,385 cells, 10.7 GB)",
         size=10_661_879_995,
         checksums=("md5:4f1122ce1c7f13299a68df6459a266d3",),
         notes="md5 as published by figshare; " + _NOT_VERIFIED_HERE,
     ),
     Source(
-        "replogle-rpe1-cells", _FIGSHARE + "35775606", "rpe1_raw_singlecell_01.h5ad",
+        "replogle-rpe1-cells",
+        _FIGSHARE + "35775606",
+        "rpe1_raw_singlecell_01.h5ad",
         "Replogle 2022 RPE1 essential, raw single cells (several GB)",
         notes="size and checksum unknown: figshare publishes no md5 for this file (as another "
         "project reports); fetch needs --allow-unverified and records the sha256",
     ),
     Source(
-        "genept-ada", "https://zenodo.org/records/10833191/files/GenePT_emebdding_v2.zip?download=1",
+        "genept-ada",
+        "https://zenodo.org/records/10833191/files/GenePT_emebdding_v2.zip?download=1",
         "GenePT_emebdding_v2.zip",
         "GenePT ada-002 text embeddings of NCBI gene summaries (dict symbol -> 1536-d), from the v2 zip",
         size=574_395_233,
@@ -142,19 +163,24 @@ SOURCES: tuple[Source, ...] = (
         "extracted pickle (reported 460,797,248 bytes) is checked through the zip; " + _NOT_VERIFIED_HERE,
     ),
     Source(
-        "norman-gears", "https://dataverse.harvard.edu/api/access/datafile/6154020", "norman.zip",
+        "norman-gears",
+        "https://dataverse.harvard.edu/api/access/datafile/6154020",
+        "norman.zip",
         "Norman 2019 K562 CRISPRa singles and pairs as GEARS distributes them (91,205 cells x 5,045 genes; "
         "preset gears)",
         size=168_758_985,
-        checksums=("md5:cdc41d6050e619c37fd9dd44d440e2b4",
-                   "sha256:c1938353f6f41829c9137f073ecb843ce4d4114528b001b48312b019f739d877"),
+        checksums=(
+            "md5:cdc41d6050e619c37fd9dd44d440e2b4",
+            "sha256:c1938353f6f41829c9137f073ecb843ce4d4114528b001b48312b019f739d877",
+        ),
         member="perturb_processed.h5ad",
         notes="Harvard Dataverse doi:10.7910/DVN/Q2ZV3E, datafile 6154020, CC0; size and md5 of the zip as the "
         "Dataverse record publishes them (reported by several projects), sha256 as pinned by another project; the "
         "extracted h5ad (reported 2,228,610,012 bytes) is checked through the zip; " + _NOT_VERIFIED_HERE,
     ),
     Source(
-        "norman-scperturb", "https://zenodo.org/records/10044268/files/NormanWeissman2019_filtered.h5ad?download=1",
+        "norman-scperturb",
+        "https://zenodo.org/records/10044268/files/NormanWeissman2019_filtered.h5ad?download=1",
         "NormanWeissman2019_filtered.h5ad",
         "Norman 2019 as scPerturb distributes it (111,445 cells x 33,694 genes, raw counts; preset norman_scperturb)",
         size=698_680_199,
@@ -163,19 +189,22 @@ SOURCES: tuple[Source, ...] = (
         + _NOT_VERIFIED_HERE,
     ),
     Source(
-        "uniprot-human-prott5", _UNIPROT + "embeddings/UP000005640_9606/per-protein.h5", "per-protein.h5",
+        "uniprot-human-prott5",
+        _UNIPROT + "embeddings/UP000005640_9606/per-protein.h5",
+        "per-protein.h5",
         "UniProt ProtT5 per-protein embeddings, human proteome UP000005640 (1024-d, about 47 MB)",
         notes="size and checksum unknown: the file lives under current_release and changes with "
         "each UniProt release; fetch needs --allow-unverified and records the sha256",
     ),
     Source(
-        "uniprot-human-idmapping", _UNIPROT + "idmapping/by_organism/HUMAN_9606_idmapping.dat.gz",
+        "uniprot-human-idmapping",
+        _UNIPROT + "idmapping/by_organism/HUMAN_9606_idmapping.dat.gz",
         "HUMAN_9606_idmapping.dat.gz",
         "UniProt human ID mapping (accession, ID type, ID): gene symbol -> accession",
         notes="size and checksum unknown: changes with each UniProt release; fetch needs "
         "--allow-unverified and records the sha256",
     ),
-)  # fmt: skip
+)
 
 
 def _as_mapping(sources) -> Mapping[str, Source]:
@@ -231,7 +260,9 @@ def cache_dir() -> Path:
 def _usable_folder(dest: Path, is_cache: bool) -> Path:
     """``dest``, made if missing, or an InputError saying why it cannot hold downloads
     (and, for the cache, which setting chose it)."""
-    chosen = f" (the data cache: ${CACHE_ENV}, else ~/.cache/gpllm; set ${CACHE_ENV} or pass --dest)" if is_cache else ""
+    chosen = (
+        f" (the data cache: ${CACHE_ENV}, else ~/.cache/gpllm; set ${CACHE_ENV} or pass --dest)" if is_cache else ""
+    )
     if dest.exists() and not dest.is_dir():
         raise InputError(f"{dest}{chosen} is a file, not a folder")
     try:
@@ -324,9 +355,7 @@ def _free_name(path: Path) -> Path:
     return candidate
 
 
-def _fetch_file(
-    source: Source, dest: Path, allow_unverified: bool, progress: bool, timeout: float
-) -> Fetched:
+def _fetch_file(source: Source, dest: Path, allow_unverified: bool, progress: bool, timeout: float) -> Fetched:
     path = dest / source.filename
     recorded = recorded_checksum(path) if not source.verified else None
     expected = source.checksums or ((recorded,) if recorded else ())
@@ -370,6 +399,7 @@ def _extract(archive: Path, member: str, out: Path) -> Path:
                     f"{archive}: expected one entry named {member!r}, found {len(hits)} "
                     f"(entries: {[i.filename for i in zf.infolist()][:10]})"
                 )
+
             def copy_out(tmp: Path) -> None:
                 with open(tmp, "wb") as dst, zf.open(hits[0]) as src:
                     while block := src.read(1 << 20):

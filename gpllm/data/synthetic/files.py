@@ -164,7 +164,9 @@ def sample_cells(
     if cells_per_pert is not None:
         n_p = np.minimum(n_p, cells_per_pert)
     if n_ctrl is None:
-        n_ctrl = truth.n_ctrl_cells[line] if cells_per_pert is None else min(truth.n_ctrl_cells[line], 10 * cells_per_pert)
+        n_ctrl = (
+            truth.n_ctrl_cells[line] if cells_per_pert is None else min(truth.n_ctrl_cells[line], 10 * cells_per_pert)
+        )
     profiles = [*np.asarray(truth.Y_true[line]), np.asarray(truth.baseline[line])]
     sizes = [*n_p.tolist(), int(n_ctrl)]
     labels = [*truth.perts, CONTROL]
@@ -178,11 +180,15 @@ def sample_cells(
         gid = CONTROL if ctrl else ids[label]
         guides = rng.integers(0, 2, n) if not ctrl else rng.integers(0, 50, n)  # 2 guides per gene, many controls
         for g in guides:
-            obs_rows.append((
-                label, gid, CONTROL if ctrl else "P1",
-                f"{number}_{_CONTROL_ID}" if ctrl else f"{number}_{label}_P1_{gid}",
-                f"{label}_{g:03d}|{label}_{g:03d}b",
-            ))  # fmt: skip
+            obs_rows.append(
+                (
+                    label,
+                    gid,
+                    CONTROL if ctrl else "P1",
+                    f"{number}_{_CONTROL_ID}" if ctrl else f"{number}_{label}_P1_{gid}",
+                    f"{label}_{g:03d}|{label}_{g:03d}b",
+                )
+            )
     X = np.vstack(blocks)
     obs = pd.DataFrame(obs_rows, columns=["gene", "gene_id", "transcript", "gene_transcript", "sgID_AB"])
     obs["gem_group"] = rng.integers(1, 49, len(obs))

@@ -69,7 +69,9 @@ class PairConfig:
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.interaction_strength) and self.interaction_strength >= 0):
-            raise InputError(f"PairConfig: interaction_strength must be a finite number >= 0, got {self.interaction_strength}")
+            raise InputError(
+                f"PairConfig: interaction_strength must be a finite number >= 0, got {self.interaction_strength}"
+            )
         fracs = (self.frac_buffering, self.frac_synergy)
         if min(fracs) < 0 or sum(fracs) > 1:
             raise InputError(f"PairConfig: frac_buffering and frac_synergy must be >= 0 and sum to <= 1, got {fracs}")
@@ -108,8 +110,13 @@ class SyntheticPairs(NamedTuple):
 def _single_config(cfg: PairConfig, overrides: dict) -> SyntheticConfig:
     """The single-gene generator's config for one cell line (its first line's amplitudes)."""
     defaults = SyntheticConfig()
-    base = {"n_perts": cfg.n_perts, "n_genes": cfg.n_genes, "cell_lines": (cfg.cell_line,),
-            "amplitude": defaults.amplitude[:1], "common_weight": defaults.common_weight[:1]}  # fmt: skip
+    base = {
+        "n_perts": cfg.n_perts,
+        "n_genes": cfg.n_genes,
+        "cell_lines": (cfg.cell_line,),
+        "amplitude": defaults.amplitude[:1],
+        "common_weight": defaults.common_weight[:1],
+    }
     return SyntheticConfig(**{**asdict(defaults), **base, **overrides})
 
 
@@ -142,7 +149,14 @@ def _draw_pairs(cfg: PairConfig, module: np.ndarray, rng: np.random.Generator):
     return candidates[idx], cls[idx]
 
 
-def _novel(u: np.ndarray, loadings: np.ndarray, pairs: np.ndarray, rng: np.random.Generator, n_features: int, lengthscale: float):
+def _novel(
+    u: np.ndarray,
+    loadings: np.ndarray,
+    pairs: np.ndarray,
+    rng: np.random.Generator,
+    n_features: int,
+    lengthscale: float,
+):
     """nu (M, G): ((phi(u_a) * phi(u_b)) H) @ L, symmetric in a and b, unit RMS."""
     phi = _rff(u, n_features, lengthscale, rng)
     H = rng.standard_normal((n_features, loadings.shape[0]))
@@ -187,16 +201,28 @@ def make_pair_screen(seed: int = 0, config: PairConfig | None = None, **override
     Y = np.log1p(counting_noise(np.expm1(Y_true), n_cells[:, None], single_cfg, rng))
     names = tuple(f"{truth.perts[a]}{SEP}{truth.perts[b]}" for a, b in pairs)  # perts are sorted: canonical
     combos = PerturbationData(
-        Y=Y, ctrl=singles.ctrl, de=top_k_abs(Y - singles.ctrl, single_cfg.n_de), perts=names, genes=singles.genes,
-        provenance={**dict(singles.provenance), "source": f"synthetic pairs(seed={seed}, line={line})",
-                    "interaction_strength": cfg.interaction_strength,
-                    "steps": ["gpllm.data.synthetic.pairs.make_pair_screen"]},
-    )  # fmt: skip
+        Y=Y,
+        ctrl=singles.ctrl,
+        de=top_k_abs(Y - singles.ctrl, single_cfg.n_de),
+        perts=names,
+        genes=singles.genes,
+        provenance={
+            **dict(singles.provenance),
+            "source": f"synthetic pairs(seed={seed}, line={line})",
+            "interaction_strength": cfg.interaction_strength,
+            "steps": ["gpllm.data.synthetic.pairs.make_pair_screen"],
+        },
+    )
     screen = pair_screen(singles, combos, where=f"synthetic pairs (seed {seed})")
     pair_truth = PairTruth(
-        strength=float(cfg.interaction_strength), additive=additive, interaction=Y_true - additive, Y_true=Y_true,
-        cls=np.array([CLASSES[c] for c in cls]), n_floored=int((unfloored < floor).sum()), singles=truth,
-    )  # fmt: skip
+        strength=float(cfg.interaction_strength),
+        additive=additive,
+        interaction=Y_true - additive,
+        Y_true=Y_true,
+        cls=np.array([CLASSES[c] for c in cls]),
+        n_floored=int((unfloored < floor).sum()),
+        singles=truth,
+    )
     return SyntheticPairs(screen, dict(draw.vectors), pair_truth)
 
 

@@ -66,15 +66,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.data.screens.de import top_k_abs
 from gpllm.data.screens.perturbation_data import PerturbationData
-from gpllm.data.embeddings.vectors import GeneVectors
 from gpllm.errors import InputError, MemoryLimitError
 
 #: Cell lines of the default screen.
@@ -140,13 +139,20 @@ class SyntheticConfig:
 #: and RPE1 essential-gene screens (the default); ``gwps``, the K562 genome-wide screen
 #: (Replogle 2022 GWPS: ~9,800 knocked-down genes, ~8,000 measured), one cell line
 #: calibrated as K562.
-SHAPES: Mapping[str, Mapping[str, Any]] = MappingProxyType({
-    "essential": MappingProxyType({}),
-    "gwps": MappingProxyType({
-        "n_perts": 9800, "n_genes": 8000, "cell_lines": CELL_LINES[:1],
-        "amplitude": SyntheticConfig.amplitude[:1], "common_weight": SyntheticConfig.common_weight[:1],
-    }),
-})  # fmt: skip
+SHAPES: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {
+        "essential": MappingProxyType({}),
+        "gwps": MappingProxyType(
+            {
+                "n_perts": 9800,
+                "n_genes": 8000,
+                "cell_lines": CELL_LINES[:1],
+                "amplitude": SyntheticConfig.amplitude[:1],
+                "common_weight": SyntheticConfig.common_weight[:1],
+            }
+        ),
+    }
+)
 
 
 def synthetic_config(shape: str = "essential", **overrides) -> SyntheticConfig:
@@ -254,9 +260,7 @@ def _programs(cfg: SyntheticConfig, rng: np.random.Generator):
     return prog, L
 
 
-def _view(
-    x: np.ndarray, out_dim: int, hidden: int, noise: float, act, rng: np.random.Generator
-) -> np.ndarray:
+def _view(x: np.ndarray, out_dim: int, hidden: int, noise: float, act, rng: np.random.Generator) -> np.ndarray:
     """A noisy non-linear random view of x (n, k): act(x W1 + b1) W2 + noise, (n, out_dim)."""
     k = x.shape[1]
     W1 = rng.standard_normal((k, hidden)) / np.sqrt(k) * 1.5
@@ -324,8 +328,11 @@ def peak_bytes(cfg: SyntheticConfig) -> int:
     line), 2 per perturbation and embedding column, 16 per gene and feature (fitted to
     tracemalloc's peaks at sizes 200-2000, within 1%)."""
     n_perts = cfg.n_perts + cfg.n_extra_genes
-    return 8 * (3 * n_perts * cfg.n_genes * len(cfg.cell_lines) + 2 * n_perts * (cfg.text_dim + cfg.seq_dim)
-                + 16 * cfg.n_genes * cfg.n_features)  # fmt: skip
+    return 8 * (
+        3 * n_perts * cfg.n_genes * len(cfg.cell_lines)
+        + 2 * n_perts * (cfg.text_dim + cfg.seq_dim)
+        + 16 * cfg.n_genes * cfg.n_features
+    )
 
 
 def check_draw_fits(cfg: SyntheticConfig) -> None:
@@ -416,7 +423,11 @@ def make_screens(seed: int = 0, config: SyntheticConfig | None = None, **overrid
         ctrl = _normalise_log(mu_obs, cfg.target_sum)
         de = top_k_abs(Y - ctrl, cfg.n_de)
         screens[line] = PerturbationData(
-            Y=Y, ctrl=ctrl, de=de, perts=tuple(perts), genes=tuple(genes),
+            Y=Y,
+            ctrl=ctrl,
+            de=de,
+            perts=tuple(perts),
+            genes=tuple(genes),
             provenance={
                 "source": f"synthetic(seed={seed}, line={line})",
                 "input_kind": "synthetic pseudobulk",
@@ -438,9 +449,23 @@ def make_screens(seed: int = 0, config: SyntheticConfig | None = None, **overrid
     del idio
     vectors, missing = _embeddings(cfg, u_all, names_all, perts, rng)
     truth = SyntheticTruth(
-        config=cfg, seed=seed, perts=tuple(perts), genes=tuple(genes), u=u, module=module,
-        strength=strength, common=common, program=prog, loadings=L, baseline=baseline,
-        lfc=lfc, Y_true=Y_true, n_cells=n_cells, n_ctrl_cells=n_ctrl, target_gene=target_gene,
-        text_missing=missing["text"], seq_missing=missing["sequence"],
+        config=cfg,
+        seed=seed,
+        perts=tuple(perts),
+        genes=tuple(genes),
+        u=u,
+        module=module,
+        strength=strength,
+        common=common,
+        program=prog,
+        loadings=L,
+        baseline=baseline,
+        lfc=lfc,
+        Y_true=Y_true,
+        n_cells=n_cells,
+        n_ctrl_cells=n_ctrl,
+        target_gene=target_gene,
+        text_missing=missing["text"],
+        seq_missing=missing["sequence"],
     )
     return SyntheticScreens(screens, vectors, truth)

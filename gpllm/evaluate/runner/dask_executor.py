@@ -37,7 +37,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from gpllm.errors import GPLLMError, InputError, WorkerError
 from gpllm.evaluate.runner.numerics import TaskNumerics
@@ -64,16 +65,19 @@ class DaskExecutor:
         try:
             from distributed import Client
         except ImportError:
-            raise InputError(f"executor {address}: dask.distributed is not installed "
-                             "(pip install 'gpllm[dask]')") from None  # fmt: skip
+            raise InputError(
+                f"executor {address}: dask.distributed is not installed (pip install 'gpllm[dask]')"
+            ) from None
         not_dask = _not_a_scheduler(address, timeout)
         if not_dask:
             raise InputError(f"{address} is not a Dask scheduler: {not_dask}; is the address right?")
         try:
             client = Client(address, timeout=f"{timeout}s", set_as_default=False)
         except (OSError, TimeoutError) as err:
-            raise InputError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({err}); "
-                             "is the cluster running, and is the address right?") from None  # fmt: skip
+            raise InputError(
+                f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({err}); "
+                "is the cluster running, and is the address right?"
+            ) from None
         return cls(client, address, match)
 
     @property
@@ -97,8 +101,15 @@ class DaskExecutor:
 
         def submit(c: int, p: int):
             tries = resubmitted.get((c, p), 0)
-            future = self.client.submit(_run_task, task, chains[c][p], shared["context"], settings,
-                                        key=f"gpllm-{run}-{c}-{p}-{tries}", pure=False)  # fmt: skip
+            future = self.client.submit(
+                _run_task,
+                task,
+                chains[c][p],
+                shared["context"],
+                settings,
+                key=f"gpllm-{run}-{c}-{p}-{tries}",
+                pure=False,
+            )
             where[future.key] = (c, p)
             on_event("start", chains[c][p])
             return future
@@ -155,11 +166,13 @@ def _run_task(task: Callable, item: Any, context: Any, settings: dict) -> tuple[
 
 
 def _mismatch_note(worker: str, numerics: TaskNumerics, match: TaskNumerics) -> str:
-    return (f"Dask worker {worker} runs its tasks with {'; '.join(numerics.differences(match))} as a local "
-            f"run of this command does, so its results differ from a local run's in rounding (float32 GP "
-            f"fits by ~1e-3 in pearson_de). To match, start each worker process on {match.threads} CPU(s)"
-            f"{' with the same XLA_FLAGS' if numerics.xla_flags != match.xla_flags else ''}: see the docs, "
-            "docs/guides/scale.md, 'On a Dask cluster'.")  # fmt: skip
+    return (
+        f"Dask worker {worker} runs its tasks with {'; '.join(numerics.differences(match))} as a local "
+        f"run of this command does, so its results differ from a local run's in rounding (float32 GP "
+        f"fits by ~1e-3 in pearson_de). To match, start each worker process on {match.threads} CPU(s)"
+        f"{' with the same XLA_FLAGS' if numerics.xla_flags != match.xla_flags else ''}: see the docs, "
+        "docs/guides/scale.md, 'On a Dask cluster'."
+    )
 
 
 def pin_local_workers(client: Any) -> None:
@@ -180,22 +193,28 @@ def pin_local_workers(client: Any) -> None:
     pools = client.run(xla_cpu_threads)
     wrong = {address: threads for address, threads in pools.items() if threads != len(groups[address])}
     if wrong:
-        raise InputError(f"Dask worker(s) {wrong} have XLA CPU thread pools of that size, not "
-                         f"{len(next(iter(groups.values())))}: JAX had started in them before they were "
-                         "pinned (does the main module, which Dask's workers import, start JAX?)")  # fmt: skip
+        raise InputError(
+            f"Dask worker(s) {wrong} have XLA CPU thread pools of that size, not "
+            f"{len(next(iter(groups.values())))}: JAX had started in them before they were "
+            "pinned (does the main module, which Dask's workers import, start JAX?)"
+        )
 
 
 def _raise_failure(future: Any, item: Any) -> None:
     from distributed.scheduler import KilledWorker
 
     if future.status == "cancelled":
-        raise WorkerError(f"Dask cancelled {item!r} {LOST_DATA_RETRIES + 1} times (the data it needed was lost with "
-                          "its workers); the run stopped there (finished results are kept: run the same command "
-                          "again to resume)")  # fmt: skip
+        raise WorkerError(
+            f"Dask cancelled {item!r} {LOST_DATA_RETRIES + 1} times (the data it needed was lost with "
+            "its workers); the run stopped there (finished results are kept: run the same command "
+            "again to resume)"
+        )
     err = future.exception()
     if isinstance(err, KilledWorker):
-        raise WorkerError(f"Dask workers died each time they ran {item!r} ({err}); the run stopped there "
-                          "(finished results are kept: run the same command again to resume)") from None  # fmt: skip
+        raise WorkerError(
+            f"Dask workers died each time they ran {item!r} ({err}); the run stopped there "
+            "(finished results are kept: run the same command again to resume)"
+        ) from None
     if isinstance(err, GPLLMError):
         raise err
     import traceback
@@ -235,4 +254,3 @@ def _not_a_scheduler(address: str, timeout: float) -> str | None:
             return f"the connection broke before a Dask handshake ({err})"
     (length,) = struct.unpack("<Q", head)
     return None if length < 1 << 31 else f"its first bytes {head!r} are not a Dask message"
-

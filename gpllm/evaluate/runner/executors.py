@@ -22,7 +22,8 @@ pearson_de), and the Dask executor warns.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from gpllm.errors import InputError
 from gpllm.evaluate.runner.numerics import TaskNumerics, local_numerics
@@ -79,7 +80,7 @@ def check_executor(spec: str | None) -> str:
         return LOCAL
     if not isinstance(spec, str):
         raise InputError(f"executor must be 'local' or 'dask://HOST:PORT', got {spec!r}")
-    address = "tcp://" + spec[len(DASK_SCHEME):] if spec.startswith(DASK_SCHEME) else spec
+    address = "tcp://" + spec[len(DASK_SCHEME) :] if spec.startswith(DASK_SCHEME) else spec
     host, _, port = address.removeprefix("tcp://").rpartition(":")
     if not address.startswith("tcp://") or not host or not port.isdigit():
         raise InputError(f"executor {spec!r}: expected 'local' or 'dask://HOST:PORT' (e.g. dask://10.0.0.5:8786)")

@@ -127,12 +127,18 @@ class RunStore:
     def _check_layout(self) -> None:
         """DataError naming the first of the folder's names that is a file where gpllm keeps a
         folder or the other way round (before anything is computed and lost at the merge)."""
-        for path, is_folder in ((self.root / ".lock", False), (self.manifest_path, False),
-                                (self.results_path, False), (self.parts_dir, True)):  # fmt: skip
+        for path, is_folder in (
+            (self.root / ".lock", False),
+            (self.manifest_path, False),
+            (self.results_path, False),
+            (self.parts_dir, True),
+        ):
             if path.exists() and path.is_dir() != is_folder:
                 found, wanted = ("file", "folder") if is_folder else ("folder", "file")
-                raise DataError(f"{path} is a {found} where a run keeps a {wanted}: the run folder {self.root} "
-                                "is damaged; move that away, or choose another output folder")  # fmt: skip
+                raise DataError(
+                    f"{path} is a {found} where a run keeps a {wanted}: the run folder {self.root} "
+                    "is damaged; move that away, or choose another output folder"
+                )
 
     def release(self) -> None:
         """Give the lock back (also when the process ends, as the OS drops it then)."""
@@ -155,8 +161,10 @@ class RunStore:
                 except ValueError as err:  # truncated, empty, not UTF-8
                     previous = f"{type(err).__name__}: {err}"
                 if not isinstance(previous, dict):
-                    raise DataError(f"{self.manifest_path} is damaged (not a run manifest: {previous!s:.80}); "
-                                    "delete the folder to start afresh, or choose another output folder")
+                    raise DataError(
+                        f"{self.manifest_path} is damaged (not a run manifest: {previous!s:.80}); "
+                        "delete the folder to start afresh, or choose another output folder"
+                    )
                 run_id = previous.pop(RUN_ID, None)
                 schema = previous.pop(SCHEMA, 1)
                 if schema != RESULTS_SCHEMA:
@@ -284,7 +292,9 @@ class RunStore:
     def record_time(self, key: str, seconds: float) -> None:
         """Append how long chunk ``key`` took; one short line per write, which POSIX
         appends whole even when several worker processes write at once."""
-        append_text(self.timings_path, json.dumps({"chunk": key, "seconds": round(seconds, 3), "pid": os.getpid()}) + "\n")
+        append_text(
+            self.timings_path, json.dumps({"chunk": key, "seconds": round(seconds, 3), "pid": os.getpid()}) + "\n"
+        )
 
     def read_timings(self) -> list[dict]:
         """Every :meth:`record_time` line (a resumed run's earlier lines included)."""

@@ -27,7 +27,7 @@ import dataclasses
 import logging
 import time
 import warnings
-from typing import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -107,9 +107,16 @@ def compute_chunk(chunk: Chunk, context: SweepContext) -> None:
     spec = context.config.spec(chunk.model)
     previous = _previous_part(store, chunk, spec, tuple(context.splits_by_size), context.config.warm_start)
     frame = run_chunk(
-        chunk, context.screens[chunk.screen], emb, context.splits_by_size[chunk.size], context.config.seed,
-        spec=spec, gp_dtype=context.config.gp_dtype, previous=previous, pad_width=context.pad_widths[chunk.model],
-    )  # fmt: skip
+        chunk,
+        context.screens[chunk.screen],
+        emb,
+        context.splits_by_size[chunk.size],
+        context.config.seed,
+        spec=spec,
+        gp_dtype=context.config.gp_dtype,
+        previous=previous,
+        pad_width=context.pad_widths[chunk.model],
+    )
     store.write_part(chunk.key, frame)
     store.record_time(chunk.key, time.perf_counter() - started)
 
@@ -145,8 +152,13 @@ def run_sweep(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a clipped size is reported below, with its reason
         plan = make_plan(perts, n_folds=config.n_folds, sizes=config.sizes, seed=config.seed)
-    run = {"config": config.to_json(), "data": data_id, "perts": list(perts), "sizes_run": list(plan.sizes),
-           "code": {f: sha for spec in config.models for f, sha in spec.code().items()}}  # fmt: skip
+    run = {
+        "config": config.to_json(),
+        "data": data_id,
+        "perts": list(perts),
+        "sizes_run": list(plan.sizes),
+        "code": {f: sha for spec in config.models for f, sha in spec.code().items()},
+    }
     if note := _size_note(config, plan.sizes, len(perts)):
         log.warning("%s", note)
         run["size_note"] = note
@@ -163,9 +175,11 @@ def run_sweep(
             config=config,
             root=str(store.root.resolve()),  # the same path for workers with another cwd
             run_id=store.run_id,
-            pad_widths={s.name: max((aligned_emb[e].Z.shape[1] for e in s.embeddings or config.embeddings),
-                                    default=0) for s in config.models},
-        )  # fmt: skip
+            pad_widths={
+                s.name: max((aligned_emb[e].Z.shape[1] for e in s.embeddings or config.embeddings), default=0)
+                for s in config.models
+            },
+        )
         chunks = plan_chunks(config, list(screens), plan.sizes)
         executor = executor or LocalExecutor(workers)
         # Twice at most: a part found damaged when the first pass ends is recomputed once.
@@ -189,9 +203,11 @@ def _size_note(config: SweepConfig, sizes_run: Sequence[int], n_perts: int) -> s
     if not clipped:
         return ""
     folds = n_perts if config.n_folds == "loo" else config.n_folds
-    return (f"training size(s) {clipped} cannot be run: {n_perts} perturbations are shared by every "
-            f"screen and embedding, so each of the {folds} folds trains on at most {max(sizes_run)}; "
-            f"ran sizes {list(sizes_run)} (recorded in run.json)")  # fmt: skip
+    return (
+        f"training size(s) {clipped} cannot be run: {n_perts} perturbations are shared by every "
+        f"screen and embedding, so each of the {folds} folds trains on at most {max(sizes_run)}; "
+        f"ran sizes {list(sizes_run)} (recorded in run.json)"
+    )
 
 
 def _previous_part(

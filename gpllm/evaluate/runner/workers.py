@@ -37,7 +37,8 @@ import pickle
 import queue
 import signal
 import traceback
-from typing import Callable, Iterator, Sequence, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 from gpllm.errors import GPLLMError, InputError, WorkerError
 
@@ -150,7 +151,7 @@ def _run_in_workers(chains, task, context, workers, on_event) -> list[list]:
     processes = [
         ctx.Process(target=_worker, args=(cores, task, context, jobs, messages, settings, parent), daemon=True)
         for cores in groups
-    ]  # fmt: skip
+    ]
     results: list[list] = [[None] * len(chain) for chain in chains]
     remaining = sum(len(chain) for chain in chains)
     release_free_memory()  # what loading the inputs left behind, before we sit and wait
