@@ -51,9 +51,8 @@ def run_once(args, cache: Path, out: Path) -> dict | None:
 
 def report(label: str, run: dict) -> None:
     wall, peak = run["wall_s"], run["peak_bytes"]
-    print(
-        f"  {label:<44} wall time {wall:6.1f} s (target {TARGET_SECONDS} s: {'met' if wall <= TARGET_SECONDS else 'NOT met'})"
-    )
+    wall_verdict = "met" if wall <= TARGET_SECONDS else "NOT met"
+    print(f"  {label:<44} wall time {wall:6.1f} s (target {TARGET_SECONDS} s: {wall_verdict})")
     print(f"    peak memory {peak / 1024**3:.2f} GiB (target 4 GiB: {'met' if peak <= TARGET_BYTES else 'NOT met'})")
     print(
         "    seconds per acquisition (its rounds: acquire, refit, score): "

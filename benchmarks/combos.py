@@ -42,9 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         run = measured_run(command, Path(tmp) / "jax-cache")
     if run is None:
         return 1
-    print(
-        f"gpllm reproduce --config {args.config.name} on {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-    )
+    cpu = platform.processor() or platform.machine()
+    print(f"gpllm reproduce --config {args.config.name} on {cpu}, {os.cpu_count()} cores")
     print(
         f"  wall time {run.wall_s:.1f} s (empty JAX compilation cache); peak memory of the process tree "
         f"{run.peak_bytes / 1024**3:.2f} GiB"

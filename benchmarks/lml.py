@@ -48,7 +48,7 @@ import numpy as np
 from gpllm.blas import limit_openblas_spin
 
 limit_openblas_spin()  # before anything loads SciPy's LAPACK (gpllm/blas.py)
-from benchmarks.peers import (
+from benchmarks.peers import (  # noqa: E402  (it imports scipy.linalg: after the call above)
     DEFAULT_MAX_BYTES,
     REPO_ROOT,
     algorithm_floor_s,

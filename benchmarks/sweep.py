@@ -195,10 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     peak = max(run["peak_tree_bytes"] for run in runs.values())
 
     what = args.config or "default grid"
-    print(
-        f"gpllm reproduce ({what}{', quick' if args.quick else ''}{', sizes ' + args.sizes if args.sizes else ''}) on {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores"
-    )
+    flags = (", quick" if args.quick else "") + (", sizes " + args.sizes if args.sizes else "")
+    cpu = platform.processor() or platform.machine()
+    print(f"gpllm reproduce ({what}{flags}) on {cpu}, {os.cpu_count()} cores")
     default = args.config is None and not args.sizes
     report("cold: empty JAX compilation cache (first run)", runs["cold"], default)
     if "warm" in runs:

@@ -2,8 +2,8 @@
 
 Shared by the single-gene sweep (:mod:`gpllm.reproduce`), the two-gene one
 (:mod:`gpllm.reproduce_combos`) and the design simulation (:mod:`gpllm.active.run`);
-:func:`load_inputs` loads what a :class:`~gpllm.run_config.ReproduceConfig` names. An entry names a local file (``path``) or a
-registry download (``source``); a vector source is a file (GenePT pickle,
+:func:`load_inputs` loads what a :class:`~gpllm.run_config.ReproduceConfig` names. An entry names a local
+file (``path``) or a registry download (``source``); a vector source is a file (GenePT pickle,
 table, ProtT5 h5 with an ID mapping) or gene descriptions embedded locally.
 An embedding name joins sources with ``+`` and may end in ``@K`` or ``@raw``.
 """

@@ -42,7 +42,10 @@ def test_the_example_kernel_has_a_real_valued_parameter_whose_gradient_matches_f
     np.testing.assert_array_equal(params.kernel["projection"], gp.values_of(kernel, params).kernel["projection"])
     assert np.any(np.asarray(params.kernel["projection"]) < 0)
     targets = gp.prepare_targets(Y)
-    lml = lambda p: gp.objective.lml(kernel, p, Z, targets).value
+
+    def lml(p):
+        return gp.objective.lml(kernel, p, Z, targets).value
+
     check_grads(lml, (params,), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
 
 

@@ -34,7 +34,10 @@ def test_importing_gpllm_leaves_jax_flags_and_environment_alone():
 
 
 def test_use_float64_is_the_one_switch():
-    code = "import jax, gpllm; gpllm.use_float64(); import jax.numpy as jnp; print(jnp.ones(1).dtype, gpllm.float64_enabled())"
+    code = (
+        "import jax, gpllm; gpllm.use_float64(); import jax.numpy as jnp; "
+        "print(jnp.ones(1).dtype, gpllm.float64_enabled())"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["float64", "True"]
 
@@ -45,7 +48,7 @@ import warnings, numpy as np
 from gpllm import gp
 with warnings.catch_warnings(record=True) as seen:
     warnings.simplefilter("always")
-    Z, Y = np.random.default_rng(0).normal(size=(2, 10, 2)) 
+    Z, Y = np.random.default_rng(0).normal(size=(2, 10, 2))
     gp.log_marginal_likelihood(gp.RBF(), gp.init_params(gp.RBF(), Z, Y), Z, Y)
     gp.log_marginal_likelihood(gp.RBF(), gp.init_params(gp.RBF(), Z, Y), Z, Y)
 print(sum("use_float64" in str(w.message) for w in seen))

@@ -12,7 +12,8 @@ from gpllm.cli.common import computing, fail, not_an_input, writable_file
 def evaluate_command(
     predictions: Path = typer.Argument(
         ...,
-        help="Prediction h5ad: obs = perturbations (GEARS names accepted: 'GENE+ctrl', 'K562_GENE+ctrl_1+1', a pair as 'A+B', 'B+A' or 'A_B'), var = genes, X = expression.",
+        help="Prediction h5ad: obs = perturbations (GEARS names accepted: 'GENE+ctrl', 'K562_GENE+ctrl_1+1', "
+        "a pair as 'A+B', 'B+A' or 'A_B'), var = genes, X = expression.",
     ),
     truth: Path = typer.Option(
         ..., "--truth", help="Measured screen: a processed h5ad (gpllm data process), or a raw one with --preset."
@@ -20,17 +21,22 @@ def evaluate_command(
     preset: str | None = typer.Option(
         None,
         "--preset",
-        help="The truth is a raw screen with this layout (gears: GEARS' own h5ad; norman19, replogle_cells, replogle_bulk): processed here, keeping every gene. A pair measured in both orders ('A+B' and 'B+A') is one perturbation, its cells pooled (a note says which).",
+        help="The truth is a raw screen with this layout (gears: GEARS' own h5ad; norman19, replogle_cells, "
+        "replogle_bulk): processed here, keeping every gene. A pair measured in both orders ('A+B' and 'B+A') "
+        "is one perturbation, its cells pooled (a note says which).",
     ),
     de_key: str | None = typer.Option(
         None,
         "--de-key",
-        help="Score the DE metrics on the first 20 genes of GEARS' lists in the truth file's uns[KEY] (rank_genes_groups_cov_all: what GEARS' pearson_de and mse_de use; top_non_dropout_de_20) instead of the truth's own top DE genes.",
+        help="Score the DE metrics on the first 20 genes of GEARS' lists in the truth file's uns[KEY] "
+        "(rank_genes_groups_cov_all: what GEARS' pearson_de and mse_de use; top_non_dropout_de_20) "
+        "instead of the truth's own top DE genes.",
     ),
     train: str | None = typer.Option(
         None,
         "--train",
-        help="Training perturbations (file or comma list): the Systema reference. Default: the truth's unpredicted ones.",
+        help="Training perturbations (file or comma list): the Systema reference. "
+        "Default: the truth's unpredicted ones.",
     ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Per-perturbation rows: .csv or .parquet."),
     skip_unknown: bool = typer.Option(

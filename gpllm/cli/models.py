@@ -25,7 +25,8 @@ _MODEL = typer.Option(
     "gp",
     "--model",
     "-m",
-    help="A built-in model (gp, gp_blocks, knn_k1, knn_ktuned, ridge, linear, random_perturbation, nonctrl_mean, control), or 'FILE.py:ATTR' / 'module:attr' naming your own kernel (a GP on it) or model.",
+    help="A built-in model (gp, gp_blocks, knn_k1, knn_ktuned, ridge, linear, random_perturbation, nonctrl_mean, "
+    "control), or 'FILE.py:ATTR' / 'module:attr' naming your own kernel (a GP on it) or model.",
 )
 _TRAIN = typer.Option(
     None,

@@ -22,11 +22,13 @@ def reproduce_command(
     workers: int = typer.Option(
         None,
         min=1,
-        help="Worker processes (default: one per CPU core on CPU, 1 on GPU/TPU; 1 runs in this process); with a Dask executor, the local run whose thread counts the cluster's workers are checked against.",
+        help="Worker processes (default: one per CPU core on CPU, 1 on GPU/TPU; 1 runs in this process); "
+        "with a Dask executor, the local run whose thread counts the cluster's workers are checked against.",
     ),
     executor: str = typer.Option(
         None,
-        help="Where the sweep runs: 'local' or 'dask://HOST:PORT' (a Dask cluster whose workers see --out); default: the config's, else local.",
+        help="Where the sweep runs: 'local' or 'dask://HOST:PORT' (a Dask cluster whose workers see --out); "
+        "default: the config's, else local.",
     ),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     debug: bool = typer.Option(

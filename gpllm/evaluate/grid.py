@@ -113,5 +113,8 @@ def plan_chains(config: SweepConfig, chunks: Sequence[Chunk]) -> list[list[Chunk
     for chunk in chunks:
         chains.setdefault((chunk.screen, chunk.embedding, chunk.model), []).append(chunk)
     ordered = [sorted(chain, key=lambda c: c.size) for chain in chains.values()]
-    cost = lambda chain: config.spec(chain[0].model).chain_cost * sum(c.size for c in chain)
+
+    def cost(chain: list[Chunk]) -> float:
+        return config.spec(chain[0].model).chain_cost * sum(c.size for c in chain)
+
     return sorted(ordered, key=lambda chain: -cost(chain))

@@ -261,7 +261,9 @@ def _over_datasets(one, args, batch_size: int, mesh=None):
 
 @partial(jax.jit, static_argnums=(0, 4, 5, 6))
 def _fit_batched_jit(kernel, Z, Y, params0, options, batch_size, mesh):
-    one = lambda args: fit_module.fit_traced(kernel, *args, options)
+    def one(args):
+        return fit_module.fit_traced(kernel, *args, options)
+
     return _over_datasets(one, (Z, Y, params0), batch_size, mesh)
 
 

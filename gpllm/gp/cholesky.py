@@ -74,5 +74,8 @@ def cholesky_with_jitter(A: jax.Array) -> Factor:
     # The exact matrix first, outside the loop, so the common case is one potrf and
     # none of the loop's carry; under vmap the cond is a select and the loop runs 0 times.
     exact = Factor(lax.linalg.cholesky(A, symmetrize_input=False), zero)
-    escalate = lambda: lax.while_loop(needs_retry, retry, (zero, exact))[1]
+
+    def escalate() -> Factor:
+        return lax.while_loop(needs_retry, retry, (zero, exact))[1]
+
     return lax.cond(is_finite_factor(exact.L), lambda: exact, escalate)

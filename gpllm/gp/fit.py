@@ -217,7 +217,10 @@ def _objective(kernel, params, Z, prior, lml_value):
 def _holds_line_search_value(state) -> bool:
     """Whether an optax state carries the value and gradient at the current iterate (a
     line search's), so that ``optax.value_and_grad_from_state`` can reuse them."""
-    in_state = lambda path, _: isinstance(path[-1], otu.NamedTupleKey)  # not a params dict's key
+
+    def in_state(path, _) -> bool:
+        return isinstance(path[-1], otu.NamedTupleKey)  # not a params dict's key
+
     try:
         return all(otu.tree_get(state, key, filtering=in_state) is not None for key in ("value", "grad"))
     except KeyError:  # several line searches in one chain: evaluate afresh

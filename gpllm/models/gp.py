@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from collections.abc import Sequence
 from functools import partial
 from typing import NamedTuple
@@ -293,7 +294,7 @@ class GPModel:
         out = []
         for b, (fold, pred) in enumerate(zip(folds, padded)):
             m = len(fold.Z_test)
-            fit_b = jax.tree.map(lambda x: x[b], fits)
+            fit_b = jax.tree.map(operator.itemgetter(b), fits)
             # Reconditioned on the fold's fitted hyperparameters: one more factor per
             # fold, for the leave-one-out predictions the batched program does not keep.
             state = self.condition(fit_b.params, Z_b[b], Y_b[b])
@@ -314,7 +315,10 @@ class GPModel:
         B = Z_b.shape[0]
         fresh = _stack_params([self.fresh_start(Z_b[b], Y_b[b]) for b in range(B)])
         both = jax.tree.map(lambda w, f: np.concatenate([w, f]), params0, fresh)
-        twice = lambda a: np.concatenate([a, a])
+
+        def twice(a: np.ndarray) -> np.ndarray:
+            return np.concatenate([a, a])
+
         fits, padded = self.fit_predict_many(twice(Z_b), twice(Y_b), twice(Z_test_b), both)
         lml = np.asarray(fits.lml, np.float64)
         warm_lml, fresh_lml = lml[:B], lml[B:]
@@ -341,7 +345,9 @@ def _heldout_shared(post: Posterior, Yc: jax.Array, center: bool) -> tuple[jax.A
 
 
 def _fit_record(kernel: Kernel, params: gp.GPParams, fit: FitResult | None) -> dict:
-    as_list = lambda x: np.asarray(x, np.float64).tolist()
+    def as_list(x) -> list:
+        return np.asarray(x, np.float64).tolist()
+
     values = values_of(kernel, params)
     out = {
         "kernel": jax.tree.map(as_list, values.kernel),

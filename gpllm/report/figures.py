@@ -318,7 +318,7 @@ def _share_y(axes: Sequence[Axes]) -> None:
     """Same y-range on every panel with data, so embeddings compare at a glance."""
     lims = [ax.get_ylim() for ax in axes if ax.lines]
     if lims:
-        lo, hi = min(l[0] for l in lims), max(l[1] for l in lims)
+        lo, hi = min(low for low, _ in lims), max(high for _, high in lims)
         for ax in axes:
             ax.set_ylim(lo, hi)
 

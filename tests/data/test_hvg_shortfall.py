@@ -21,5 +21,6 @@ def test_a_short_hvg_selection_is_said_once_in_gpllms_words(caplog):
             mask = hvg_scanpy(ad.AnnData(X=X), n_top=30)
     assert mask.sum() < 30 and not mask[20:].any()
     assert [r.getMessage() for r in caplog.records] == [
-        f"n_hvg=30: only {mask.sum()} of 40 genes have a defined dispersion (flavor 'seurat'); keeping those {mask.sum()}"
+        f"n_hvg=30: only {mask.sum()} of 40 genes have a defined dispersion (flavor 'seurat'); "
+        f"keeping those {mask.sum()}"
     ]

@@ -226,12 +226,18 @@ def test_crps_equals_numerical_integration_of_the_squared_cdf_difference():
     Y, mu = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
     var = rng.uniform(0.1, 3.0, size=(3, 4))
     got = np.asarray(predictive_scores(Y, mu, var).crps)
+
+    def crps_by_quadrature(x: float, mean: float, sd: float) -> float:
+        def F(y):
+            return norm.cdf(y, mean, sd)
+
+        below = quad(lambda y: F(y) ** 2, -np.inf, x)[0]
+        above = quad(lambda y: (1 - F(y)) ** 2, x, np.inf)[0]
+        return below + above
+
     want = np.zeros_like(Y)
     for idx in np.ndindex(Y.shape):
-        F = lambda y: norm.cdf(y, mu[idx], np.sqrt(var[idx]))  # noqa: E731
-        below = quad(lambda y: F(y) ** 2, -np.inf, Y[idx])[0]
-        above = quad(lambda y: (1 - F(y)) ** 2, Y[idx], np.inf)[0]
-        want[idx] = below + above
+        want[idx] = crps_by_quadrature(Y[idx], mu[idx], np.sqrt(var[idx]))
     np.testing.assert_allclose(got, want.mean(axis=1), rtol=1e-7)
 
 

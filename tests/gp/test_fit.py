@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -105,7 +107,7 @@ def test_fused_fit_and_predict_equals_fit_condition_predict():
     separate = gp.fit_batched(gp.RBF(), Zb, Yb, options=gp.FitOptions(max_steps=50))
     np.testing.assert_allclose(np.asarray(fits.lml), np.asarray(separate.lml), rtol=1e-12)
     for b in range(2):
-        params = jax.tree.map(lambda x: x[b], separate.params)
+        params = jax.tree.map(operator.itemgetter(b), separate.params)
         m, v = gp.predict(gp.RBF(), gp.condition(gp.RBF(), params, Zb[b], Yb[b]), Z_new[b], include_noise=True)
         np.testing.assert_allclose(np.asarray(mean[b]), np.asarray(m), rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(np.asarray(var[b]), np.asarray(v), rtol=1e-9)
@@ -142,7 +144,10 @@ def test_a_noise_ratio_prior_makes_the_fit_map_and_pulls_a_flat_noise_to_its_mea
     ml = gp.fit(gp.RBF(), Z, Y, options=options)
     prior = (np.log(0.1), 0.05)
     map_ = gp.fit(gp.RBF(), Z, Y, options=gp.FitOptions(max_steps=150, noise_ratio_prior=prior))
-    ratio = lambda fit: float(fit.values.noise / fit.values.kernel["variance"])
+
+    def ratio(fit: gp.FitResult) -> float:
+        return float(fit.values.noise / fit.values.kernel["variance"])
+
     assert ratio(ml) < 1e-3
     np.testing.assert_allclose(ratio(map_), 0.1, rtol=0.2)
     assert float(map_.lml) < float(ml.lml)  # lml stays the likelihood; the trace holds the MAP objective

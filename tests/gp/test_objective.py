@@ -92,7 +92,10 @@ def test_gradient_matches_finite_differences(path, kernel):
 def test_gradient_with_respect_to_inputs_and_outputs():
     # The custom VJP must also be right for d/dZ and d/dY, not only the hyperparameters.
     Z, Y = problem(n=15, d=4)
-    f = lambda Z, Y: lml(gp.RBF(), params(), Z, prepare_targets(Y, "direct")).value
+
+    def f(Z, Y):
+        return lml(gp.RBF(), params(), Z, prepare_targets(Y, "direct")).value
+
     check_grads(f, (jnp.asarray(Z), jnp.asarray(Y)), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
     A = jnp.asarray(rbf_gram(Z, Z, VAR, LS) + NOISE * np.eye(15))
     check_grads(

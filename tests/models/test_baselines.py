@@ -28,11 +28,10 @@ def test_random_perturbation_predicts_training_rows(make_data, dtype):
 def test_random_perturbation_is_reproducible_prefix_stable_and_seed_dependent(make_data):
     Z, Y, _ = make_data(n=50)
     Zt = np.zeros((40, Z.shape[1]))
-    draw = (
-        lambda seed, m: np.asarray(  # noqa: E731
-            RandomPerturbation(seed).predict(RandomPerturbation(seed).fit(Z, Y), Zt[:m]).mean
-        )
-    )
+
+    def draw(seed: int, m: int) -> np.ndarray:
+        return np.asarray(RandomPerturbation(seed).predict(RandomPerturbation(seed).fit(Z, Y), Zt[:m]).mean)
+
     np.testing.assert_array_equal(draw(0, 40), draw(0, 40))
     np.testing.assert_array_equal(draw(0, 40)[:7], draw(0, 7))  # a row's draw ignores M
     assert not np.array_equal(_row_indices(draw(0, 40), Y), _row_indices(draw(1, 40), Y))

@@ -65,7 +65,10 @@ def test_zero_padding_invariance_is_declared_honestly(name):
     """A model that declares zero_padding_invariant predicts the same on zero-padded inputs."""
     model = _build(name)
     Z, Y, Z_test = _data()
-    pad = lambda a: np.pad(a, ((0, 0), (0, 3)))
+
+    def pad(a: np.ndarray) -> np.ndarray:
+        return np.pad(a, ((0, 0), (0, 3)))
+
     plain = model.predict(model.fit(Z, Y), Z_test)
     padded = model.predict(model.fit(pad(Z), Y), pad(Z_test))
     np.testing.assert_allclose(np.asarray(padded.mean), np.asarray(plain.mean), rtol=1e-8, atol=1e-10)

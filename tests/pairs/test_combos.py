@@ -59,7 +59,7 @@ def test_run_combos_scores_every_testable_pair_and_writes_the_report(tmp_path):
     results, notes = run_combos(draw.screen, emb, models, CombosConfig(n_folds=3))
     assert set(results["seen"].unique()) == {0, 1, 2}
     assert set(results["model"].unique()) == {m.name for m in models}
-    for (seen, model), part in results.group_by(["seen", "model"]):
+    for _, part in results.group_by(["seen", "model"]):
         assert part["pair"].n_unique() == part.height  # each pair tested at most once per category
     seen0 = results.filter((pl.col("seen") == 0) & (pl.col("model") == "additive"))
     assert set(seen0["pair"]) == set(draw.screen.pairs.perts)  # all pairs can be seen-0 test pairs

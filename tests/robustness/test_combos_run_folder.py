@@ -21,7 +21,11 @@ name = "tiny"
 embeddings = ["text"]
 pca_k = 4
 combos = {n_folds = 2, models = ["additive", "ridge_summed"]}
-data = {kind = "synthetic", seed = 1, overrides = {n_perts = 24, n_genes = 30, n_pairs = 20, text_dim = 16, seq_dim = 16, hidden = 8}}
+
+[data]
+kind = "synthetic"
+seed = 1
+overrides = {n_perts = 24, n_genes = 30, n_pairs = 20, text_dim = 16, seq_dim = 16, hidden = 8}
 """)
 )
 

@@ -129,7 +129,10 @@ class Coverage(NamedTuple):
 
     def line(self) -> str:
         pct = 100.0 * self.n_found / max(self.n_perts, 1)
-        return f"{self.source}: {self.n_found}/{self.n_perts} perturbations embedded ({pct:.1f}%), {len(self.missing)} missing"
+        return (
+            f"{self.source}: {self.n_found}/{self.n_perts} perturbations embedded ({pct:.1f}%), "
+            f"{len(self.missing)} missing"
+        )
 
 
 def coverage(perts: Sequence[str], sources: Mapping[str, GeneVectors]) -> list[Coverage]:

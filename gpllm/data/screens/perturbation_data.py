@@ -199,7 +199,8 @@ class PerturbationData(PicklesThroughInit):
         if meta is None or "de" not in adata.obsm or "ctrl" not in adata.var:
             raise DataError(
                 f"{where}: not a gpllm PerturbationData (needs uns[{UNS_KEY!r}], "
-                "obsm['de'] and var['ctrl']); process the raw screen first: gpllm data process SCREEN.h5ad --preset ... --out screen.h5ad"
+                "obsm['de'] and var['ctrl']); process the raw screen first: "
+                "gpllm data process SCREEN.h5ad --preset ... --out screen.h5ad"
             )
         version = int(meta.get("format_version", -1))
         if version != _FORMAT_VERSION:

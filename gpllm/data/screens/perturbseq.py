@@ -458,10 +458,11 @@ def _process(adata, spec, opts, where, *, backed, chunk_size=4096, on_chunk=None
         lognorm, reason = detect_lognorm(sample, adata.uns, where)
     else:
         lognorm, reason = opts.lognorm, "declared"
+    unit = "cell" if kind == "cells" else "pooled row"
     prov["normalisation"] = (
         f"none: already log-normalised ({reason})"
         if lognorm
-        else f"total-count to {opts.target_sum:g} per {'cell' if kind == 'cells' else 'pooled row'}, then log1p ({reason})"
+        else f"total-count to {opts.target_sum:g} per {unit}, then log1p ({reason})"
     )
     log.info("%s: %s input (%s); %s", where, kind, why, prov["normalisation"])
     if kind == "bulk":
