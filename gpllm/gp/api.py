@@ -14,6 +14,7 @@ import functools
 import inspect
 import warnings
 from functools import partial
+from typing import overload
 
 import jax
 import jax.numpy as jnp
@@ -133,7 +134,8 @@ def _checked_data(
     if mesh is not None:
         sharding.check_dataset_mesh(mesh)
     at_once = _in_flight(batch_size, Z.shape[0], mesh) if batched else 1
-    check_gp_fits(*Y.shape[-2:], Z.shape[-1], Z.dtype, at_once, what=what, per_output=per_output)
+    n, d = Y.shape[-2:]
+    check_gp_fits(n, d, Z.shape[-1], Z.dtype, at_once, what=what, per_output=per_output)
     return Z, Y
 
 
@@ -299,6 +301,12 @@ def _batch_size(batch_size: int | None, n_datasets: int) -> int:
     return int(batch_size)
 
 
+@overload
+def _checked_raw(kernel: Kernel, params: GPParams, Z, name: str = "params0") -> GPParams: ...
+@overload
+def _checked_raw(kernel: Kernel, params: None, Z, name: str = "params0") -> None: ...
+@overload
+def _checked_raw(kernel: Kernel, params: GPParams | None, Z, name: str = "params0") -> GPParams | None: ...
 def _checked_raw(kernel: Kernel, params: GPParams | None, Z, name: str = "params0") -> GPParams | None:
     """Raw ``params`` checked against the kernel's parameters for inputs Z (structure,
     shapes, finiteness); ``Z`` (N, Q) or, for batched params, (B, N, Q)."""
@@ -307,7 +315,8 @@ def _checked_raw(kernel: Kernel, params: GPParams | None, Z, name: str = "params
     if not isinstance(params, GPParams):
         raise InputError(f"{name} must be raw GPParams (see gp.params_from_values), got {type(params).__name__}")
     parameters.check_values(constraints_of(kernel), params, name, raw=True)
-    expected = params_shapes(kernel, *Z.shape[-2:], Z.dtype)
+    n, q = Z.shape[-2:]
+    expected = params_shapes(kernel, n, q, Z.dtype)
     lead = Z.shape[:-2]
     for (path, leaf), want in zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(expected)):
         if tuple(np.shape(leaf)) != (*lead, *want.shape):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -278,6 +278,7 @@ def fit_traced(
             value, grad = value_and_grad(c.params, state=c.state)
         else:
             value, grad = value_and_grad(c.params)
+        value = cast(jax.Array, value)  # the traced loss: optax types it as any ArrayLike
         updates, state = opt.update(grad, c.state, c.params, value=value, grad=grad, value_fn=loss)
         params = optax.apply_updates(c.params, updates)
         trace = c.trace.at[c.step].set(-value)

@@ -82,7 +82,7 @@ class Kernel:
         return Product(_flatten(Product, self) + _flatten(Product, other))
 
 
-def _flatten(cls: type, kernel: Kernel) -> tuple[Kernel, ...]:
+def _flatten(cls: type[Sum] | type[Product], kernel: Kernel) -> tuple[Kernel, ...]:
     return kernel.kernels if isinstance(kernel, cls) else (kernel,)
 
 
@@ -308,9 +308,7 @@ class Active(Kernel):
     start: int
     stop: int
 
-    def _cols(self, X):
-        if X is None:
-            return None
+    def _cols(self, X: jax.Array) -> jax.Array:
         if not 0 <= self.start < self.stop <= X.shape[-1]:
             raise InputError(f"Active columns [{self.start}, {self.stop}) do not fit inputs with {X.shape[-1]} columns")
         return X[..., self.start : self.stop]
@@ -324,7 +322,7 @@ class Active(Kernel):
         return self.kernel.constraints()
 
     def gram(self, params, X1, X2=None):
-        return self.kernel.gram(params, self._cols(X1), self._cols(X2))
+        return self.kernel.gram(params, self._cols(X1), None if X2 is None else self._cols(X2))
 
     def diag(self, params, X):
         return self.kernel.diag(params, self._cols(X))

@@ -25,12 +25,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
 from gpllm.errors import MemoryLimitError
+
+#: A JAX device (``jax.Device``): jaxlib ships no type stubs, so type checkers cannot use
+#: ``jax.Device`` itself in an annotation.
+Device = Any
 
 ENV = "GPLLM_MEMORY_CHECK"
 GIB = 1024**3
@@ -50,14 +54,14 @@ def gp_peak_bytes(n: int, d: int, q: int, dtype, datasets: int = 1, *, per_outpu
     return int(np.dtype(dtype).itemsize) * datasets * (7 * n * n + 2 * n * r + n * d + n * q)
 
 
-def device_budget(device: jax.Device | None = None) -> Budget | None:
+def device_budget(device: Device | None = None) -> Budget | None:
     """What ``device`` (default: the first) has free, or None when it cannot be told."""
-    device = device or jax.devices()[0]
-    if device.platform != "cpu":
-        stats = device.memory_stats() or {}
+    asked: Device = jax.devices()[0] if device is None else device
+    if asked.platform != "cpu":
+        stats = asked.memory_stats() or {}
         if "bytes_limit" not in stats:
             return None
-        return Budget(int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)), f"{device.device_kind} memory")
+        return Budget(int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)), f"{asked.device_kind} memory")
     return host_budget()
 
 

@@ -50,7 +50,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -70,7 +70,8 @@ class GPParams(NamedTuple):
     constrained values; :func:`constraints_of` maps one to the other."""
 
     kernel: Params  # the kernel's own pytree
-    noise: jax.Array  # () noise variance s2 (positive)
+    # () noise variance s2 (positive), raw or constrained; constraints_of holds its Constraint here
+    noise: Any
 
 
 def constraints_of(kernel: Kernel) -> GPParams:

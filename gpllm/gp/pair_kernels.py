@@ -29,13 +29,14 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from gpllm.errors import ShapeError
 from gpllm.gp.kernels import RBF, Kernel, Params
 from gpllm.gp.parameters import positive
 
 
-def pair_inputs(Z_a: jax.Array, Z_b: jax.Array, is_pair: jax.Array) -> jax.Array:
+def pair_inputs(Z_a: ArrayLike, Z_b: ArrayLike, is_pair: ArrayLike) -> jax.Array:
     """X (N, 2Q + 1) = [Z_a, Z_b, w] for Z_a, Z_b (N, Q) and is_pair (N,) bool.
 
     A single's second block is a copy of its first (any value would do: w = 0

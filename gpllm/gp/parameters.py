@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from gpllm.checks import is_concrete
 from gpllm.errors import InputError
 
 Params = Any  # a pytree of arrays
@@ -186,7 +187,7 @@ def check_values(constraints, values: Params, name: str = "params", *, raw: bool
     unconstrained, where any finite number is allowed."""
 
     def check(constraint, leaf, path):
-        if isinstance(leaf, jax.core.Tracer):
+        if not is_concrete(leaf):
             return leaf
         value = np.asarray(leaf, dtype=np.float64)
         problem = Constraint.violation(constraint, value) if raw else constraint.violation(value)

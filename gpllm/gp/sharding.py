@@ -27,25 +27,26 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gpllm.errors import InputError
+from gpllm.gp.memory import Device
 from gpllm.gp.objective import Targets
 
 OUTPUT_AXIS = "outputs"
 DATASET_AXIS = "datasets"
 
 
-def _mesh(devices: Sequence[jax.Device] | None, axis: str) -> Mesh:
+def _mesh(devices: Sequence[Device] | None, axis: str) -> Mesh:
     devices = jax.devices() if devices is None else list(devices)
     if not devices:
         raise InputError(f"a mesh over {axis} needs at least one device")
     return Mesh(np.asarray(devices), (axis,))
 
 
-def output_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+def output_mesh(devices: Sequence[Device] | None = None) -> Mesh:
     """A 1-D mesh over ``devices`` (default: all) whose axis shards outputs."""
     return _mesh(devices, OUTPUT_AXIS)
 
 
-def dataset_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+def dataset_mesh(devices: Sequence[Device] | None = None) -> Mesh:
     """A 1-D mesh over ``devices`` (default: all) whose axis shards datasets (CV folds)."""
     return _mesh(devices, DATASET_AXIS)
 

@@ -40,7 +40,7 @@ still be vmapped over folds.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
@@ -67,8 +67,8 @@ class Prediction(NamedTuple):
         None for models without one. :func:`variance_per_gene` gives the (M, G) form.
     """
 
-    mean: Array
-    var: Array | None
+    mean: Array | np.ndarray
+    var: Array | np.ndarray | None
 
 
 def variance_per_gene(prediction: Prediction) -> Array | None:
@@ -98,19 +98,19 @@ class HeldOut(NamedTuple):
     var: broadcastable to (N, G): (N,) or (N, G), the variance that fit gives y_i.
     """
 
-    residual: Array
-    var: Array
+    residual: Array | np.ndarray
+    var: Array | np.ndarray
 
 
 @runtime_checkable
 class Model(Protocol):
     """A perturbation model: configuration in, pure ``fit`` / ``predict`` out."""
 
-    def fit(self, Z_train: Array, Y_train: Array) -> Any:
+    def fit(self, Z_train: ArrayLike, Y_train: ArrayLike) -> Any:
         """Z_train (N, Q), Y_train (N, G) -> a state (a pytree of arrays)."""
         ...
 
-    def predict(self, state: Any, Z_test: Array) -> Prediction:
+    def predict(self, state: Any, Z_test: ArrayLike) -> Prediction:
         """Z_test (M, Q) -> Prediction with mean (M, G)."""
         ...
 
@@ -156,13 +156,13 @@ def _plain_json(record: Record, model: Model) -> dict:
 
 def record_of(model: Model, state: Any) -> dict:
     """``model.record(state)`` as plain JSON if the model has that hook, else ``{}``."""
-    hook = getattr(model, "record", None)
+    hook: Callable[..., Any] | None = getattr(model, "record", None)
     return _plain_json(hook(state), model) if callable(hook) else {}
 
 
 def restore(model: Model, record: Record, Z_train, Y_train) -> Any:
     """The state ``record`` describes: ``model.restore`` if present, else a fresh fit."""
-    hook = getattr(model, "restore", None)
+    hook: Callable[..., Any] | None = getattr(model, "restore", None)
     return hook(record, Z_train, Y_train) if callable(hook) else model.fit(Z_train, Y_train)
 
 
@@ -171,7 +171,7 @@ def fit_predict_folds(
 ) -> list[FoldFit]:
     """Fit and predict every fold: the model's own ``fit_predict_folds`` if it has one
     (batched, warm-started from ``starts``), else ``fit`` and ``predict`` per fold."""
-    hook = getattr(model, "fit_predict_folds", None)
+    hook: Callable[..., Any] | None = getattr(model, "fit_predict_folds", None)
     if callable(hook):
         fits = list(hook(folds, starts))
         if len(fits) != len(folds):
@@ -187,7 +187,7 @@ def fit_predict_folds(
 
 def heldout_of(model: Model, state: Any, Z_train, Y_train) -> HeldOut | None:
     """``model.heldout(state, Z_train, Y_train)`` if the model has that hook, else None."""
-    hook = getattr(model, "heldout", None)
+    hook: Callable[..., Any] | None = getattr(model, "heldout", None)
     return hook(state, Z_train, Y_train) if callable(hook) else None
 
 

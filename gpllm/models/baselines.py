@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from gpllm.errors import InputError, ShapeError
 from gpllm.models.base import (
@@ -114,12 +115,12 @@ class RandomPerturbation:
     def name(self) -> str:
         return "random_perturbation"
 
-    def fit(self, Z_train: Array, Y_train: Array) -> RandomPerturbationState:
+    def fit(self, Z_train: ArrayLike, Y_train: ArrayLike) -> RandomPerturbationState:
         """Z_train (N, Q), Y_train (N, G), N >= 2 -> the training profiles, the key, 2 s2."""
         Z, Y = check_fit_inputs(Z_train, Y_train, min_rows=2)
         return RandomPerturbationState(Y, jax.random.key(self.seed), Z.mean(axis=0), _floored(2.0 * _spread(Y), Y))
 
-    def predict(self, state: RandomPerturbationState, Z_test: Array) -> Prediction:
+    def predict(self, state: RandomPerturbationState, Z_test: ArrayLike) -> Prediction:
         """Z_test (M, Q) -> Prediction(mean (M, G): row i = Y[j_i], j_i ~ U{0..N-1}; var (G,) 2 s2)."""
         Z = check_predict_inputs(state.z_mean.shape[0], Z_test, dtype=state.Y.dtype)
         index = _draw_indices(state.key, jnp.arange(Z.shape[0]), state.Y.shape[0])
@@ -160,14 +161,14 @@ class NonControlMean:
     def name(self) -> str:
         return "nonctrl_mean"
 
-    def fit(self, Z_train: Array, Y_train: Array) -> MeanState:
+    def fit(self, Z_train: ArrayLike, Y_train: ArrayLike) -> MeanState:
         """Z_train (N, Q), Y_train (N, G), N >= 2 -> MeanState(profile = mean of Y_train,
         var = s2 (1 + 1/N))."""
         Z, Y = check_fit_inputs(Z_train, Y_train, min_rows=2)
         n = Y.shape[0]
         return MeanState(Y.mean(axis=0), Z.mean(axis=0), _floored(_spread(Y) * (1.0 + 1.0 / n), Y))
 
-    def predict(self, state: MeanState, Z_test: Array) -> Prediction:
+    def predict(self, state: MeanState, Z_test: ArrayLike) -> Prediction:
         """Z_test (M, Q) -> Prediction(mean (M, G), every row the training mean; var (M, G))."""
         return _predict_constant(state, Z_test)
 
@@ -210,7 +211,7 @@ class Control:
     def name(self) -> str:
         return "control"
 
-    def fit(self, Z_train: Array, Y_train: Array) -> MeanState:
+    def fit(self, Z_train: ArrayLike, Y_train: ArrayLike) -> MeanState:
         """Check Z_train (N, Q), Y_train (N, G) with G = len(ctrl) -> MeanState(profile = ctrl,
         var = 1/N sum_i (y_i - ctrl)^2)."""
         Z, Y = check_fit_inputs(Z_train, Y_train)
@@ -219,7 +220,7 @@ class Control:
         ctrl = jnp.asarray(self.ctrl, Y.dtype)
         return MeanState(ctrl, Z.mean(axis=0), _floored(jnp.mean((Y - ctrl) ** 2, axis=0), Y))
 
-    def predict(self, state: MeanState, Z_test: Array) -> Prediction:
+    def predict(self, state: MeanState, Z_test: ArrayLike) -> Prediction:
         """Z_test (M, Q) -> Prediction(mean (M, G), every row ctrl; var (M, G))."""
         return _predict_constant(state, Z_test)
 
@@ -233,7 +234,7 @@ class Control:
         return HeldOut(Y - state.profile, _floored((jnp.sum(sq, axis=0) - sq) / (n - 1.0), Y))
 
 
-def _predict_constant(state: MeanState, Z_test: Array) -> Prediction:
+def _predict_constant(state: MeanState, Z_test: ArrayLike) -> Prediction:
     Z = check_predict_inputs(state.z_mean.shape[0], Z_test, dtype=state.profile.dtype)
     shape = (Z.shape[0], state.profile.shape[0])
     return Prediction(jnp.broadcast_to(state.profile, shape), jnp.broadcast_to(state.var, shape))

@@ -223,7 +223,9 @@ def predict(fitted: FittedModel, sources: Mapping[str, GeneVectors], genes: Sequ
     pred = model.predict(state, Z)
     mean, var = np.asarray(pred.mean), None if pred.var is None else np.asarray(pred.var)
     for what, values in (("mean", mean), ("variance", var)):
-        bad = 0 if values is None else int(np.size(values) - np.isfinite(values).sum())
+        if values is None:
+            continue
+        bad = int(np.size(values) - np.isfinite(values).sum())
         if bad:
             rows = np.flatnonzero(~np.isfinite(values.reshape(len(genes), -1)).all(axis=1))
             raise NonFiniteError(
@@ -248,7 +250,8 @@ def save(fitted: FittedModel, path: str | Path) -> Path:
         "record": dict(fitted.record),
         "provenance": dict(fitted.provenance),
     }
-    arrays = {"meta": np.array(json.dumps(meta)), "Z": fitted.Z, "Y": fitted.Y, "ctrl": fitted.ctrl}
+    # np.savez's keyword arrays: any array-like (Any, or its stub matches them against allow_pickle)
+    arrays: dict[str, Any] = {"meta": np.array(json.dumps(meta)), "Z": fitted.Z, "Y": fitted.Y, "ctrl": fitted.ctrl}
     for i, p in enumerate(fitted.projections):
         arrays.update(
             {f"proj{i}_mean": p.mean, f"proj{i}_components": p.components, f"proj{i}_scale": np.float64(p.scale)}

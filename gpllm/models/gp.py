@@ -190,7 +190,8 @@ class GPModel:
         """Raw hyperparameters from :meth:`record`'s ``raw`` leaves (exact), for inputs Z
         (N, Q), which fix the kernel's parameter shapes; InputError if they do not fit."""
         Z = jnp.asarray(Z)
-        like = params_shapes(self.kernel, *Z.shape, Z.dtype)
+        n, q = Z.shape
+        like = params_shapes(self.kernel, n, q, Z.dtype)
         expected = jax.tree.leaves(like)
         try:
             leaves = [np.asarray(x, np.float64) for x in record["raw"]]
@@ -300,6 +301,7 @@ class GPModel:
             state = self.condition(fit_b.params, Z_b[b], Y_b[b])
             heldout = self.heldout(state, Z_b[b], Y_b[b])
             record = _fit_record(self.kernel, fit_b.params, fit_b)
+            assert pred.var is not None  # a GP always predicts a variance
             out.append(FoldFit(Prediction(pred.mean[:m], pred.var[:m]), record, heldout))
         return out
 

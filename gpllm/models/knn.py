@@ -38,6 +38,7 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from gpllm.errors import InputError
 from gpllm.models.base import (
@@ -165,12 +166,12 @@ class KNN:
         k = "tuned" if self.k == "tune" else str(self.k)
         return f"knn_k{k}" + ("_cosine" if self.metric == "cosine" else "")
 
-    def fit(self, Z_train: Array, Y_train: Array) -> KNNState:
+    def fit(self, Z_train: ArrayLike, Y_train: ArrayLike) -> KNNState:
         """Z_train (N, Q), Y_train (N, G) -> KNNState (tunes k if asked)."""
         tune = self.k == "tune"
         Z, Y = check_fit_inputs(Z_train, Y_train, min_rows=2 if tune else 1)
         n = Z.shape[0]
-        if not tune and self.k > n:
+        if self.k != "tune" and self.k > n:
             raise InputError(f"KNN k={self.k} exceeds the {n} training perturbations")
         if tune and min(self.k_grid) > n - 1:
             raise InputError(f"KNN k_grid {self.k_grid} has no k <= N - 1 = {n - 1} for leave-one-out")
@@ -180,7 +181,7 @@ class KNN:
         """The k in use: ``{"k": k}``."""
         return scalar_record(state)
 
-    def predict(self, state: KNNState, Z_test: Array) -> Prediction:
+    def predict(self, state: KNNState, Z_test: ArrayLike) -> Prediction:
         """Z_test (M, Q) -> Prediction(mean (M, G), var (M, G))."""
         Z = check_predict_inputs(state.Z.shape[1], Z_test, dtype=state.Z.dtype)
         return _predict(self, state, Z)
@@ -299,6 +300,7 @@ def _predict(model: KNN, state: KNNState, Z: Array) -> Prediction:
 @partial(jax.jit, static_argnums=0)
 def _heldout(model: KNN, state: KNNState) -> HeldOut:
     pred = _neighbour_prediction(state, _others(state.Z, model.metric), model._kmax(state.Z.shape[0]))
+    assert pred.var is not None  # kNN always predicts a variance
     return HeldOut(state.Y - pred.mean, pred.var)
 
 

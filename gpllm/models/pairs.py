@@ -255,7 +255,7 @@ class ResidualPairGP:
         return Prediction(add + r.mean, r.var)
 
     def record(self, state: ResidualState) -> dict:
-        out = {"additive": self.additive.record(state.additive)}
+        out: dict[str, dict | str] = {"additive": self.additive.record(state.additive)}
         out["residual"] = (
             record_of(self.gp, state.residual) if state.residual is not None else "fewer than 2 training pairs"
         )

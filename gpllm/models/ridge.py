@@ -48,6 +48,7 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from gpllm.errors import InputError
 from gpllm.models.base import (
@@ -122,7 +123,7 @@ class Ridge:
             return f"ridge_{self.lam}"
         return "linear" if self.lam == 0 else f"ridge_lam{self.lam:g}"
 
-    def fit(self, Z_train: Array, Y_train: Array) -> RidgeState:
+    def fit(self, Z_train: ArrayLike, Y_train: ArrayLike) -> RidgeState:
         """Z_train (N, Q), Y_train (N, G) -> RidgeState (tunes lam if asked)."""
         Z, Y = check_fit_inputs(Z_train, Y_train, min_rows=2 if isinstance(self.lam, str) else 1)
         return _fit(self, Z, Y)
@@ -131,7 +132,7 @@ class Ridge:
         """The penalty in use: ``{"lam": lam}``."""
         return scalar_record(state)
 
-    def predict(self, state: RidgeState, Z_test: Array) -> Prediction:
+    def predict(self, state: RidgeState, Z_test: ArrayLike) -> Prediction:
         """Z_test (M, Q) -> Prediction(mean = Z_test W + b (M, G), var = s2 (1 + h(z)) (M, G))."""
         Z = check_predict_inputs(state.W.shape[0], Z_test, dtype=state.W.dtype)
         return _predict(state, Z)
