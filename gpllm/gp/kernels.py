@@ -18,18 +18,26 @@ kernel never applies a transform itself. Kernels compose with ``+`` and ``*``,
 embedding), :class:`FunctionKernel` wraps a plain user function
 ``k(values, x1, x2)`` and :class:`GPJaxKernel` adapts any GPJax kernel object.
 A user's own kernel is a subclass of :class:`Kernel` in their own file.
+
+Every subclass's ``gram`` and ``diag`` are checked for the shape they return
+(:meth:`Kernel.__init_subclass__`): a user's kernel that returns the wrong one
+fails with a :class:`~gpllm.errors.ShapeError` naming the kernel, the method and
+both shapes, not as a broadcasting error deep inside the likelihood. Shapes are
+static, so the check runs once per trace and costs nothing in the compiled program.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from gpllm.errors import InputError
+from gpllm.errors import InputError, ShapeError
 from gpllm.gp.distance import safe_sqrt, squared_distance
 from gpllm.gp.parameters import Constraint, positive, real
 
@@ -56,6 +64,14 @@ def median_distance(Z: jax.Array, max_points: int = 1000) -> jax.Array:
 class Kernel:
     """Base class: composition operators and the interface every kernel has."""
 
+    def __init_subclass__(cls, **kwargs):
+        """Wrap the ``gram`` and ``diag`` a subclass defines in their shape checks."""
+        super().__init_subclass__(**kwargs)
+        if "gram" in vars(cls):
+            cls.gram = _checked_gram(vars(cls)["gram"])
+        if "diag" in vars(cls):
+            cls.diag = _checked_diag(vars(cls)["diag"])
+
     #: Whether appending zero columns to the inputs leaves the kernel and its
     #: starting values unchanged (distances and dot products over all columns):
     #: then inputs of different widths can share one compiled program.
@@ -80,6 +96,53 @@ class Kernel:
 
     def __mul__(self, other: Kernel) -> Product:
         return Product(_flatten(Product, self) + _flatten(Product, other))
+
+
+def describe_kernel(kernel: Kernel) -> str:
+    """``kernel``'s class, and where a user's is defined: its file, or its module."""
+    cls = type(kernel)
+    if cls.__module__.startswith("gpllm.gp."):
+        return f"kernel {cls.__qualname__}"
+    where = getattr(sys.modules.get(cls.__module__), "__file__", None) or cls.__module__
+    return f"kernel {cls.__qualname__} (from {where})"
+
+
+def _check_shape(kernel: Kernel, method: str, out, want: tuple[int, ...], inputs: str) -> None:
+    """ShapeError naming ``kernel`` and ``method`` when ``out``'s shape is not ``want``."""
+    if jnp.shape(out) != want:
+        raise ShapeError(
+            f"{describe_kernel(kernel)}: {method} returned shape {jnp.shape(out)} for {inputs}; expected {want}"
+        )
+
+
+def _checked_gram(gram: Callable) -> Callable:
+    """``gram`` checked to return (N, M) for X1 (N, Q), X2 (M, Q), or (N, N) without X2."""
+
+    @functools.wraps(gram)
+    def checked(self, params, X1, X2=None):
+        K = gram(self, params, X1, X2)
+        if jnp.ndim(X1) == 2 and (X2 is None or jnp.ndim(X2) == 2):
+            if X2 is None:
+                want, inputs = (X1.shape[0], X1.shape[0]), f"X1 {jnp.shape(X1)} (K(X1, X1): N x N)"
+            else:
+                want, inputs = (X1.shape[0], X2.shape[0]), f"X1 {jnp.shape(X1)}, X2 {jnp.shape(X2)} (N x M)"
+            _check_shape(self, "gram", K, want, inputs)
+        return K
+
+    return checked
+
+
+def _checked_diag(diag: Callable) -> Callable:
+    """``diag`` checked to return (N,) for X (N, Q)."""
+
+    @functools.wraps(diag)
+    def checked(self, params, X):
+        d = diag(self, params, X)
+        if jnp.ndim(X) == 2:
+            _check_shape(self, "diag", d, (X.shape[0],), f"X {jnp.shape(X)} (the diagonal of K(X, X): N)")
+        return d
+
+    return checked
 
 
 def _flatten(cls: type[Sum] | type[Product], kernel: Kernel) -> tuple[Kernel, ...]:

@@ -201,7 +201,9 @@ class ModelSpec:
             reference = getattr(self, key)
             if reference:
                 found = plugins.load_reference(reference, f"{where} {key}", base)
-                if not _takes_context(found):
+                if _takes_context(found):
+                    _check_factory_signature(found, f"{where} {key}")
+                else:
                     _checked_plugin(_resolve(found, BuildContext(), f"{where} {key}"), key, reference, f"{where} {key}")
         if self.is_gp or self.model:
             self._fit_options(base, where)
@@ -232,6 +234,22 @@ def _takes_context(obj: Any) -> bool:
         return False
 
 
+def _check_factory_signature(factory: Callable, where: str) -> None:
+    """InputError naming ``factory`` (and its file) and the call gpllm makes, unless it can be
+    called with that one argument: a :class:`BuildContext`."""
+    try:
+        inspect.signature(factory).bind(BuildContext())
+    except TypeError:
+        name = getattr(factory, "__qualname__", repr(factory))
+        source = getattr(getattr(factory, "__code__", None), "co_filename", None)
+        raise InputError(
+            f"{where}: factory {name}{inspect.signature(factory)}"
+            + (f" in {source}" if source else "")
+            + " cannot take what gpllm passes a factory: one argument, a gpllm.models.registry.BuildContext "
+            f"(fields blocks, ctrl, seed, gp_dtype); write it as def {name}(context): ... (e.g. context.blocks)"
+        ) from None
+
+
 def _checked_plugin(obj: Any, key: str, reference: str, where: str) -> Any:
     """``obj`` if it is what ``key`` asks for: a Kernel for ``kernel``; a model (or a
     kernel, then a GP on it) for ``model``; else InputError naming what is missing."""
@@ -249,6 +267,8 @@ def _resolve(obj: Any, context: BuildContext, where: str) -> Any:
     built_already = isinstance(obj, Kernel) or callable(getattr(obj, "fit", None)) or hasattr(obj, "init")
     if not callable(obj) or (built_already and not isinstance(obj, type)):
         return obj
+    if _takes_context(obj):
+        _check_factory_signature(obj, where)
     try:
         return obj(context) if _takes_context(obj) else obj()
     except InputError:
