@@ -42,10 +42,10 @@ def fail(err: Exception, debug: bool = False) -> typer.Exit:
     writer kept (the error's ``details``, also in the run folder's errors.log) or this one's.
     """
     remove_empty_created()
+    kept = getattr(err, "details", "")
     if debug:
-        details = getattr(err, "details", "") or "".join(traceback.format_exception(err))
-        typer.echo(details.rstrip(), err=True)
-    typer.echo(f"error: {err}", err=True)
+        typer.echo((kept or "".join(traceback.format_exception(err))).rstrip(), err=True)
+    typer.echo(f"error: {err}" + (" (--debug prints the traceback)" if kept and not debug else ""), err=True)
     return typer.Exit(code=1)
 
 

@@ -118,7 +118,7 @@ def _raise_if_failed(value, jitter, what: str, batched: bool = False) -> None:
         f"{what}{which}: K + s2 I is not positive definite even with jitter up to {largest:g} x "
         f"mean(diag) ({array.dtype}); the kernel or noise is degenerate for these inputs (check for {hint})"
     )
-    err.datasets = failed
+    err.datasets, err.dtype = failed, array.dtype.name
     raise err
 
 

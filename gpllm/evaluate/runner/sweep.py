@@ -34,7 +34,7 @@ import polars as pl
 
 from gpllm.data.embeddings.assemble import Embedding
 from gpllm.data.screens.perturbation_data import PerturbationData, shared_perturbations
-from gpllm.errors import CholeskyError, GPLLMError, InputError, WorkerError
+from gpllm.errors import CholeskyError, GPLLMError, InputError, ShapeError, WorkerError
 from gpllm.evaluate.grid import NO_EMBEDDING, Chunk, SweepConfig, plan_chains, plan_chunks
 from gpllm.evaluate.rows import fold_rows, records_by_fold
 from gpllm.evaluate.runner.executors import Executor, LocalExecutor
@@ -88,8 +88,21 @@ def run_chunk(
     rows = []
     for split, fit in zip(splits, fits):
         with failures_named(chunk, [split.fold]):
+            _check_shapes(fit.prediction, len(split.test), data.n_genes)
             rows.append(fold_rows(chunk, data, split, fit))
     return pl.concat(rows, how="vertical")
+
+
+def _check_shapes(prediction, m: int, g: int) -> None:
+    """ShapeError unless a fold's predicted mean is (M, G) and its variance (M,), (M, G) or None:
+    scoring pads the rows, so a mean with a row too many would otherwise pass unnoticed."""
+    if np.shape(prediction.mean) != (m, g):
+        raise ShapeError(
+            f"its predicted mean has shape {np.shape(prediction.mean)}; the fold's {m} test perturbations "
+            f"x {g} genes need ({m}, {g})"
+        )
+    if prediction.var is not None and np.shape(prediction.var) not in ((m,), (m, g)):
+        raise ShapeError(f"its predicted variance has shape {np.shape(prediction.var)}; needed ({m},) or ({m}, {g})")
 
 
 def failures_named(chunk: Chunk, folds: Sequence[int]) -> contextlib.AbstractContextManager:
@@ -99,7 +112,7 @@ def failures_named(chunk: Chunk, folds: Sequence[int]) -> contextlib.AbstractCon
     that is not positive definite also says what to try."""
     return named_failures(
         lambda err: _where(chunk, _failed_folds(err, folds) if isinstance(err, GPLLMError) else folds),
-        lambda err: _cholesky_hint(chunk.model) if isinstance(err, CholeskyError) else "",
+        lambda err: _cholesky_hint(chunk.model, err) if isinstance(err, CholeskyError) else "",
     )
 
 
@@ -119,13 +132,13 @@ def _failed_folds(err: GPLLMError, folds: Sequence[int]) -> list[int]:
     return sorted({folds[d % len(folds)] for d in datasets if d < 2 * len(folds)}) or list(folds)
 
 
-def _cholesky_hint(model: str) -> str:
-    """What to try when a fit's factor is not positive definite, as config keys."""
+def _cholesky_hint(model: str, err: CholeskyError) -> str:
+    """What to try when a fit's factor is not positive definite, as the config keys that do it."""
+    float64 = "" if getattr(err, "dtype", "") == "float64" else f'[models.{model}] dtype = "float64", '
     return (
-        f'try the fit in float64 ([models.{model}] dtype = "float64", or [sweep] gp_dtype = "float64"), a '
-        f"floor under the noise ([models.{model}] noise_ratio_prior = [mean, sd] of log(noise / signal "
-        "variance)), or, for your own kernel, a White term (jitter) and a gram that is finite and "
-        "positive semi-definite on these inputs"
+        f"try {float64}[models.{model}] noise_ratio_prior = [mean, sd] (a prior on log(noise / signal "
+        "variance) that keeps the noise off zero), or, for your own kernel, a White term (more jitter) and a "
+        "gram that is finite and positive semi-definite on these inputs"
     )
 
 
