@@ -46,6 +46,7 @@ from gpllm.data.screens.perturbation_data import PerturbationData
 from gpllm.errors import InputError, WorkerError
 from gpllm.evaluate.metrics import perturbation_metrics, predictive_scores
 from gpllm.evaluate.runner.store import RunStore
+from gpllm.evaluate.runner.workers import named_failures
 from gpllm.models.base import Fold, fit_predict_folds
 from gpllm.models.gp import GPModel
 from gpllm.precision import float64_enabled
@@ -133,19 +134,16 @@ def run_chain(sim: Simulation, store: RunStore, acquisition: str, repeat: int, o
         started = time.perf_counter()
         model, batch = dataclasses.replace(sim.model, fresh_start_below=0), split.seed
         if round_ > 0:
-            design = _design(sim, split, measured, record)
+            with _failures_named(model.name, acquisition, repeat, round_, len(measured)):
+                design = _design(sim, split, measured, record)
             size = n_measured - len(measured)
-            try:
-                batch = acquire_checked(
-                    sim.acquisitions[acquisition], design, size, sim.key(repeat, round_), acquisition
-                )
-            except WorkerError as err:
-                raise store.log_error(err) from None
+            batch = acquire_checked(sim.acquisitions[acquisition], design, size, sim.key(repeat, round_), acquisition)
             if not carries_signal(design):
                 model = dataclasses.replace(model, fresh_start_below=n_measured + 1)
         measured = np.concatenate([measured, batch])
         train = split.pool[measured]
-        fit = fit_predict_folds(model, [Fold(Z[train], data.Y[train], Z[split.test])], [record])[0]
+        with _failures_named(model.name, acquisition, repeat, round_, len(measured)):
+            fit = fit_predict_folds(model, [Fold(Z[train], data.Y[train], Z[split.test])], [record])[0]
         record = dict(fit.record)
         row = _score(data, split.test, fit.prediction) | {
             "acquisition": acquisition,
@@ -159,6 +157,13 @@ def run_chain(sim: Simulation, store: RunStore, acquisition: str, repeat: int, o
         store.write_part(key, _frame(row))
         store.record_time(key, time.perf_counter() - started)
         on_round()
+
+
+def _failures_named(model: str, acquisition: str, repeat: int, round_: int, n_measured: int):
+    """Inside: an error re-raised naming the model and the round (a model's own exception as a
+    one-line WorkerError with its traceback, :func:`~gpllm.evaluate.runner.workers.named_failures`)."""
+    where = f"model {model!r} (acquisition {acquisition!r}, repeat {repeat}, round {round_}, {n_measured} measured)"
+    return named_failures(lambda err: where, lambda err: "")
 
 
 def _design(sim: Simulation, split: Split, measured: np.ndarray, record: dict) -> Design:
@@ -243,7 +248,10 @@ def run_simulation(sim: Simulation, store: RunStore, *, run: dict, progress: boo
         with run_bar("design simulation", len(sim.keys), width=40, enabled=progress) as update:
             for acquisition, repeat in chains:
                 update(f"{acquisition} repeat {repeat + 1}/{sim.config.repeats}")
-                run_chain(sim, store, acquisition, repeat, on_round=lambda: update(advance=1))
+                try:
+                    run_chain(sim, store, acquisition, repeat, on_round=lambda: update(advance=1))
+                except WorkerError as err:  # user code raised: its traceback goes to errors.log
+                    raise store.log_error(err) from None
         return store.write_results(sim.keys)
     finally:
         store.release()

@@ -25,6 +25,12 @@ def active_command(
     batch_size: int = typer.Option(None, help="Override the batch size per round (default 50)."),
     budget: int = typer.Option(None, help="Override the budget: perturbations measured in the end (default 800)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        help="On a failure, print the full traceback first "
+        "(user code's is always kept in the run folder's errors.log).",
+    ),
 ) -> None:
     """Simulate sequential experiment design on a screen: acquisitions add batches of measured
     perturbations, the GP is refitted and scored on a held-out set after every round; writes
@@ -60,7 +66,7 @@ def active_command(
         folder = writable_folder(out or Path("results") / f"active-{data_config.folder_name}", "--out")
         run = run_active(data_config, active_config, folder, progress=progress)
     except GPLLMError as err:
-        raise fail(err) from err
+        raise fail(err, debug) from err
     console = Console(width=None if sys.stdout.isatty() else 140)
     if run.table is not None:
         shown = printable(run.table)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import tempfile
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,10 +29,33 @@ def computing() -> None:
         _DEFERRED.pop(0)()
 
 
-def fail(err: Exception) -> typer.Exit:
-    """A one-line error on stderr and exit code 1, not a traceback."""
-    typer.echo(f"error: {err}", err=True)
+#: Folders this process's output checks created (:func:`writable_file`, :func:`writable_folder`),
+#: shallowest first: :func:`fail` removes those still empty, so a failed command leaves none behind.
+_CREATED: list[Path] = []
+
+
+def fail(err: Exception, debug: bool = False) -> typer.Exit:
+    """A one-line error on stderr and exit code 1, not a traceback; output folders the
+    command created and left empty are removed (a folder that existed before stays).
+
+    ``debug`` (a command's ``--debug``): the full traceback first, the one a worker or a
+    writer kept (the error's ``details``, also in the run folder's errors.log) or this one's.
+    """
+    remove_empty_created()
+    kept = getattr(err, "details", "")
+    if debug:
+        typer.echo((kept or "".join(traceback.format_exception(err))).rstrip(), err=True)
+    typer.echo(f"error: {err}" + (" (--debug prints the traceback)" if kept and not debug else ""), err=True)
     return typer.Exit(code=1)
+
+
+def remove_empty_created() -> None:
+    """Remove the folders the output checks created that are still empty, deepest first."""
+    while _CREATED:
+        try:
+            _CREATED.pop().rmdir()
+        except OSError:  # holds something now, or is gone
+            pass
 
 
 def one_line_paragraphs(text: str | None) -> str | None:
@@ -56,8 +80,10 @@ def reflow_help(app: typer.Typer) -> None:
 
 
 def _probe(folder: Path, option: str, what: Path) -> None:
+    missing = [f for f in (*reversed(folder.parents), folder) if not f.exists() and not f.is_symlink()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        _CREATED.extend(missing)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".gpllm-probe-"):
             pass
     except FileExistsError:

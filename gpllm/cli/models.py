@@ -99,6 +99,18 @@ def _inputs(screen, text, sequence, idmapping, train) -> dict[str, Path | None]:
     }
 
 
+def _model_code(model: str):
+    """Inside: an exception from outside gpllm's checks (a plug-in model's or kernel's own
+    code) as one line naming the model; ``--debug`` prints its traceback."""
+    from gpllm.errors import GPLLMError
+    from gpllm.evaluate.runner.workers import named_failures
+
+    return named_failures(lambda err: "" if isinstance(err, GPLLMError) else f"model {model!r}")
+
+
+_DEBUG = typer.Option(False, "--debug", help="On a failure, print the full traceback first.")
+
+
 def _summary(fit) -> str:
     dropped = fit.provenance["n_dropped_no_embedding"]
     note = f", {dropped} training perturbation(s) left out for lack of an embedding" if dropped else ""
@@ -118,6 +130,7 @@ def fit_command(
     train: str | None = _TRAIN,
     k: int = _K,
     seed: int = _SEED,
+    debug: bool = _DEBUG,
 ) -> None:
     """Fit one model on a screen and save it for `gpllm predict`."""
     computing()
@@ -127,10 +140,11 @@ def fit_command(
     try:
         writable_file(out, "--out")  # before the fit, so that none is lost
         not_an_input({"--out": out}, _inputs(screen, text, sequence, idmapping, train))
-        _, fit = _train(screen, model, text, sequence, idmapping, train, k, seed)
+        with _model_code(model):
+            _, fit = _train(screen, model, text, sequence, idmapping, train, k, seed)
         fitted.save(fit, out)
     except GPLLMError as err:
-        raise fail(err) from err
+        raise fail(err, debug) from err
     typer.echo(f"{_summary(fit)}; wrote {out}")
 
 
@@ -153,6 +167,7 @@ def predict_command(
     train: str | None = _TRAIN,
     k: int = _K,
     seed: int = _SEED,
+    debug: bool = _DEBUG,
 ) -> None:
     """Predict expression profiles for gene knockouts; embeddings default to those `fit` used.
 
@@ -173,7 +188,8 @@ def predict_command(
         if (model_file is None) == (screen is None):
             raise InputError("give either a fitted-model file or --screen (to fit first), not both or neither")
         if screen is not None:
-            data, fit = _train(screen, model, text, sequence, idmapping, train, k, seed)
+            with _model_code(model):
+                data, fit = _train(screen, model, text, sequence, idmapping, train, k, seed)
             if genes is None and train is None:
                 raise InputError("--screen without --train trains on every perturbation: say which --genes to predict")
             if genes is not None:
@@ -189,10 +205,11 @@ def predict_command(
             stored = {key: Path(v) for key, v in fit.provenance.get("embedding_files", {}).items()}
             if text is None and sequence is None:  # the files the model was fitted with
                 text, sequence, idmapping = stored.get("text"), stored.get("sequence"), stored.get("idmapping")
-        pred = fitted.predict(fit, _sources(text, sequence, idmapping, wanted), wanted)
+        with _model_code(fit.model):
+            pred = fitted.predict(fit, _sources(text, sequence, idmapping, wanted), wanted)
         write_h5ad(out, fitted.to_anndata(fit, wanted, pred))
     except GPLLMError as err:
-        raise fail(err) from err
+        raise fail(err, debug) from err
     has_var = "with" if pred.var is not None else "without"
     typer.echo(
         f"{fit.model}: predicted {len(wanted)} perturbations x {len(fit.genes)} genes ({has_var} variance); wrote {out}"

@@ -34,7 +34,8 @@ def reproduce_command(
     debug: bool = typer.Option(
         False,
         "--debug",
-        help="On a worker's failure, print its full traceback (always kept in the run folder's errors.log).",
+        help="On a failure, print the full traceback first "
+        "(a model's own is always kept in the run folder's errors.log).",
     ),
 ) -> None:
     """Run the paper's evaluation (screens x embeddings x models x sizes x folds), write results,
@@ -72,9 +73,7 @@ def reproduce_command(
             folder = writable_folder(out or Path("results") / cfg.folder_name, "--out")
             run = reproduce(cfg, folder, progress=progress, executor=opened)
     except GPLLMError as err:
-        if debug and getattr(err, "details", ""):
-            typer.echo(err.details, err=True)
-        raise fail(err) from err
+        raise fail(err, debug) from err
     # Wide enough for Table 1's five columns when stdout is a file or a pipe.
     console = Console(width=None if sys.stdout.isatty() else 140)
     if cfg.combos is not None:

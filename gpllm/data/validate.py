@@ -63,6 +63,17 @@ def check_finite(
     raise NonFiniteError(msg)
 
 
+def check_not_all_zero(X, what: str, where: str) -> None:
+    """DataError if ``X`` (dense or sparse, non-empty) holds no value other than 0: an empty or
+    placeholder matrix, on which every delta, correlation and fit would be meaningless."""
+    nonzero = X.count_nonzero() if sp.issparse(X) else np.count_nonzero(X)
+    if np.prod(X.shape) and not nonzero:
+        raise DataError(
+            f"{where}: every value of {what} ({' x '.join(str(n) for n in X.shape)}) is 0: nothing to fit "
+            "or score; is it the right file?"
+        )
+
+
 def require_columns(columns: Iterable[str], needed: Iterable[str], where: str) -> None:
     """Raise :class:`DataError` naming each column of ``needed`` missing from ``columns``."""
     have = list(columns)

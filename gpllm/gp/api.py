@@ -40,6 +40,7 @@ from gpllm.gp.objective import (
     lml,
     params_shapes,
     prepare_targets,
+    start_values,
     values_of,
 )
 
@@ -100,15 +101,26 @@ def params_to_values(kernel: Kernel, params: GPParams) -> dict:
     return {"kernel": values.kernel, "noise": values.noise}
 
 
-def _raise_if_failed(value, jitter, what: str) -> None:
-    if checks.is_concrete(value) and not np.all(np.isfinite(np.asarray(value))):
-        dtype = jnp.asarray(value).dtype
-        largest = jitter_schedule(dtype)[1]
-        hint = "check for a vanishing noise variance" + ("" if dtype == jnp.float64 else ", or compute in float64")
-        raise CholeskyError(
-            f"{what}: K + s2 I is not positive definite even with jitter up to {largest:g} x "
-            f"mean(diag) ({dtype}); the kernel or noise is degenerate for these inputs ({hint})"
-        )
+def _raise_if_failed(value, jitter, what: str, batched: bool = False) -> None:
+    """CholeskyError if ``value`` (a factor, LML or variance; with a leading datasets axis
+    when ``batched``) is not finite; its ``datasets`` attribute lists the failed ones."""
+    if not checks.is_concrete(value) or np.all(np.isfinite(np.asarray(value))):
+        return
+    array = np.asarray(value)
+    largest = jitter_schedule(array.dtype)[1]
+    hint = "a gram holding NaN/inf, a noise variance near zero" + (
+        "" if array.dtype == np.float64 else ", or float32 rounding (compute in float64)"
+    )
+    failed = ()
+    if batched and array.ndim:
+        failed = tuple(int(i) for i in np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1)))
+    which = f" (dataset(s) {list(failed)} of {len(array)})" if failed else ""
+    err = CholeskyError(
+        f"{what}{which}: K + s2 I is not positive definite even with jitter up to {largest:g} x "
+        f"mean(diag) ({array.dtype}); the kernel or noise is degenerate for these inputs (check for {hint})"
+    )
+    err.datasets, err.dtype = failed, array.dtype.name
+    raise err
 
 
 def _checked_data(
@@ -246,9 +258,28 @@ def value_and_grad(
     return value, grad
 
 
+def _starts(kernel: Kernel, Z, Y, params0) -> GPParams | None:
+    """The constrained starts :func:`gpllm.gp.fit.initial_params` compares (leaves stacked over
+    its noise fractions), for :func:`_check_start`; None when the caller gave ``params0``.
+    Computed inside the fit's own program: the same values, no program of their own to compile."""
+    if params0 is not None:
+        return None
+    values = [start_values(kernel, Z, Y, f) for f in fit_module.NOISE_FRACTIONS]
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *values)
+
+
+def _check_start(kernel: Kernel, starts: GPParams | None, dtype, what: str) -> None:
+    """InputError naming a start ``kernel.init`` gave beyond its constraint, which
+    :meth:`~gpllm.gp.parameters.Bounded.inverse` would clamp without a word (on a bound is fine)."""
+    if starts is not None:
+        parameters.check_start(
+            constraints_of(kernel), starts, f"{what}: {type(kernel).__name__}.init's start params", dtype
+        )
+
+
 @partial(jax.jit, static_argnums=(0, 4))
 def _fit_jit(kernel, Z, Y, params0, options):
-    return fit_module.fit_traced(kernel, Z, Y, params0, options)
+    return fit_module.fit_traced(kernel, Z, Y, params0, options), _starts(kernel, Z, Y, params0)
 
 
 def _over_datasets(one, args, batch_size: int, mesh=None):
@@ -264,7 +295,7 @@ def _over_datasets(one, args, batch_size: int, mesh=None):
 @partial(jax.jit, static_argnums=(0, 4, 5, 6))
 def _fit_batched_jit(kernel, Z, Y, params0, options, batch_size, mesh):
     def one(args):
-        return fit_module.fit_traced(kernel, *args, options)
+        return fit_module.fit_traced(kernel, *args, options), _starts(kernel, *args)
 
     return _over_datasets(one, (Z, Y, params0), batch_size, mesh)
 
@@ -275,7 +306,7 @@ def _fit_predict_batched_jit(kernel, Z, Y, params0, Z_new, options, include_nois
         z, y, start, z_new = args
         result = fit_module.fit_traced(kernel, z, y, start, options)
         post = posterior_module.condition(kernel, result.params, z, y, options.output_scales)
-        return result, posterior_module.predict(kernel, post, z_new, include_noise)
+        return result, posterior_module.predict(kernel, post, z_new, include_noise), _starts(kernel, z, y, start)
 
     return _over_datasets(one, (Z, Y, params0, Z_new), batch_size, mesh)
 
@@ -378,7 +409,8 @@ def fit(
     """
     options = _checked_options(options)
     Z, Y = _checked_data(Z, Y, what="gp.fit", output_scales=options.output_scales)
-    result = _fit_jit(kernel, Z, Y, _checked_raw(kernel, params0, Z), options)
+    result, starts = _fit_jit(kernel, Z, Y, _checked_raw(kernel, params0, Z), options)
+    _check_start(kernel, starts, Z.dtype, "fit")
     _raise_if_failed(result.lml, result.jitter, "fit")
     return _flag_jitter_dominated(kernel, result, "fit")
 
@@ -433,8 +465,9 @@ def fit_batched(
         Z, Y, batched=True, batch_size=batch_size, mesh=mesh, what="fit_batched", output_scales=options.output_scales
     )
     args = (Z, Y, _checked_raw(kernel, params0, Z))
-    result = _run_batched(partial(_fit_batched_jit, kernel), args, (options,), batch_size, mesh)
-    _raise_if_failed(result.lml, result.jitter, "fit_batched")
+    result, starts = _run_batched(partial(_fit_batched_jit, kernel), args, (options,), batch_size, mesh)
+    _check_start(kernel, starts, Z.dtype, "fit_batched")
+    _raise_if_failed(result.lml, result.jitter, "fit_batched", batched=True)
     return _flag_jitter_dominated(kernel, result, "fit_batched")
 
 
@@ -481,9 +514,11 @@ def fit_predict_batched(
     checks.check_new_inputs(Z_new.reshape(-1, Z_new.shape[-1]), Z.shape[-1])
     args = (Z, Y, _checked_raw(kernel, params0, Z), Z_new)
     statics = (options, include_noise)
-    result, (mean, var) = _run_batched(partial(_fit_predict_batched_jit, kernel), args, statics, batch_size, mesh)
-    _raise_if_failed(result.lml, result.jitter, "fit_predict_batched")
-    _raise_if_failed(var, None, "fit_predict_batched (conditioning)")
+    jitted = partial(_fit_predict_batched_jit, kernel)
+    result, (mean, var), starts = _run_batched(jitted, args, statics, batch_size, mesh)
+    _check_start(kernel, starts, Z.dtype, "fit_predict_batched")
+    _raise_if_failed(result.lml, result.jitter, "fit_predict_batched", batched=True)
+    _raise_if_failed(var, None, "fit_predict_batched (conditioning)", batched=True)
     return result, mean, var
 
 

@@ -17,7 +17,8 @@ prints these peaks.
 
 The limit is what the device has free: on GPU/TPU the allocator's
 ``bytes_limit`` less what is in use; on CPU the kernel's MemAvailable, or
-less where a cgroup (a container, a Slurm job) caps the process.
+less where a cgroup (a container, a Slurm job) caps the process or where its
+address space is limited (``ulimit -v``, less what it already maps).
 ``GPLLM_MEMORY_CHECK=off`` skips the check (e.g. when swap is meant to absorb it).
 """
 
@@ -66,8 +67,9 @@ def device_budget(device: Device | None = None) -> Budget | None:
 
 
 def host_budget() -> Budget | None:
-    """The host memory free (the kernel's MemAvailable, less where a cgroup caps it), or None."""
-    budgets = [b for b in (_mem_available(), _cgroup_headroom()) if b is not None]
+    """The host memory free (the kernel's MemAvailable, less where a cgroup caps it or the
+    process's address space is limited), or None."""
+    budgets = [b for b in (_mem_available(), _cgroup_headroom(), _address_space_headroom()) if b is not None]
     return min(budgets, key=lambda b: b.free) if budgets else None
 
 
@@ -99,6 +101,32 @@ def _mem_available() -> Budget | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def _address_space_headroom() -> Budget | None:
+    """The soft RLIMIT_AS (``ulimit -v``) less this process's address space now (VmSize), or
+    None where it is unlimited: allocations beyond it fail (XLA's RESOURCE_EXHAUSTED) however
+    much memory is free."""
+    try:
+        import resource
+
+        limit, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):  # no resource module (Windows)
+        return None
+    if limit == resource.RLIM_INFINITY or limit < 0:
+        return None
+    return Budget(max(0, limit - _address_space_used()), "the address-space limit (ulimit -v)")
+
+
+def _address_space_used() -> int:
+    """Bytes of this process's virtual address space (VmSize in /proc/self/status; 0 where unknown)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _cgroup_headroom() -> Budget | None:

@@ -254,15 +254,19 @@ def lml(kernel: Kernel, params: GPParams, Z: jax.Array, targets: Targets) -> LML
     )
 
 
-def init_params(kernel: Kernel, Z: jax.Array, Y: jax.Array, noise_fraction: float = 0.1) -> GPParams:
-    """Data-aware raw start: kernel defaults (median-distance lengthscale) with the
-    signal variance set to (1 - noise_fraction) of Y's mean per-output variance
-    and the noise to the rest.
+def start_values(kernel: Kernel, Z: jax.Array, Y: jax.Array, noise_fraction: float = 0.1) -> GPParams:
+    """Data-aware constrained start: kernel defaults (``kernel.init``, e.g. a
+    median-distance lengthscale) with the signal variance set to (1 - noise_fraction)
+    of Y's mean per-output variance and the noise to the rest.
     """
     total = jnp.mean(jnp.var(Y, axis=0))
     total = jnp.where(total > 0, total, jnp.ones((), Y.dtype))
-    values = GPParams(kernel=kernel.init(Z, (1.0 - noise_fraction) * total), noise=noise_fraction * total)
-    return parameters.unconstrain(constraints_of(kernel), values)
+    return GPParams(kernel=kernel.init(Z, (1.0 - noise_fraction) * total), noise=noise_fraction * total)
+
+
+def init_params(kernel: Kernel, Z: jax.Array, Y: jax.Array, noise_fraction: float = 0.1) -> GPParams:
+    """:func:`start_values` as raw params (a value on a Bounded's bound is moved just inside)."""
+    return parameters.unconstrain(constraints_of(kernel), start_values(kernel, Z, Y, noise_fraction))
 
 
 def params_shapes(kernel: Kernel, n: int, q: int, dtype) -> GPParams:

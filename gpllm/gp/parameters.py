@@ -17,7 +17,8 @@ underflow to exactly 0 the way exp drives a noise variance.
 
 Kernels see constrained *values*; ``GPParams`` and every optimiser hold the
 unconstrained *raw* pytree. :func:`constrain` and :func:`unconstrain` convert,
-:func:`check_values` names any value its constraint forbids, and
+:func:`check_values` names any value its constraint forbids (:func:`check_start`
+any starting value, allowed on a bound), and
 :func:`split_trainable` / :func:`merge_trainable` keep fixed leaves out of the
 optimiser's pytree.
 """
@@ -57,6 +58,11 @@ class Constraint:
     def violation(self, value: np.ndarray) -> str | None:
         """None if every entry of ``value`` is allowed, else what is wrong with it."""
         return None if np.all(np.isfinite(value)) else "is not finite"
+
+    def start_violation(self, value: np.ndarray, dtype) -> str | None:
+        """As :meth:`violation`, for a starting value computed in ``dtype`` (a kernel's
+        ``init``); :class:`Bounded` lets it sit on a bound, which :meth:`inverse` moves inside."""
+        return self.violation(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,8 +104,9 @@ class Real(Constraint):
 class Bounded(Constraint):
     """value = low + (high - low) * sigmoid(raw), strictly inside (low, high).
 
-    A starting value on or beyond a bound is moved just inside it by
-    :meth:`inverse` (a kernel's data-aware default may land there); values a
+    A starting value on a bound is moved just inside it by :meth:`inverse` (a
+    kernel's data-aware default may land there); one beyond a bound is an error
+    (:func:`check_start`, which the fits call on ``kernel.init``'s values); values a
     user passes are checked strictly by :func:`check_values`.
     """
 
@@ -125,6 +132,20 @@ class Bounded(Constraint):
         inside = np.all((value > self.low) & (value < self.high))
         return None if inside else f"must lie in ({self.low:g}, {self.high:g}) (constraint: {self!r})"
 
+    def start_violation(self, value, dtype):
+        """A start may lie on a bound, or beyond it by the rounding of a value computed in
+        ``dtype`` (:data:`START_ROUNDING` units of roundoff of the bound's magnitude), no further."""
+        if not np.all(np.isfinite(value)):
+            return "is not finite"
+        dtype = np.dtype(dtype) if np.issubdtype(np.dtype(dtype), np.floating) else np.dtype(np.float64)
+        slack = START_ROUNDING * np.finfo(dtype).eps * max(abs(self.low), abs(self.high))
+        if np.all((value >= self.low - slack) & (value <= self.high + slack)):
+            return None
+        return (
+            f"lies outside its constraint {self!r}: a starting value may sit on a bound (it is moved "
+            "just inside), not beyond it"
+        )
+
     def __repr__(self):
         return f"Bounded({self.low:g}, {self.high:g})"
 
@@ -142,6 +163,10 @@ class Fixed(Real):
 positive = Positive()
 real = Real()
 fixed = Fixed()
+
+#: How far beyond a bound a start computed in float32/float64 may lie, in units of roundoff
+#: of the bound's magnitude: a few roundings (e.g. ``high`` computed as a sum or a quotient).
+START_ROUNDING = 4
 
 
 def _is_constraint(x) -> bool:
@@ -185,17 +210,40 @@ def check_values(constraints, values: Params, name: str = "params", *, raw: bool
     ``kernel['lengthscale'] must be positive``), or a structure that does not
     match the declaration; tracers are skipped. ``raw``: the leaves are
     unconstrained, where any finite number is allowed."""
+    problem = (lambda c, value: Constraint.violation(c, value)) if raw else (lambda c, value: c.violation(value))
+    _raise_first(constraints, values, name, problem)
+
+
+def check_start(constraints, values: Params, name: str, dtype) -> None:
+    """InputError naming the first starting value (constrained, e.g. ``kernel.init``'s) its
+    constraint forbids (:meth:`Constraint.start_violation`: unlike :func:`check_values`, a
+    value on a bound passes); leaves may carry leading axes (datasets, starts)."""
+    _raise_first(constraints, values, name, lambda c, value: c.start_violation(value, dtype))
+
+
+def _raise_first(constraints, values: Params, name: str, problem_of) -> None:
+    """InputError ``{name}{path} = {value} {problem}`` at the first leaf where
+    ``problem_of(constraint, float64 value)`` is not None; tracers are skipped."""
 
     def check(constraint, leaf, path):
         if not is_concrete(leaf):
             return leaf
-        value = np.asarray(leaf, dtype=np.float64)
-        problem = Constraint.violation(constraint, value) if raw else constraint.violation(value)
+        problem = problem_of(constraint, np.asarray(leaf, dtype=np.float64))
         if problem:
-            raise InputError(f"{name}{jax.tree_util.keystr(tuple(path))} = {np.asarray(leaf)} {problem}")
+            raise InputError(f"{name}{jax.tree_util.keystr(tuple(path))} = {_shown(np.asarray(leaf))} {problem}")
         return leaf
 
     _over_leaves(check, constraints, values)
+
+
+def _shown(value: np.ndarray) -> str:
+    """A value for a message: one number where every entry is the same (a start holds a copy
+    per dataset and per noise fraction), the array when small, else its range."""
+    if value.size and np.all(value == value.flat[0]):
+        return str(value.flat[0])
+    if value.size <= 6:
+        return str(value)
+    return f"{np.min(value):g}..{np.max(value):g} (shape {value.shape})"
 
 
 def split_trainable(constraints, raw: Params) -> tuple[Params, Params]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpllm.data.validate import check_finite, check_unique, preview
+from gpllm.data.validate import check_finite, check_not_all_zero, check_unique, preview
 from gpllm.errors import EmbeddingError, ShapeError
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ class GeneVectors:
             raise ShapeError(f"{self.source}: vectors have shape {X.shape}, expected ({len(names)}, D)")
         check_unique(names, "gene names", self.source)
         check_finite(X, "embedding", self.source, row_names=names)
+        check_not_all_zero(X, "its vectors", self.source)
         X.setflags(write=False)
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "X", X)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from gpllm.atomic import write_h5ad
-from gpllm.data.validate import check_finite, check_unique, preview
+from gpllm.data.validate import check_finite, check_not_all_zero, check_unique, preview
 from gpllm.errors import DataError, InputError, ShapeError
 from gpllm.readonly import PicklesThroughInit
 
@@ -104,6 +104,8 @@ class PerturbationData(PicklesThroughInit):
         check_unique(genes, "gene names", "PerturbationData.genes")
         check_finite(Y, "Y", "PerturbationData", genes, perts)
         check_finite(ctrl, "ctrl", "PerturbationData", row_names=genes)
+        where = f"PerturbationData ({self.provenance.get('source', 'no source')})"
+        check_not_all_zero(Y, "the expression profiles Y", where)
         try:
             # a JSON round trip makes the record exactly what save/load gives back
             prov = json.loads(json.dumps(dict(self.provenance)))
@@ -208,6 +210,7 @@ class PerturbationData(PicklesThroughInit):
         X = adata.X
         if hasattr(X, "toarray"):
             X = X.toarray()
+        check_not_all_zero(np.asarray(X), "its expression profiles X", where)
         return cls(
             Y=np.asarray(X),
             ctrl=np.asarray(adata.var["ctrl"]),

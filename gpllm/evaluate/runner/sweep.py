@@ -34,11 +34,12 @@ import polars as pl
 
 from gpllm.data.embeddings.assemble import Embedding
 from gpllm.data.screens.perturbation_data import PerturbationData, shared_perturbations
-from gpllm.errors import InputError, WorkerError
+from gpllm.errors import CholeskyError, GPLLMError, InputError, ShapeError, WorkerError
 from gpllm.evaluate.grid import NO_EMBEDDING, Chunk, SweepConfig, plan_chains, plan_chunks
 from gpllm.evaluate.rows import fold_rows, records_by_fold
 from gpllm.evaluate.runner.executors import Executor, LocalExecutor
 from gpllm.evaluate.runner.store import RunStore, write_json
+from gpllm.evaluate.runner.workers import named_failures
 from gpllm.evaluate.splits import Split, make_plan
 from gpllm.models.base import Fold, fit_predict_folds, zero_padding_invariant
 from gpllm.models.registry import BuildContext, ModelSpec
@@ -76,14 +77,69 @@ def run_chunk(
     starts = [records.get(s.fold) for s in splits] if records else None
     spec = spec or ModelSpec(chunk.model)
     blocks = embedding.blocks if embedding is not None else ()
-    model = spec.build(BuildContext(blocks=blocks, ctrl=data.ctrl, seed=seed, gp_dtype=gp_dtype))
-    # Baselines only look at Z's width, so a one-column placeholder serves them.
-    Z = embedding.Z if embedding is not None else np.zeros((data.n_perts, 1))
-    if zero_padding_invariant(model):
-        Z = _pad_columns(Z, pad_width)
-    folds = [Fold(Z[s.train], data.Y[s.train], Z[s.test]) for s in splits]
-    fits = fit_predict_folds(model, folds, starts)
-    return pl.concat([fold_rows(chunk, data, s, fit) for s, fit in zip(splits, fits)], how="vertical")
+    with failures_named(chunk, [s.fold for s in splits]):
+        model = spec.build(BuildContext(blocks=blocks, ctrl=data.ctrl, seed=seed, gp_dtype=gp_dtype))
+        # Baselines only look at Z's width, so a one-column placeholder serves them.
+        Z = embedding.Z if embedding is not None else np.zeros((data.n_perts, 1))
+        if zero_padding_invariant(model):
+            Z = _pad_columns(Z, pad_width)
+        folds = [Fold(Z[s.train], data.Y[s.train], Z[s.test]) for s in splits]
+        fits = fit_predict_folds(model, folds, starts)
+    rows = []
+    for split, fit in zip(splits, fits):
+        with failures_named(chunk, [split.fold]):
+            _check_shapes(fit.prediction, len(split.test), data.n_genes)
+            rows.append(fold_rows(chunk, data, split, fit))
+    return pl.concat(rows, how="vertical")
+
+
+def _check_shapes(prediction, m: int, g: int) -> None:
+    """ShapeError unless a fold's predicted mean is (M, G) and its variance (M,), (M, G) or None:
+    scoring pads the rows, so a mean with a row too many would otherwise pass unnoticed."""
+    if np.shape(prediction.mean) != (m, g):
+        raise ShapeError(
+            f"its predicted mean has shape {np.shape(prediction.mean)}; the fold's {m} test perturbations "
+            f"x {g} genes need ({m}, {g})"
+        )
+    if prediction.var is not None and np.shape(prediction.var) not in ((m,), (m, g)):
+        raise ShapeError(f"its predicted variance has shape {np.shape(prediction.var)}; needed ({m},) or ({m}, {g})")
+
+
+def failures_named(chunk: Chunk, folds: Sequence[int]) -> contextlib.AbstractContextManager:
+    """Inside: an error re-raised naming the chunk's model, screen, embedding, size and fold(s)
+    (:func:`~gpllm.evaluate.runner.workers.named_failures`: a model's own exception becomes a
+    one-line WorkerError with its traceback, which the sweep appends to errors.log); a factor
+    that is not positive definite also says what to try."""
+    return named_failures(
+        lambda err: _where(chunk, _failed_folds(err, folds) if isinstance(err, GPLLMError) else folds),
+        lambda err: _cholesky_hint(chunk.model, err) if isinstance(err, CholeskyError) else "",
+    )
+
+
+def _where(chunk: Chunk, folds: Sequence[int]) -> str:
+    """'model 'gp' (screen K562, embedding text, size 100, fold 2)'."""
+    embedding = "" if chunk.embedding == NO_EMBEDDING else f", embedding {chunk.embedding}"
+    fold = f"fold {folds[0]}" if len(folds) == 1 else f"folds {list(folds)}"
+    return f"model {chunk.model!r} (screen {chunk.screen}{embedding}, size {chunk.size}, {fold})"
+
+
+def _failed_folds(err: GPLLMError, folds: Sequence[int]) -> list[int]:
+    """The folds a batched fit's error names (its ``datasets``: fold b, or b - B where a fit
+    runs every fold twice, from two starts), else all of ``folds``."""
+    datasets = getattr(err, "datasets", None)
+    if not datasets or len(folds) == 1:
+        return list(folds)
+    return sorted({folds[d % len(folds)] for d in datasets if d < 2 * len(folds)}) or list(folds)
+
+
+def _cholesky_hint(model: str, err: CholeskyError) -> str:
+    """What to try when a fit's factor is not positive definite, as the config keys that do it."""
+    float64 = "" if getattr(err, "dtype", "") == "float64" else f'[models.{model}] dtype = "float64", '
+    return (
+        f"try {float64}[models.{model}] noise_ratio_prior = [mean, sd] (a prior on log(noise / signal "
+        "variance) that keeps the noise off zero), or, for your own kernel, a White term (more jitter) and a "
+        "gram that is finite and positive semi-definite on these inputs"
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -279,6 +279,43 @@ def _reraise(payload, item) -> None:
     raise WorkerError(f"a worker failed on {item!r}: {what}", details=text) from None
 
 
+@contextlib.contextmanager
+def named_failures(
+    where: Callable[[BaseException], str], hint: Callable[[BaseException], str] = lambda err: ""
+) -> Iterator[None]:
+    """Inside: an error re-raised as one line that says where it happened (``where(err)``,
+    e.g. the model and the fold), the same in this process as in a worker.
+
+    A gpllm error keeps its class and attributes, its message prefixed (and followed by
+    ``hint(err)`` where that is not empty; unchanged where ``where(err)`` is empty); anything
+    else, an exception or ``sys.exit`` in user code, becomes a :class:`WorkerError` whose
+    ``details`` hold the traceback (which the caller appends to its run folder's errors.log).
+    SIGTERM's :class:`Terminated` passes.
+    """
+    try:
+        yield
+    except Terminated:
+        raise
+    except GPLLMError as err:
+        if not (prefix := where(err)):
+            raise
+        extra = hint(err)
+        raise _renamed(err, f"{prefix}: {err}" + (f"; {extra}" if extra else "")) from err
+    except (Exception, SystemExit) as err:
+        raise WorkerError(f"{where(err)}: {type(err).__name__}: {err}", traceback.format_exc()) from None
+
+
+def _renamed(err: GPLLMError, message: str) -> GPLLMError:
+    """``err``'s class (and attributes) with ``message``; ``err`` itself where the class
+    cannot be built from a message alone."""
+    try:
+        renamed = type(err)(message)
+    except TypeError:
+        return err
+    renamed.__dict__.update(err.__dict__)
+    return renamed
+
+
 def _check_alive(processes) -> bool:
     """WorkerError if a worker died; True when every worker has exited cleanly."""
     dead = [p for p in processes if p.exitcode not in (None, 0)]
