@@ -24,7 +24,7 @@ def active_command(
     seed_size: int = typer.Option(None, help="Override the seed set size (default 50)."),
     batch_size: int = typer.Option(None, help="Override the batch size per round (default 50)."),
     budget: int = typer.Option(None, help="Override the budget: perturbations measured in the end (default 800)."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     debug: bool = typer.Option(
         False,
         "--debug",
@@ -64,7 +64,7 @@ def active_command(
         if overrides:
             active_config = dataclasses.replace(active_config, **overrides)
         folder = writable_folder(out or Path("results") / f"active-{data_config.folder_name}", "--out")
-        run = run_active(data_config, active_config, folder, progress=progress)
+        run = run_active(data_config, active_config, folder, progress=not no_progress)
     except GPLLMError as err:
         raise fail(err, debug) from err
     console = Console(width=None if sys.stdout.isatty() else 140)

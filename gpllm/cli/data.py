@@ -63,9 +63,10 @@ def list_sources(
     sources_file: Path | None = _SOURCES_FILE,
     dest: Path | None = typer.Option(None, "--dest", help="Folder to look in (default: the cache, $GPLLM_DATA)."),
 ) -> None:
-    """Table of the known remote files: size, whether cached, whether a checksum is known."""
-    from rich.console import Console
-    from rich.table import Table
+    """The known remote files, one entry each: name, size, whether cached, which checksum is
+    known, then the description, indented and wrapped at the terminal's width."""
+    import shutil
+    import textwrap
 
     from gpllm.data.sources.registry import cache_dir, is_cached, recorded_checksum, registry
     from gpllm.errors import GPLLMError
@@ -75,20 +76,22 @@ def list_sources(
         where = dest if dest is not None else cache_dir()
     except GPLLMError as err:
         raise fail(err) from err
-    table = Table(title=f"gpllm data sources (cache: {where})")
-    table.add_column("name", no_wrap=True)
-    for col in ("description", "size", "cached", "checksum"):
-        table.add_column(col, overflow="fold")
+    rows = []
     for s in reg.values():
-        cached = is_cached(s, where)
         if s.verified:
             known = "+".join(c.split(":")[0] for c in s.checksums)
         elif recorded_checksum(where / s.filename):
             known = "recorded sha256"
         else:
             known = "none (opt-in)"
-        table.add_row(s.name, s.description, _human(s.size), "yes" if cached else "no", known)
-    Console().print(table)
+        rows.append((s.name, _human(s.size), f"cached: {'yes' if is_cached(s, where) else 'no'}", f"checksum: {known}"))
+    widths = [max((len(row[i]) for row in rows), default=0) for i in range(3)]
+    width = shutil.get_terminal_size().columns
+    lines = [f"gpllm data sources (cache: {where})"]
+    for row, s in zip(rows, reg.values()):
+        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+        lines += textwrap.wrap(s.description, width - 1, initial_indent="      ", subsequent_indent="      ")
+    typer.echo("\n".join(lines))
 
 
 @app.command("fetch")
@@ -156,7 +159,8 @@ def process_screen(
     preset: str | None = typer.Option(
         None,
         "--preset",
-        help="How obs names conditions: replogle_bulk, replogle_cells, norman19 (default: a 'perturbation' column).",
+        help="How obs names conditions: replogle_bulk, replogle_cells, norman19, gears or norman_scperturb "
+        "(default: obs['gene'] names the target, 'non-targeting' the controls).",
     ),
     kind: str = typer.Option("auto", "--kind", help="'cells', 'bulk' or 'auto' (detected)."),
     n_hvg: int = typer.Option(2000, "--n-hvg", min=1, help="Highly variable genes kept."),

@@ -21,7 +21,6 @@ def reproduce_command(
     ),
     workers: int = typer.Option(
         None,
-        min=1,
         help="Worker processes (default: one per CPU core on CPU, 1 on GPU/TPU; 1 runs in this process); "
         "with a Dask executor, the local run whose thread counts the cluster's workers are checked against.",
     ),
@@ -30,7 +29,7 @@ def reproduce_command(
         help="Where the sweep runs: 'local' or 'dask://HOST:PORT' (a Dask cluster whose workers see --out); "
         "default: the config's, else local.",
     ),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     debug: bool = typer.Option(
         False,
         "--debug",
@@ -47,6 +46,8 @@ def reproduce_command(
         if config is not None and not config.is_file():
             raise InputError(f"config {config} does not exist")
         overrides = _overrides(sizes, folds, models)
+        if workers is not None and workers < 1:
+            raise InputError(f"--workers must be >= 1, got {workers}")
     except GPLLMError as err:
         raise fail(err) from err
     computing()
@@ -71,7 +72,7 @@ def reproduce_command(
         # Connected before the folder is made: an unreachable cluster leaves nothing behind.
         with contextlib.closing(open_executor(cfg.executor, workers=workers)) as opened:
             folder = writable_folder(out or Path("results") / cfg.folder_name, "--out")
-            run = reproduce(cfg, folder, progress=progress, executor=opened)
+            run = reproduce(cfg, folder, progress=not no_progress, executor=opened)
     except GPLLMError as err:
         raise fail(err, debug) from err
     # Wide enough for Table 1's five columns when stdout is a file or a pipe.

@@ -115,7 +115,9 @@ def unchecked_perturbation_metrics(
     reference = jnp.broadcast_to(reference, Y_true.shape)
     delta, delta_hat = Y_true - reference, Y_pred - reference
     abs_err = jnp.abs(Y_pred - Y_true)
-    take = lambda x: jnp.take_along_axis(x, de, axis=1)  # noqa: E731
+
+    def take(x):
+        return jnp.take_along_axis(x, de, axis=1)
 
     # Elementwise rounding scale of x - reference: a row whose spread is within
     # its max over the gene set is constant (see the module docstring).

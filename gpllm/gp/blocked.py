@@ -104,7 +104,10 @@ def gram_of_upper(U: jax.Array) -> Blocks:
     e = block_edges(U.shape[0])
     if len(e) == 2:
         return {(0, 0): U @ U.T}
-    rows = lambda i: slice(e[i], e[i + 1])  # noqa: E731
+
+    def rows(i: int) -> slice:
+        return slice(e[i], e[i + 1])
+
     return {(i, j): U[rows(i), e[i] :] @ U[rows(j), e[i] :].T for i in range(len(e) - 1) for j in range(i + 1)}
 
 
@@ -115,8 +118,13 @@ def lower_blocks_of_product(W: jax.Array, *, trapezoidal: bool) -> Blocks:
     e = block_edges(n)
     if len(e) == 2:
         return {(0, 0): W @ W.T}
-    rows = lambda i: slice(e[i], e[i + 1])  # noqa: E731
-    cols = lambda j: slice(0, min(e[j + 1], r) if trapezoidal else r)  # noqa: E731
+
+    def rows(i: int) -> slice:
+        return slice(e[i], e[i + 1])
+
+    def cols(j: int) -> slice:
+        return slice(0, min(e[j + 1], r) if trapezoidal else r)
+
     return {(i, j): W[rows(i), cols(j)] @ W[rows(j), cols(j)].T for i in range(len(e) - 1) for j in range(i + 1)}
 
 

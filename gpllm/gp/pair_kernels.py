@@ -87,7 +87,10 @@ class PairKernel(Kernel):
 
     def _cross(self, params: Params, X1, X2):
         """The four base blocks k(a,c), k(a,d), k(b,c), k(b,d) and both flags."""
-        k = lambda u, v=None: self.base.gram(params["base"], u, v)  # noqa: E731
+
+        def k(u, v=None):
+            return self.base.gram(params["base"], u, v)
+
         a, b, v = _split(X1)
         if X2 is None:  # the symmetric call: k's own diagonal terms (e.g. White) stay on
             k_ad = k(a, b)
@@ -101,7 +104,10 @@ class PairKernel(Kernel):
         out = k_ac + W * k_ad + V * k_bc + V * W * k_bd
         if not self.interaction:
             return out
-        inv = lambda u: jax.lax.rsqrt(self.base.diag(params["base"], u))  # noqa: E731
+
+        def inv(u):
+            return jax.lax.rsqrt(self.base.diag(params["base"], u))
+
         norm = (inv(a) * inv(b))[:, None] * (inv(c) * inv(d))[None, :]
         return out + params["interaction_variance"] * V * W * norm * (k_ac * k_bd + k_ad * k_bc)
 

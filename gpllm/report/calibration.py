@@ -101,7 +101,10 @@ def calibration_notes(results: pl.DataFrame, screen: str, size: int) -> list[str
         scored=pl.col("fold").filter(pl.col("nll").is_not_nan()).n_unique(),
         recal=pl.col("fold").filter(pl.col(VAR_SCALE).is_not_nan()).n_unique(),
     )
-    label = lambda r: model_label(r["model"], r["embedding"])  # noqa: E731
+
+    def label(r: dict) -> str:
+        return model_label(r["model"], r["embedding"])
+
     ordered = sorted(folds.iter_rows(named=True), key=lambda r: row_order(ModelKey(r["model"], r["embedding"])))
     notes = []
     if none := [label(r) for r in ordered if r["scored"] == 0]:

@@ -45,7 +45,10 @@ def _magnitude_r(part: pl.DataFrame) -> float:
     true, pred = part["magnitude_true"].to_numpy(), part["magnitude_pred"].to_numpy()
     ok = np.isfinite(true) & np.isfinite(pred)
     # constant up to rounding (the additive baseline's sqrt 2 from measured singles): undefined
-    constant = lambda x: np.ptp(x) <= 1e-9 * np.max(np.abs(x))  # noqa: E731
+
+    def constant(x: np.ndarray) -> bool:
+        return bool(np.ptp(x) <= 1e-9 * np.max(np.abs(x)))
+
     if ok.sum() < 3 or constant(true[ok]) or constant(pred[ok]):
         return 0.0
     return float(spearmanr(true[ok], pred[ok]).statistic)

@@ -364,7 +364,10 @@ def scatter_points(
         raise InputError(f"top_fraction must be in (0, 1], not {top_fraction!r}")
     check_results(results, [*ROW_ID, metric, "effect_size"], "Figure 3")
     sub = results.filter(pl.col("screen") == screen)
-    is_key = lambda k: (pl.col("model") == k.model) & (pl.col("embedding") == k.embedding)  # noqa: E731
+
+    def is_key(k: ModelKey) -> pl.Expr:
+        return (pl.col("model") == k.model) & (pl.col("embedding") == k.embedding)
+
     both = (
         sub.filter(is_key(x) | is_key(y))
         .group_by("size")

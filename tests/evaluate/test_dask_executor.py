@@ -22,6 +22,7 @@ distributed = pytest.importorskip("distributed")
 
 CHAINS = [[("a", 1), ("a", 2), ("a", 3)], [("b", 10)], [("c", 5), ("c", 6)]]
 SMALL = {"kind": "synthetic", "seed": 3, "overrides": {"n_perts": 60, "n_genes": 40}}
+N_WORKERS = 2
 
 
 def record(item, context):
@@ -40,13 +41,18 @@ def record(item, context):
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c:
+    with distributed.LocalCluster(
+        n_workers=N_WORKERS, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as c:
         yield c
 
 
 @pytest.fixture
 def dask(cluster):
     executor = open_executor("dask://" + cluster.scheduler_address.removeprefix("tcp://"))
+    # Every test starts on the whole cluster: one that kills a worker returns while its nanny
+    # is still starting a new one, and the next would find one worker (pinned to every core).
+    executor.client.wait_for_workers(N_WORKERS, timeout=60)
     yield executor
     executor.close()
 
@@ -148,8 +154,6 @@ def test_pinned_workers_of_a_local_cluster_run_with_local_workers_numerics():
     assert [numerics for [(numerics, _)] in results] == [local_numerics(2)] * 2
 
 
-# slow with the tests before it: right after the worker-loss test (a restarted worker) it fails
-@pytest.mark.slow
 def test_pinning_workers_in_which_jax_has_started_is_an_error(dask):
     cores = available_cores()
     if len(cores) < 2:
