@@ -27,7 +27,15 @@ class ShapeError(InputError):
 
 
 class CholeskyError(GPLLMError, FloatingPointError):
-    """K + s2 I could not be factorised even after escalating the jitter."""
+    """K + s2 I could not be factorised even after escalating the jitter.
+
+    ``datasets``: the failed datasets' indices in a batched fit (empty otherwise);
+    ``dtype``: the name of the dtype the factorisation ran in (None when unknown).
+    """
+
+    def __init__(self, message: str, *, datasets: tuple[int, ...] = (), dtype: str | None = None):
+        super().__init__(message)
+        self.datasets, self.dtype = datasets, dtype
 
 
 class NotConvergedError(GPLLMError, RuntimeError):

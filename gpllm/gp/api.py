@@ -115,12 +115,12 @@ def _raise_if_failed(value, jitter, what: str, batched: bool = False) -> None:
     if batched and array.ndim:
         failed = tuple(int(i) for i in np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1)))
     which = f" (dataset(s) {list(failed)} of {len(array)})" if failed else ""
-    err = CholeskyError(
+    raise CholeskyError(
         f"{what}{which}: K + s2 I is not positive definite even with jitter up to {largest:g} x "
-        f"mean(diag) ({array.dtype}); the kernel or noise is degenerate for these inputs (check for {hint})"
+        f"mean(diag) ({array.dtype}); the kernel or noise is degenerate for these inputs (check for {hint})",
+        datasets=failed,
+        dtype=array.dtype.name,
     )
-    err.datasets, err.dtype = failed, array.dtype.name
-    raise err
 
 
 def _checked_data(
