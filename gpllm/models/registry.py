@@ -37,6 +37,7 @@ from gpllm.gp.kernels import RBF, Active, Kernel
 from gpllm.models.base import Model, check_model
 from gpllm.models.baselines import Control, NonControlMean, RandomPerturbation
 from gpllm.models.gp import SCALED_GP_FIT_OPTIONS, GPModel
+from gpllm.models.gp_select import rbf_or_rbf_linear
 from gpllm.models.knn import KNN
 from gpllm.models.ridge import Ridge
 
@@ -87,6 +88,8 @@ BUILTIN_MODELS: dict[str, Callable[[BuildContext], Model]] = {
     "random_perturbation": lambda context: RandomPerturbation(seed=context.seed),
     "nonctrl_mean": lambda context: NonControlMean(),
     "control": _control,
+    # gp_scaled's GP on RBF and on RBF + Linear, the kernel chosen per fit by LOO density.
+    "gp_select": lambda context: rbf_or_rbf_linear(context.gp_dtype),
 }
 BUILTINS = (*BUILTIN_KERNELS, *BUILTIN_MODELS)
 #: Models that ignore the embedding: the sweep runs them once per screen.
@@ -102,6 +105,7 @@ BUILTIN_CHAIN_COSTS = {
     "random_perturbation": 0.5,
     "nonctrl_mean": 0.5,
     "control": 0.5,
+    "gp_select": 16,  # two GP fits
 }
 GP_CHAIN_COST = 8
 
