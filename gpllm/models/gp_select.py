@@ -28,7 +28,7 @@ Cost: the two fits, about twice ``gp_scaled``'s; one compile per kernel and shap
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -114,7 +114,7 @@ class LOOSelectedGP:
 
     def _index(self, record: Record) -> int:
         names = [c.name for c in self.candidates]
-        chosen = record.get(CHOICE_KEY) if isinstance(record, dict) else None
+        chosen = record.get(CHOICE_KEY) if isinstance(record, Mapping) else None
         if chosen not in names:
             raise InputError(f"{self.name}: the record's {CHOICE_KEY!r} is {chosen!r}, not one of {names}")
         return names.index(chosen)

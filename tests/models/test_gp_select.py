@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import numpy as np
 import pytest
 from scipy.stats import norm
@@ -93,7 +95,7 @@ def test_a_record_restores_the_chosen_candidate_and_its_predictions(data, fitted
     Z, Y, Z_test = data
     model, state = fitted
     record = model.record(state)
-    restored = model.restore(record, Z, Y)
+    restored = model.restore(MappingProxyType(record), Z, Y)  # as a fitted-model file hands it back
     assert restored.choice == state.choice
     before, after = model.predict(state, Z_test), model.predict(restored, Z_test)
     np.testing.assert_allclose(after.mean, before.mean, rtol=1e-10)
