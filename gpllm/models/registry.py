@@ -71,8 +71,10 @@ def _control(context: BuildContext) -> Model:
     return Control(context.ctrl)
 
 
-#: Built-in models; "gp" and "gp_blocks" are the kernels GP specs default to; "gp_scaled"
-#: is the recommended GP (:data:`BUILTIN_FIT_DEFAULTS`; gpllm.models.gp's module docstring).
+#: Built-in models; "gp" and "gp_blocks" are the kernels GP specs default to; "gp_scaled" is
+#: the GP with per-gene scales on RBF (:data:`BUILTIN_FIT_DEFAULTS`), one GPModel, so `gpllm active`
+#: and a config's GP options take it; the recommended GP, "gp_select" (BUILTIN_MODELS), fits it on
+#: RBF and on RBF + Linear and keeps the better by leave-one-out density (gpllm.models.gp_select).
 BUILTIN_KERNELS: dict[str, Callable[[BuildContext], Kernel]] = {
     "gp": lambda context: RBF(),
     "gp_blocks": lambda context: _per_block_kernel(context.blocks),
