@@ -1,17 +1,22 @@
 """A run's models by training size, with paired differences against a reference model.
 
-    python -m experiments.paired_table RUN/results.parquet [--reference ridge] [--screen K562]
+    python -m experiments.paired_table RUN/results.parquet [MORE.parquet ...] [--reference ridge] [--screen K562]
 
 For each (screen, size, model): the mean +- 1.96 SE across folds of Pearson top-20 DE,
 NLL over all genes and 50% / 90% coverage over all and top-20 DE genes; then, for each
 model against the reference, the paired difference model - reference of Pearson top-20
 DE and NLL (per test perturbation, averaged per fold, mean +- 1.96 SE across folds).
-The issue-22 comparison: ``gpllm reproduce --config experiments/gp_scaled.toml``.
+Several results files are read as one table (runs of other models on the same splits,
+e.g. ``--models gp_select`` added to an earlier run; rows repeated across files are an
+error). For models whose records name a ``kernel_choice`` (``gp_select``), the folds
+each kernel was chosen for, per size. The issue-22 comparison:
+``gpllm reproduce --config experiments/gp_scaled.toml``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import polars as pl
@@ -48,20 +53,41 @@ def table(rows: pl.DataFrame, reference: str) -> str:
     return "\n".join(lines)
 
 
+def kernel_choices(rows: pl.DataFrame) -> str:
+    """Markdown: per (screen, model, size), how many folds chose each kernel (records with a
+    ``kernel_choice``, the JSON ``hyperparameters`` on each fold's first row); "" if none."""
+    records = rows.filter(pl.col("hyperparameters") != "").with_columns(
+        pl.col("hyperparameters").map_elements(lambda r: json.loads(r).get("kernel_choice"), pl.String).alias("kernel")
+    )
+    counts = records.drop_nulls("kernel").group_by("screen", "model", "size", "kernel").len().sort(pl.all())
+    if counts.height == 0:
+        return ""
+    lines = ["| screen | model | size | kernel chosen: folds |", "|---|---|---|---|"]
+    for (screen, model, size), group in counts.group_by(["screen", "model", "size"], maintain_order=True):
+        chosen = ", ".join(f"{k}: {n}" for k, n in zip(group["kernel"], group["len"]))
+        lines.append(f"| {screen} | {model} | {size} | {chosen} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", help="a run's results.parquet")
+    parser.add_argument("results", nargs="+", help="one or more runs' results.parquet (read as one table)")
     parser.add_argument("--reference", default="ridge", help="the model the paired differences are taken against")
     parser.add_argument("--screen", default=None, help="one screen only (default: every screen)")
     args = parser.parse_args(argv)
     gpllm.use_float64()  # the table's values are float64
-    rows = pl.read_parquet(args.results)
+    rows = pl.concat([pl.read_parquet(path) for path in args.results], how="vertical")
+    if rows.select(*KEYS, "model").is_duplicated().any():
+        print(f"error: {args.results} repeat rows (the same model, cell and perturbation)", file=sys.stderr)
+        return 2
     if args.screen:
         rows = rows.filter(pl.col("screen") == args.screen)
     if args.reference not in rows["model"].unique().to_list():
         print(f"error: model {args.reference!r} is not in {args.results}", file=sys.stderr)
         return 2
     print(table(rows, args.reference))
+    if choices := kernel_choices(rows):
+        print("\n" + choices)
     return 0
 
 

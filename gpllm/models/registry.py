@@ -37,6 +37,7 @@ from gpllm.gp.kernels import RBF, Active, Kernel
 from gpllm.models.base import Model, check_model
 from gpllm.models.baselines import Control, NonControlMean, RandomPerturbation
 from gpllm.models.gp import SCALED_GP_FIT_OPTIONS, GPModel
+from gpllm.models.gp_select import rbf_or_rbf_linear
 from gpllm.models.knn import KNN
 from gpllm.models.ridge import Ridge
 
@@ -70,8 +71,10 @@ def _control(context: BuildContext) -> Model:
     return Control(context.ctrl)
 
 
-#: Built-in models; "gp" and "gp_blocks" are the kernels GP specs default to; "gp_scaled"
-#: is the recommended GP (:data:`BUILTIN_FIT_DEFAULTS`; gpllm.models.gp's module docstring).
+#: Built-in models; "gp" and "gp_blocks" are the kernels GP specs default to; "gp_scaled" is
+#: the GP with per-gene scales on RBF (:data:`BUILTIN_FIT_DEFAULTS`), one GPModel, so `gpllm active`
+#: and a config's GP options take it; the recommended GP, "gp_select" (BUILTIN_MODELS), fits it on
+#: RBF and on RBF + Linear and keeps the better by leave-one-out density (gpllm.models.gp_select).
 BUILTIN_KERNELS: dict[str, Callable[[BuildContext], Kernel]] = {
     "gp": lambda context: RBF(),
     "gp_blocks": lambda context: _per_block_kernel(context.blocks),
@@ -87,6 +90,8 @@ BUILTIN_MODELS: dict[str, Callable[[BuildContext], Model]] = {
     "random_perturbation": lambda context: RandomPerturbation(seed=context.seed),
     "nonctrl_mean": lambda context: NonControlMean(),
     "control": _control,
+    # gp_scaled's GP on RBF and on RBF + Linear, the kernel chosen per fit by LOO density.
+    "gp_select": lambda context: rbf_or_rbf_linear(context.gp_dtype),
 }
 BUILTINS = (*BUILTIN_KERNELS, *BUILTIN_MODELS)
 #: Models that ignore the embedding: the sweep runs them once per screen.
@@ -102,6 +107,7 @@ BUILTIN_CHAIN_COSTS = {
     "random_perturbation": 0.5,
     "nonctrl_mean": 0.5,
     "control": 0.5,
+    "gp_select": 16,  # two GP fits
 }
 GP_CHAIN_COST = 8
 
