@@ -40,7 +40,11 @@ PAPER_CONFIGS: tuple[tuple[str, str], ...] = (
 _PUBLISHED = {"gears": "GEARS"}
 
 #: GP variants ("gp_<variant>"), e.g. the sum of one RBF per embedding block.
-_GP_VARIANTS = {"blocks": "block-additive kernel"}
+_GP_VARIANTS = {
+    "blocks": "block-additive kernel",
+    "scaled": "per-gene scales",
+    "select": "per-gene scales, kernel by LOO",
+}
 
 #: Short column headers (Table 1) and axis labels (figures) per metric column.
 METRIC_HEADERS: dict[str, str] = {
