@@ -49,6 +49,12 @@ def fail(err: Exception, debug: bool = False) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+def writing_outputs() -> None:
+    """From here on the command writes its outputs: the folders its checks created are its
+    output folders, kept by :func:`fail` even if a write then fails (data synth's OUT_DIR)."""
+    _CREATED.clear()
+
+
 def remove_empty_created() -> None:
     """Remove the folders the output checks created that are still empty, deepest first."""
     while _CREATED:
