@@ -34,19 +34,26 @@ def computing() -> None:
 _CREATED: list[Path] = []
 
 
-def fail(err: Exception, debug: bool = False) -> typer.Exit:
+def fail(err: Exception, debug: bool | None = None) -> typer.Exit:
     """A one-line error on stderr and exit code 1, not a traceback; output folders the
     command created and left empty are removed (a folder that existed before stays).
 
-    ``debug`` (a command's ``--debug``): the full traceback first, the one a worker or a
-    writer kept (the error's ``details``, also in the run folder's errors.log) or this one's.
+    ``debug`` (a command's ``--debug``; None for a command without one): the full traceback
+    first, the one a worker or a writer kept (the error's ``details``, also in the run folder's
+    errors.log) or this one's; where it is False and a traceback was kept, the line says so.
     """
     remove_empty_created()
     kept = getattr(err, "details", "")
     if debug:
         typer.echo((kept or "".join(traceback.format_exception(err))).rstrip(), err=True)
-    typer.echo(f"error: {err}" + (" (--debug prints the traceback)" if kept and not debug else ""), err=True)
+    typer.echo(f"error: {err}" + (" (--debug prints the traceback)" if kept and debug is False else ""), err=True)
     return typer.Exit(code=1)
+
+
+def writing_outputs() -> None:
+    """From here on the command writes its outputs: the folders its checks created are its
+    output folders, kept by :func:`fail` even if a write then fails (data synth's OUT_DIR)."""
+    _CREATED.clear()
 
 
 def remove_empty_created() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from gpllm.cli.common import computing, fail, not_an_input, writable_folder
+from gpllm.cli.common import computing, fail, not_an_input, writable_folder, writing_outputs
 from gpllm.data.embeddings.text import DEFAULT_MODEL as DEFAULT_TEXT_MODEL
 
 app = typer.Typer(help="Fetch, list and inspect data sources.", no_args_is_help=True)
@@ -145,6 +145,7 @@ def synth(
     try:
         check_draw_fits(SyntheticConfig(**sizes))  # before OUT_DIR is made: a refusal leaves nothing behind
         writable_folder(out_dir, "OUT_DIR")
+        writing_outputs()
         paths = write_files(make_screens(seed, **sizes), out_dir, cells=cells, cells_per_pert=cells_per_pert)
     except GPLLMError as err:
         raise fail(err) from err

@@ -31,6 +31,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -101,7 +102,10 @@ class RunStore:
 
         self.root.mkdir(parents=True, exist_ok=True)
         self._check_layout()
-        handle = open(self.root / ".lock", "a+")
+        try:
+            handle = open(self.root / ".lock", "a+")
+        except OSError as err:  # e.g. a disk so full that not even an empty file can be made
+            raise WriteError(f"could not write {self.root / '.lock'}: {describe_cause(err, self.root)}") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -120,7 +124,8 @@ class RunStore:
             handle.write(str(os.getpid()))
             handle.flush()
         except OSError as err:
-            handle.close()
+            with contextlib.suppress(OSError):  # closing flushes the same unwritable bytes again
+                handle.close()
             raise WriteError(f"could not write {self.root / '.lock'}: {describe_cause(err, self.root)}") from None
         self._lock = handle
 
