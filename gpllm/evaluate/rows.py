@@ -120,35 +120,44 @@ class FoldScores(NamedTuple):
 
     ctrl_ref: PerturbationMetrics  # deltas against the control
     mean_ref: PerturbationMetrics  # deltas against the training fold's mean
-    every: PredictiveScores  # N(mean, var) over all genes
-    top: PredictiveScores  # the same over each row's DE genes
-    every_recal: PredictiveScores  # N(mean, s var)
-    top_recal: PredictiveScores
-    valid: Array  # () bool: mean finite, var and s var finite and > 0
+    every: PredictiveScores | None  # N(mean, var) over all genes; None without a variance
+    top: PredictiveScores | None  # the same over each row's DE genes
+    every_recal: PredictiveScores | None  # N(mean, s var); None without an s
+    top_recal: PredictiveScores | None
+    valid: Array  # () bool: mean finite, var (where given) finite and > 0, s var (where given) > 0
 
 
 def score_fold(
     Y_true: Array,
     mean: Array,
-    var: Array,
-    recal_var: Array,
+    var: Array | None,
+    scale: Array | None,
     ctrl: Array,
     train_mean: Array,
     de: Array,
     eps: Array,
 ) -> FoldScores:
-    """All scores of a fold: Y_true, mean, var, recal_var (M, G) in one float dtype, ctrl and
-    train_mean (G,), de (M, K); eps (4,) the unit roundoffs of the deltas' sides (true,
-    predicted) against ctrl, then against train_mean (:func:`~gpllm.evaluate.metrics.roundoff`).
+    """All scores of a fold: Y_true, mean (M, G) in one float dtype; var (M,) or (M, G) in the
+    model's own dtype, or None (no variance); scale: () s in var's dtype, or None (no
+    recalibration); ctrl and train_mean (G,), de (M, K); eps (4,) the unit roundoffs of the
+    deltas' sides (true, predicted) against ctrl, then against train_mean
+    (:func:`~gpllm.evaluate.metrics.roundoff`).
 
-    Three compiled programs (the metrics, the calibration run for var and again for s var,
-    the validity check) rather than one: one fused program takes ~150 MiB more to compile.
+    A few compiled programs (the metrics, the calibration of var and of s var, each only
+    where that variance is scored, the validity check) rather than one: one fused program
+    takes ~150 MiB more to compile.
     """
+    one = None if var is None else jnp.ones((), var.dtype)
+    scored = (var is not None, var is not None and scale is not None)
+    every, top = _calibration(Y_true, mean, var, one, de) if scored[0] else (None, None)
+    every_recal, top_recal = _calibration(Y_true, mean, var, scale, de) if scored[1] else (None, None)
     return FoldScores(
         *_both_metrics(Y_true, mean, ctrl, train_mean, de, eps),
-        *_calibration(Y_true, mean, var, de),
-        *_calibration(Y_true, mean, recal_var, de),
-        _valid(mean, var, recal_var),
+        every,
+        top,
+        every_recal,
+        top_recal,
+        _valid(mean, var, scale),
     )
 
 
@@ -163,10 +172,23 @@ def _both_metrics(
     )
 
 
+def _scaled(var: Array, scale: Array) -> Array:
+    """s v in the variance's own dtype, as the checked path computes it (a Python float times
+    an array); s = 1 leaves v exact."""
+    return scale.astype(var.dtype) * var
+
+
 @jax.jit
-def _calibration(Y_true: Array, mean: Array, var: Array, de: Array) -> tuple[PredictiveScores, PredictiveScores]:
-    """N(mean, var) scored over all genes at :data:`COVERAGE_LEVELS` and over each row's DE
-    genes at :data:`DE_COVERAGE_LEVELS`; all (M, G) but de (M, K)."""
+def _calibration(
+    Y_true: Array, mean: Array, var: Array, scale: Array, de: Array
+) -> tuple[PredictiveScores, PredictiveScores]:
+    """N(mean, s var) scored over all genes at :data:`COVERAGE_LEVELS` and over each row's DE
+    genes at :data:`DE_COVERAGE_LEVELS`: Y_true, mean (M, G); var (M,) or (M, G), broadcast and
+    cast to Y_true's dtype here (not on the host); scale () s; de (M, K)."""
+    var = _scaled(var, scale).astype(Y_true.dtype)
+    # Materialised as the (M, G) array it was when the host broadcast it: fused with the
+    # scores instead, XLA reorders their arithmetic (NLL ~1e-13 apart).
+    var = jax.lax.optimization_barrier(jnp.broadcast_to(var[:, None] if var.ndim == 1 else var, Y_true.shape))
     take = lambda x: jnp.take_along_axis(x, de, axis=1)  # noqa: E731
     z_every, z_top = interval_z(COVERAGE_LEVELS, Y_true.dtype), interval_z(DE_COVERAGE_LEVELS, Y_true.dtype)
     return (
@@ -176,9 +198,14 @@ def _calibration(Y_true: Array, mean: Array, var: Array, de: Array) -> tuple[Pre
 
 
 @jax.jit
-def _valid(mean: Array, var: Array, recal_var: Array) -> Array:
-    """() bool: mean finite, var finite and > 0, s var > 0."""
-    return jnp.all(jnp.isfinite(mean)) & jnp.all(jnp.isfinite(var) & (var > 0) & (recal_var > 0))
+def _valid(mean: Array, var: Array | None, scale: Array | None) -> Array:
+    """() bool: mean finite, var (if any) finite and > 0, s var (if any) > 0."""
+    valid = jnp.all(jnp.isfinite(mean))
+    if var is not None:
+        valid &= jnp.all(jnp.isfinite(var) & (var > 0))
+        if scale is not None:
+            valid &= jnp.all(_scaled(var, scale) > 0)
+    return valid
 
 
 @jax.jit
@@ -204,30 +231,34 @@ def _variance_scale(fit: FoldFit) -> float:
 
 def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
     """x with its last row repeated up to ``rows`` rows (valid values: every score is per row)."""
-    return np.pad(x, ((0, rows - len(x)),) + ((0, 0),) * (x.ndim - 1), mode="edge")
+    return x if len(x) == rows else np.pad(x, ((0, rows - len(x)),) + ((0, 0),) * (x.ndim - 1), mode="edge")
 
 
 def _fold_scores(
     Y_true: np.ndarray, mean, var, scale: float, ctrl: np.ndarray, train_mean: np.ndarray, de: np.ndarray
 ) -> FoldScores:
-    """:func:`score_fold` on one fold's arrays (var (M,) or (M, G), in the model's dtype), rows
-    padded to :data:`ROW_BUCKET`; the checked metrics' error if the model's output is invalid."""
-    m, g = Y_true.shape
-    mean, var = np.asarray(mean), np.asarray(var)
-    # s v in the variance's own dtype, as the checked path computes it (a Python float times an array).
-    recal_var = var if np.isnan(scale) else float(scale) * var
-    dtype = np.result_type(Y_true, mean, var, ctrl, train_mean)
+    """:func:`score_fold` on one fold's arrays (var (M,) or (M, G) in the model's dtype, or None;
+    scale s, NaN for none), rows padded to :data:`ROW_BUCKET`; the checked metrics' error if the
+    model's output is invalid. Scores not computed (no variance, no s) are None."""
+    m = len(Y_true)
+    mean = np.asarray(mean)
+    var = None if var is None else np.asarray(var)
+    dtype = np.result_type(Y_true, mean, ctrl, train_mean, *([] if var is None else [var]))
     eps = np.asarray(
         [roundoff(Y_true, ctrl), roundoff(mean, ctrl), roundoff(Y_true, train_mean), roundoff(mean, train_mean)], dtype
     )
-    full = lambda v: np.broadcast_to(v[:, None] if v.ndim == 1 else v, (m, g)).astype(dtype)  # noqa: E731
     rows = -(-m // ROW_BUCKET) * ROW_BUCKET
-    padded = [_pad_rows(x, rows) for x in (Y_true.astype(dtype), mean.astype(dtype), full(var), full(recal_var), de)]
-    scores = jax.device_get(score_fold(*padded[:4], ctrl.astype(dtype), train_mean.astype(dtype), padded[4], eps))
+    Y_pad, mean_pad, de_pad = (_pad_rows(x, rows) for x in (Y_true.astype(dtype), mean.astype(dtype), de))
+    var_pad = None if var is None else _pad_rows(var, rows)
+    s = None if var is None or np.isnan(scale) else np.asarray(scale, var.dtype)
+    scores = score_fold(Y_pad, mean_pad, var_pad, s, ctrl.astype(dtype), train_mean.astype(dtype), de_pad, eps)
+    scores = jax.device_get(scores)
     if not scores.valid:  # the checked functions name what is wrong
         perturbation_metrics(Y_true, mean, reference=ctrl, de=de)
-        predictive_scores(Y_true, mean, var)
-        predictive_scores(Y_true, mean, recal_var)
+        if var is not None:
+            predictive_scores(Y_true, mean, var)
+            if s is not None:
+                predictive_scores(Y_true, mean, float(scale) * var)
     return jax.tree.map(lambda x: x[:m] if np.ndim(x) else x, scores)
 
 
@@ -237,11 +268,10 @@ def fold_rows(chunk: Chunk, data: PerturbationData, split: Split, fit: FoldFit) 
     prediction = fit.prediction
     Y_true, de, n = data.Y[split.test], data.de[split.test], len(split.test)
     scale = _variance_scale(fit)
-    # A model without a variance is scored with v = 1 too (the same programs for all), then given NaN.
-    var = np.ones(n) if prediction.var is None else prediction.var
-    s = _fold_scores(Y_true, prediction.mean, var, scale, data.ctrl, data.Y[split.train].mean(axis=0), de)
-    raw = _nan_columns(n, "") if prediction.var is None else _calibration_dict(s.every, s.top, "")
-    recal = _nan_columns(n, RECAL) if np.isnan(scale) else _calibration_dict(s.every_recal, s.top_recal, RECAL)
+    # Calibration columns a fold has no variance (or no s) for are NaN, and never computed.
+    s = _fold_scores(Y_true, prediction.mean, prediction.var, scale, data.ctrl, data.Y[split.train].mean(axis=0), de)
+    raw = _nan_columns(n, "") if s.every is None else _calibration_dict(s.every, s.top, "")
+    recal = _nan_columns(n, RECAL) if s.every_recal is None else _calibration_dict(s.every_recal, s.top_recal, RECAL)
     calibration = {**raw, VAR_SCALE: np.full(n, scale), **recal}
     columns = {
         "screen": [chunk.screen] * n,

@@ -123,8 +123,8 @@ class RandomPerturbation:
     def predict(self, state: RandomPerturbationState, Z_test: ArrayLike) -> Prediction:
         """Z_test (M, Q) -> Prediction(mean (M, G): row i = Y[j_i], j_i ~ U{0..N-1}; var (G,) 2 s2)."""
         Z = check_predict_inputs(state.z_mean.shape[0], Z_test, dtype=state.Y.dtype)
-        index = _draw_indices(state.key, jnp.arange(Z.shape[0]), state.Y.shape[0])
         m = Z.shape[0]
+        index = _draws(state.key, m, state.Y.shape[0])
         return Prediction(jnp.asarray(state.Y)[index], jnp.broadcast_to(state.var, (m, state.var.shape[0])))
 
     def heldout(self, state: RandomPerturbationState, Z_train, Y_train) -> HeldOut | None:
@@ -134,13 +134,24 @@ class RandomPerturbation:
         n = Y.shape[0]
         if n < _MIN_HELDOUT:
             return None
-        others = _draw_indices(jax.random.fold_in(state.key, _HELDOUT_STREAM), jnp.arange(n), n - 1)
+        others = _draws(jax.random.fold_in(state.key, _HELDOUT_STREAM), n, n - 1)
         index = others + (others >= jnp.arange(n))  # uniform over j != i
         return HeldOut(Y - Y[index], _floored(2.0 * _leave_one_out(Y).var, Y))
 
 
 #: Folded into the key for the held-out draws, so that they never reuse a test row's draw.
 _HELDOUT_STREAM = 2**31 - 1
+
+
+#: Draws are made for a multiple of this many rows and the first ones kept, so that the
+#: test folds of a screen (354 and 355 rows) share one compiled program.
+DRAW_BUCKET = 64
+
+
+def _draws(key: Array, m: int, n: int) -> Array:
+    """(m,) draws j_i ~ U{0..n-1}, row i's from ``fold_in(key, i)`` (:func:`_draw_indices`)."""
+    rows = -(-m // DRAW_BUCKET) * DRAW_BUCKET
+    return _draw_indices(key, jnp.arange(rows), n)[:m]
 
 
 @jax.jit

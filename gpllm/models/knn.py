@@ -31,6 +31,7 @@ its k nearest other points (k held fixed).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal, NamedTuple
@@ -43,8 +44,11 @@ from jax.typing import ArrayLike
 from gpllm.errors import InputError
 from gpllm.models.base import (
     Array,
+    Fold,
+    FoldFit,
     HeldOut,
     Prediction,
+    Record,
     check_fit_inputs,
     check_predict_inputs,
     scalar_record,
@@ -168,6 +172,22 @@ class KNN:
 
     def fit(self, Z_train: ArrayLike, Y_train: ArrayLike) -> KNNState:
         """Z_train (N, Q), Y_train (N, G) -> KNNState (tunes k if asked)."""
+        return _fit(self, *self._checked(Z_train, Y_train), False)[0]
+
+    def fit_predict_folds(self, folds: Sequence[Fold], starts: Sequence[Record | None] | None = None) -> list[FoldFit]:
+        """Each fold fitted, predicted, and its leave-one-out predictions (``heldout``) taken from
+        the fit's own neighbour pass (one distance matrix, one top-k and one weighted average of
+        the training profiles serve the tuning, s2_g and the held-out predictions); ``starts``
+        are not used (a fit depends on its fold's data only)."""
+        out = []
+        for fold in folds:
+            Z, Y = self._checked(fold.Z_train, fold.Y_train)
+            state, heldout = _fit(self, Z, Y, self._kmax(Z.shape[0]) <= Z.shape[0] - 1)
+            out.append(FoldFit(self.predict(state, fold.Z_test), self.record(state), heldout))
+        return out
+
+    def _checked(self, Z_train: Array, Y_train: Array) -> tuple[Array, Array]:
+        """Z (N, Q), Y (N, G) checked (:func:`~gpllm.models.base.check_fit_inputs`) against k."""
         tune = self.k == "tune"
         Z, Y = check_fit_inputs(Z_train, Y_train, min_rows=2 if tune else 1)
         n = Z.shape[0]
@@ -175,7 +195,7 @@ class KNN:
             raise InputError(f"KNN k={self.k} exceeds the {n} training perturbations")
         if tune and min(self.k_grid) > n - 1:
             raise InputError(f"KNN k_grid {self.k_grid} has no k <= N - 1 = {n - 1} for leave-one-out")
-        return _fit(self, Z, Y)
+        return Z, Y
 
     def record(self, state: KNNState) -> dict:
         """The k in use: ``{"k": k}``."""
@@ -207,26 +227,33 @@ def _is_int(k: object) -> bool:
     return isinstance(k, (int, np.integer)) and not isinstance(k, bool)
 
 
-@partial(jax.jit, static_argnums=0)
-def _fit(model: KNN, Z: Array, Y: Array) -> KNNState:
+@partial(jax.jit, static_argnums=(0, 3))
+def _fit(model: KNN, Z: Array, Y: Array, with_heldout: bool) -> tuple[KNNState, HeldOut | None]:
+    """The state, and with ``with_heldout`` the leave-one-out predictions (needs kmax <= N - 1),
+    from one neighbour pass over the training points."""
     if model.metric == "cosine":
         Z = _unit_rows(Z)
     n = Z.shape[0]
     kmax = model._kmax(n)
+    others = _nearest_others(Z, model.metric, kmax) if kmax <= n - 1 else None
     if model.k != "tune":
         k = jnp.asarray(model.k, jnp.int32)
         grid, mse = jnp.zeros((0,), jnp.int32), jnp.zeros((0,), Y.dtype)
     else:
         grid = jnp.asarray(model._grid(n), jnp.int32)
-        mse = loo_mse_all_k(Z, Y, model.metric, kmax)[grid - 1]
+        mse = _loo_mse(others, Y, kmax)[grid - 1]
         k = grid[jnp.argmin(mse)]  # argmin takes the first minimum: the smallest such k
-    if kmax <= n - 1:
-        [neighbours] = _neighbour_averages(_others(Z, model.metric), kmax, k, Y)
+    if others is not None:
+        [neighbours] = _averages(others, n, kmax, k, Y)
         residual = Y - neighbours
         loo_var = jnp.mean(residual * residual, axis=0)
     else:  # k = N: the prediction is the training mean, whose error variance is s2 (1 + 1/N)
         loo_var = jnp.var(Y, axis=0, ddof=1) * (1.0 + 1.0 / n) if n > 1 else jnp.zeros(Y.shape[1], Y.dtype)
-    return KNNState(Z, Y, k, grid, mse, jnp.maximum(loo_var, variance_floor(Y)))
+    state = KNNState(Z, Y, k, grid, mse, jnp.maximum(loo_var, variance_floor(Y)))
+    if not with_heldout or others is None:
+        return state, None
+    pred = _moments_prediction(state, *_centred_averages(others, n, kmax, state))
+    return state, HeldOut(Y - pred.mean, pred.var)
 
 
 def _others(Z: Array, metric: Metric) -> Array:
@@ -235,34 +262,53 @@ def _others(Z: Array, metric: Metric) -> Array:
     return D.at[jnp.diag_indices(Z.shape[0])].set(jnp.inf)
 
 
+def _nearest_others(Z: Array, metric: Metric, kmax: int) -> Array:
+    """(N, kmax) each training point's kmax nearest other training points, nearest first."""
+    return nearest(_others(Z, metric), kmax)
+
+
 def _neighbour_weights(D: Array, kmax: int, k: Array, dtype) -> Array:
     """(M, N) weights 1/k on the k nearest columns of each row of D (M, N), 0 elsewhere.
 
     The kmax nearest are fetched (top_k needs a static size) and the first k
     weighted: k may be a traced (tuned) value.
     """
-    idx = nearest(D, kmax)
+    return _weights(nearest(D, kmax), D.shape[1], k, dtype)
+
+
+def _weights(idx: Array, n: int, k: Array, dtype) -> Array:
+    """(M, N) weights 1/k on the first k of each row's columns ``idx`` (M, kmax), 0 elsewhere."""
+    kmax = idx.shape[1]
     w = (jnp.arange(kmax) < k).astype(dtype) / k.astype(dtype)
-    m = D.shape[0]
-    W = jnp.zeros(D.shape, dtype)
-    return W.at[jnp.arange(m)[:, None], idx].add(jnp.broadcast_to(w, idx.shape))
+    W = jnp.zeros((idx.shape[0], n), dtype)
+    return W.at[jnp.arange(idx.shape[0])[:, None], idx].add(jnp.broadcast_to(w, idx.shape))
 
 
 def _neighbour_averages(D: Array, kmax: int, k: Array, *Xs: Array) -> tuple[Array, ...]:
-    """W @ X for each X (N, G), W the (M, N) weights of :func:`_neighbour_weights`.
+    """W @ X for each X (N, G), W the (M, N) weights of :func:`_neighbour_weights`."""
+    return _averages(nearest(D, kmax), D.shape[1], kmax, k, *Xs)
+
+
+def _averages(idx: Array, n: int, kmax: int, k: Array, *Xs: Array) -> tuple[Array, ...]:
+    """W @ X for each X (N, G), W the weights 1/k on the first k of each row's neighbours ``idx``
+    (M, kmax) among the N training points.
 
     With one neighbour (kmax = 1, so k = 1) W @ X is X's nearest row, and is taken as a
     gather instead of an (M, N) x (N, G) product of a one-hot W: the same values.
     """
     if kmax == 1:
-        idx = nearest(D, 1)[:, 0]
-        return tuple(X[idx] for X in Xs)
-    W = _neighbour_weights(D, kmax, k, Xs[0].dtype)
+        return tuple(X[idx[:, 0]] for X in Xs)
+    W = _weights(idx, n, k, Xs[0].dtype)
     return tuple(W @ X for X in Xs)
 
 
 def loo_mse_all_k(Z: Array, Y: Array, metric: Metric, kmax: int) -> Array:
-    """Leave-one-out MSE of kNN for every k = 1..kmax at once -> (kmax,).
+    """Leave-one-out MSE of kNN for every k = 1..kmax at once -> (kmax,) (:func:`_loo_mse`)."""
+    return _loo_mse(_nearest_others(Z, metric, kmax), Y, kmax)
+
+
+def _loo_mse(idx: Array, Y: Array, kmax: int) -> Array:
+    """Leave-one-out MSE of kNN for every k = 1..kmax, given each point's nearest others idx (N, kmax).
 
     One distance matrix with an infinite diagonal (a point is not its own
     neighbour) and one top_k give each point's kmax neighbours n_i1, n_i2, ...
@@ -274,9 +320,6 @@ def loo_mse_all_k(Z: Array, Y: Array, metric: Metric, kmax: int) -> Array:
     O(N^2 (Q + G) + N kmax^2) instead of a pass per k.
     """
     n, g = Y.shape
-    D = pairwise_distances(Z, Z, metric)
-    D = D.at[jnp.diag_indices(n)].set(jnp.inf)
-    idx = nearest(D, kmax)  # (N, kmax), nearest first
     Yc = Y - Y.mean(axis=0)
     S = Yc @ Yc.T
     cross = jnp.cumsum(jnp.take_along_axis(S, idx, axis=1), axis=1)  # (N, kmax)
@@ -306,14 +349,24 @@ def _heldout(model: KNN, state: KNNState) -> HeldOut:
 
 def _neighbour_prediction(state: KNNState, D: Array, kmax: int) -> Prediction:
     """Mean and variance (module docstring) of the k nearest training profiles per row of D (M, N)."""
-    # Moments about the training mean, which keeps the cancellation in
-    # E[y^2] - E[y]^2 to the neighbours' spread rather than the expression level.
-    y_bar = state.Y.mean(axis=0)
-    Yc = state.Y - y_bar
-    mean_c, mean_sq = _neighbour_averages(D, kmax, state.k, Yc, Yc * Yc)
+    return _moments_prediction(state, *_centred_averages(nearest(D, kmax), D.shape[1], kmax, state))
+
+
+def _centred_averages(idx: Array, n: int, kmax: int, state: KNNState) -> tuple[Array, Array]:
+    """The neighbours' averages of Yc and Yc^2 (M, G), Yc = Y - y_bar, for neighbours idx (M, kmax).
+
+    Moments about the training mean, which keeps the cancellation in E[y^2] - E[y]^2 to the
+    neighbours' spread rather than the expression level."""
+    Yc = state.Y - state.Y.mean(axis=0)
+    mean_c, mean_sq = _averages(idx, n, kmax, state.k, Yc, Yc * Yc)
+    return mean_c, mean_sq
+
+
+def _moments_prediction(state: KNNState, mean_c: Array, mean_sq: Array) -> Prediction:
+    """The prediction from the neighbours' averages of Yc and Yc^2 (M, G), Yc = Y - y_bar."""
     k = state.k.astype(state.Y.dtype)
     spread = jnp.maximum(mean_sq - mean_c * mean_c, 0.0) * (k / jnp.maximum(k - 1.0, 1.0))
     factor = jnp.mean(spread * (1.0 + 1.0 / k) / state.loo_var, axis=1)
     factor = jnp.where(state.k > 1, factor, 1.0)
     var = jnp.maximum(state.loo_var * factor[:, None], variance_floor(state.Y))
-    return Prediction(mean_c + y_bar, var)
+    return Prediction(mean_c + state.Y.mean(axis=0), var)

@@ -42,6 +42,7 @@ from gpllm.evaluate.runner.store import RunStore, write_json
 from gpllm.evaluate.runner.workers import named_failures
 from gpllm.evaluate.splits import Split, make_plan
 from gpllm.models.base import Fold, fit_predict_folds, zero_padding_invariant
+from gpllm.models.gp import GPModel
 from gpllm.models.registry import BuildContext, ModelSpec
 from gpllm.progress import run_bar
 
@@ -161,7 +162,7 @@ def compute_chunk(chunk: Chunk, context: SweepContext) -> None:
     store = RunStore(context.root, context.run_id)
     emb = None if chunk.embedding == NO_EMBEDDING else context.embeddings[chunk.embedding]
     spec = context.config.spec(chunk.model)
-    previous = _previous_part(store, chunk, spec, tuple(context.splits_by_size), context.config.warm_start)
+    previous = _previous_part(store, chunk, spec, tuple(context.splits_by_size), takes_warm_start(context.config, spec))
     frame = run_chunk(
         chunk,
         context.screens[chunk.screen],
@@ -245,7 +246,7 @@ def run_sweep(
                 break
             with _progress(progress, len(chunks), len(chunks) - len(todo), executor.label) as on_event:
                 try:
-                    executor.run_chains(plan_chains(config, todo), compute_chunk, context, on_event)
+                    executor.run_chains(schedule(config, todo), compute_chunk, context, on_event)
                 except WorkerError as err:
                     raise store.log_error(err) from None
         return store.write_results([c.key for c in chunks])
@@ -264,6 +265,40 @@ def _size_note(config: SweepConfig, sizes_run: Sequence[int], n_perts: int) -> s
         f"screen and embedding, so each of the {folds} folds trains on at most {max(sizes_run)}; "
         f"ran sizes {list(sizes_run)} (recorded in run.json)"
     )
+
+
+def takes_warm_start(config: SweepConfig, spec: ModelSpec) -> bool:
+    """Whether ``spec``'s chunks may start from the stored fit at the next smaller size, so
+    must run after it: a GP built with ``warm_start`` on, or a user's own model (which may
+    use the starts its ``fit_predict_folds`` is handed); never a built-in kNN, ridge or baseline."""
+    if not config.warm_start or spec.baseline:
+        return False
+    if spec.model:
+        return True
+    return spec.is_gp and bool(dict(spec.options).get("warm_start", GPModel.warm_start))
+
+
+def schedule(config: SweepConfig, chunks: Sequence[Chunk]) -> list[list[Chunk]]:
+    """The chains to run (:func:`~gpllm.evaluate.grid.plan_chains`), with each GP chain that
+    takes no warm start (:func:`takes_warm_start`) split into one chain per chunk.
+
+    Those single chunks go first, largest size first, one size after another in turn
+    (1400, 1000, ..., 100, 1400, ...): each size's fit is one compiled program, and two
+    workers that started the same new size together would both compile it (seconds on
+    CPU), where taken in turn the second finds it in the shared compilation cache
+    (:mod:`gpllm.compilation_cache`). They also spread over the workers more evenly than
+    whole chains. The other chains follow, costliest first.
+    """
+    single, chains = [], []
+    for chain in plan_chains(config, chunks):
+        spec = config.spec(chain[0].model)
+        (single if spec.is_gp and not takes_warm_start(config, spec) else chains).append(chain)
+    by_size: dict[int, list[Chunk]] = {}
+    for chunk in (c for chain in single for c in chain):
+        by_size.setdefault(chunk.size, []).append(chunk)
+    queues = [by_size[size] for size in sorted(by_size, reverse=True)]
+    turns = [[queue[i]] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
+    return turns + chains
 
 
 def _previous_part(
