@@ -186,7 +186,7 @@ class KNN:
             out.append(FoldFit(self.predict(state, fold.Z_test), self.record(state), heldout))
         return out
 
-    def _checked(self, Z_train: Array, Y_train: Array) -> tuple[Array, Array]:
+    def _checked(self, Z_train: ArrayLike, Y_train: ArrayLike) -> tuple[Array, Array]:
         """Z (N, Q), Y (N, G) checked (:func:`~gpllm.models.base.check_fit_inputs`) against k."""
         tune = self.k == "tune"
         Z, Y = check_fit_inputs(Z_train, Y_train, min_rows=2 if tune else 1)
@@ -240,6 +240,7 @@ def _fit(model: KNN, Z: Array, Y: Array, with_heldout: bool) -> tuple[KNNState, 
         k = jnp.asarray(model.k, jnp.int32)
         grid, mse = jnp.zeros((0,), jnp.int32), jnp.zeros((0,), Y.dtype)
     else:
+        assert others is not None, "tuning needs k <= N - 1 (KNN._checked refuses a grid beyond it)"
         grid = jnp.asarray(model._grid(n), jnp.int32)
         mse = _loo_mse(others, Y, kmax)[grid - 1]
         k = grid[jnp.argmin(mse)]  # argmin takes the first minimum: the smallest such k
@@ -253,6 +254,7 @@ def _fit(model: KNN, Z: Array, Y: Array, with_heldout: bool) -> tuple[KNNState, 
     if not with_heldout or others is None:
         return state, None
     pred = _moments_prediction(state, *_centred_averages(others, n, kmax, state))
+    assert pred.var is not None, "kNN's moments always carry a variance"
     return state, HeldOut(Y - pred.mean, pred.var)
 
 
