@@ -99,6 +99,7 @@ def test_never_measures_a_perturbation_twice_or_a_test_one(finished, config_path
         assert sorted(rows["added"][0].to_list()) == sorted(perts[i] for i in split.pool[split.seed])
 
 
+@pytest.mark.slow  # it reads the module's `gpllm active` run
 def test_figure_and_table_are_written(finished):
     assert (finished / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     table = pl.read_csv(finished / "measurements_to_reach.csv")

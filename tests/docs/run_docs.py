@@ -43,13 +43,13 @@ def relative(path: Path) -> str:
 
 
 def run_python(args: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
-    """``python ARGS`` in ``cwd`` with the tutorials' small sizes, no display, and a
-    compilation cache of its own (never the user's)."""
+    """``python ARGS`` in ``cwd`` with the tutorials' small sizes, no display, and the test
+    session's compilation cache (tests/conftest.py), else one of its own: never the user's."""
     env = {
+        "GPLLM_JAX_CACHE": str(cwd / "jax-cache"),
         **os.environ,
         "GPLLM_TUTORIAL_SMALL": "1",
         "MPLBACKEND": "Agg",
-        "GPLLM_JAX_CACHE": str(cwd / "jax-cache"),
         "COLUMNS": "120",
     }
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

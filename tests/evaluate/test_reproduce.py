@@ -108,12 +108,13 @@ def test_an_unreadable_config_file_is_named(tmp_path):
 
 @pytest.mark.slow
 def test_cli_runs_the_grid_writes_the_report_and_prints_table_1(tmp_path):
+    # test_sweep.py's shapes (60 x 40, k = 5, sizes 12 and 24, 3 folds): the session's cache may hold its programs
     config = tmp_path / "small.toml"
     config.write_text(
         'name = "small"\nembeddings = ["text", "text+sequence"]\npca_k = 5\n'
-        '[data]\nkind = "synthetic"\nseed = 0\n[data.overrides]\nn_perts = 90\nn_genes = 50\n'
+        '[data]\nkind = "synthetic"\nseed = 0\n[data.overrides]\nn_perts = 60\nn_genes = 40\n'
         '[sweep]\nmodels = ["gp", "knn_k1", "ridge", "random_perturbation", "nonctrl_mean"]\n'
-        "sizes = [20, 40]\nn_folds = 3\n"
+        "sizes = [12, 24]\nn_folds = 3\n"
     )
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["reproduce", "--config", str(config), "--out", str(out), "--no-progress"])
@@ -127,8 +128,8 @@ def test_cli_runs_the_grid_writes_the_report_and_prints_table_1(tmp_path):
         "figure1_K562.png",
         "figure2_RPE1.png",
         "figure3.png",
-        "by_size/table_K562_n20.md",
-        "by_size/table_RPE1_n40.md",
+        "by_size/table_K562_n12.md",
+        "by_size/table_RPE1_n24.md",
     ):
         assert (out / "report" / name).stat().st_size > 0
     again = CliRunner().invoke(app, ["reproduce", "--config", str(config), "--out", str(out), "--no-progress"])

@@ -165,8 +165,10 @@ def _gpllm_processes(marker: str) -> list[int]:
     return found
 
 
-def _start(config: Path, out: Path, marker: str, cache: Path) -> subprocess.Popen:
-    env = {**os.environ, "GPLLM_KILL_TEST": marker, "GPLLM_JAX_CACHE": str(cache)}
+def _start(config: Path, out: Path, marker: str) -> subprocess.Popen:
+    """``gpllm reproduce`` in a child process marked by ``marker``; it compiles into the
+    session's cache (tests/conftest.py), so a rerun loads the programs of the first run."""
+    env = {**os.environ, "GPLLM_KILL_TEST": marker}
     command = [
         sys.executable,
         "-m",
@@ -188,10 +190,10 @@ def uninterrupted(tmp_path_factory):
     root = tmp_path_factory.mktemp("kill")
     config = root / "kill.toml"
     config.write_text(SMALL_TOML)
-    child = _start(config, root / "whole", uuid.uuid4().hex, root / "cache")
+    child = _start(config, root / "whole", uuid.uuid4().hex)
     _, err = child.communicate(timeout=600)
     assert child.returncode == 0, err.decode()[-2000:]
-    return config, root / "cache", pl.read_parquet(root / "whole" / "results.parquet")
+    return config, pl.read_parquet(root / "whole" / "results.parquet")
 
 
 @pytest.mark.slow
@@ -199,10 +201,10 @@ def uninterrupted(tmp_path_factory):
 def test_killing_the_command_leaves_no_process_and_no_late_part_and_resumes_to_the_same_table(
     uninterrupted, tmp_path, sig
 ):
-    config, cache, whole = uninterrupted
+    config, whole = uninterrupted
     marker = uuid.uuid4().hex
     out = tmp_path / "run"
-    child = _start(config, out, marker, cache)
+    child = _start(config, out, marker)
     deadline = time.time() + 300
     while not list((out / "parts").glob("*.json")) and time.time() < deadline and child.poll() is None:
         time.sleep(0.1)
@@ -217,7 +219,7 @@ def test_killing_the_command_leaves_no_process_and_no_late_part_and_resumes_to_t
     time.sleep(2)
     assert sorted(p.name for p in (out / "parts").glob("*.parquet")) == parts, "a part was written after the kill"
     assert not (out / "results.parquet").exists()
-    resumed = _start(config, out, marker, cache)
+    resumed = _start(config, out, marker)
     _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err.decode()[-2000:]
     assert pl.read_parquet(out / "results.parquet").equals(whole)

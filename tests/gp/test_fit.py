@@ -134,6 +134,7 @@ def test_a_printed_result_is_readable():
     assert len(result.lml_trace()) == int(result.n_steps) + 1 and np.all(np.isfinite(result.lml_trace()))
 
 
+@pytest.mark.slow  # long fits: each L-BFGS program compiles for seconds
 def test_a_noise_ratio_prior_makes_the_fit_map_and_pulls_a_flat_noise_to_its_mean():
     """Noise-free draws: ML-II drives r = s2 / k(z, z) far below 1e-3 (interpolation); a prior on
     log r centred at 0.1 moves it there, at a cost in LML the prior outweighs."""

@@ -103,6 +103,7 @@ def test_samples_have_each_outputs_variance():
     np.testing.assert_allclose(draws.var(0), var, rtol=0.15)  # the sample variance's SE is ~2.6%
 
 
+@pytest.mark.slow  # long fits: each L-BFGS program compiles for seconds
 def test_fit_and_batched_fit_agree_and_beat_the_shared_fit():
     Z, Y = scaled_problem(n=20, d=4)
     options = gp.FitOptions(max_steps=60, output_scales="per_output")
@@ -151,6 +152,7 @@ def test_memory_estimate_counts_the_direct_path():
     assert gp_peak_bytes(1000, 500, 10, np.float64, per_output=True) == gp_peak_bytes(1000, 500, 10, np.float64)
 
 
+@pytest.mark.slow  # long fits: each L-BFGS program compiles for seconds
 @pytest.mark.parametrize("stationary", [gp.RBF(), gp.Matern52()])
 def test_kernels_that_contain_ridge_fit_like_any_kernel(stationary):
     """stationary + Linear contains Bayesian ridge: on data with a linear trend it beats the

@@ -159,6 +159,7 @@ def test_a_gene_constant_in_the_training_fold_is_named(data, scaled):
         scaled[0].fit(Z, Y)
 
 
+@pytest.mark.slow  # long fits: each L-BFGS program compiles for seconds
 def test_warm_starts_are_used_only_when_asked(data):
     from gpllm.models.base import Fold
 
