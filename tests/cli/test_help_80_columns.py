@@ -40,7 +40,7 @@ def test_reproduce_help_leaves_its_descriptions_room():
         ("--config", "TOML config"),
         ("--workers", "Worker processes"),
         ("--executor", "Where the sweep"),
-        ("--debug", "On a worker"),
+        ("--debug", "On a failure"),
     ]:
         room = _room(rendered, option, first_words)
         assert room >= 40, f"{option}'s description squeezed into {room} columns:\n{rendered}"
