@@ -77,6 +77,7 @@ def test_loo_nll_is_the_mean_gaussian_log_density_and_never_chooses_a_fit_that_c
     assert loo_nll(HeldOut(residual * np.nan, var)) == np.inf
 
 
+@pytest.mark.slow  # two batched GP fits per fold: a long fit
 def test_the_folds_program_chooses_and_predicts_as_fit_per_fold(data, fitted):
     Z, Y, Z_test = data
     model, _ = fitted

@@ -9,7 +9,11 @@ from gpllm.models.base import Fold, heldout_of
 from gpllm.models.knn import KNN
 
 
-@pytest.mark.parametrize("model", [KNN(k=1), KNN(k=3), KNN(k="tune", k_grid=(1, 2, 5)), KNN(k=2, metric="cosine")])
+@pytest.mark.parametrize(
+    "model",
+    [KNN(k="tune", k_grid=(1, 2, 5))]
+    + [pytest.param(m, marks=pytest.mark.slow) for m in (KNN(k=1), KNN(k=3), KNN(k=2, metric="cosine"))],
+)
 def test_folds_at_once_equal_fit_heldout_and_predict(model):
     """The same arithmetic as separate calls; one compiled program may fuse it differently
     (seen: 1 ulp in a held-out variance at these tiny shapes; none at the sweep's)."""

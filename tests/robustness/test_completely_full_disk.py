@@ -8,6 +8,7 @@ from tests.cli.conftest import fails
 from tests.robustness.conftest import fill_up
 
 
+@pytest.mark.slow  # whole commands on a tmpfs
 @pytest.mark.parametrize("command", ["reproduce", "active"])
 def test_a_run_on_a_completely_full_disk_is_one_line(tiny_tmpfs, command):
     fill_up(tiny_tmpfs, leave=0)
