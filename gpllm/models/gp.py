@@ -68,9 +68,10 @@ from gpllm.precision import float64_enabled
 #: the paper's RBF): one output scale per gene, so each gene's predictive variance is its
 #: own, and a weak prior on log r (r = s2 / mean k(z, z); 95% within 0.014-0.7) that
 #: only decides where the likelihood is flat, e.g. where ML-II on ~100 points would
-#: interpolate (r ~ 1e-7) or drop the signal altogether. RBF rather than RBF + Linear:
-#: on the synthetic default the linear part matched ridge at 100 perturbations but, its
-#: RBF variance collapsing, cost ~0.01 Pearson top-20 at 1000, even from a fresh start.
+#: interpolate (r ~ 1e-7) or drop the signal altogether. ``gp_scaled`` puts them on RBF;
+#: ``gp_select`` (:mod:`gpllm.models.gp_select`) fits them on RBF and on RBF + Linear and keeps
+#: the fit with the better leave-one-out density, since the linear part matches ridge at ~100
+#: perturbations but, its RBF variance collapsing, costs ~0.01 Pearson top-20 at 1000.
 SCALED_GP_FIT_OPTIONS = {"output_scales": "per_output", "noise_ratio_prior": (math.log(0.1), 1.0)}
 
 
