@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from gpllm.cli.common import DEBUG
+
 
 def active_command(
     config: Path = typer.Option(
@@ -25,12 +27,7 @@ def active_command(
     batch_size: int = typer.Option(None, help="Override the batch size per round (default 50)."),
     budget: int = typer.Option(None, help="Override the budget: perturbations measured in the end (default 800)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
-    debug: bool = typer.Option(
-        False,
-        "--debug",
-        help="On a failure, print the full traceback first "
-        "(user code's is always kept in the run folder's errors.log).",
-    ),
+    debug: bool = DEBUG,
 ) -> None:
     """Simulate sequential experiment design on a screen: acquisitions add batches of measured
     perturbations, the GP is refitted and scored on a held-out set after every round; writes

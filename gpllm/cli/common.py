@@ -29,6 +29,14 @@ def computing() -> None:
         _DEFERRED.pop(0)()
 
 
+#: Every command's ``--debug`` (:func:`fail` takes its value).
+DEBUG = typer.Option(
+    False,
+    "--debug",
+    help="On a failure, print the full traceback first (a run also keeps a model's or plug-in's own in its "
+    "folder's errors.log).",
+)
+
 #: Folders this process's output checks created (:func:`writable_file`, :func:`writable_folder`),
 #: shallowest first: :func:`fail` removes those still empty, so a failed command leaves none behind.
 _CREATED: list[Path] = []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from gpllm.cli.common import computing, fail, not_an_input, writable_file
+from gpllm.cli.common import DEBUG, computing, fail, not_an_input, writable_file
 
 _TEXT = typer.Option(
     None, "--text", help="Text embedding: GenePT-style .pickle, or a .csv/.tsv/.parquet table (gene column first)."
@@ -108,9 +108,6 @@ def _model_code(model: str):
     return named_failures(lambda err: "" if isinstance(err, GPLLMError) else f"model {model!r}")
 
 
-_DEBUG = typer.Option(False, "--debug", help="On a failure, print the full traceback first.")
-
-
 def _summary(fit) -> str:
     dropped = fit.provenance["n_dropped_no_embedding"]
     note = f", {dropped} training perturbation(s) left out for lack of an embedding" if dropped else ""
@@ -130,7 +127,7 @@ def fit_command(
     train: str | None = _TRAIN,
     k: int = _K,
     seed: int = _SEED,
-    debug: bool = _DEBUG,
+    debug: bool = DEBUG,
 ) -> None:
     """Fit one model on a screen and save it for `gpllm predict`."""
     computing()
@@ -167,7 +164,7 @@ def predict_command(
     train: str | None = _TRAIN,
     k: int = _K,
     seed: int = _SEED,
-    debug: bool = _DEBUG,
+    debug: bool = DEBUG,
 ) -> None:
     """Predict expression profiles for gene knockouts; embeddings default to those `fit` used.
 

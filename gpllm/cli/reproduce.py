@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from gpllm.cli.common import DEBUG
+
 
 def reproduce_command(
     config: Path = typer.Option(
@@ -30,12 +32,7 @@ def reproduce_command(
         "default: the config's, else local.",
     ),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
-    debug: bool = typer.Option(
-        False,
-        "--debug",
-        help="On a failure, print the full traceback first "
-        "(a model's own is always kept in the run folder's errors.log).",
-    ),
+    debug: bool = DEBUG,
 ) -> None:
     """Run the paper's evaluation (screens x embeddings x models x sizes x folds), write results,
     Tables 1 / S1 and Figures 1-3, and print the tables."""
