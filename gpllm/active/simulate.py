@@ -163,7 +163,7 @@ def _failures_named(model: str, acquisition: str, repeat: int, round_: int, n_me
     """Inside: an error re-raised naming the model and the round (a model's own exception as a
     one-line WorkerError with its traceback, :func:`~gpllm.evaluate.runner.workers.named_failures`)."""
     where = f"model {model!r} (acquisition {acquisition!r}, repeat {repeat}, round {round_}, {n_measured} measured)"
-    return named_failures(lambda err: where, lambda err: "")
+    return named_failures(lambda err: where)
 
 
 def _design(sim: Simulation, split: Split, measured: np.ndarray, record: dict) -> Design:

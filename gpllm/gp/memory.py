@@ -94,10 +94,16 @@ def check_gp_fits(
 
 
 def _mem_available() -> Budget | None:
+    available = _proc_kib_field("/proc/meminfo", "MemAvailable")
+    return None if available is None else Budget(available, "MemAvailable in /proc/meminfo")
+
+
+def _proc_kib_field(path: str, field: str) -> int | None:
+    """Bytes of the ``field: N kB`` line of a /proc file (meminfo, self/status), or None where unknown."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return Budget(int(line.split()[1]) * 1024, "MemAvailable in /proc/meminfo")
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     return None
@@ -115,18 +121,8 @@ def _address_space_headroom() -> Budget | None:
         return None
     if limit == resource.RLIM_INFINITY or limit < 0:
         return None
-    return Budget(max(0, limit - _address_space_used()), "the address-space limit (ulimit -v)")
-
-
-def _address_space_used() -> int:
-    """Bytes of this process's virtual address space (VmSize in /proc/self/status; 0 where unknown)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    used = _proc_kib_field("/proc/self/status", "VmSize") or 0  # this process's address space now
+    return Budget(max(0, limit - used), "the address-space limit (ulimit -v)")
 
 
 def _cgroup_headroom() -> Budget | None:

@@ -135,8 +135,8 @@ class Bounded(Constraint):
     def start_violation(self, value, dtype):
         """A start may lie on a bound, or beyond it by the rounding of a value computed in
         ``dtype`` (:data:`START_ROUNDING` units of roundoff of the bound's magnitude), no further."""
-        if not np.all(np.isfinite(value)):
-            return "is not finite"
+        if problem := Constraint.violation(self, value):
+            return problem
         dtype = np.dtype(dtype) if np.issubdtype(np.dtype(dtype), np.floating) else np.dtype(np.float64)
         slack = START_ROUNDING * np.finfo(dtype).eps * max(abs(self.low), abs(self.high))
         if np.all((value >= self.low - slack) & (value <= self.high + slack)):

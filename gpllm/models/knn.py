@@ -269,26 +269,16 @@ def _nearest_others(Z: Array, metric: Metric, kmax: int) -> Array:
     return nearest(_others(Z, metric), kmax)
 
 
-def _neighbour_weights(D: Array, kmax: int, k: Array, dtype) -> Array:
-    """(M, N) weights 1/k on the k nearest columns of each row of D (M, N), 0 elsewhere.
+def _weights(idx: Array, n: int, k: Array, dtype) -> Array:
+    """(M, N) weights 1/k on the first k of each row's columns ``idx`` (M, kmax), 0 elsewhere.
 
-    The kmax nearest are fetched (top_k needs a static size) and the first k
+    ``idx`` holds the kmax nearest (top_k needs a static size) and the first k are
     weighted: k may be a traced (tuned) value.
     """
-    return _weights(nearest(D, kmax), D.shape[1], k, dtype)
-
-
-def _weights(idx: Array, n: int, k: Array, dtype) -> Array:
-    """(M, N) weights 1/k on the first k of each row's columns ``idx`` (M, kmax), 0 elsewhere."""
     kmax = idx.shape[1]
     w = (jnp.arange(kmax) < k).astype(dtype) / k.astype(dtype)
     W = jnp.zeros((idx.shape[0], n), dtype)
     return W.at[jnp.arange(idx.shape[0])[:, None], idx].add(jnp.broadcast_to(w, idx.shape))
-
-
-def _neighbour_averages(D: Array, kmax: int, k: Array, *Xs: Array) -> tuple[Array, ...]:
-    """W @ X for each X (N, G), W the (M, N) weights of :func:`_neighbour_weights`."""
-    return _averages(nearest(D, kmax), D.shape[1], kmax, k, *Xs)
 
 
 def _averages(idx: Array, n: int, kmax: int, k: Array, *Xs: Array) -> tuple[Array, ...]:

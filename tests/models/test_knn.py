@@ -149,14 +149,15 @@ def test_one_neighbour_is_gathered_to_the_same_values_as_the_weighted_product():
     product: bit for bit the product's values (and k > 1 still is that product)."""
     import jax.numpy as jnp
 
-    from gpllm.models.knn import _neighbour_averages, _neighbour_weights
+    from gpllm.models.knn import _averages, _weights
 
     rng = np.random.default_rng(4)
     Z, Zt = rng.normal(size=(30, 3)), rng.normal(size=(7, 3))
     Y = jnp.asarray(rng.normal(size=(30, 5)))
     D = pairwise_distances(jnp.asarray(Zt), jnp.asarray(Z), "euclidean")
     for kmax, k in ((1, 1), (3, 2)):
-        got = _neighbour_averages(D, kmax, jnp.asarray(k), Y, Y * Y)
-        W = _neighbour_weights(D, kmax, jnp.asarray(k), Y.dtype)
+        idx = nearest(D, kmax)
+        got = _averages(idx, D.shape[1], kmax, jnp.asarray(k), Y, Y * Y)
+        W = _weights(idx, D.shape[1], jnp.asarray(k), Y.dtype)
         np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(W @ Y))
         np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(W @ (Y * Y)))

@@ -135,7 +135,7 @@ def _failed_folds(err: GPLLMError, folds: Sequence[int]) -> list[int]:
 
 def _cholesky_hint(model: str, err: CholeskyError) -> str:
     """What to try when a fit's factor is not positive definite, as the config keys that do it."""
-    float64 = "" if getattr(err, "dtype", "") == "float64" else f'[models.{model}] dtype = "float64", '
+    float64 = "" if err.dtype == "float64" else f'[models.{model}] dtype = "float64", '
     return (
         f"try {float64}[models.{model}] noise_ratio_prior = [mean, sd] (a prior on log(noise / signal "
         "variance) that keeps the noise off zero), or, for your own kernel, a White term (more jitter) and a "
