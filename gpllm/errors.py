@@ -11,7 +11,13 @@ from __future__ import annotations
 
 
 class GPLLMError(Exception):
-    """Base class of all gpllm errors."""
+    """Base class of all gpllm errors.
+
+    ``datasets``: where a batched computation (a chunk's CV folds) raised it, the indices
+    of the datasets at fault, so that a caller can name them; empty when not known.
+    """
+
+    datasets: tuple[int, ...] = ()
 
 
 class InputError(GPLLMError, ValueError):
@@ -29,7 +35,7 @@ class ShapeError(InputError):
 class CholeskyError(GPLLMError, FloatingPointError):
     """K + s2 I could not be factorised even after escalating the jitter.
 
-    ``datasets``: the failed datasets' indices in a batched fit (empty otherwise);
+    ``datasets``: the failed datasets' indices in a batched fit (:class:`GPLLMError`);
     ``dtype``: the name of the dtype the factorisation ran in (None when unknown).
     """
 

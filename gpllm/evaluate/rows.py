@@ -21,9 +21,9 @@ variance):
 
 A fold is scored by a few compiled programs (:func:`score_fold`), its test rows
 padded to a multiple of :data:`ROW_BUCKET` so that every fold of a screen shares
-them; the model's output is checked by one of them, and only if it is invalid
-are the checked metrics called, for their error naming what is wrong. The
-report (:mod:`gpllm.report`) reads the column names from here.
+them. The model's outputs arrive checked
+(:func:`~gpllm.models.base.check_fold_fit`), so scoring uses the metrics'
+unchecked programs. The report (:mod:`gpllm.report`) reads the column names from here.
 """
 
 from __future__ import annotations
@@ -37,18 +37,16 @@ import numpy as np
 import polars as pl
 
 from gpllm.data.screens.perturbation_data import PerturbationData
+from gpllm.errors import InputError
 from gpllm.evaluate.metrics import (
     COVERAGE_LEVELS,
     PerturbationMetrics,
     PredictiveScores,
     interval_z,
-    perturbation_metrics,
-    predictive_scores,
     roundoff,
     unchecked_perturbation_metrics,
     unchecked_predictive_scores,
     unchecked_variance_scale,
-    variance_scale,
 )
 from gpllm.evaluate.splits import Split
 
@@ -209,12 +207,11 @@ def _valid(mean: Array, var: Array | None, scale: Array | None) -> Array:
 
 
 @jax.jit
-def _heldout_scale(residual: Array, var: Array) -> tuple[Array, Array]:
-    """s = mean(r^2 / v) (:func:`~gpllm.evaluate.metrics.variance_scale`) and whether its inputs
-    were valid (finite, v > 0), in one program."""
+def _heldout_scale(residual: Array, var: Array) -> Array:
+    """s = mean(r^2 / v) (:func:`~gpllm.evaluate.metrics.variance_scale`) of checked held-out
+    predictions: residual (N, G), var (N,) or (N, G)."""
     var = var[:, None] if var.ndim == 1 else var
-    valid = jnp.all(jnp.isfinite(residual)) & jnp.all(jnp.isfinite(var) & (var > 0))
-    return unchecked_variance_scale(residual, var.astype(residual.dtype)), valid
+    return unchecked_variance_scale(residual, var.astype(residual.dtype))
 
 
 def _variance_scale(fit: FoldFit) -> float:
@@ -222,10 +219,7 @@ def _variance_scale(fit: FoldFit) -> float:
     every held-out residual is exactly 0 (no scale to apply)."""
     if fit.prediction.var is None or fit.heldout is None:
         return np.nan
-    scale, valid = jax.device_get(_heldout_scale(jnp.asarray(fit.heldout.residual), jnp.asarray(fit.heldout.var)))
-    if not valid:  # the checked function names what is wrong
-        variance_scale(fit.heldout.residual, fit.heldout.var)
-    scale = float(scale)
+    scale = float(_heldout_scale(jnp.asarray(fit.heldout.residual), jnp.asarray(fit.heldout.var)))
     return scale if scale > 0 else np.nan
 
 
@@ -238,8 +232,8 @@ def _fold_scores(
     Y_true: np.ndarray, mean, var, scale: float, ctrl: np.ndarray, train_mean: np.ndarray, de: np.ndarray
 ) -> FoldScores:
     """:func:`score_fold` on one fold's arrays (var (M,) or (M, G) in the model's dtype, or None;
-    scale s, NaN for none), rows padded to :data:`ROW_BUCKET`; the checked metrics' error if the
-    model's output is invalid. Scores not computed (no variance, no s) are None."""
+    scale s, NaN for none), rows padded to :data:`ROW_BUCKET`. Scores not computed (no variance,
+    no s) are None."""
     m = len(Y_true)
     mean = np.asarray(mean)
     var = None if var is None else np.asarray(var)
@@ -253,18 +247,18 @@ def _fold_scores(
     s = None if var is None or np.isnan(scale) else np.asarray(scale, var.dtype)
     scores = score_fold(Y_pad, mean_pad, var_pad, s, ctrl.astype(dtype), train_mean.astype(dtype), de_pad, eps)
     scores = jax.device_get(scores)
-    if not scores.valid:  # the checked functions name what is wrong
-        perturbation_metrics(Y_true, mean, reference=ctrl, de=de)
-        if var is not None:
-            predictive_scores(Y_true, mean, var)
-            if s is not None:
-                predictive_scores(Y_true, mean, float(scale) * var)
+    if not scores.valid:  # a fit not checked by check_fold_fit, or an s v that underflows
+        raise InputError(
+            f"a fold's {m} predictions cannot be scored: the mean must be finite and the variance finite and > 0, "
+            f"also once scaled by the held-out s = {scale:g} (gpllm.models.base.check_fold_fit names what is wrong)"
+        )
     return jax.tree.map(lambda x: x[:m] if np.ndim(x) else x, scores)
 
 
 def fold_rows(chunk: Chunk, data: PerturbationData, split: Split, fit: FoldFit) -> pl.DataFrame:
     """One fold's rows (:data:`RESULTS_SCHEMA`): ``fit``'s predictions for ``split.test`` scored
-    against ``data``, every score at once (:func:`score_fold`)."""
+    against ``data``, every score at once (:func:`score_fold`). ``fit`` as
+    :func:`~gpllm.models.base.fit_predict_folds` returns it, its outputs checked."""
     prediction = fit.prediction
     Y_true, de, n = data.Y[split.test], data.de[split.test], len(split.test)
     scale = _variance_scale(fit)

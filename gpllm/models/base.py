@@ -48,9 +48,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from gpllm.checks import as_checked_array
+from gpllm.checks import as_checked_array, check_finite
 from gpllm.checks import describe as _describe
-from gpllm.errors import InputError, ShapeError
+from gpllm.errors import GPLLMError, InputError, ShapeError
 
 Array = jax.Array
 Record = Mapping[str, Any]
@@ -176,13 +176,52 @@ def fit_predict_folds(
         fits = list(hook(folds, starts))
         if len(fits) != len(folds):
             raise InputError(f"{model!r}.fit_predict_folds returned {len(fits)} results for {len(folds)} folds")
-        return [FoldFit(fit.prediction, _plain_json(fit.record, model), fit.heldout) for fit in fits]
-    out = []
-    for fold in folds:
-        state = model.fit(fold.Z_train, fold.Y_train)
-        heldout = heldout_of(model, state, fold.Z_train, fold.Y_train)
-        out.append(FoldFit(model.predict(state, fold.Z_test), record_of(model, state), heldout))
-    return out
+        fits = [FoldFit(fit.prediction, _plain_json(fit.record, model), fit.heldout) for fit in fits]
+    else:
+        fits = []
+        for fold in folds:
+            state = model.fit(fold.Z_train, fold.Y_train)
+            heldout = heldout_of(model, state, fold.Z_train, fold.Y_train)
+            fits.append(FoldFit(model.predict(state, fold.Z_test), record_of(model, state), heldout))
+    for index, (fold, fit) in enumerate(zip(folds, fits)):
+        try:
+            check_fold_fit(fit, fold)
+        except GPLLMError as err:
+            err.datasets = (index,)  # the fold at fault, for the caller's message
+            raise
+    return fits
+
+
+def check_fold_fit(fit: FoldFit, fold: Fold) -> FoldFit:
+    """``fit`` if its outputs are what the protocol promises for ``fold`` (M test and N
+    training rows, G genes), else the error naming the first that is not:
+
+    - prediction mean (M, G), finite; var None, or (M,) or (M, G), finite and > 0;
+    - held-out residual (N, G), finite; its var (N,) or (N, G), finite and > 0.
+
+    Scoring pads a fold's rows, so a mean with a row too many would otherwise pass unnoticed.
+    """
+    m, n, g = len(fold.Z_test), len(fold.Z_train), np.shape(fold.Y_train)[1]
+    prediction, heldout = fit.prediction, fit.heldout
+    # (what, the array, which of the fold's perturbations its rows are, how many, whether a variance)
+    outputs = [("predicted mean", prediction.mean, "test", m, False)]
+    if prediction.var is not None:
+        outputs.append(("predicted variance", prediction.var, "test", m, True))
+    if heldout is not None:
+        outputs.append(("held-out residual", heldout.residual, "training", n, False))
+        outputs.append(("held-out variance", heldout.var, "training", n, True))
+    for what, x, side, rows, is_variance in outputs:
+        x = np.asarray(x)
+        shapes = ((rows,), (rows, g)) if is_variance else ((rows, g),)
+        if x.shape not in shapes:
+            needed = " or ".join(map(str, shapes))
+            raise ShapeError(
+                f"its {what} has shape {x.shape}; the fold's {rows} {side} perturbations x {g} genes need {needed}"
+            )
+        check_finite(f"its {what} {x.shape}", x)
+        if is_variance and not np.all(x > 0):
+            raise InputError(f"its {what} {x.shape} must be > 0; {int(np.sum(x <= 0))} value(s) are not")
+    return fit
 
 
 def heldout_of(model: Model, state: Any, Z_train, Y_train) -> HeldOut | None:

@@ -10,7 +10,7 @@ import pytest
 
 from gpllm.data.embeddings.assemble import build_embedding
 from gpllm.data.synthetic.screens import make_screens
-from gpllm.errors import InputError, NonFiniteError
+from gpllm.errors import InputError
 from gpllm.evaluate.grid import NO_EMBEDDING, Chunk
 from gpllm.evaluate.metrics import COVERAGE_LEVELS, perturbation_metrics, predictive_scores, variance_scale
 from gpllm.evaluate.rows import (
@@ -23,7 +23,7 @@ from gpllm.evaluate.rows import (
     fold_rows,
 )
 from gpllm.evaluate.splits import make_plan
-from gpllm.models.base import Fold, FoldFit, HeldOut, Prediction, fit_predict_folds
+from gpllm.models.base import Fold, FoldFit, Prediction, fit_predict_folds
 from gpllm.models.registry import build_model
 
 
@@ -105,20 +105,18 @@ def test_a_model_without_variance_or_heldout_gets_nan_calibration(fold):
     assert np.isnan(no_heldout[VAR_SCALE].to_numpy()).all() and np.isnan(no_heldout["nll" + RECAL].to_numpy()).all()
 
 
-def test_a_model_whose_output_is_invalid_is_named_by_the_checked_metrics(fold):
+def test_an_unchecked_invalid_fit_is_refused_not_scored_as_nan(fold):
+    """fit_predict_folds checks a model's outputs (tests/models/test_protocol.py); a fit handed to
+    fold_rows without that check still fails loudly rather than writing NaN rows."""
     data, emb, split = fold
     fit = _fit("nonctrl_mean", data, emb, split)
     chunk = Chunk("K562", NO_EMBEDDING, "nonctrl_mean", 20)
     mean = np.array(fit.prediction.mean)
     mean[2, 3] = np.nan
-    with pytest.raises(NonFiniteError, match="Y_pred"):
+    with pytest.raises(InputError, match="cannot be scored"):
         fold_rows(chunk, data, split, fit._replace(prediction=Prediction(mean, fit.prediction.var)))
-    with pytest.raises(InputError, match="var"):
+    with pytest.raises(InputError, match="cannot be scored"):
         fold_rows(chunk, data, split, fit._replace(prediction=Prediction(fit.prediction.mean, -fit.prediction.var)))
-    residual = np.array(fit.heldout.residual)
-    residual[0, 0] = np.inf
-    with pytest.raises(NonFiniteError, match="held-out residual"):
-        fold_rows(chunk, data, split, fit._replace(heldout=HeldOut(residual, fit.heldout.var)))
 
 
 def test_padding_the_test_rows_changes_no_score(fold):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from gpllm.errors import InputError
+from gpllm.errors import InputError, NonFiniteError, ShapeError
 from gpllm.models import base
 from gpllm.models.registry import BUILTINS, BuildContext, ModelSpec
 
@@ -82,3 +82,78 @@ class _NoPredict:
 def test_an_object_without_the_protocol_is_named_with_its_missing_method():
     with pytest.raises(InputError, match="missing method.*predict"):
         base.check_model(_NoPredict(), "models[0]")
+
+
+class _Output:
+    """A model whose fold outputs are given: ``predict`` returns ``mean`` and ``var``, and
+    ``heldout`` returns ``heldout``, whatever the fold."""
+
+    def __init__(self, mean, var=None, heldout=None):
+        self.mean, self.var, self._heldout = mean, var, heldout
+
+    def fit(self, Z, Y):
+        return None
+
+    def predict(self, state, Z_test):
+        return base.Prediction(self.mean, self.var)
+
+    def heldout(self, state, Z, Y):
+        return self._heldout
+
+
+def _folds(n_folds=2, n=6, m=3, q=2, g=4):
+    rng = np.random.default_rng(0)
+    return [
+        base.Fold(rng.normal(size=(n, q)), rng.normal(size=(n, g)), rng.normal(size=(m, q))) for _ in range(n_folds)
+    ]
+
+
+def _with_nan(shape, at=(0, 0)):
+    x = np.ones(shape)
+    x[at] = np.nan
+    return x
+
+
+@pytest.mark.parametrize(
+    ("output", "error", "says"),
+    [
+        (_Output(np.ones((4, 4))), ShapeError, r"predicted mean has shape \(4, 4\); the fold's 3 test perturbations"),
+        (_Output(_with_nan((3, 4), (1, 2))), NonFiniteError, r"predicted mean \(3, 4\) has 1 non-finite.*\(1, 2\)"),
+        (_Output(np.ones((3, 4)), np.ones(4)), ShapeError, r"predicted variance has shape \(4,\).*\(3,\) or \(3, 4\)"),
+        (_Output(np.ones((3, 4)), -np.ones((3, 4))), InputError, r"predicted variance \(3, 4\) must be > 0; 12 value"),
+        (_Output(np.ones((3, 4)), _with_nan(3, 0)), NonFiniteError, r"predicted variance \(3,\) has 1 non-finite"),
+        (
+            _Output(np.ones((3, 4)), np.ones(3), base.HeldOut(np.ones((5, 4)), np.ones(6))),
+            ShapeError,
+            r"held-out residual has shape \(5, 4\); the fold's 6 training perturbations x 4 genes need \(6, 4\)",
+        ),
+        (
+            _Output(np.ones((3, 4)), np.ones(3), base.HeldOut(np.ones((6, 4)), np.zeros(6))),
+            InputError,
+            r"held-out variance \(6,\) must be > 0; 6 value",
+        ),
+    ],
+)
+def test_a_models_invalid_output_is_named_with_its_fold(output, error, says):
+    with pytest.raises(error, match=says) as caught:
+        base.fit_predict_folds(output, _folds())
+    assert caught.value.datasets == (0,)
+
+
+def test_the_failing_fold_is_the_one_named():
+    """Fold 1's outputs are wrong, fold 0's are right: the error says dataset 1."""
+
+    class SecondFoldBad(_Output):
+        def predict(self, state, Z_test):
+            self.calls = getattr(self, "calls", 0) + 1
+            return base.Prediction(np.ones((3, 4)) * (np.nan if self.calls == 2 else 1.0), None)
+
+    with pytest.raises(NonFiniteError) as caught:
+        base.fit_predict_folds(SecondFoldBad(None), _folds())
+    assert caught.value.datasets == (1,)
+
+
+def test_valid_outputs_pass_unchanged():
+    heldout = base.HeldOut(np.zeros((6, 4)), np.ones((6, 4)))
+    fits = base.fit_predict_folds(_Output(np.ones((3, 4)), np.ones(3), heldout), _folds())
+    assert [fit.heldout for fit in fits] == [heldout, heldout]

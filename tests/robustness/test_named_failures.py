@@ -100,7 +100,10 @@ def test_worker_processes_give_the_same_line(tmp_path):
 @pytest.mark.parametrize(
     ("model", "says"),
     [
-        ("RowTooMany", "its predicted mean has shape (21, 20); the fold's 20 test perturbations x 20 genes need"),
+        (
+            "RowTooMany",
+            "its predicted mean has shape (21, 20); the fold's 20 test perturbations x 20 genes need (20, 20)",
+        ),
         ("NegativeVariance", "must be > 0; 20 value(s) are not"),
         ("NaNVariance", "non-finite value(s)"),
     ],

@@ -34,7 +34,7 @@ import polars as pl
 
 from gpllm.data.embeddings.assemble import Embedding
 from gpllm.data.screens.perturbation_data import PerturbationData, shared_perturbations
-from gpllm.errors import CholeskyError, GPLLMError, InputError, ShapeError, WorkerError
+from gpllm.errors import CholeskyError, GPLLMError, InputError, WorkerError
 from gpllm.evaluate.grid import NO_EMBEDDING, Chunk, SweepConfig, plan_chains, plan_chunks
 from gpllm.evaluate.rows import fold_rows, records_by_fold
 from gpllm.evaluate.runner.executors import Executor, LocalExecutor
@@ -89,21 +89,8 @@ def run_chunk(
     rows = []
     for split, fit in zip(splits, fits):
         with failures_named(chunk, [split.fold]):
-            _check_shapes(fit.prediction, len(split.test), data.n_genes)
             rows.append(fold_rows(chunk, data, split, fit))
     return pl.concat(rows, how="vertical")
-
-
-def _check_shapes(prediction, m: int, g: int) -> None:
-    """ShapeError unless a fold's predicted mean is (M, G) and its variance (M,), (M, G) or None:
-    scoring pads the rows, so a mean with a row too many would otherwise pass unnoticed."""
-    if np.shape(prediction.mean) != (m, g):
-        raise ShapeError(
-            f"its predicted mean has shape {np.shape(prediction.mean)}; the fold's {m} test perturbations "
-            f"x {g} genes need ({m}, {g})"
-        )
-    if prediction.var is not None and np.shape(prediction.var) not in ((m,), (m, g)):
-        raise ShapeError(f"its predicted variance has shape {np.shape(prediction.var)}; needed ({m},) or ({m}, {g})")
 
 
 def failures_named(chunk: Chunk, folds: Sequence[int]) -> contextlib.AbstractContextManager:
