@@ -9,8 +9,9 @@ Runs ``gpllm reproduce`` in a fresh child process into a new temporary folder
 (nothing is resumed) twice: first with an empty JAX compilation cache, so
 every program is compiled as on a first run ("cold"), then again with the
 programs the first run cached ("warm", as any later run; ``--cold-only``
-skips it). Prints each wall time and the peak resident memory of the child
-and its worker processes together (sampled from /proc every 0.2 s) against
+skips it). Prints each wall time and the peak memory of the child and its
+worker processes together, resident (RSS) and proportional (PSS, which counts
+the pages they share once), sampled from /proc every 0.2 s, against
 the targets (5 minutes, 4 GiB), and where the time went: the seconds each
 chunk took (the run's ``timings.jsonl``), summed per model and per training
 size; with several workers these worker-seconds add up to more than the
@@ -56,6 +57,25 @@ def breakdown(timings: list[dict]) -> tuple[dict[str, float], dict[str, float], 
 
 def tree_rss_bytes(*roots: int) -> int:
     """Resident memory of processes ``roots`` and all their descendants (Linux /proc), in bytes."""
+    return sum(rss for _, rss in _tree(*roots))
+
+
+def tree_pss_bytes(*roots: int) -> int:
+    """Proportional memory (PSS) of processes ``roots`` and their descendants, in bytes: a page
+    that n of them share (a mapped screen, the JAX library) counts 1/n in each, so once in all,
+    where the RSS sum counts it n times. 0 where /proc has no smaps_rollup."""
+    total = 0
+    for pid, _ in _tree(*roots):
+        try:
+            lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+        except OSError:  # ended meanwhile, or an older kernel
+            continue
+        total += sum(int(line.split()[1]) * 1024 for line in lines if line.startswith("Pss:"))
+    return total
+
+
+def _tree(*roots: int) -> list[tuple[int, int]]:
+    """(pid, resident bytes) of processes ``roots`` and all their descendants (Linux /proc)."""
     parents, rss = {}, {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -71,7 +91,7 @@ def tree_rss_bytes(*roots: int) -> int:
         children = [pid for pid, parent in parents.items() if parent in frontier and pid not in tree]
         tree.update(children)
         frontier = children
-    return sum(rss.get(pid, 0) for pid in tree)
+    return [(pid, rss.get(pid, 0)) for pid in tree]
 
 
 class PeakSampler(threading.Thread):
@@ -79,12 +99,13 @@ class PeakSampler(threading.Thread):
 
     def __init__(self, pids: Sequence[int], interval: float = 0.2):
         super().__init__(daemon=True)
-        self.pids, self.interval, self.peak = tuple(pids), interval, 0
+        self.pids, self.interval, self.peak, self.peak_pss = tuple(pids), interval, 0, 0
         self.finished = threading.Event()
 
     def run(self) -> None:
         while not self.finished.wait(self.interval):
             self.peak = max(self.peak, tree_rss_bytes(*self.pids))
+            self.peak_pss = max(self.peak_pss, tree_pss_bytes(*self.pids))
 
 
 def run_once(args, cache: Path, tmp: Path, label: str) -> dict | None:
@@ -112,6 +133,7 @@ def run_once(args, cache: Path, tmp: Path, label: str) -> dict | None:
         "parts": len(timings),
         "processes": processes,
         "peak_tree_bytes": run.peak_bytes,
+        "peak_tree_pss_bytes": run.peak_pss_bytes,
         "seconds_per_model": by_model,
         "seconds_per_size": by_size,
     }
@@ -119,9 +141,10 @@ def run_once(args, cache: Path, tmp: Path, label: str) -> dict | None:
 
 class MeasuredRun(NamedTuple):
     wall_s: float
-    peak_bytes: int
+    peak_bytes: int  # resident (RSS) of the process tree
     stdout: str
     stderr: str
+    peak_pss_bytes: int = 0  # proportional (PSS): shared pages once
 
 
 def measured_run(
@@ -143,7 +166,7 @@ def measured_run(
     if child.returncode != 0:
         print(stdout[-3000:], stderr[-3000:], sep="\n")
         return None
-    return MeasuredRun(wall, sampler.peak, stdout, stderr)
+    return MeasuredRun(wall, sampler.peak, stdout, stderr, sampler.peak_pss)
 
 
 def report(label: str, run: dict, targets: bool = True) -> None:
@@ -152,7 +175,11 @@ def report(label: str, run: dict, targets: bool = True) -> None:
     time_target = f" (target {TARGET_SECONDS} s: {'met' if wall <= TARGET_SECONDS else 'NOT met'})" if targets else ""
     memory_target = f" (target 4 GiB: {'met' if peak <= TARGET_BYTES else 'NOT met'})" if targets else ""
     print(f"  {label:<44} wall time {wall:6.1f} s{time_target}")
-    print(f"    peak memory of the process and its workers {peak / 1024**3:.2f} GiB{memory_target}")
+    pss = run.get("peak_tree_pss_bytes", 0)
+    print(
+        f"    peak memory of the process and its workers {peak / 1024**3:.2f} GiB resident (RSS){memory_target}; "
+        f"{pss / 1024**3:.2f} GiB proportional (PSS: pages they share counted once)"
+    )
     print(
         f"    {run['parts']} result parts in {run['processes']} process(es); worker-seconds per model: "
         + ", ".join(f"{m} {s:.0f}" for m, s in sorted(run["seconds_per_model"].items(), key=lambda kv: -kv[1]))

@@ -73,11 +73,16 @@ def host_budget() -> Budget | None:
     return min(budgets, key=lambda b: b.free) if budgets else None
 
 
+def check_enabled() -> bool:
+    """False where ``GPLLM_MEMORY_CHECK`` is off (``off``, ``0``, ``false`` or ``no``)."""
+    return os.environ.get(ENV, "").strip().lower() not in ("off", "0", "false", "no")
+
+
 def check_gp_fits(
     n: int, d: int, q: int, dtype, datasets: int = 1, *, what: str = "GP", per_output: bool = False
 ) -> None:
     """MemoryLimitError, naming the estimate and the limit, if the GP would not fit."""
-    if os.environ.get(ENV, "").strip().lower() in ("off", "0", "false", "no"):
+    if not check_enabled():
         return
     need = gp_peak_bytes(n, d, q, dtype, datasets, per_output=per_output)
     budget = device_budget()

@@ -21,6 +21,10 @@ Optional hooks, each used when present (the functions below supply the default):
 - ``zero_padding_invariant``: True when appending zero columns to Z changes
   nothing, so that the sweep may pad embeddings of different widths to share
   compiled programs.
+- ``peak_bytes(n_train, n_genes, width, n_folds) -> int``: the memory its
+  ``fit_predict_folds`` peaks at on ``n_folds`` folds of ``n_train`` points
+  (inputs ``width`` wide, ``n_genes`` outputs), so that the sweep can refuse
+  or space out what would not fit before it starts (default 0: not estimated).
 - ``heldout(state, Z_train, Y_train) -> HeldOut | None``: each training
   point's leave-one-out residual and the predictive variance the model gives
   it, with the fit's hyperparameters held fixed (None where that is
@@ -228,6 +232,12 @@ def heldout_of(model: Model, state: Any, Z_train, Y_train) -> HeldOut | None:
     """``model.heldout(state, Z_train, Y_train)`` if the model has that hook, else None."""
     hook: Callable[..., Any] | None = getattr(model, "heldout", None)
     return hook(state, Z_train, Y_train) if callable(hook) else None
+
+
+def peak_bytes_of(model: Model, n_train: int, n_genes: int, width: int, n_folds: int) -> int:
+    """``model.peak_bytes(n_train, n_genes, width, n_folds)`` if the model has that hook, else 0."""
+    hook: Callable[..., Any] | None = getattr(model, "peak_bytes", None)
+    return int(hook(n_train, n_genes, width, n_folds)) if callable(hook) else 0
 
 
 def zero_padding_invariant(model: Model) -> bool:

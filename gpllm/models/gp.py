@@ -48,8 +48,10 @@ import numpy as np
 
 from gpllm import gp
 from gpllm.errors import InputError
+from gpllm.gp.api import default_batch_size
 from gpllm.gp.fit import FitOptions, FitResult, initial_params
 from gpllm.gp.kernels import RBF, Kernel
+from gpllm.gp.memory import gp_peak_bytes
 from gpllm.gp.objective import params_like, params_shapes, prepare_targets, values_of
 from gpllm.gp.posterior import Posterior
 from gpllm.gp.sharding import dataset_mesh
@@ -148,6 +150,17 @@ class GPModel:
         if self.dtype == "float32" and n_train < self.float64_below and float64_enabled():
             return dataclasses.replace(self, dtype="float64")
         return self
+
+    def peak_bytes(self, n_train: int, n_genes: int, width: int, n_folds: int) -> int:
+        """Estimated peak bytes of :meth:`fit_predict_folds` on ``n_folds`` folds of Z (N, Q = width),
+        Y (N, G): the value + gradient of the datasets one batched fit holds at once
+        (:func:`gpllm.gp.memory.gp_peak_bytes`) plus the folds' stacked inputs, in the fit's dtype."""
+        model = self._precision_for(n_train)
+        dtype = np.dtype(model.dtype or jnp.result_type(float))
+        at_once = default_batch_size(n_folds)
+        per_output = self.options.output_scales == "per_output"
+        fit = gp_peak_bytes(n_train, n_genes, width, dtype, at_once, per_output=per_output)
+        return fit + dtype.itemsize * n_folds * n_train * (n_genes + width)
 
     def fit(self, Z_train, Y_train, params0: gp.GPParams | None = None) -> GPState:
         """Fit Z (N, Q), Y (N, G); raw ``params0`` warm-starts the optimiser (default: data-aware init)."""

@@ -87,6 +87,10 @@ class LOOSelectedGP:
     def zero_padding_invariant(self) -> bool:
         return all(c.zero_padding_invariant for c in self.candidates)
 
+    def peak_bytes(self, n_train: int, n_genes: int, width: int, n_folds: int) -> int:
+        """The largest candidate's :meth:`GPModel.peak_bytes`: the candidates are fitted one after another."""
+        return max(c.peak_bytes(n_train, n_genes, width, n_folds) for c in self.candidates)
+
     def _chosen(self, scores: Sequence[float]) -> int:
         return int(np.argmin(scores))
 

@@ -33,9 +33,17 @@ MIN_PERTS = 2
 
 
 def _readonly(x: np.ndarray) -> np.ndarray:
+    """A read-only copy of ``x``; a read-only file mapping as it is (nothing can write to it,
+    and worker processes share its pages: :mod:`gpllm.evaluate.runner.shared_inputs`)."""
+    if _mapped_readonly(x):
+        return x
     x = np.array(x, copy=True)
     x.setflags(write=False)
     return x
+
+
+def _mapped_readonly(x) -> bool:
+    return isinstance(x, np.memmap) and getattr(x, "mode", None) == "r" and x.dtype == np.float64
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,7 +83,7 @@ class PerturbationData(PicklesThroughInit):
     def __post_init__(self) -> None:
         perts = tuple(str(p) for p in self.perts)
         genes = tuple(str(g) for g in self.genes)
-        Y = np.asarray(self.Y, dtype=np.float64)
+        Y = self.Y if _mapped_readonly(self.Y) else np.asarray(self.Y, dtype=np.float64)
         ctrl = np.asarray(self.ctrl, dtype=np.float64)
         de = np.asarray(self.de)
         P, G = len(perts), len(genes)

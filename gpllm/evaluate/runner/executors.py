@@ -47,15 +47,22 @@ class Executor(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class LocalExecutor:
-    """This process (``workers`` = 1) or that many spawned worker processes (None: one per core)."""
+    """This process (``workers`` = 1) or that many spawned worker processes (None: one per core);
+    ``at_once``: at most this many of them started (default all), each on the cores it would
+    have among ``workers``, so that its tasks round as they would with all running."""
 
     workers: int | None = 1
+    at_once: int | None = None
 
     @property
     def label(self) -> str:
-        return "" if self._count() == 1 else f"{self._count()} workers"
+        count = self.count()
+        if count == 1:
+            return ""
+        return f"{count} workers" if (self.at_once or count) >= count else f"{self.at_once} of {count} workers at once"
 
-    def _count(self) -> int:
+    def count(self) -> int:
+        """The worker processes it runs with (1: this process)."""
         from gpllm.evaluate.runner.workers import default_workers
 
         return self.workers if self.workers is not None else default_workers()
@@ -63,11 +70,11 @@ class LocalExecutor:
     def run_chains(self, chains, task, context, on_event):
         from gpllm.evaluate.runner.workers import run_chains
 
-        return run_chains(chains, task, context, workers=self._count(), on_event=on_event)
+        return run_chains(chains, task, context, workers=self.count(), on_event=on_event, at_once=self.at_once)
 
     def numerics(self) -> TaskNumerics:
         """The numerical settings its tasks run with (:mod:`gpllm.evaluate.runner.numerics`)."""
-        return local_numerics(self._count())
+        return local_numerics(self.count())
 
     def close(self) -> None:
         pass

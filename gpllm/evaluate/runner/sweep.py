@@ -25,9 +25,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -38,9 +40,12 @@ from gpllm.errors import CholeskyError, GPLLMError, InputError, WorkerError
 from gpllm.evaluate.grid import NO_EMBEDDING, Chunk, SweepConfig, plan_chains, plan_chunks
 from gpllm.evaluate.rows import fold_rows, records_by_fold
 from gpllm.evaluate.runner.executors import Executor, LocalExecutor
+from gpllm.evaluate.runner.memory_plan import chunk_peaks, held_bytes, plan_phases
+from gpllm.evaluate.runner.shared_inputs import share_screens
 from gpllm.evaluate.runner.store import RunStore, write_json
 from gpllm.evaluate.runner.workers import named_failures
 from gpllm.evaluate.splits import Split, make_plan
+from gpllm.gp.memory import device_budget
 from gpllm.models.base import Fold, fit_predict_folds, zero_padding_invariant
 from gpllm.models.gp import GPModel
 from gpllm.models.registry import BuildContext, ModelSpec
@@ -207,38 +212,67 @@ def run_sweep(
         log.warning("%s", note)
         run["size_note"] = note
     resumed = store.open(run)
+    executor = executor or LocalExecutor(workers)
+    chunks = plan_chunks(config, list(screens), plan.sizes)
     try:
         if resumed:
             log.info("resuming the run in %s", store.root)
         write_json(store.root / "splits.json", plan.to_dict())
-        aligned_emb = {name: e.select(perts) for name, e in used.items()}
-        context = SweepContext(
-            screens={name: s.select(perts) for name, s in screens.items()},
-            embeddings=aligned_emb,
-            splits_by_size={size: tuple(s for s in plan.splits if s.size == size) for size in plan.sizes},
-            config=config,
-            root=str(store.root.resolve()),  # the same path for workers with another cwd
-            run_id=store.run_id,
-            pad_widths={
-                s.name: max((aligned_emb[e].Z.shape[1] for e in s.embeddings or config.embeddings), default=0)
-                for s in config.models
-            },
-        )
-        chunks = plan_chunks(config, list(screens), plan.sizes)
-        executor = executor or LocalExecutor(workers)
-        # Twice at most: a part found damaged when the first pass ends is recomputed once.
-        for _ in range(2):
-            todo = [c for c in chunks if not store.has_part(c.key)]
-            if not todo:
-                break
-            with _progress(progress, len(chunks), len(chunks) - len(todo), executor.label) as on_event:
-                try:
-                    executor.run_chains(schedule(config, todo), compute_chunk, context, on_event)
-                except WorkerError as err:
-                    raise store.log_error(err) from None
+        with contextlib.ExitStack() as cleanup:
+            aligned = {name: s.select(perts) for name, s in screens.items()}
+            if isinstance(executor, LocalExecutor) and executor.count() > 1:  # one copy for all the workers
+                folder = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="gpllm-screens-"))
+                aligned = share_screens(aligned, Path(folder))
+            aligned_emb = {name: e.select(perts) for name, e in used.items()}
+            context = SweepContext(
+                screens=aligned,
+                embeddings=aligned_emb,
+                splits_by_size={size: tuple(s for s in plan.splits if s.size == size) for size in plan.sizes},
+                config=config,
+                root=str(store.root.resolve()),  # the same path for workers with another cwd
+                run_id=store.run_id,
+                pad_widths={
+                    s.name: max((aligned_emb[e].Z.shape[1] for e in s.embeddings or config.embeddings), default=0)
+                    for s in config.models
+                },
+            )
+            _run_chunks(store, executor, context, chunks, progress)
         return store.write_results([c.key for c in chunks])
     finally:
         store.release()
+
+
+def _run_chunks(
+    store: RunStore, executor: Executor, context: SweepContext, chunks: Sequence[Chunk], progress: bool
+) -> None:
+    """Every chunk without a part in ``store`` computed and stored, within the memory free
+    (:func:`_memory_phases`); a part found damaged when the first pass ends is recomputed once."""
+    peaks = chunk_peaks(context, chunks)
+    for _ in range(2):
+        todo = [c for c in chunks if not store.has_part(c.key)]
+        if not todo:
+            return
+        phases = _memory_phases(executor, todo, peaks, context)  # refuses what cannot fit, before any chunk
+        with _progress(progress, len(chunks), len(chunks) - len(todo), executor.label) as on_event:
+            try:
+                for runner, phase in phases:
+                    runner.run_chains(schedule(context.config, phase), compute_chunk, context, on_event)
+            except WorkerError as err:
+                raise store.log_error(err) from None
+
+
+def _memory_phases(
+    executor: Executor, chunks: Sequence[Chunk], peaks: Mapping[Chunk, int], context: SweepContext
+) -> list[tuple[Executor, tuple[Chunk, ...]]]:
+    """(executor, chunks) to run one after another so that local workers together stay within
+    the memory free now (:func:`~gpllm.evaluate.runner.memory_plan.plan_phases`); a cluster's
+    workers have memory of their own, so a Dask executor runs every chunk in one phase."""
+    if not isinstance(executor, LocalExecutor):
+        return [(executor, tuple(chunks))]
+    workers = executor.count()
+    held = held_bytes(context) if workers > 1 else 0
+    phases = plan_phases(chunks, peaks, device_budget(), workers, held)
+    return [(dataclasses.replace(executor, at_once=p.at_once), p.chunks) for p in phases]
 
 
 def _size_note(config: SweepConfig, sizes_run: Sequence[int], n_perts: int) -> str:

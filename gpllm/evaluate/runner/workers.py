@@ -110,21 +110,25 @@ def run_chains(
     *,
     workers: int = 1,
     on_event: Callable[[str, T], None] | None = None,
+    at_once: int | None = None,
 ) -> list[list[R]]:
     """``task(item, context)`` for every item, in order within each chain; results per chain.
 
     ``workers`` = 1 runs everything in this process. Otherwise ``task`` must be
     a module-level function and ``context`` picklable (each worker gets a copy
     once). ``on_event("start" | "done", item)`` is called in this process.
+    ``at_once``: start at most this many of the workers (default all), each still
+    pinned to the cores it has among ``workers`` (e.g. when memory allows fewer).
     """
-    if workers < 1:
-        raise InputError(f"workers must be >= 1, got {workers}")
+    for name, value in (("workers", workers), ("at_once", at_once)):
+        if value is not None and value < 1:
+            raise InputError(f"{name} must be >= 1, got {value}")
     on_event = on_event or (lambda kind, item: None)
     if workers == 1 or not chains:
         return [_run_here(chain, task, context, on_event) for chain in chains]
     # Even one chain goes to a worker: the cores a task gets must not depend on how
-    # many chains are left (a resumed run), or its rounding would.
-    return _run_in_workers(chains, task, context, workers, on_event)
+    # many chains are left (a resumed run) or run at once, or its rounding would.
+    return _run_in_workers(chains, task, context, workers, on_event, at_once or workers)
 
 
 def _run_here(chain, task, context, on_event) -> list:
@@ -136,14 +140,20 @@ def _run_here(chain, task, context, on_event) -> list:
     return results
 
 
-def _run_in_workers(chains, task, context, workers, on_event) -> list[list]:
+def _run_in_workers(chains, task, context, workers, on_event, at_once) -> list[list]:
     import multiprocessing
+    from multiprocessing.reduction import ForkingPickler
 
+    import numpy as np
+
+    from gpllm.evaluate.runner.shared_inputs import reduce_mapped
+
+    ForkingPickler.register(np.memmap, reduce_mapped)  # a mapped screen crosses as its file name
     ctx = multiprocessing.get_context("spawn")
     jobs, messages = ctx.Queue(), ctx.Queue()
     for index, chain in enumerate(chains):
         jobs.put((index, list(chain)))
-    groups = core_groups(workers)[: len(chains)]  # sized for ``workers``, however many start
+    groups = core_groups(workers)[: min(len(chains), at_once)]  # sized for ``workers``, however many start
     for _ in groups:
         jobs.put(None)
     settings = jax_settings()
