@@ -229,20 +229,20 @@ def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
 
 
 def _fold_scores(
-    Y_true: np.ndarray, mean, var, scale: float, ctrl: np.ndarray, train_mean: np.ndarray, de: np.ndarray
+    Y_pad: np.ndarray, m: int, mean, var, scale: float, ctrl: np.ndarray, train_mean: np.ndarray, de_pad: np.ndarray
 ) -> FoldScores:
-    """:func:`score_fold` on one fold's arrays (var (M,) or (M, G) in the model's dtype, or None;
-    scale s, NaN for none), rows padded to :data:`ROW_BUCKET`. Scores not computed (no variance,
-    no s) are None."""
-    m = len(Y_true)
+    """:func:`score_fold` on one fold's M test rows: Y_pad and de_pad, the fold's measured profiles
+    and DE genes already padded to :data:`ROW_BUCKET` (by repeating the last test row's index, so
+    that the test block is copied once); mean (M, G); var (M,) or (M, G) in the model's dtype, or
+    None; scale s, NaN for none. Scores not computed (no variance, no s) are None."""
     mean = np.asarray(mean)
     var = None if var is None else np.asarray(var)
-    dtype = np.result_type(Y_true, mean, ctrl, train_mean, *([] if var is None else [var]))
+    dtype = np.result_type(Y_pad, mean, ctrl, train_mean, *([] if var is None else [var]))
     eps = np.asarray(
-        [roundoff(Y_true, ctrl), roundoff(mean, ctrl), roundoff(Y_true, train_mean), roundoff(mean, train_mean)], dtype
+        [roundoff(Y_pad, ctrl), roundoff(mean, ctrl), roundoff(Y_pad, train_mean), roundoff(mean, train_mean)], dtype
     )
-    rows = -(-m // ROW_BUCKET) * ROW_BUCKET
-    Y_pad, mean_pad, de_pad = (_pad_rows(x, rows) for x in (Y_true.astype(dtype), mean.astype(dtype), de))
+    rows = len(Y_pad)
+    Y_pad, mean_pad = Y_pad.astype(dtype, copy=False), _pad_rows(mean.astype(dtype, copy=False), rows)
     var_pad = None if var is None else _pad_rows(var, rows)
     s = None if var is None or np.isnan(scale) else np.asarray(scale, var.dtype)
     scores = score_fold(Y_pad, mean_pad, var_pad, s, ctrl.astype(dtype), train_mean.astype(dtype), de_pad, eps)
@@ -260,10 +260,14 @@ def fold_rows(chunk: Chunk, data: PerturbationData, split: Split, fit: FoldFit) 
     against ``data``, every score at once (:func:`score_fold`). ``fit`` as
     :func:`~gpllm.models.base.fit_predict_folds` returns it, its outputs checked."""
     prediction = fit.prediction
-    Y_true, de, n = data.Y[split.test], data.de[split.test], len(split.test)
+    n = len(split.test)
+    test = _pad_rows(np.asarray(split.test), -(-n // ROW_BUCKET) * ROW_BUCKET)
+    Y_pad, de_pad = data.Y[test], data.de[test]
+    Y_true, de = Y_pad[:n], de_pad[:n]
     scale = _variance_scale(fit)
     # Calibration columns a fold has no variance (or no s) for are NaN, and never computed.
-    s = _fold_scores(Y_true, prediction.mean, prediction.var, scale, data.ctrl, data.Y[split.train].mean(axis=0), de)
+    train_mean = data.Y[split.train].mean(axis=0)
+    s = _fold_scores(Y_pad, n, prediction.mean, prediction.var, scale, data.ctrl, train_mean, de_pad)
     raw = _nan_columns(n, "") if s.every is None else _calibration_dict(s.every, s.top, "")
     recal = _nan_columns(n, RECAL) if s.every_recal is None else _calibration_dict(s.every_recal, s.top_recal, RECAL)
     calibration = {**raw, VAR_SCALE: np.full(n, scale), **recal}

@@ -19,18 +19,16 @@ worker holds of the inputs:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from gpllm.errors import MemoryLimitError
 from gpllm.evaluate.grid import NO_EMBEDDING, Chunk
+from gpllm.evaluate.runner.context import SweepContext
 from gpllm.gp.memory import ENV, GIB, Budget, check_enabled
 from gpllm.models.base import peak_bytes_of, zero_padding_invariant
 from gpllm.models.registry import BuildContext
-
-if TYPE_CHECKING:  # what the peaks are read from
-    from gpllm.evaluate.runner.sweep import SweepContext
 
 
 class Phase(NamedTuple):

@@ -39,6 +39,7 @@ from gpllm.data.screens.perturbation_data import PerturbationData, shared_pertur
 from gpllm.errors import CholeskyError, GPLLMError, InputError, WorkerError
 from gpllm.evaluate.grid import NO_EMBEDDING, Chunk, SweepConfig, plan_chains, plan_chunks
 from gpllm.evaluate.rows import fold_rows, records_by_fold
+from gpllm.evaluate.runner.context import SweepContext
 from gpllm.evaluate.runner.executors import Executor, LocalExecutor
 from gpllm.evaluate.runner.memory_plan import chunk_peaks, held_bytes, plan_phases
 from gpllm.evaluate.runner.shared_inputs import share_screens
@@ -133,19 +134,6 @@ def _cholesky_hint(model: str, err: CholeskyError) -> str:
         "variance) that keeps the noise off zero), or, for your own kernel, a White term (more jitter) and a "
         "gram that is finite and positive semi-definite on these inputs"
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepContext:
-    """Everything a chunk needs, aligned to the shared perturbations; picklable for workers."""
-
-    screens: Mapping[str, PerturbationData]
-    embeddings: Mapping[str, Embedding]
-    splits_by_size: Mapping[int, tuple[Split, ...]]  # in increasing size
-    config: SweepConfig
-    root: str  # the run folder
-    run_id: str  # the run's id: a part is written only while the folder holds this run
-    pad_widths: Mapping[str, int]  # per model: the widest embedding it runs on (see run_chunk)
 
 
 def compute_chunk(chunk: Chunk, context: SweepContext) -> None:
