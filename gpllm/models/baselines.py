@@ -27,9 +27,7 @@ estimates made without point i, in closed form.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -40,11 +38,8 @@ from jax.typing import ArrayLike
 from gpllm.errors import InputError, ShapeError
 from gpllm.models.base import (
     Array,
-    Fold,
-    FoldFit,
     HeldOut,
     Prediction,
-    Record,
     as_checked_array,
     check_fit_inputs,
     check_predict_inputs,
@@ -122,7 +117,8 @@ class RandomPerturbation:
 
     def fit(self, Z_train: ArrayLike, Y_train: ArrayLike) -> RandomPerturbationState:
         """Z_train (N, Q), Y_train (N, G), N >= 2 -> the training profiles, the key, 2 s2."""
-        return _state_of(self, *self._checked(Z_train, Y_train))
+        Z, Y = check_fit_inputs(Z_train, Y_train, min_rows=2)
+        return RandomPerturbationState(Y, jax.random.key(self.seed), Z.mean(axis=0), _floored(2.0 * _spread(Y), Y))
 
     def predict(self, state: RandomPerturbationState, Z_test: ArrayLike) -> Prediction:
         """Z_test (M, Q) -> Prediction(mean (M, G): row i = Y[j_i], j_i ~ U{0..N-1}; var (M, G) 2 s2),
@@ -134,23 +130,11 @@ class RandomPerturbation:
     def heldout(self, state: RandomPerturbationState, Z_train, Y_train) -> HeldOut | None:
         """Point i predicted by another training profile drawn at random (its own key stream,
         apart from the test rows'), with variance 2 s2_{-i}; None for N < 3."""
-        return _heldout_of(self, state, state.Y)
-
-    def fit_predict_folds(self, folds: Sequence[Fold], starts: Sequence[Record | None] | None = None) -> list[FoldFit]:
-        """Each fold's fit and held-out predictions in one compiled program (:func:`_fold_fits`)."""
-        return _fold_fits(self, folds)
-
-    def _checked(self, Z_train: ArrayLike, Y_train: ArrayLike) -> tuple[Array, Array]:
-        return check_fit_inputs(Z_train, Y_train, min_rows=2)
-
-    def _state(self, Z: Array, Y: Array) -> RandomPerturbationState:
-        return RandomPerturbationState(Y, jax.random.key(self.seed), Z.mean(axis=0), _floored(2.0 * _spread(Y), Y))
-
-    def _heldout(self, state: RandomPerturbationState, Y: Array) -> HeldOut | None:
+        Y = jnp.asarray(state.Y)
         n = Y.shape[0]
         if n < _MIN_HELDOUT:
             return None
-        others = _draw_indices(jax.random.fold_in(state.key, _HELDOUT_STREAM), jnp.arange(n), n - 1)
+        others = _draws(jax.random.fold_in(state.key, _HELDOUT_STREAM), n, n - 1)
         index = others + (others >= jnp.arange(n))  # uniform over j != i
         return HeldOut(Y - Y[index], _floored(2.0 * _leave_one_out(Y).var, Y))
 
@@ -165,7 +149,8 @@ DRAW_BUCKET = 64
 
 
 def _draws(key: Array, m: int, n: int) -> np.ndarray:
-    """(m,) draws j_i ~ U{0..n-1}, row i's from ``fold_in(key, i)`` (:func:`_draw_indices`)."""
+    """(m,) draws j_i ~ U{0..n-1}, row i's from ``fold_in(key, i)`` (:func:`_draw_indices`), kept
+    on the host (no slicing program per m)."""
     rows = -(-m // DRAW_BUCKET) * DRAW_BUCKET
     return np.asarray(_draw_indices(key, np.arange(rows, dtype=jax.dtypes.canonicalize_dtype(np.int64)), n))[:m]
 
@@ -191,7 +176,9 @@ class NonControlMean:
     def fit(self, Z_train: ArrayLike, Y_train: ArrayLike) -> MeanState:
         """Z_train (N, Q), Y_train (N, G), N >= 2 -> MeanState(profile = mean of Y_train,
         var = s2 (1 + 1/N))."""
-        return _state_of(self, *self._checked(Z_train, Y_train))
+        Z, Y = check_fit_inputs(Z_train, Y_train, min_rows=2)
+        n = Y.shape[0]
+        return MeanState(Y.mean(axis=0), Z.mean(axis=0), _floored(_spread(Y) * (1.0 + 1.0 / n), Y))
 
     def predict(self, state: MeanState, Z_test: ArrayLike) -> Prediction:
         """Z_test (M, Q) -> Prediction(mean (M, G), every row the training mean; var (M, G))."""
@@ -199,19 +186,7 @@ class NonControlMean:
 
     def heldout(self, state: MeanState, Z_train, Y_train) -> HeldOut | None:
         """y_i - mean_{-i}, variance s2_{-i} (1 + 1/(N - 1)); None for N < 3."""
-        return _heldout_of(self, state, jnp.asarray(Y_train, state.profile.dtype))
-
-    def fit_predict_folds(self, folds: Sequence[Fold], starts: Sequence[Record | None] | None = None) -> list[FoldFit]:
-        """Each fold's fit and held-out predictions in one compiled program (:func:`_fold_fits`)."""
-        return _fold_fits(self, folds)
-
-    def _checked(self, Z_train: ArrayLike, Y_train: ArrayLike) -> tuple[Array, Array]:
-        return check_fit_inputs(Z_train, Y_train, min_rows=2)
-
-    def _state(self, Z: Array, Y: Array) -> MeanState:
-        return MeanState(Y.mean(axis=0), Z.mean(axis=0), _floored(_spread(Y) * (1.0 + 1.0 / Y.shape[0]), Y))
-
-    def _heldout(self, state: MeanState, Y: Array) -> HeldOut | None:
+        Y = jnp.asarray(Y_train, state.profile.dtype)
         n = Y.shape[0]
         if n < _MIN_HELDOUT:
             return None
@@ -251,7 +226,11 @@ class Control:
     def fit(self, Z_train: ArrayLike, Y_train: ArrayLike) -> MeanState:
         """Check Z_train (N, Q), Y_train (N, G) with G = len(ctrl) -> MeanState(profile = ctrl,
         var = 1/N sum_i (y_i - ctrl)^2)."""
-        return _state_of(self, *self._checked(Z_train, Y_train))
+        Z, Y = check_fit_inputs(Z_train, Y_train)
+        if Y.shape[1] != self.ctrl.shape[0]:
+            raise ShapeError(f"Y_train {tuple(Y.shape)} has {Y.shape[1]} genes but ctrl has {self.ctrl.shape[0]}")
+        ctrl = jnp.asarray(self.ctrl, Y.dtype)
+        return MeanState(ctrl, Z.mean(axis=0), _floored(jnp.mean((Y - ctrl) ** 2, axis=0), Y))
 
     def predict(self, state: MeanState, Z_test: ArrayLike) -> Prediction:
         """Z_test (M, Q) -> Prediction(mean (M, G), every row ctrl; var (M, G))."""
@@ -259,23 +238,7 @@ class Control:
 
     def heldout(self, state: MeanState, Z_train, Y_train) -> HeldOut | None:
         """y_i - ctrl, variance = the mean squared delta of the other N - 1; None for N < 2."""
-        return _heldout_of(self, state, jnp.asarray(Y_train, state.profile.dtype))
-
-    def fit_predict_folds(self, folds: Sequence[Fold], starts: Sequence[Record | None] | None = None) -> list[FoldFit]:
-        """Each fold's fit and held-out predictions in one compiled program (:func:`_fold_fits`)."""
-        return _fold_fits(self, folds)
-
-    def _checked(self, Z_train: ArrayLike, Y_train: ArrayLike) -> tuple[Array, Array]:
-        Z, Y = check_fit_inputs(Z_train, Y_train)
-        if Y.shape[1] != self.ctrl.shape[0]:
-            raise ShapeError(f"Y_train {tuple(Y.shape)} has {Y.shape[1]} genes but ctrl has {self.ctrl.shape[0]}")
-        return Z, Y
-
-    def _state(self, Z: Array, Y: Array) -> MeanState:
-        ctrl = jnp.asarray(self.ctrl, Y.dtype)
-        return MeanState(ctrl, Z.mean(axis=0), _floored(jnp.mean((Y - ctrl) ** 2, axis=0), Y))
-
-    def _heldout(self, state: MeanState, Y: Array) -> HeldOut | None:
+        Y = jnp.asarray(Y_train, state.profile.dtype)
         n = Y.shape[0]
         if n < 2:
             return None
@@ -283,40 +246,8 @@ class Control:
         return HeldOut(Y - state.profile, _floored((jnp.sum(sq, axis=0) - sq) / (n - 1.0), Y))
 
 
-Baseline = RandomPerturbation | NonControlMean | Control
-
-
-@partial(jax.jit, static_argnums=0)
-def _state_of(model: Baseline, Z: Array, Y: Array) -> RandomPerturbationState | MeanState:
-    """The model's state from checked Z (N, Q), Y (N, G), as one compiled program."""
-    return model._state(Z, Y)
-
-
-@partial(jax.jit, static_argnums=0)
-def _heldout_of(model: Baseline, state, Y: Array) -> HeldOut | None:
-    """The model's leave-one-out predictions on its training profiles Y (N, G), as one compiled program."""
-    return model._heldout(state, Y)
-
-
-@partial(jax.jit, static_argnums=0)
-def _fit_and_heldout(model: Baseline, Z: Array, Y: Array) -> tuple[RandomPerturbationState | MeanState, HeldOut | None]:
-    """:func:`_state_of` and :func:`_heldout_of` in one compiled program per training size."""
-    state = model._state(Z, Y)
-    return state, model._heldout(state, Y)
-
-
-def _fold_fits(model: Baseline, folds: Sequence[Fold]) -> list[FoldFit]:
-    """Each fold fitted (state and held-out predictions in one program: the baselines' many small
-    operations, run one by one, were a compile each per training size) and predicted on the host."""
-    out = []
-    for fold in folds:
-        state, heldout = _fit_and_heldout(model, *model._checked(fold.Z_train, fold.Y_train))
-        out.append(FoldFit(model.predict(state, fold.Z_test), {}, heldout))
-    return out
-
-
 def _rows_of(values: Array, m: int) -> np.ndarray:
-    """(G,) values repeated as m rows (M, G), a read-only view on the host."""
+    """(G,) values repeated as m rows (M, G): a read-only view on the host, with no program per M."""
     return np.broadcast_to(np.asarray(values), (m, values.shape[0]))
 
 

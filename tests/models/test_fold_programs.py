@@ -8,7 +8,7 @@ import pytest
 from sklearn.linear_model import Ridge as SkRidge
 from sklearn.neighbors import KNeighborsRegressor
 
-from gpllm.models.base import Fold
+from gpllm.models.base import Fold, fit_predict_folds
 from gpllm.models.baselines import Control, NonControlMean, RandomPerturbation
 from gpllm.models.knn import KNN
 from gpllm.models.padding import ROW_BUCKET
@@ -52,7 +52,7 @@ def test_baseline_folds_match_numpy():
     folds = _folds(rng)
     ctrl = rng.normal(size=4)
     for model in (NonControlMean(), Control(ctrl), RandomPerturbation(seed=3)):
-        for fold, fit in zip(folds, model.fit_predict_folds(folds)):
+        for fold, fit in zip(folds, fit_predict_folds(model, folds)):
             Y, n, m = fold.Y_train, len(fold.Y_train), len(fold.Z_test)
             mean, var = np.asarray(fit.prediction.mean), np.asarray(fit.prediction.var)
             assert mean.shape == var.shape == (m, 4)
@@ -75,5 +75,5 @@ def test_baseline_folds_match_numpy():
 @pytest.mark.parametrize("model", [NonControlMean(), RandomPerturbation()])
 def test_baseline_folds_too_small_for_leave_one_out_have_no_heldout(model):
     rng = np.random.default_rng(5)
-    [fit] = model.fit_predict_folds([Fold(rng.normal(size=(2, 1)), rng.normal(size=(2, 3)), rng.normal(size=(4, 1)))])
+    [fit] = fit_predict_folds(model, [Fold(rng.normal(size=(2, 1)), rng.normal(size=(2, 3)), rng.normal(size=(4, 1)))])
     assert fit.heldout is None and np.shape(fit.prediction.mean) == (4, 3)
