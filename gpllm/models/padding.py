@@ -14,7 +14,7 @@ import numpy as np
 
 from gpllm.models.base import Prediction
 
-#: Test rows are padded to a multiple of this (the scoring's bucket, :data:`gpllm.evaluate.rows.ROW_BUCKET`).
+#: Test rows are padded to a multiple of this (the scoring in :mod:`gpllm.evaluate.rows` pads to it too).
 ROW_BUCKET = 32
 
 
