@@ -135,7 +135,7 @@ class RandomPerturbation:
         if n < _MIN_HELDOUT:
             return None
         others = _draws(jax.random.fold_in(state.key, _HELDOUT_STREAM), n, n - 1)
-        index = others + (others >= jnp.arange(n))  # uniform over j != i
+        index = others + (others >= np.arange(n))  # uniform over j != i (integers, on the host)
         return HeldOut(Y - Y[index], _floored(2.0 * _leave_one_out(Y).var, Y))
 
 

@@ -70,6 +70,11 @@ def test_baseline_folds_match_numpy():
                 state = model.fit(fold.Z_train, fold.Y_train)
                 np.testing.assert_array_equal(mean, np.asarray(model.predict(state, fold.Z_test).mean))
                 np.testing.assert_allclose(var[0], 2 * Y.var(axis=0, ddof=1), rtol=1e-12)
+                # held out, point i is predicted by another training row j != i
+                residual = np.asarray(fit.heldout.residual)
+                for i in range(n):
+                    others = [j for j in range(n) if j != i]
+                    assert np.any(np.all(np.isclose(residual[i], Y[i] - Y[others], rtol=0, atol=0), axis=1))
 
 
 @pytest.mark.parametrize("model", [NonControlMean(), RandomPerturbation()])
