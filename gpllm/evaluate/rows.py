@@ -49,6 +49,7 @@ from gpllm.evaluate.metrics import (
     unchecked_variance_scale,
 )
 from gpllm.evaluate.splits import Split
+from gpllm.models.padding import ROW_BUCKET
 
 if TYPE_CHECKING:  # what a chunk and a fit are; scoring only reads them
     from gpllm.evaluate.grid import Chunk
@@ -99,9 +100,9 @@ RESULTS_SCHEMA = pl.Schema(
 )
 
 
-#: Test rows are padded to a multiple of this, so that folds of nearby sizes (354 and 355
+#: Test rows are padded to a multiple of ROW_BUCKET (the bucket kNN's and ridge's predictions are
+#: padded to as well, :mod:`gpllm.models.padding`), so that folds of nearby sizes (354 and 355
 #: test perturbations) share the compiled scoring programs; every score is per row.
-ROW_BUCKET = 32
 
 
 def _nan_columns(n: int, suffix: str) -> dict:

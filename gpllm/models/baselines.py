@@ -121,11 +121,11 @@ class RandomPerturbation:
         return RandomPerturbationState(Y, jax.random.key(self.seed), Z.mean(axis=0), _floored(2.0 * _spread(Y), Y))
 
     def predict(self, state: RandomPerturbationState, Z_test: ArrayLike) -> Prediction:
-        """Z_test (M, Q) -> Prediction(mean (M, G): row i = Y[j_i], j_i ~ U{0..N-1}; var (G,) 2 s2)."""
+        """Z_test (M, Q) -> Prediction(mean (M, G): row i = Y[j_i], j_i ~ U{0..N-1}; var (M, G) 2 s2),
+        taken on the host (no program per M)."""
         Z = check_predict_inputs(state.z_mean.shape[0], Z_test, dtype=state.Y.dtype)
-        m = Z.shape[0]
-        index = _draws(state.key, m, state.Y.shape[0])
-        return Prediction(jnp.asarray(state.Y)[index], jnp.broadcast_to(state.var, (m, state.var.shape[0])))
+        Y = np.asarray(state.Y)
+        return Prediction(Y[_draws(state.key, Z.shape[0], Y.shape[0])], _rows_of(state.var, Z.shape[0]))
 
     def heldout(self, state: RandomPerturbationState, Z_train, Y_train) -> HeldOut | None:
         """Point i predicted by another training profile drawn at random (its own key stream,
@@ -135,7 +135,7 @@ class RandomPerturbation:
         if n < _MIN_HELDOUT:
             return None
         others = _draws(jax.random.fold_in(state.key, _HELDOUT_STREAM), n, n - 1)
-        index = others + (others >= jnp.arange(n))  # uniform over j != i
+        index = others + (others >= np.arange(n))  # uniform over j != i (integers, on the host)
         return HeldOut(Y - Y[index], _floored(2.0 * _leave_one_out(Y).var, Y))
 
 
@@ -148,10 +148,11 @@ _HELDOUT_STREAM = 2**31 - 1
 DRAW_BUCKET = 64
 
 
-def _draws(key: Array, m: int, n: int) -> Array:
-    """(m,) draws j_i ~ U{0..n-1}, row i's from ``fold_in(key, i)`` (:func:`_draw_indices`)."""
+def _draws(key: Array, m: int, n: int) -> np.ndarray:
+    """(m,) draws j_i ~ U{0..n-1}, row i's from ``fold_in(key, i)`` (:func:`_draw_indices`), kept
+    on the host (no slicing program per m)."""
     rows = -(-m // DRAW_BUCKET) * DRAW_BUCKET
-    return _draw_indices(key, jnp.arange(rows), n)[:m]
+    return np.asarray(_draw_indices(key, np.arange(rows, dtype=jax.dtypes.canonicalize_dtype(np.int64)), n))[:m]
 
 
 @jax.jit
@@ -245,7 +246,11 @@ class Control:
         return HeldOut(Y - state.profile, _floored((jnp.sum(sq, axis=0) - sq) / (n - 1.0), Y))
 
 
+def _rows_of(values: Array, m: int) -> np.ndarray:
+    """(G,) values repeated as m rows (M, G): a read-only view on the host, with no program per M."""
+    return np.broadcast_to(np.asarray(values), (m, values.shape[0]))
+
+
 def _predict_constant(state: MeanState, Z_test: ArrayLike) -> Prediction:
     Z = check_predict_inputs(state.z_mean.shape[0], Z_test, dtype=state.profile.dtype)
-    shape = (Z.shape[0], state.profile.shape[0])
-    return Prediction(jnp.broadcast_to(state.profile, shape), jnp.broadcast_to(state.var, shape))
+    return Prediction(_rows_of(state.profile, Z.shape[0]), _rows_of(state.var, Z.shape[0]))

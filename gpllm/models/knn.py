@@ -54,6 +54,7 @@ from gpllm.models.base import (
     scalar_record,
     variance_floor,
 )
+from gpllm.models.padding import predict_rows
 
 Metric = Literal["euclidean", "cosine"]
 
@@ -204,7 +205,7 @@ class KNN:
     def predict(self, state: KNNState, Z_test: ArrayLike) -> Prediction:
         """Z_test (M, Q) -> Prediction(mean (M, G), var (M, G))."""
         Z = check_predict_inputs(state.Z.shape[1], Z_test, dtype=state.Z.dtype)
-        return _predict(self, state, Z)
+        return predict_rows(lambda rows: _predict(self, state, rows), Z)
 
     def heldout(self, state: KNNState, Z_train, Y_train) -> HeldOut | None:
         """Each training point predicted from its k nearest other training points

@@ -41,6 +41,7 @@ has no estimate of s2: its variance falls to the floor of
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal, NamedTuple
@@ -53,13 +54,17 @@ from jax.typing import ArrayLike
 from gpllm.errors import InputError
 from gpllm.models.base import (
     Array,
+    Fold,
+    FoldFit,
     HeldOut,
     Prediction,
+    Record,
     check_fit_inputs,
     check_predict_inputs,
     scalar_record,
     variance_floor,
 )
+from gpllm.models.padding import predict_rows
 
 #: Default penalty grid, in multiples of the mean eigenvalue of Zc^T Zc
 #: (|Zc|_F^2 / Q), so that it adapts to the embedding's scale: from nearly
@@ -125,8 +130,20 @@ class Ridge:
 
     def fit(self, Z_train: ArrayLike, Y_train: ArrayLike) -> RidgeState:
         """Z_train (N, Q), Y_train (N, G) -> RidgeState (tunes lam if asked)."""
-        Z, Y = check_fit_inputs(Z_train, Y_train, min_rows=2 if isinstance(self.lam, str) else 1)
-        return _fit(self, Z, Y)
+        return _fit(self, *self._checked(Z_train, Y_train))
+
+    def fit_predict_folds(self, folds: Sequence[Fold], starts: Sequence[Record | None] | None = None) -> list[FoldFit]:
+        """Each fold's fit and held-out predictions in one compiled program per training size
+        (the held-out check on 1 - H_ii included), and its prediction; ``starts`` are not used."""
+        out = []
+        for fold in folds:
+            state, heldout, has_heldout = _fit_and_heldout(self, *self._checked(fold.Z_train, fold.Y_train))
+            fit = FoldFit(self.predict(state, fold.Z_test), self.record(state), heldout if has_heldout else None)
+            out.append(fit)
+        return out
+
+    def _checked(self, Z_train: ArrayLike, Y_train: ArrayLike) -> tuple[Array, Array]:
+        return check_fit_inputs(Z_train, Y_train, min_rows=2 if isinstance(self.lam, str) else 1)
 
     def record(self, state: RidgeState) -> dict:
         """The penalty in use: ``{"lam": lam}``."""
@@ -135,15 +152,27 @@ class Ridge:
     def predict(self, state: RidgeState, Z_test: ArrayLike) -> Prediction:
         """Z_test (M, Q) -> Prediction(mean = Z_test W + b (M, G), var = s2 (1 + h(z)) (M, G))."""
         Z = check_predict_inputs(state.W.shape[0], Z_test, dtype=state.W.dtype)
-        return _predict(state, Z)
+        return predict_rows(lambda rows: _predict(state, rows), Z)
 
     def heldout(self, state: RidgeState, Z_train, Y_train) -> HeldOut | None:
         """Exact LOO residuals e_i / (1 - H_ii) (lam and s2 held) and variances s2 / (1 - H_ii);
         None when a training point has no residual degrees of freedom (1 - H_ii ~ 0)."""
-        if not bool(jnp.all(state.one_minus_h > _leverage_tol(state.W.dtype))):
+        if not bool(_has_heldout(state)):
             return None
         Z, Y = (jnp.asarray(a, state.W.dtype) for a in (Z_train, Y_train))
         return _heldout(state, Z, Y)
+
+
+@partial(jax.jit, static_argnums=0)
+def _fit_and_heldout(model: Ridge, Z: Array, Y: Array) -> tuple[RidgeState, HeldOut, Array]:
+    """The fit, its held-out predictions and whether they are defined (:func:`_has_heldout`)."""
+    state = _fit(model, Z, Y)
+    return state, _heldout(state, Z, Y), _has_heldout(state)
+
+
+def _has_heldout(state: RidgeState) -> Array:
+    """() bool: every training point has residual degrees of freedom (1 - H_ii > tol)."""
+    return jnp.all(state.one_minus_h > _leverage_tol(state.W.dtype))
 
 
 @partial(jax.jit, static_argnums=0)
