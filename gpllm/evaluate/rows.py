@@ -20,7 +20,7 @@ variance):
   fold never enters s.
 
 A fold is scored by a few compiled programs (:func:`score_fold`), its test rows
-padded to a multiple of :data:`ROW_BUCKET` so that every fold of a screen shares
+padded to a multiple of :data:`~gpllm.models.padding.ROW_BUCKET` so that every fold of a screen shares
 them. The model's outputs arrive checked
 (:func:`~gpllm.models.base.check_fold_fit`), so scoring uses the metrics'
 unchecked programs. The report (:mod:`gpllm.report`) reads the column names from here.
@@ -49,7 +49,7 @@ from gpllm.evaluate.metrics import (
     unchecked_variance_scale,
 )
 from gpllm.evaluate.splits import Split
-from gpllm.models.padding import ROW_BUCKET
+from gpllm.models.padding import pad_rows
 
 if TYPE_CHECKING:  # what a chunk and a fit are; scoring only reads them
     from gpllm.evaluate.grid import Chunk
@@ -98,11 +98,6 @@ RESULTS_SCHEMA = pl.Schema(
         **dict.fromkeys((name + RECAL for name in CALIBRATION_COLUMNS), pl.Float64),
     }
 )
-
-
-#: Test rows are padded to a multiple of ROW_BUCKET (the bucket kNN's and ridge's predictions are
-#: padded to as well, :mod:`gpllm.models.padding`), so that folds of nearby sizes (354 and 355
-#: test perturbations) share the compiled scoring programs; every score is per row.
 
 
 def _nan_columns(n: int, suffix: str) -> dict:
@@ -224,16 +219,11 @@ def _variance_scale(fit: FoldFit) -> float:
     return scale if scale > 0 else np.nan
 
 
-def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
-    """x with its last row repeated up to ``rows`` rows (valid values: every score is per row)."""
-    return x if len(x) == rows else np.pad(x, ((0, rows - len(x)),) + ((0, 0),) * (x.ndim - 1), mode="edge")
-
-
 def _fold_scores(
     Y_pad: np.ndarray, m: int, mean, var, scale: float, ctrl: np.ndarray, train_mean: np.ndarray, de_pad: np.ndarray
 ) -> FoldScores:
     """:func:`score_fold` on one fold's M test rows: Y_pad and de_pad, the fold's measured profiles
-    and DE genes already padded to :data:`ROW_BUCKET` (by repeating the last test row's index, so
+    and DE genes already padded to :data:`~gpllm.models.padding.ROW_BUCKET` (by repeating the last test row's index, so
     that the test block is copied once); mean (M, G); var (M,) or (M, G) in the model's dtype, or
     None; scale s, NaN for none. Scores not computed (no variance, no s) are None."""
     mean = np.asarray(mean)
@@ -242,9 +232,8 @@ def _fold_scores(
     eps = np.asarray(
         [roundoff(Y_pad, ctrl), roundoff(mean, ctrl), roundoff(Y_pad, train_mean), roundoff(mean, train_mean)], dtype
     )
-    rows = len(Y_pad)
-    Y_pad, mean_pad = Y_pad.astype(dtype, copy=False), _pad_rows(mean.astype(dtype, copy=False), rows)
-    var_pad = None if var is None else _pad_rows(var, rows)
+    Y_pad, mean_pad = Y_pad.astype(dtype, copy=False), pad_rows(mean.astype(dtype, copy=False))
+    var_pad = None if var is None else pad_rows(var)
     s = None if var is None or np.isnan(scale) else np.asarray(scale, var.dtype)
     scores = score_fold(Y_pad, mean_pad, var_pad, s, ctrl.astype(dtype), train_mean.astype(dtype), de_pad, eps)
     scores = jax.device_get(scores)
@@ -262,7 +251,7 @@ def fold_rows(chunk: Chunk, data: PerturbationData, split: Split, fit: FoldFit) 
     :func:`~gpllm.models.base.fit_predict_folds` returns it, its outputs checked."""
     prediction = fit.prediction
     n = len(split.test)
-    test = _pad_rows(np.asarray(split.test), -(-n // ROW_BUCKET) * ROW_BUCKET)
+    test = pad_rows(np.asarray(split.test))
     Y_pad, de_pad = data.Y[test], data.de[test]
     Y_true, de = Y_pad[:n], de_pad[:n]
     scale = _variance_scale(fit)

@@ -18,12 +18,12 @@ from gpllm.evaluate.rows import (
     DE_COVERAGE_LEVELS,
     RECAL,
     RESULTS_SCHEMA,
-    ROW_BUCKET,
     VAR_SCALE,
     fold_rows,
 )
 from gpllm.evaluate.splits import make_plan
 from gpllm.models.base import Fold, FoldFit, Prediction, fit_predict_folds
+from gpllm.models.padding import ROW_BUCKET
 from gpllm.models.registry import build_model
 
 
