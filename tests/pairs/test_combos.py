@@ -104,7 +104,8 @@ def test_real_norman19_pairs_run_end_to_end(shared_data):
     vectors = GeneVectors(tuple(genes), np.random.default_rng(0).standard_normal((len(genes), 12)), "seeded")
     emb = build_embedding({"seeded": vectors}, pairs.all_genes, k=6, missing="drop")
     models = (*FAST_MODELS, PairGP(options=FitOptions(max_steps=15)))
-    results, notes = run_combos(pairs, emb, models, CombosConfig(n_folds=3))
+    # two folds: the checks below hold for any split of the 15 pairs; a third fold only refitted every model
+    results, notes = run_combos(pairs, emb, models, CombosConfig(n_folds=2))
     assert any("MAP3K21" in n and "FOXL2+HOXB9" in n for n in notes)
     assert set(results["seen"].unique()) <= {0, 1, 2} and results.height > 0
     assert results["pair"].is_in(list(pairs.pairs.perts)).all()
