@@ -189,9 +189,12 @@ def initial_params(kernel: Kernel, Z: jax.Array, Y: jax.Array, targets=None) -> 
     """
     targets = prepare_targets(Y) if targets is None else targets
     starts = [init_params(kernel, Z, Y, noise_fraction=f) for f in NOISE_FRACTIONS]
-    values = jnp.stack([lml(kernel, p, Z, targets).value for p in starts])
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *starts)
+    # One likelihood in the program, looped over the starts: three inlined copies of the
+    # Cholesky and its jitter retries took three times as long to compile (same arithmetic).
+    values = lax.map(lambda p: lml(kernel, p, Z, targets).value, stacked)
     best = jnp.argmax(jnp.where(jnp.isfinite(values), values, -jnp.inf))
-    return jax.tree.map(lambda *leaves: jnp.stack(leaves)[best], *starts)
+    return jax.tree.map(lambda leaf: leaf[best], stacked)
 
 
 def log_noise_ratio_prior(kernel: Kernel, params: GPParams, Z: jax.Array, prior: tuple[float, float]) -> jax.Array:
