@@ -243,8 +243,8 @@ class GPModel:
         calls give, from one program per shape, fetched from the device at once.
         """
         Z, Y, Z_new = (jnp.asarray(a) for a in (Z_train, Y_train, Z_test))
-        for b in range(Z.shape[0]):
-            check_fit_inputs(Z[b], Y[b], min_rows=2)
+        for z, y in zip(np.asarray(Z), np.asarray(Y)):  # host views: no slicing program per shape
+            check_fit_inputs(z, y, min_rows=2)
         Z, Y, Z_new = self._cast(Z, Y, Z_new)
         offsets = jax.vmap(self._offset)(Y)
         devices = jax.local_devices()
