@@ -40,7 +40,7 @@ from gpllm.gp.objective import (
     lml,
     params_shapes,
     prepare_targets,
-    start_values,
+    start_values_at,
     values_of,
 )
 
@@ -264,8 +264,7 @@ def _starts(kernel: Kernel, Z, Y, params0) -> GPParams | None:
     Computed inside the fit's own program: the same values, no program of their own to compile."""
     if params0 is not None:
         return None
-    values = [start_values(kernel, Z, Y, f) for f in fit_module.NOISE_FRACTIONS]
-    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *values)
+    return start_values_at(kernel, Z, Y, fit_module.NOISE_FRACTIONS)
 
 
 def _check_start(kernel: Kernel, starts: GPParams | None, dtype, what: str) -> None:

@@ -45,7 +45,7 @@ from gpllm.gp.objective import (
     Path,
     check_output_scales,
     constraints_of,
-    init_params,
+    init_params_at,
     lml,
     params_like,
     prepare_targets,
@@ -188,8 +188,7 @@ def initial_params(kernel: Kernel, Z: jax.Array, Y: jax.Array, targets=None) -> 
     right side of it.
     """
     targets = prepare_targets(Y) if targets is None else targets
-    starts = [init_params(kernel, Z, Y, noise_fraction=f) for f in NOISE_FRACTIONS]
-    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *starts)
+    stacked = init_params_at(kernel, Z, Y, NOISE_FRACTIONS)
     # One likelihood in the program, looped over the starts: three inlined copies of the
     # Cholesky and its jitter retries took three times as long to compile (same arithmetic).
     values = lax.map(lambda p: lml(kernel, p, Z, targets).value, stacked)
