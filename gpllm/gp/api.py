@@ -258,13 +258,12 @@ def value_and_grad(
     return value, grad
 
 
-def _starts(kernel: Kernel, Z, Y, params0) -> GPParams | None:
-    """The constrained starts :func:`gpllm.gp.fit.initial_params` compares (leaves stacked over
-    its noise fractions), for :func:`_check_start`; None when the caller gave ``params0``.
-    Computed inside the fit's own program: the same values, no program of their own to compile."""
-    if params0 is not None:
-        return None
-    return start_values_at(kernel, Z, Y, fit_module.NOISE_FRACTIONS)
+def _fit_with_starts(kernel: Kernel, Z, Y, params0, options: FitOptions):
+    """:func:`gpllm.gp.fit.fit_traced`, and the constrained starts it compared (leaves stacked
+    over :data:`~gpllm.gp.fit.NOISE_FRACTIONS`; None when the caller gave ``params0``) for
+    :func:`_check_start`: computed once, inside the fit's own program, for both."""
+    starts = None if params0 is not None else start_values_at(kernel, Z, Y, fit_module.NOISE_FRACTIONS)
+    return fit_module.fit_traced(kernel, Z, Y, params0, options, starts=starts), starts
 
 
 def _check_start(kernel: Kernel, starts: GPParams | None, dtype, what: str) -> None:
@@ -278,7 +277,7 @@ def _check_start(kernel: Kernel, starts: GPParams | None, dtype, what: str) -> N
 
 @partial(jax.jit, static_argnums=(0, 4))
 def _fit_jit(kernel, Z, Y, params0, options):
-    return fit_module.fit_traced(kernel, Z, Y, params0, options), _starts(kernel, Z, Y, params0)
+    return _fit_with_starts(kernel, Z, Y, params0, options)
 
 
 def _over_datasets(one, args, batch_size: int, mesh=None):
@@ -294,7 +293,7 @@ def _over_datasets(one, args, batch_size: int, mesh=None):
 @partial(jax.jit, static_argnums=(0, 4, 5, 6))
 def _fit_batched_jit(kernel, Z, Y, params0, options, batch_size, mesh):
     def one(args):
-        return fit_module.fit_traced(kernel, *args, options), _starts(kernel, *args)
+        return _fit_with_starts(kernel, *args, options)
 
     return _over_datasets(one, (Z, Y, params0), batch_size, mesh)
 
@@ -308,12 +307,12 @@ LEAVE_ONE_OUT_MEANS = get_args(LeaveOneOutMean)
 def _fit_predict_batched_jit(kernel, Z, Y, params0, Z_new, options, include_noise, leave_one_out, batch_size, mesh):
     def one(args):
         z, y, start, z_new = args
-        result = fit_module.fit_traced(kernel, z, y, start, options)
+        result, starts = _fit_with_starts(kernel, z, y, start, options)
         post = posterior_module.condition(kernel, result.params, z, y, options.output_scales)
         prediction = posterior_module.predict(kernel, post, z_new, include_noise)
         if leave_one_out is not None:  # from the same factor, in the same program: no refactoring per dataset
             prediction = (*prediction, posterior_module.leave_one_out(post, y, leave_one_out == "refitted_mean"))
-        return result, prediction, _starts(kernel, z, y, start)
+        return result, prediction, starts
 
     return _over_datasets(one, (Z, Y, params0, Z_new), batch_size, mesh)
 

@@ -287,11 +287,6 @@ def init_params(kernel: Kernel, Z: jax.Array, Y: jax.Array, noise_fraction: floa
     return parameters.unconstrain(constraints_of(kernel), start_values(kernel, Z, Y, noise_fraction))
 
 
-def init_params_at(kernel: Kernel, Z: jax.Array, Y: jax.Array, noise_fractions: Sequence[float]) -> GPParams:
-    """:func:`init_params` at each of ``noise_fractions``, leaves stacked (F, ...) (:func:`start_values_at`)."""
-    return parameters.unconstrain(constraints_of(kernel), start_values_at(kernel, Z, Y, noise_fractions))
-
-
 def params_shapes(kernel: Kernel, n: int, q: int, dtype) -> GPParams:
     """The structure of ``kernel``'s raw parameters for inputs (n, q): a GPParams of
     ``jax.ShapeDtypeStruct`` leaves, traced from :func:`init_params`, never computed."""
