@@ -310,7 +310,7 @@ def _fit_predict_batched_jit(kernel, Z, Y, params0, Z_new, options, include_nois
         result, starts = _fit_with_starts(kernel, z, y, start, options)
         post = posterior_module.condition(kernel, result.params, z, y, options.output_scales)
         prediction = posterior_module.predict(kernel, post, z_new, include_noise)
-        if leave_one_out is not None:  # from the same factor, in the same program: no refactoring per dataset
+        if leave_one_out is not None:  # from the same factor, in this program: no second Cholesky per dataset
             prediction = (*prediction, posterior_module.leave_one_out(post, y, leave_one_out == "refitted_mean"))
         return result, prediction, starts
 

@@ -28,9 +28,10 @@ the same factor (A = K + s2 I, d = diag(A^{-1}), Yc = Y - offset):
 Beyond ``fit`` / ``predict`` it implements the protocol's optional hooks
 (:mod:`gpllm.models.base`): a record of the fitted hyperparameters (their
 constrained values for people, their raw leaves for an exact restore), a
-restore from it, and ``fit_predict_folds``: equal-size CV folds fitted and
-predicted in one compiled program (warm-started from each fold's record at the
-next smaller training size only with ``warm_start=True``).
+restore from it, and ``fit_predict_folds``: equal-size CV folds fitted,
+predicted and held out (the leave-one-out pass, from the fit's own factor) in
+one compiled program (warm-started from each fold's record at the next smaller
+training size only with ``warm_start=True``).
 """
 
 from __future__ import annotations
