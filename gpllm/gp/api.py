@@ -14,7 +14,7 @@ import functools
 import inspect
 import warnings
 from functools import partial
-from typing import overload
+from typing import Literal, get_args, overload
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +40,7 @@ from gpllm.gp.objective import (
     lml,
     params_shapes,
     prepare_targets,
-    start_values,
+    start_values_at,
     values_of,
 )
 
@@ -258,14 +258,12 @@ def value_and_grad(
     return value, grad
 
 
-def _starts(kernel: Kernel, Z, Y, params0) -> GPParams | None:
-    """The constrained starts :func:`gpllm.gp.fit.initial_params` compares (leaves stacked over
-    its noise fractions), for :func:`_check_start`; None when the caller gave ``params0``.
-    Computed inside the fit's own program: the same values, no program of their own to compile."""
-    if params0 is not None:
-        return None
-    values = [start_values(kernel, Z, Y, f) for f in fit_module.NOISE_FRACTIONS]
-    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *values)
+def _fit_with_starts(kernel: Kernel, Z, Y, params0, options: FitOptions):
+    """:func:`gpllm.gp.fit.fit_traced`, and the constrained starts it compared (leaves stacked
+    over :data:`~gpllm.gp.fit.NOISE_FRACTIONS`; None when the caller gave ``params0``) for
+    :func:`_check_start`: computed once, inside the fit's own program, for both."""
+    starts = None if params0 is not None else start_values_at(kernel, Z, Y, fit_module.NOISE_FRACTIONS)
+    return fit_module.fit_traced(kernel, Z, Y, params0, options, starts=starts), starts
 
 
 def _check_start(kernel: Kernel, starts: GPParams | None, dtype, what: str) -> None:
@@ -279,7 +277,7 @@ def _check_start(kernel: Kernel, starts: GPParams | None, dtype, what: str) -> N
 
 @partial(jax.jit, static_argnums=(0, 4))
 def _fit_jit(kernel, Z, Y, params0, options):
-    return fit_module.fit_traced(kernel, Z, Y, params0, options), _starts(kernel, Z, Y, params0)
+    return _fit_with_starts(kernel, Z, Y, params0, options)
 
 
 def _over_datasets(one, args, batch_size: int, mesh=None):
@@ -295,18 +293,26 @@ def _over_datasets(one, args, batch_size: int, mesh=None):
 @partial(jax.jit, static_argnums=(0, 4, 5, 6))
 def _fit_batched_jit(kernel, Z, Y, params0, options, batch_size, mesh):
     def one(args):
-        return fit_module.fit_traced(kernel, *args, options), _starts(kernel, *args)
+        return _fit_with_starts(kernel, *args, options)
 
     return _over_datasets(one, (Z, Y, params0), batch_size, mesh)
 
 
-@partial(jax.jit, static_argnums=(0, 5, 6, 7, 8))
-def _fit_predict_batched_jit(kernel, Z, Y, params0, Z_new, options, include_noise, batch_size, mesh):
+#: What :func:`fit_predict_batched`'s leave-one-out predictions take Y's mean to be.
+LeaveOneOutMean = Literal["zero_mean", "refitted_mean"]
+LEAVE_ONE_OUT_MEANS = get_args(LeaveOneOutMean)
+
+
+@partial(jax.jit, static_argnums=(0, 5, 6, 7, 8, 9))
+def _fit_predict_batched_jit(kernel, Z, Y, params0, Z_new, options, include_noise, leave_one_out, batch_size, mesh):
     def one(args):
         z, y, start, z_new = args
-        result = fit_module.fit_traced(kernel, z, y, start, options)
+        result, starts = _fit_with_starts(kernel, z, y, start, options)
         post = posterior_module.condition(kernel, result.params, z, y, options.output_scales)
-        return result, posterior_module.predict(kernel, post, z_new, include_noise), _starts(kernel, z, y, start)
+        prediction = posterior_module.predict(kernel, post, z_new, include_noise)
+        if leave_one_out is not None:  # from the same factor, in this program: no second Cholesky per dataset
+            prediction = (*prediction, posterior_module.leave_one_out(post, y, leave_one_out == "refitted_mean"))
+        return result, prediction, starts
 
     return _over_datasets(one, (Z, Y, params0, Z_new), batch_size, mesh)
 
@@ -481,9 +487,10 @@ def fit_predict_batched(
     params0: GPParams | None = None,
     options: FitOptions | None = None,
     include_noise: bool = True,
+    leave_one_out: LeaveOneOutMean | None = None,
     batch_size: int | None = None,
     mesh: jax.sharding.Mesh | None = None,
-) -> tuple[fit_module.FitResult, jax.Array, jax.Array]:
+) -> tuple:
     """:func:`fit_batched`, then each dataset's prediction at its own new inputs, in one
     compiled call: one program per shape instead of three (on CPU compiling dominates small fits).
 
@@ -492,10 +499,16 @@ def fit_predict_batched(
             :func:`fit_batched`.
         Z_new: each dataset's new inputs (B, M, Q).
         include_noise: as in :func:`predict` (default True).
+        leave_one_out: also each dataset's exact leave-one-out predictions on its training
+            points, from the same factor (:func:`gpllm.gp.posterior.leave_one_out`):
+            ``"zero_mean"`` for Y modelled as given, ``"refitted_mean"`` for Y centred by its
+            training mean, which each held-out fit re-estimates without its point.
 
     Returns:
         (FitResult with a leading B axis, mean (B, M, D), variance (B, M), or (B, M, D)
-        with ``options.output_scales="per_output"``).
+        with ``options.output_scales="per_output"``), and with ``leave_one_out`` a fourth
+        item, :class:`~gpllm.gp.posterior.LeaveOneOut` with residuals (B, N, D) and
+        variances (B, N) or (B, N, D).
     """
     options = _checked_options(options)
     Z, Y = _checked_data(
@@ -512,14 +525,16 @@ def fit_predict_batched(
     if Z_new.shape[0] != Z.shape[0]:
         raise ShapeError(f"Z_new holds {Z_new.shape[0]} datasets but Z holds {Z.shape[0]}")
     checks.check_new_inputs(Z_new.reshape(-1, Z_new.shape[-1]), Z.shape[-1])
+    if leave_one_out not in (None, *LEAVE_ONE_OUT_MEANS):
+        raise InputError(f"leave_one_out must be None or one of {LEAVE_ONE_OUT_MEANS}, got {leave_one_out!r}")
     args = (Z, Y, _checked_raw(kernel, params0, Z), Z_new)
-    statics = (options, include_noise)
+    statics = (options, include_noise, leave_one_out)
     jitted = partial(_fit_predict_batched_jit, kernel)
-    result, (mean, var), starts = _run_batched(jitted, args, statics, batch_size, mesh)
+    result, prediction, starts = _run_batched(jitted, args, statics, batch_size, mesh)
     _check_start(kernel, starts, Z.dtype, "fit_predict_batched")
     _raise_if_failed(result.lml, result.jitter, "fit_predict_batched", batched=True)
-    _raise_if_failed(var, None, "fit_predict_batched (conditioning)", batched=True)
-    return result, mean, var
+    _raise_if_failed(prediction[1], None, "fit_predict_batched (conditioning)", batched=True)
+    return (result, *prediction)
 
 
 @partial(jax.jit, static_argnums=(0, 4))

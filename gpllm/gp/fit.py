@@ -45,10 +45,10 @@ from gpllm.gp.objective import (
     Path,
     check_output_scales,
     constraints_of,
-    init_params,
     lml,
     params_like,
     prepare_targets,
+    start_values_at,
     values_of,
 )
 
@@ -177,9 +177,12 @@ NOISE_FRACTIONS = (0.1, 0.5, 0.9)
 # Compiled once per kernel and shape: called eagerly (GPModel.fresh_start), its Cholesky's
 # lax.cond would otherwise be traced and compiled anew on every call.
 @partial(jax.jit, static_argnums=0)
-def initial_params(kernel: Kernel, Z: jax.Array, Y: jax.Array, targets=None) -> GPParams:
+def initial_params(
+    kernel: Kernel, Z: jax.Array, Y: jax.Array, targets=None, starts: GPParams | None = None
+) -> GPParams:
     """The best of a few data-aware starts by Eq. 1: :func:`init_params` at each of
-    ``NOISE_FRACTIONS`` of Y's variance given to the noise.
+    ``NOISE_FRACTIONS`` of Y's variance given to the noise (``starts``: their constrained
+    values, :func:`start_values_at`, where the caller has them already).
 
     Why: starting with most variance in the kernel on noisy data, the steepest
     way down shrinks the lengthscale until the kernel couples no two inputs and
@@ -188,10 +191,14 @@ def initial_params(kernel: Kernel, Z: jax.Array, Y: jax.Array, targets=None) -> 
     right side of it.
     """
     targets = prepare_targets(Y) if targets is None else targets
-    starts = [init_params(kernel, Z, Y, noise_fraction=f) for f in NOISE_FRACTIONS]
-    values = jnp.stack([lml(kernel, p, Z, targets).value for p in starts])
+    if starts is None:
+        starts = start_values_at(kernel, Z, Y, NOISE_FRACTIONS)
+    stacked = parameters.unconstrain(constraints_of(kernel), starts)
+    # One likelihood in the program, looped over the starts: three inlined copies of the
+    # Cholesky and its jitter retries took three times as long to compile (same arithmetic).
+    values = lax.map(lambda p: lml(kernel, p, Z, targets).value, stacked)
     best = jnp.argmax(jnp.where(jnp.isfinite(values), values, -jnp.inf))
-    return jax.tree.map(lambda *leaves: jnp.stack(leaves)[best], *starts)
+    return jax.tree.map(lambda leaf: leaf[best], stacked)
 
 
 def log_noise_ratio_prior(kernel: Kernel, params: GPParams, Z: jax.Array, prior: tuple[float, float]) -> jax.Array:
@@ -233,16 +240,19 @@ def fit_traced(
     Y: jax.Array,
     params0: GPParams | None = None,
     options: FitOptions = FitOptions(),
+    *,
+    starts: GPParams | None = None,
 ) -> FitResult:
     """The fit as a traceable function (no input checks): jit or vmap it freely.
 
-    Z (N, Q), Y (N, D); ``params0`` (raw) defaults to :func:`initial_params`.
+    Z (N, Q), Y (N, D); ``params0`` (raw) defaults to :func:`initial_params` (from
+    ``starts`` where given: see there).
     """
     max_steps, gtol, ftol = options.max_steps, options.gtol, options.ftol
     eps = float(np.finfo(Y.dtype).eps)
     targets = prepare_targets(Y, options.path, options.output_scales)
     if params0 is None:
-        params0 = initial_params(kernel, Z, Y, targets)
+        params0 = initial_params(kernel, Z, Y, targets, starts)
     params0 = params_like(params0, Z)
     n_entries = Y.shape[0] * Y.shape[1]
     trainable0, frozen = parameters.split_trainable(constraints_of(kernel), params0)

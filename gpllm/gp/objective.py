@@ -50,6 +50,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -259,9 +260,26 @@ def start_values(kernel: Kernel, Z: jax.Array, Y: jax.Array, noise_fraction: flo
     median-distance lengthscale) with the signal variance set to (1 - noise_fraction)
     of Y's mean per-output variance and the noise to the rest.
     """
+    return _start_from_shares(kernel, Z, Y, 1.0 - noise_fraction, noise_fraction)
+
+
+def _start_from_shares(kernel: Kernel, Z: jax.Array, Y: jax.Array, signal_share, noise_share) -> GPParams:
+    """The kernel's start at ``signal_share`` of Y's mean per-output variance, the noise at ``noise_share``."""
     total = jnp.mean(jnp.var(Y, axis=0))
     total = jnp.where(total > 0, total, jnp.ones((), Y.dtype))
-    return GPParams(kernel=kernel.init(Z, (1.0 - noise_fraction) * total), noise=noise_fraction * total)
+    return GPParams(kernel=kernel.init(Z, signal_share * total), noise=noise_share * total)
+
+
+def start_values_at(kernel: Kernel, Z: jax.Array, Y: jax.Array, noise_fractions: Sequence[float]) -> GPParams:
+    """:func:`start_values` at each of ``noise_fractions``, leaves stacked (F, ...): the same values.
+
+    One ``kernel.init`` vmapped over the fractions, so what it computes from Z alone (e.g. the
+    median distance, a sort of up to 500,000 values, ~0.13 s at N = 1,000 on one core) is
+    computed once; separate calls each carried their own copy, which XLA does not merge.
+    """
+    signal = jnp.asarray([1.0 - f for f in noise_fractions], Y.dtype)  # rounded as the scalars were
+    noise = jnp.asarray(noise_fractions, Y.dtype)
+    return jax.vmap(lambda s, e: _start_from_shares(kernel, Z, Y, s, e))(signal, noise)
 
 
 def init_params(kernel: Kernel, Z: jax.Array, Y: jax.Array, noise_fraction: float = 0.1) -> GPParams:

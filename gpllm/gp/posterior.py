@@ -6,6 +6,9 @@ alpha = A^{-1} Y (N, D). For test inputs Z* (M, Q), with V = L^{-1} K(Z, Z*):
     mean = K(Z*, Z) alpha                               (M, D)
     cov  = K(Z*, Z*) - V^T V   (+ s2 I with noise)      (M, M), shared by all D outputs
 
+The same factor gives the exact leave-one-out predictions on the training points
+(:func:`leave_one_out`), hyperparameters held fixed.
+
 The outputs are independent given the kernel, so one variance per test point
 serves every gene. With per-output scales (:mod:`objective`), output g's
 covariance is c_g times that one, c_g = |L^{-1} y_g|^2 / N its fitted scale:
@@ -98,6 +101,33 @@ def predict(
     if include_noise:
         var = var + values.noise
     return mean, per_output(post, var)
+
+
+class LeaveOneOut(NamedTuple):
+    """Leave-one-out predictions on the N training points, from one factor."""
+
+    residual: jax.Array  # (N, D) y_i - mu_{-i}
+    var: jax.Array  # (N,), or (N, D) with per-output scales: the variance of y_i given the others
+
+
+def leave_one_out(post: Posterior, Y: jax.Array, refit_mean: bool = False) -> LeaveOneOut:
+    """Exact leave-one-out residuals and variances of the N training outputs Y (N, D)
+    that ``post`` was conditioned on, with A = K + s2 I, d = diag(A^{-1}):
+
+        y_i - mu_{-i} = [A^{-1} Y]_i / d_i,   var_{-i} = 1 / d_i   (c_g / d_i per output g).
+
+    ``refit_mean``: Y is centred by its training mean, which each held-out fit
+    re-estimates without point i: the residual is then
+    ([A^{-1} Y]_i + [A^{-1} 1]_i Y_i / (N - 1)) / d_i.
+    """
+    n = Y.shape[0]
+    L_inv = lax.linalg.triangular_solve(post.L, jnp.eye(n, dtype=Y.dtype), left_side=True, lower=True)
+    d = jnp.sum(L_inv * L_inv, axis=0)  # diag(A^{-1}), A^{-1} = L^{-T} L^{-1}
+    numerator = post.alpha
+    if refit_mean:
+        a1 = L_inv.T @ jnp.sum(L_inv, axis=1)  # A^{-1} 1
+        numerator = numerator + a1[:, None] * Y / (n - 1.0)
+    return LeaveOneOut(numerator / d[:, None], per_output(post, 1.0 / d))
 
 
 def predictive_covariance(kernel: Kernel, post: Posterior, Z_new: jax.Array, include_noise: bool = True) -> jax.Array:

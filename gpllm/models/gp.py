@@ -28,9 +28,10 @@ the same factor (A = K + s2 I, d = diag(A^{-1}), Yc = Y - offset):
 Beyond ``fit`` / ``predict`` it implements the protocol's optional hooks
 (:mod:`gpllm.models.base`): a record of the fitted hyperparameters (their
 constrained values for people, their raw leaves for an exact restore), a
-restore from it, and ``fit_predict_folds``: equal-size CV folds fitted and
-predicted in one compiled program (warm-started from each fold's record at the
-next smaller training size only with ``warm_start=True``).
+restore from it, and ``fit_predict_folds``: equal-size CV folds fitted,
+predicted and held out (the leave-one-out pass, from the fit's own factor) in
+one compiled program (warm-started from each fold's record at the next smaller
+training size only with ``warm_start=True``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from gpllm.gp.fit import FitOptions, FitResult, initial_params
 from gpllm.gp.kernels import RBF, Kernel
 from gpllm.gp.memory import gp_peak_bytes
 from gpllm.gp.objective import params_like, params_shapes, prepare_targets, values_of
-from gpllm.gp.posterior import Posterior
+from gpllm.gp.posterior import Posterior, leave_one_out
 from gpllm.gp.sharding import dataset_mesh
 from gpllm.models.base import (
     Fold,
@@ -245,33 +246,39 @@ class GPModel:
 
     def fit_predict_many(
         self, Z_train, Y_train, Z_test, params0: gp.GPParams | None = None
-    ) -> tuple[FitResult, list[Prediction]]:
+    ) -> tuple[FitResult, list[Prediction], list[HeldOut]]:
         """B equal-size datasets fitted, then each predicted at its own Z_test, in one
         compiled program: Z_train (B, N, Q), Y_train (B, N, G), Z_test (B, M, Q).
 
         Each dataset gets its own hyperparameters; raw ``params0`` (leaves with a
-        leading B axis) warm-starts them. Returns the fits (leaves with a leading
-        B axis) and B predictions: the numbers B separate :meth:`fit` and
-        :meth:`predict` calls give, with one compile per shape instead of three.
+        leading B axis) warm-starts them. Returns the fits (NumPy leaves with a
+        leading B axis), B predictions and B leave-one-out predictions on the training
+        points: the numbers B separate :meth:`fit`, :meth:`predict` and :meth:`heldout`
+        calls give, from one program per shape, fetched from the device at once.
         """
         Z, Y, Z_new = (jnp.asarray(a) for a in (Z_train, Y_train, Z_test))
-        for b in range(Z.shape[0]):
-            check_fit_inputs(Z[b], Y[b], min_rows=2)
+        for z, y in zip(np.asarray(Z), np.asarray(Y)):  # host views: no slicing program per shape
+            check_fit_inputs(z, y, min_rows=2)
         Z, Y, Z_new = self._cast(Z, Y, Z_new)
         offsets = jax.vmap(self._offset)(Y)
         devices = jax.local_devices()
         mesh = dataset_mesh(devices) if self.spread_folds and len(devices) > 1 else None
-        result, mean, var = gp.fit_predict_batched(
-            self.kernel,
-            Z,
-            Y - offsets[:, None, :],
-            Z_new,
-            params0=params0,
-            options=self.options,
-            include_noise=True,
-            mesh=mesh,
+        result, mean, var, loo = jax.device_get(
+            gp.fit_predict_batched(
+                self.kernel,
+                Z,
+                Y - offsets[:, None, :],
+                Z_new,
+                params0=params0,
+                options=self.options,
+                include_noise=True,
+                leave_one_out="refitted_mean" if self.center else "zero_mean",
+                mesh=mesh,
+            )
         )
-        return result, [Prediction(mean[b] + offsets[b], var[b]) for b in range(Z.shape[0])]
+        offsets = np.asarray(offsets)
+        predictions = [Prediction(mean[b] + offsets[b], var[b]) for b in range(len(mean))]
+        return result, predictions, [HeldOut(loo.residual[b], loo.var[b]) for b in range(len(mean))]
 
     def fit_predict_folds(self, folds: Sequence[Fold], starts: Sequence[Record | None] | None = None) -> list[FoldFit]:
         """Every fold fitted and predicted; equal-size folds in one compiled program.
@@ -303,17 +310,13 @@ class GPModel:
                 [self._warm_start(s, Z_b[b]) or self.fresh_start(Z_b[b], Y_b[b]) for b, s in enumerate(starts)]
             )
         if params0 is not None and Z_b.shape[1] < self.fresh_start_below:
-            fits, padded = self._fit_from_better_start(Z_b, Y_b, Z_test_b, params0)
+            fits, padded, heldouts = self._fit_from_better_start(Z_b, Y_b, Z_test_b, params0)
         else:
-            fits, padded = self.fit_predict_many(Z_b, Y_b, Z_test_b, params0)
+            fits, padded, heldouts = self.fit_predict_many(Z_b, Y_b, Z_test_b, params0)
         out = []
-        for b, (fold, pred) in enumerate(zip(folds, padded)):
+        for b, (fold, pred, heldout) in enumerate(zip(folds, padded, heldouts)):
             m = len(fold.Z_test)
             fit_b = jax.tree.map(operator.itemgetter(b), fits)
-            # Reconditioned on the fold's fitted hyperparameters: one more factor per
-            # fold, for the leave-one-out predictions the batched program does not keep.
-            state = self.condition(fit_b.params, Z_b[b], Y_b[b])
-            heldout = self.heldout(state, Z_b[b], Y_b[b])
             record = _fit_record(self.kernel, fit_b.params, fit_b)
             assert pred.var is not None  # a GP always predicts a variance
             out.append(FoldFit(Prediction(pred.mean[:m], pred.var[:m]), record, heldout))
@@ -335,29 +338,17 @@ class GPModel:
         def twice(a: np.ndarray) -> np.ndarray:
             return np.concatenate([a, a])
 
-        fits, padded = self.fit_predict_many(twice(Z_b), twice(Y_b), twice(Z_test_b), both)
+        fits, padded, heldouts = self.fit_predict_many(twice(Z_b), twice(Y_b), twice(Z_test_b), both)
         lml = np.asarray(fits.lml, np.float64)
         warm_lml, fresh_lml = lml[:B], lml[B:]
         take_fresh = np.isfinite(fresh_lml) & (~np.isfinite(warm_lml) | (fresh_lml > warm_lml))
         index = np.arange(B) + B * take_fresh
-        return jax.tree.map(lambda x: x[index], fits), [padded[i] for i in index]
+        return jax.tree.map(lambda x: x[index], fits), [padded[i] for i in index], [heldouts[i] for i in index]
 
 
 @partial(jax.jit, static_argnums=2)
 def _heldout(post: Posterior, Yc: jax.Array, center: bool) -> HeldOut:
-    residual, var = _heldout_shared(post, Yc, center)
-    return HeldOut(residual, var if post.scales is None else var[:, None] * post.scales[None, :])
-
-
-def _heldout_shared(post: Posterior, Yc: jax.Array, center: bool) -> tuple[jax.Array, jax.Array]:
-    n = Yc.shape[0]
-    L_inv = jax.lax.linalg.triangular_solve(post.L, jnp.eye(n, dtype=Yc.dtype), left_side=True, lower=True)
-    d = jnp.sum(L_inv * L_inv, axis=0)  # diag(A^{-1}), A^{-1} = L^{-T} L^{-1}
-    numerator = post.alpha
-    if center:
-        a1 = L_inv.T @ jnp.sum(L_inv, axis=1)  # A^{-1} 1
-        numerator = numerator + a1[:, None] * Yc / (n - 1.0)
-    return numerator / d[:, None], 1.0 / d
+    return HeldOut(*leave_one_out(post, Yc, refit_mean=center))
 
 
 def _fit_record(kernel: Kernel, params: gp.GPParams, fit: FitResult | None) -> dict:
