@@ -54,16 +54,20 @@ def test_an_unknown_budget_runs_everything_at_once():
 
 def test_a_gps_estimate_is_its_fits_plus_the_stacked_folds():
     """What GPModel.peak_bytes adds up, from gp_peak_bytes (which benchmarks.lml checks against
-    measured peaks): float64 below float64_below, the direct path for per-gene scales."""
+    measured peaks): float64 below float64_below, the direct path for per-gene scales, one fold
+    in flight on CPU plus every fold's inputs and leave-one-out residuals."""
     n, g, q, folds = 500, 2000, 50, 5
+
+    def expected(n, dtype, per_output=False):
+        held = n * n + folds * n * (2 * g + q)  # one fold's inverse factor; every fold's Y, Z, residuals
+        return gp_peak_bytes(n, g, q, dtype, per_output=per_output) + np.dtype(dtype).itemsize * held
+
     shared = GPModel(dtype="float32")
-    assert shared.peak_bytes(n, g, q, folds) == gp_peak_bytes(n, g, q, "float32") + 4 * folds * n * (g + q)
+    assert shared.peak_bytes(n, g, q, folds) == expected(n, "float32")
     scaled = rbf_or_rbf_linear("float32")
-    direct = gp_peak_bytes(n, g, q, "float32", per_output=True) + 4 * folds * n * (g + q)
-    assert scaled.peak_bytes(n, g, q, folds) == direct > shared.peak_bytes(n, g, q, folds)
+    assert scaled.peak_bytes(n, g, q, folds) == expected(n, "float32", per_output=True) > expected(n, "float32")
     small = "float64" if float64_enabled() else "float32"  # a float32 GP fits fewer than 300 points in float64
-    itemsize = np.dtype(small).itemsize
-    assert shared.peak_bytes(100, g, q, folds) == gp_peak_bytes(100, g, q, small) + itemsize * folds * 100 * (g + q)
+    assert shared.peak_bytes(100, g, q, folds) == expected(100, small)
 
 
 def test_the_sweep_refuses_before_the_first_chunk(monkeypatch, tmp_path):
