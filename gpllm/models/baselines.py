@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from gpllm.checks import is_concrete
 from gpllm.errors import InputError, ShapeError
 from gpllm.models.base import (
     Array,
@@ -246,8 +247,11 @@ class Control:
         return HeldOut(Y - state.profile, _floored((jnp.sum(sq, axis=0) - sq) / (n - 1.0), Y))
 
 
-def _rows_of(values: Array, m: int) -> np.ndarray:
-    """(G,) values repeated as m rows (M, G): a read-only view on the host, with no program per M."""
+def _rows_of(values: Array, m: int) -> Array | np.ndarray:
+    """(G,) values repeated as m rows (M, G): a read-only view on the host, with no program per M;
+    under a transformation (a fit vmapped over folds) the traced broadcast."""
+    if not is_concrete(values):
+        return jnp.broadcast_to(values, (m, values.shape[0]))
     return np.broadcast_to(np.asarray(values), (m, values.shape[0]))
 
 
