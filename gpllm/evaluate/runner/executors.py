@@ -47,9 +47,15 @@ class Executor(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class LocalExecutor:
-    """This process (``workers`` = 1) or that many spawned worker processes (None: one per core)."""
+    """This process (``workers`` = 1) or that many spawned worker processes (None: one per core).
+
+    shared_cores: every worker runs on all the cores with this process's thread counts, so
+    its tasks round as they would in this process (the OS shares the cores); otherwise each
+    worker gets its own group of cores (:func:`~gpllm.evaluate.runner.workers.core_groups`).
+    """
 
     workers: int | None = 1
+    shared_cores: bool = False
 
     @property
     def label(self) -> str:
@@ -63,11 +69,13 @@ class LocalExecutor:
     def run_chains(self, chains, task, context, on_event):
         from gpllm.evaluate.runner.workers import run_chains
 
-        return run_chains(chains, task, context, workers=self._count(), on_event=on_event)
+        return run_chains(
+            chains, task, context, workers=self._count(), on_event=on_event, shared_cores=self.shared_cores
+        )
 
     def numerics(self) -> TaskNumerics:
         """The numerical settings its tasks run with (:mod:`gpllm.evaluate.runner.numerics`)."""
-        return local_numerics(self._count())
+        return local_numerics(1 if self.shared_cores else self._count())
 
     def close(self) -> None:
         pass

@@ -110,12 +110,15 @@ def run_chains(
     *,
     workers: int = 1,
     on_event: Callable[[str, T], None] | None = None,
+    shared_cores: bool = False,
 ) -> list[list[R]]:
     """``task(item, context)`` for every item, in order within each chain; results per chain.
 
     ``workers`` = 1 runs everything in this process. Otherwise ``task`` must be
     a module-level function and ``context`` picklable (each worker gets a copy
     once). ``on_event("start" | "done", item)`` is called in this process.
+    ``shared_cores``: every worker runs on all the cores (its thread counts, and so its
+    rounding, those of this process) instead of its own group of them.
     """
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
@@ -124,7 +127,8 @@ def run_chains(
         return [_run_here(chain, task, context, on_event) for chain in chains]
     # Even one chain goes to a worker: the cores a task gets must not depend on how
     # many chains are left (a resumed run), or its rounding would.
-    return _run_in_workers(chains, task, context, workers, on_event)
+    groups = [tuple(available_cores())] * workers if shared_cores else core_groups(workers)
+    return _run_in_workers(chains, task, context, groups, on_event)
 
 
 def _run_here(chain, task, context, on_event) -> list:
@@ -136,14 +140,14 @@ def _run_here(chain, task, context, on_event) -> list:
     return results
 
 
-def _run_in_workers(chains, task, context, workers, on_event) -> list[list]:
+def _run_in_workers(chains, task, context, groups, on_event) -> list[list]:
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     jobs, messages = ctx.Queue(), ctx.Queue()
     for index, chain in enumerate(chains):
         jobs.put((index, list(chain)))
-    groups = core_groups(workers)[: len(chains)]  # sized for ``workers``, however many start
+    groups = groups[: len(chains)]  # sized for every worker asked for, however many start
     for _ in groups:
         jobs.put(None)
     settings = jax_settings()

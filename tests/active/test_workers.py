@@ -1,0 +1,76 @@
+"""The design simulation spread over worker processes: the same rows, bit for bit, as in one process.
+
+Each worker runs on all the cores with this process's thread counts, so its fits round
+as they would here. One tiny config (two repeats, three rounds) runs once in this
+process and once over two workers; a user's acquisition checks what its design holds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from gpllm.active.run import load_configs, run_active
+from gpllm.cli import app
+
+CONFIG = """
+name = "tiny"
+pca_k = 4
+[data]
+kind = "synthetic"
+seed = 0
+[data.overrides]
+n_perts = 60
+n_genes = 30
+text_dim = 16
+seq_dim = 16
+n_extra_genes = 5
+[active]
+acquisitions = ["random", "coreset", "variance_reduction", "checks.py:sees_the_gp", "checks.py:sees_no_gp"]
+repeats = 2
+seed_size = 6
+batch_size = 6
+budget = 18
+"""
+
+PLUGIN = """
+import numpy as np
+
+def sees_the_gp(design, batch_size, key):
+    assert design.state is not None and design.state.posterior.Z.shape[0] == len(design.measured)
+    return np.flatnonzero(design.available)[:batch_size]
+
+def sees_no_gp(design, batch_size, key):
+    assert design.state is None  # it said it never looks: the GP is not refactorised for it
+    return np.flatnonzero(design.available)[-batch_size:]
+
+sees_no_gp.needs_gp = False
+"""
+
+
+@pytest.fixture(scope="module")
+def config_path(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("active_workers")
+    (root / "checks.py").write_text(PLUGIN)
+    (root / "tiny.toml").write_text(CONFIG)
+    return root / "tiny.toml"
+
+
+@pytest.mark.slow
+def test_two_workers_give_the_rows_of_one_process(config_path, tmp_path):
+    here = run_active(*load_configs(config_path), tmp_path / "here", progress=False, workers=1)
+    there = run_active(*load_configs(config_path), tmp_path / "there", progress=False, workers=2)
+    assert here.results.height == 5 * 2 * 3
+    assert there.results.equals(here.results)
+    assert pl.read_parquet(tmp_path / "there" / "results.parquet").equals(here.results)
+
+
+def test_workers_below_one_is_one_error_line(config_path, tmp_path):
+    result = CliRunner().invoke(
+        app, ["active", "--config", str(config_path), "--out", str(tmp_path / "run"), "--workers", "0"]
+    )
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "error: --workers must be >= 1, got 0"
