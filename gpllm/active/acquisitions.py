@@ -56,9 +56,10 @@ class Design(NamedTuple):
     """What an acquisition may look at: the GP fitted to the measured pool points.
 
     model: the GP (its ``kernel``); state: fitted on the measured points (its
-    ``posterior`` and ``offset``; None for an acquisition with ``needs_gp = False``); Z_pool: (P, Q) embeddings of the pool;
-    measured: (n,) int indices into the pool already measured; ctrl: (G,)
-    the control profile, for acquisitions that target the response size.
+    ``posterior`` and ``offset``; None for an acquisition with ``needs_gp =
+    False``); Z_pool: (P, Q) embeddings of the pool; measured: (n,) int
+    indices into the pool already measured; ctrl: (G,) the control profile,
+    for acquisitions that target the response size.
     """
 
     model: GPModel

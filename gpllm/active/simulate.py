@@ -43,11 +43,11 @@ import jax
 import numpy as np
 import polars as pl
 
-from gpllm.active.acquisitions import Acquisition, Design, acquire_checked, load_acquisition
+from gpllm.active.acquisitions import Acquisition, Design, GreedyGP, acquire_checked, load_acquisition
 from gpllm.active.config import ActiveConfig
 from gpllm.data.embeddings.assemble import Embedding
 from gpllm.data.screens.perturbation_data import PerturbationData
-from gpllm.errors import InputError, WorkerError
+from gpllm.errors import GPLLMError, InputError, WorkerError
 from gpllm.evaluate.metrics import perturbation_metrics, predictive_scores
 from gpllm.evaluate.runner.executors import LocalExecutor
 from gpllm.evaluate.runner.store import RunStore
@@ -161,8 +161,50 @@ class RoundContext:
     run_id: str  # a part is written only while the folder holds this run
 
 
-def compute_round(item: Round, context: RoundContext) -> None:
-    """Run one round from its chain's stored earlier rounds, and store its row."""
+class WarmUp(NamedTuple):
+    """A task that compiles a round's programs at one training size, storing nothing."""
+
+    n_measured: int
+
+
+def warm_ups(sim: Simulation, workers: int) -> list[list[WarmUp]]:
+    """The training sizes dealt round-robin to ``workers`` chains, smallest first.
+
+    Why: a fit compiles once per training size (seconds each, most of a cold run's
+    first chain), and workers that start their first chains together would each
+    compile every size. Dealt out, each worker compiles its share into JAX's
+    persistent cache and loads the others' from it.
+    """
+    sizes = sim.config.rounds
+    return [[WarmUp(n) for n in sizes[w::workers]] for w in range(min(workers, len(sizes)))]
+
+
+def warm_up(sim: Simulation, n_measured: int) -> None:
+    """Compile what a round fitting ``n_measured`` perturbations runs (the fit and, where a
+    round follows, the built-in GP acquisitions on it), on repeat 0's first pool points."""
+    data, Z = sim.data, sim.embedding.Z
+    split = split_for(data.n_perts, sim.config, 0)
+    measured = np.arange(n_measured)
+    train = split.pool[measured]
+    base = sim.model()
+    model = dataclasses.replace(base, fresh_start_below=0)
+    try:
+        fit = fit_predict_folds(model, [Fold(Z[train], data.Y[train], Z[split.test])], [None])[0]
+        following = [b - a for a, b in zip(sim.config.rounds, sim.config.rounds[1:]) if a == n_measured]
+        greedy = [a for a in map(sim.acquisition, sim.config.acquisitions) if isinstance(a, GreedyGP)]
+        if following and greedy:
+            design = _design(sim, base, split, measured, dict(fit.record))
+            for acquire in greedy:
+                acquire(design, following[0], sim.key(0, 0))
+    except GPLLMError as err:  # the round itself will meet it, and name it
+        log.debug("warm-up at %d measured stopped: %s", n_measured, err)
+
+
+def compute_round(item: Round | WarmUp, context: RoundContext) -> None:
+    """Run one round from its chain's stored earlier rounds, and store its row (or a warm-up)."""
+    if isinstance(item, WarmUp):
+        warm_up(context.sim, item.n_measured)
+        return
     started = time.perf_counter()
     store = RunStore(context.root, context.run_id)
     row = run_round(context.sim, store, item)
@@ -320,10 +362,15 @@ def run_simulation(
         done = len(sim.keys) - sum(len(chain) for chain in todo)
         context = RoundContext(sim, str(store.root.resolve()), store.run_id)
         executor = LocalExecutor(workers, shared_cores=True)
+        count = executor.count()
+        if count > 1 and todo and jax.config.jax_compilation_cache_dir:  # the workers share compiled programs
+            todo = warm_ups(sim, count) + todo
         with run_bar("design simulation", len(sim.keys), done=done, width=40, enabled=progress) as update:
 
-            def on_event(kind: str, item: Round) -> None:
-                if kind == "start":
+            def on_event(kind: str, item: Round | WarmUp) -> None:
+                if isinstance(item, WarmUp):
+                    update(f"compiling for {item.n_measured} measured")
+                elif kind == "start":
                     update(f"{item.acquisition} repeat {item.repeat + 1}/{sim.config.repeats}")
                 else:
                     update(advance=1)

@@ -59,9 +59,10 @@ class LocalExecutor:
 
     @property
     def label(self) -> str:
-        return "" if self._count() == 1 else f"{self._count()} workers"
+        return "" if self.count() == 1 else f"{self.count()} workers"
 
-    def _count(self) -> int:
+    def count(self) -> int:
+        """How many processes run the chains (1: this one)."""
         from gpllm.evaluate.runner.workers import default_workers
 
         return self.workers if self.workers is not None else default_workers()
@@ -70,12 +71,12 @@ class LocalExecutor:
         from gpllm.evaluate.runner.workers import run_chains
 
         return run_chains(
-            chains, task, context, workers=self._count(), on_event=on_event, shared_cores=self.shared_cores
+            chains, task, context, workers=self.count(), on_event=on_event, shared_cores=self.shared_cores
         )
 
     def numerics(self) -> TaskNumerics:
         """The numerical settings its tasks run with (:mod:`gpllm.evaluate.runner.numerics`)."""
-        return local_numerics(1 if self.shared_cores else self._count())
+        return local_numerics(1 if self.shared_cores else self.count())
 
     def close(self) -> None:
         pass
