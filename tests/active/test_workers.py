@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 
 from gpllm.active.run import load_configs, run_active
 from gpllm.cli import app
+from gpllm.evaluate.runner.executors import LocalExecutor
+from gpllm.evaluate.runner.numerics import current_numerics
 
 CONFIG = """
 name = "tiny"
@@ -74,3 +76,22 @@ def test_workers_below_one_is_one_error_line(config_path, tmp_path):
     )
     assert result.exit_code == 1
     assert result.stderr.strip() == "error: --workers must be >= 1, got 0"
+
+
+def numerics_and_blas(item, context):
+    """A task: the worker's numerical settings, and the thread count of each OpenBLAS loaded."""
+    from threadpoolctl import threadpool_info
+
+    return current_numerics(), [pool["num_threads"] for pool in threadpool_info() if pool["internal_api"] == "openblas"]
+
+
+@pytest.mark.slow
+def test_workers_on_shared_cores_round_as_this_process():
+    """XLA's thread pool and OpenBLAS's threads as in this process (where the rounding of a
+    reduction comes from), not one core's worth each."""
+    executor = LocalExecutor(2, shared_cores=True)
+    here, _ = numerics_and_blas(None, None)
+    results = executor.run_chains([[1], [2]], numerics_and_blas, None, lambda *a: None)
+    for [(numerics, blas)] in results:
+        assert numerics == here == executor.numerics()
+        assert blas and set(blas) == {here.threads}
