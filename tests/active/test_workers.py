@@ -7,8 +7,10 @@ process and once over two workers; a user's acquisition checks what its design h
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
+import jax
 import polars as pl
 import pytest
 from typer.testing import CliRunner
@@ -61,10 +63,28 @@ def config_path(tmp_path_factory) -> Path:
     return root / "tiny.toml"
 
 
+@contextlib.contextmanager
+def compilation_cache(folder: Path):
+    """JAX's persistent cache in ``folder`` (every program) for the workers started inside,
+    which copy the setting; this process's own settings restored after."""
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+    saved = {name: getattr(jax.config, name) for name in names}
+    jax.config.update(names[0], str(folder))
+    jax.config.update(names[1], 0.0)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            jax.config.update(name, value)
+
+
 @pytest.mark.slow
 def test_two_workers_give_the_rows_of_one_process(config_path, tmp_path):
+    """With the compilation cache on, the workers first share out the compiling (warm-ups)."""
     here = run_active(*load_configs(config_path), tmp_path / "here", progress=False, workers=1)
-    there = run_active(*load_configs(config_path), tmp_path / "there", progress=False, workers=2)
+    with compilation_cache(tmp_path / "jax-cache"):
+        there = run_active(*load_configs(config_path), tmp_path / "there", progress=False, workers=2)
+    assert any((tmp_path / "jax-cache").iterdir())
     assert here.results.height == 5 * 2 * 3
     assert there.results.equals(here.results)
     assert pl.read_parquet(tmp_path / "there" / "results.parquet").equals(here.results)
