@@ -2,7 +2,7 @@
 
     python -m benchmarks.active              # the default: 5 acquisitions x 5 repeats x 16 rounds
     python -m benchmarks.active --quick      # 2 repeats, budget 300: a few minutes
-    python -m benchmarks.active --workers 1  # in one process (default: one worker per core)
+    python -m benchmarks.active --workers 2  # gpllm active --workers 2 (default: its own, 1)
 
 Runs ``gpllm active`` in a fresh child process into a new temporary folder,
 first with an empty JAX compilation cache ("cold", as a first run), then
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 repeats, budget 300")
     parser.add_argument("--cold-only", action="store_true", help="skip the second run on a filled compilation cache")
-    parser.add_argument("--workers", type=int, default=None, help="gpllm active --workers (default: one per core)")
+    parser.add_argument("--workers", type=int, default=None, help="gpllm active --workers (default: its own, 1)")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "results" / "bench_active.json")
     parser.add_argument("--keep", type=Path, default=None, help="keep the run folders (run-cold/, run-warm/) here")
     args = parser.parse_args(argv)
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             runs[label] = run
         print(
             f"gpllm active ({'quick' if args.quick else 'default'}) on {platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} cores, workers: {args.workers or 'one per core'}"
+            f"{os.cpu_count()} cores, workers: {args.workers or 'the default'}"
         )
         report("cold: empty JAX compilation cache (first run)", runs["cold"])
         if "warm" in runs:

@@ -27,9 +27,9 @@ def active_command(
     batch_size: int = typer.Option(None, help="Override the batch size per round (default 50)."),
     budget: int = typer.Option(None, help="Override the budget: perturbations measured in the end (default 800)."),
     workers: int = typer.Option(
-        None,
-        help="Worker processes the (acquisition, repeat) chains spread over (default: one per core; 1 runs in "
-        "this process); each runs on all the cores, so the results do not depend on it.",
+        1,
+        help="Worker processes the (acquisition, repeat) chains spread over (default 1: this process, whose fits "
+        "already keep two cores busy); each runs on all the cores, so the results do not depend on it.",
     ),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     debug: bool = DEBUG,
