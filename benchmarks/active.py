@@ -2,14 +2,16 @@
 
     python -m benchmarks.active              # the default: 5 acquisitions x 5 repeats x 16 rounds
     python -m benchmarks.active --quick      # 2 repeats, budget 300: a few minutes
+    python -m benchmarks.active --workers 2  # gpllm active --workers 2 (default: its own, 1)
 
 Runs ``gpllm active`` in a fresh child process into a new temporary folder,
 first with an empty JAX compilation cache ("cold", as a first run), then
 again on the programs it cached ("warm", as any later run; ``--cold-only``
 skips it). Prints each wall time and the peak resident memory of the child
-(sampled from /proc every 0.2 s) against the targets (10 minutes, 4 GiB),
-the seconds per acquisition (the run's ``timings.jsonl``), the
-measurements-to-90% / 95% table and the learning curves at a few sizes.
+and its workers (sampled from /proc every 0.2 s) against the targets (10
+minutes, 4 GiB), their CPU seconds, the worker-seconds per acquisition (the
+run's ``timings.jsonl``), the measurements-to-90% / 95% table and the
+learning curves at a few sizes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 from collections import defaultdict
@@ -40,19 +43,35 @@ def run_once(args, cache: Path, out: Path) -> dict | None:
     command = [sys.executable, "-m", "gpllm.cli", "active", "--out", str(out), "--no-progress"]
     if args.quick:
         command += ["--repeats", "2", "--budget", "300"]
+    if args.workers is not None:
+        command += ["--workers", str(args.workers)]
+    cpu_before = _children_cpu_seconds()
     run = measured_run(command, cache)
     if run is None:
         return None
+    cpu = _children_cpu_seconds() - cpu_before
     per_acquisition = defaultdict(float)
     for row in RunStore(out).read_timings():
         per_acquisition[row["chunk"].split("|")[0]] += row["seconds"]
-    return {"wall_s": run.wall_s, "peak_bytes": run.peak_bytes, "seconds_per_acquisition": dict(per_acquisition)}
+    return {
+        "wall_s": run.wall_s,
+        "cpu_s": cpu,
+        "peak_bytes": run.peak_bytes,
+        "seconds_per_acquisition": dict(per_acquisition),
+    }
+
+
+def _children_cpu_seconds() -> float:
+    """User + system seconds of this process's finished children (and theirs, once reaped)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def report(label: str, run: dict) -> None:
     wall, peak = run["wall_s"], run["peak_bytes"]
     wall_verdict = "met" if wall <= TARGET_SECONDS else "NOT met"
     print(f"  {label:<44} wall time {wall:6.1f} s (target {TARGET_SECONDS} s: {wall_verdict})")
+    print(f"    CPU time {run['cpu_s']:.0f} s (the command and its workers)")
     print(f"    peak memory {peak / 1024**3:.2f} GiB (target 4 GiB: {'met' if peak <= TARGET_BYTES else 'NOT met'})")
     print(
         "    seconds per acquisition (its rounds: acquire, refit, score): "
@@ -77,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 repeats, budget 300")
     parser.add_argument("--cold-only", action="store_true", help="skip the second run on a filled compilation cache")
+    parser.add_argument("--workers", type=int, default=None, help="gpllm active --workers (default: its own, 1)")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "results" / "bench_active.json")
     parser.add_argument("--keep", type=Path, default=None, help="keep the run folders (run-cold/, run-warm/) here")
     args = parser.parse_args(argv)
@@ -96,14 +116,14 @@ def main(argv: list[str] | None = None) -> int:
             runs[label] = run
         print(
             f"gpllm active ({'quick' if args.quick else 'default'}) on {platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} cores"
+            f"{os.cpu_count()} cores, workers: {args.workers or 'the default'}"
         )
         report("cold: empty JAX compilation cache (first run)", runs["cold"])
         if "warm" in runs:
             report("warm: compiled programs from the first run", runs["warm"])
         science((args.keep or Path(tmp)) / "run-cold")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"quick": args.quick, "runs": runs}, indent=2))
+    args.json.write_text(json.dumps({"quick": args.quick, "workers": args.workers, "runs": runs}, indent=2))
     return 0
 
 

@@ -28,7 +28,9 @@ Built-ins (``BUILTIN``):
   variance conditioned likewise (GP-BUCB).
 
 A user's own loads from ``module:attr`` or ``file.py:attr`` (an instance or a
-function; a class is built with no arguments).
+function; a class is built with no arguments). One that never looks at the GP
+may say so with an attribute ``needs_gp = False``: its design's ``state`` is
+then None, and the run skips refactorising the previous round's GP for it.
 """
 
 from __future__ import annotations
@@ -54,13 +56,14 @@ class Design(NamedTuple):
     """What an acquisition may look at: the GP fitted to the measured pool points.
 
     model: the GP (its ``kernel``); state: fitted on the measured points (its
-    ``posterior`` and ``offset``); Z_pool: (P, Q) embeddings of the pool;
-    measured: (n,) int indices into the pool already measured; ctrl: (G,)
-    the control profile, for acquisitions that target the response size.
+    ``posterior`` and ``offset``; None for an acquisition with ``needs_gp =
+    False``); Z_pool: (P, Q) embeddings of the pool; measured: (n,) int
+    indices into the pool already measured; ctrl: (G,) the control profile,
+    for acquisitions that target the response size.
     """
 
     model: GPModel
-    state: GPState
+    state: GPState | None
     Z_pool: np.ndarray
     measured: np.ndarray
     ctrl: np.ndarray
@@ -83,6 +86,8 @@ class Acquisition(Protocol):
 @dataclasses.dataclass(frozen=True)
 class Random:
     """Uniform over the unmeasured pool, without replacement."""
+
+    needs_gp = False
 
     def __call__(self, design: Design, batch_size: int, key: jax.Array) -> np.ndarray:
         free = np.flatnonzero(design.available)
@@ -137,6 +142,8 @@ class GreedyGP:
 class CoreSet:
     """Greedy k-centre on the embeddings: each pick is the unmeasured point whose distance to
     the nearest measured (or already picked) point is largest (Sener & Savarese 2018)."""
+
+    needs_gp = False
 
     def __call__(self, design: Design, batch_size: int, key: jax.Array) -> np.ndarray:
         Z = np.asarray(design.Z_pool, np.float64)

@@ -71,9 +71,17 @@ def model_spec(data_config: ReproduceConfig, config: ActiveConfig) -> ModelSpec:
 
 
 def run_active(
-    data_config: ReproduceConfig, config: ActiveConfig, out_dir: str | Path, *, progress: bool = True
+    data_config: ReproduceConfig,
+    config: ActiveConfig,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    workers: int | None = 1,
 ) -> ActiveRun:
-    """Run (or resume) the design simulation into ``out_dir``; write its figure and table there."""
+    """Run (or resume) the design simulation into ``out_dir``; write its figure and table there.
+
+    ``workers``: processes the chains spread over (1: this process; None: one per core);
+    the results do not depend on it (:mod:`gpllm.active.simulate`)."""
     out = Path(out_dir)
     acquisitions = {name: load_acquisition(name, "[active] acquisitions") for name in config.acquisitions}
     spec = model_spec(data_config, config)
@@ -88,10 +96,8 @@ def run_active(
     )[emb_name]
     perts = shared_perturbations({f"screen {screen}": data.perts, f"embedding {emb_name}": embedding.names})
     data, embedding = data.select(perts), embedding.select(perts)
-    model = spec.build(
-        BuildContext(blocks=embedding.blocks, ctrl=data.ctrl, seed=config.seed, gp_dtype=config.gp_dtype)
-    )
-    sim = Simulation(data, embedding, config, model, acquisitions)  # checks the budget against the pool
+    build = BuildContext(blocks=embedding.blocks, ctrl=data.ctrl, seed=config.seed, gp_dtype=config.gp_dtype)
+    sim = Simulation(data, embedding, config, spec, build)  # checks the model, and the budget against the pool
     run = {
         "active": config.to_json(),
         "model": spec.to_json(),
@@ -101,7 +107,7 @@ def run_active(
         "perts": list(perts),
         "code": {**plugins.code_fingerprint(config.acquisitions, "[active] acquisitions"), **spec.code()},
     }
-    results = run_simulation(sim, RunStore(out), run=run, progress=progress)
+    results = run_simulation(sim, RunStore(out), run=run, progress=progress, workers=workers)
     paths = {
         "results": out / "results.parquet",
         "figure": learning_curves_png(results, out / "learning_curves.png", title=f"{screen}, {emb_name}"),

@@ -6,20 +6,25 @@ all acquisitions of a repeat share its split and seed set, so their curves
 pair up. A *chain* is one (acquisition, repeat); each of its rounds
 
 1. rebuilds the GP fitted in the previous round from its stored record (exact
-   raw hyperparameters, conditioned in float64 where JAX has it) and asks the
-   acquisition for the next batch, which :func:`check_batch` validates;
-2. refits the GP on everything measured, warm-started from the previous
-   round's hyperparameters; only where the previous fit carries no signal
-   (:func:`carries_signal`) does a fit from the fresh start race it, keeping
-   the higher LML (:meth:`GPModel.fit_predict_folds`). The sweep races below
-   300 perturbations always; here that took ~100 L-BFGS steps a round, most
-   of a run's time, for rounds 50 perturbations apart;
+   raw hyperparameters, conditioned in float64 where JAX has it; skipped for
+   an acquisition that declares ``needs_gp = False``, as random and coreset
+   do) and asks the acquisition for the next batch, which :func:`check_batch`
+   validates;
+2. refits the GP on everything measured (:meth:`GPModel.fit_predict_folds`:
+   from the fresh data-aware start, unless the model asks for warm starts;
+   then, only where the previous fit carries no signal, :func:`carries_signal`,
+   does a fit from the fresh start race the warm one, keeping the higher LML);
 3. scores the held-out set with the usual metrics (means over test
    perturbations) and writes one sealed part to the run folder
    (:class:`~gpllm.evaluate.runner.store.RunStore`).
 
-Every round starts from what the previous round stored, so a resumed chain
-computes exactly what an uninterrupted one would. Row columns: acquisition,
+A round is one task (:func:`compute_round`) that reads what it needs (the
+perturbations measured so far, the previous fit's record) from the parts its
+chain stored before it, so a resumed chain computes exactly what an
+uninterrupted one would, and chains spread over worker processes through the
+sweep's executor (:class:`~gpllm.evaluate.runner.executors.LocalExecutor`).
+Each worker runs on all the cores, as this process would, so that its fits
+round as they would here: the results do not depend on the number of workers. Row columns: acquisition,
 repeat, round, n_measured, pearson_de, pearson_all, mae_de, mae_all, mse_de,
 nll, coverage90, strong_found (share of the pool's strongest 10% responders
 measured so far: effect size |x - ctrl| over the top-20 DE genes), added (the
@@ -32,23 +37,24 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Mapping
 from typing import NamedTuple
 
 import jax
 import numpy as np
 import polars as pl
 
-from gpllm.active.acquisitions import Acquisition, Design, acquire_checked
+from gpllm.active.acquisitions import Acquisition, Design, GreedyGP, acquire_checked, load_acquisition
 from gpllm.active.config import ActiveConfig
 from gpllm.data.embeddings.assemble import Embedding
 from gpllm.data.screens.perturbation_data import PerturbationData
-from gpllm.errors import InputError, WorkerError
+from gpllm.errors import GPLLMError, InputError, WorkerError
 from gpllm.evaluate.metrics import perturbation_metrics, predictive_scores
+from gpllm.evaluate.runner.executors import LocalExecutor
 from gpllm.evaluate.runner.store import RunStore
 from gpllm.evaluate.runner.workers import named_failures
 from gpllm.models.base import Fold, fit_predict_folds
 from gpllm.models.gp import GPModel
+from gpllm.models.registry import BuildContext, ModelSpec
 from gpllm.precision import float64_enabled
 from gpllm.progress import run_bar
 
@@ -81,29 +87,52 @@ def part_key(acquisition: str, repeat: int, round_: int) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Simulation:
-    """Everything the rounds need, aligned: row i of ``embedding.Z`` is ``data.perts[i]``."""
+    """Everything the rounds need, aligned: row i of ``embedding.Z`` is ``data.perts[i]``.
+
+    Plain data, picklable for worker processes: the GP travels as its ``spec`` (built with
+    ``build``) and the acquisitions as their names, resolved where a round runs.
+    """
 
     data: PerturbationData
     embedding: Embedding
     config: ActiveConfig
-    model: GPModel
-    acquisitions: Mapping[str, Acquisition]
+    spec: ModelSpec
+    build: BuildContext
 
     def __post_init__(self):
         if tuple(self.embedding.names) != tuple(self.data.perts):
             raise InputError("the embedding's rows must be the screen's perturbations, in order")
-        if not isinstance(self.model, GPModel):
-            raise InputError(f"gpllm active needs a GP model (a gpllm GPModel), got {type(self.model).__name__}")
+        self.model()  # a model that is not a GP fails here, before any fit
         self.config.check_pool(self.data.n_perts, "the screen")
+
+    def model(self) -> GPModel:
+        """The GP the spec names."""
+        model = self.spec.build(self.build)
+        if not isinstance(model, GPModel):
+            raise InputError(f"gpllm active needs a GP model (a gpllm GPModel), got {type(model).__name__}")
+        return model
+
+    def acquisition(self, name: str) -> Acquisition:
+        return load_acquisition(name, "[active] acquisitions")
 
     @property
     def keys(self) -> list[str]:
-        """Every part's key, in the results' order."""
+        """Every part's key, in the results' order (acquisition by acquisition)."""
         return [
             part_key(a, r, k)
-            for a in self.acquisitions
+            for a in self.config.acquisitions
             for r in range(self.config.repeats)
             for k in range(len(self.config.rounds))
+        ]
+
+    def chains(self) -> list[list[Round]]:
+        """Every (acquisition, repeat)'s rounds, repeat by repeat (all acquisitions of a repeat
+        share its split, so a stopped run leaves whole repeats)."""
+        n_rounds = len(self.config.rounds)
+        return [
+            [Round(a, r, k) for k in range(n_rounds)]
+            for r in range(self.config.repeats)
+            for a in self.config.acquisitions
         ]
 
     def key(self, repeat: int, round_: int) -> jax.Array:
@@ -111,52 +140,130 @@ class Simulation:
         return jax.random.fold_in(jax.random.fold_in(jax.random.key(self.config.seed), repeat), round_)
 
 
-def run_chain(sim: Simulation, store: RunStore, acquisition: str, repeat: int, on_round=lambda: None) -> None:
-    """Every round of one (acquisition, repeat) not yet stored; stored rounds are read back.
+class Round(NamedTuple):
+    """One round of one chain: its task and its part's key."""
 
-    Once a round is computed, the later ones are recomputed too (never mixed
-    with parts computed from another history).
+    acquisition: str
+    repeat: int
+    round: int
+
+    @property
+    def key(self) -> str:
+        return part_key(self.acquisition, self.repeat, self.round)
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundContext:
+    """What a round's task is handed (once per worker): the simulation and the run folder."""
+
+    sim: Simulation
+    root: str  # the run folder, absolute (workers may run elsewhere)
+    run_id: str  # a part is written only while the folder holds this run
+
+
+class WarmUp(NamedTuple):
+    """A task that compiles a round's programs at one training size, storing nothing."""
+
+    n_measured: int
+
+
+def warm_ups(sim: Simulation, workers: int) -> list[list[WarmUp]]:
+    """The training sizes dealt round-robin to ``workers`` chains, smallest first.
+
+    Why: a fit compiles once per training size (seconds each, most of a cold run's
+    first chain), and workers that start their first chains together would each
+    compile every size. Dealt out, each worker compiles its share into JAX's
+    persistent cache and loads the others' from it.
     """
+    sizes = sim.config.rounds
+    return [[WarmUp(n) for n in sizes[w::workers]] for w in range(min(workers, len(sizes)))]
+
+
+def warm_up(sim: Simulation, n_measured: int) -> None:
+    """Compile what a round fitting ``n_measured`` perturbations runs (the fit and, where a
+    round follows, the built-in GP acquisitions on it), on repeat 0's first pool points."""
     data, Z = sim.data, sim.embedding.Z
+    split = split_for(data.n_perts, sim.config, 0)
+    measured = np.arange(n_measured)
+    train = split.pool[measured]
+    base = sim.model()
+    model = dataclasses.replace(base, fresh_start_below=0)
+    try:
+        fit = fit_predict_folds(model, [Fold(Z[train], data.Y[train], Z[split.test])], [None])[0]
+        following = [b - a for a, b in zip(sim.config.rounds, sim.config.rounds[1:]) if a == n_measured]
+        greedy = [a for a in map(sim.acquisition, sim.config.acquisitions) if isinstance(a, GreedyGP)]
+        if following and greedy:
+            design = _design(sim, base, split, measured, dict(fit.record))
+            for acquire in greedy:
+                acquire(design, following[0], sim.key(0, 0))
+    except GPLLMError as err:  # the round itself will meet it, and name it
+        log.debug("warm-up at %d measured stopped: %s", n_measured, err)
+
+
+def compute_round(item: Round | WarmUp, context: RoundContext) -> None:
+    """Run one round from its chain's stored earlier rounds, and store its row (or a warm-up)."""
+    if isinstance(item, WarmUp):
+        warm_up(context.sim, item.n_measured)
+        return
+    started = time.perf_counter()
+    store = RunStore(context.root, context.run_id)
+    row = run_round(context.sim, store, item)
+    store.write_part(item.key, _frame(row))
+    store.record_time(item.key, time.perf_counter() - started)
+
+
+class History(NamedTuple):
+    """A chain before a round: pool indices measured (n,), in order, and the last fit's record."""
+
+    measured: np.ndarray
+    record: dict | None
+
+
+def stored_history(sim: Simulation, store: RunStore, split: Split, item: Round) -> History:
+    """What ``item``'s chain measured and fitted in its rounds before ``item``, read back from
+    their stored parts (exact: the record's raw hyperparameters survive JSON)."""
+    index = {sim.data.perts[i]: pool_i for pool_i, i in enumerate(split.pool)}
+    measured, record = [], None
+    for k in range(item.round):
+        row = store.read_part(part_key(item.acquisition, item.repeat, k)).row(0, named=True)
+        measured += [index[p] for p in row["added"]]
+        record = json.loads(row["record"])
+    return History(np.asarray(measured, np.int64), record)
+
+
+def run_round(sim: Simulation, store: RunStore, item: Round) -> dict:
+    """One round: acquire (after the seed set), refit on everything measured, score; its row."""
+    data, Z = sim.data, sim.embedding.Z
+    acquisition, repeat, round_ = item
     split = split_for(data.n_perts, sim.config, repeat)
-    index = {data.perts[i]: pool_i for pool_i, i in enumerate(split.pool)}
-    strong = _strongest(data, split.pool)
-    measured, record, computing = np.zeros(0, np.int64), None, False
-    for round_, n_measured in enumerate(sim.config.rounds):
-        key = part_key(acquisition, repeat, round_)
-        if not computing and store.has_part(key):
-            row = store.read_part(key).row(0, named=True)
-            measured = np.concatenate([measured, [index[p] for p in row["added"]]]).astype(np.int64)
-            record = json.loads(row["record"])
-            on_round()
-            continue
-        computing = True
-        started = time.perf_counter()
-        model, batch = dataclasses.replace(sim.model, fresh_start_below=0), split.seed
-        if round_ > 0:
-            with _failures_named(model.name, acquisition, repeat, round_, len(measured)):
-                design = _design(sim, split, measured, record)
-            size = n_measured - len(measured)
-            batch = acquire_checked(sim.acquisitions[acquisition], design, size, sim.key(repeat, round_), acquisition)
-            if not carries_signal(design):
-                model = dataclasses.replace(model, fresh_start_below=n_measured + 1)
-        measured = np.concatenate([measured, batch])
-        train = split.pool[measured]
+    measured, record = stored_history(sim, store, split, item)
+    n_measured = sim.config.rounds[round_]
+    base = sim.model()
+    model, batch = dataclasses.replace(base, fresh_start_below=0), split.seed
+    if round_ > 0:
+        acquire = sim.acquisition(acquisition)
+        needs_gp = getattr(acquire, "needs_gp", True)
         with _failures_named(model.name, acquisition, repeat, round_, len(measured)):
-            fit = fit_predict_folds(model, [Fold(Z[train], data.Y[train], Z[split.test])], [record])[0]
-        record = dict(fit.record)
-        row = _score(data, split.test, fit.prediction) | {
-            "acquisition": acquisition,
-            "repeat": repeat,
-            "round": round_,
-            "n_measured": len(measured),
-            "strong_found": float(np.isin(strong, measured).mean()),
-            "added": [data.perts[i] for i in split.pool[batch]],
-            "record": json.dumps(record, sort_keys=True),
-        }
-        store.write_part(key, _frame(row))
-        store.record_time(key, time.perf_counter() - started)
-        on_round()
+            design = _design(sim, base, split, measured, record, with_gp=needs_gp or base.warm_start)
+        size = n_measured - len(measured)
+        batch = acquire_checked(acquire, design, size, sim.key(repeat, round_), acquisition)
+        # Only a warm-started fit can inherit a fit without signal (fresh fits race nothing).
+        if base.warm_start and not carries_signal(design):
+            model = dataclasses.replace(model, fresh_start_below=n_measured + 1)
+    measured = np.concatenate([measured, batch])
+    train = split.pool[measured]
+    with _failures_named(model.name, acquisition, repeat, round_, len(measured)):
+        fit = fit_predict_folds(model, [Fold(Z[train], data.Y[train], Z[split.test])], [record])[0]
+    strong = _strongest(data, split.pool)
+    return _score(data, split.test, fit.prediction) | {
+        "acquisition": acquisition,
+        "repeat": repeat,
+        "round": round_,
+        "n_measured": len(measured),
+        "strong_found": float(np.isin(strong, measured).mean()),
+        "added": [data.perts[i] for i in split.pool[batch]],
+        "record": json.dumps(dict(fit.record), sort_keys=True),
+    }
 
 
 def _failures_named(model: str, acquisition: str, repeat: int, round_: int, n_measured: int):
@@ -166,12 +273,15 @@ def _failures_named(model: str, acquisition: str, repeat: int, round_: int, n_me
     return named_failures(lambda err: where)
 
 
-def _design(sim: Simulation, split: Split, measured: np.ndarray, record: dict) -> Design:
+def _design(
+    sim: Simulation, model: GPModel, split: Split, measured: np.ndarray, record: dict, *, with_gp: bool = True
+) -> Design:
     """The previous round's GP, rebuilt from its record (in float64 where JAX has it), as
-    the acquisition sees it."""
-    model = dataclasses.replace(sim.model, dtype="float64") if float64_enabled() else sim.model
+    the acquisition sees it; ``with_gp`` False leaves the state None (an acquisition that
+    never looks at the GP is spared the refactorisation)."""
+    model = dataclasses.replace(model, dtype="float64") if float64_enabled() else model
     train = split.pool[measured]
-    state = model.restore(record, sim.embedding.Z[train], sim.data.Y[train])
+    state = model.restore(record, sim.embedding.Z[train], sim.data.Y[train]) if with_gp else None
     return Design(model, state, sim.embedding.Z[split.pool], measured.copy(), np.asarray(sim.data.ctrl))
 
 
@@ -234,24 +344,48 @@ def _frame(row: dict) -> pl.DataFrame:
     return pl.DataFrame([{name: row[name] for name in _SCHEMA}], schema=_SCHEMA)
 
 
-def run_simulation(sim: Simulation, store: RunStore, *, run: dict, progress: bool = True) -> pl.DataFrame:
+def run_simulation(
+    sim: Simulation, store: RunStore, *, run: dict, progress: bool = True, workers: int | None = 1
+) -> pl.DataFrame:
     """Run (or resume) every chain into ``store``; the results of every round, in a fixed order.
 
     ``run``: what identifies the run (config, data) in the folder's run.json,
-    so that a folder is only ever resumed with the same run.
+    so that a folder is only ever resumed with the same run. ``workers``: processes the
+    chains spread over (1: this process; None: one per core), each on all the cores.
     """
     resumed = store.open(run)
     try:
         if resumed:
             log.info("resuming the design simulation in %s", store.root)
-        chains = [(a, r) for r in range(sim.config.repeats) for a in sim.acquisitions]
-        with run_bar("design simulation", len(sim.keys), width=40, enabled=progress) as update:
-            for acquisition, repeat in chains:
-                update(f"{acquisition} repeat {repeat + 1}/{sim.config.repeats}")
-                try:
-                    run_chain(sim, store, acquisition, repeat, on_round=lambda: update(advance=1))
-                except WorkerError as err:  # user code raised: its traceback goes to errors.log
-                    raise store.log_error(err) from None
+        todo = [_unstored(chain, store) for chain in sim.chains()]
+        todo = [chain for chain in todo if chain]
+        done = len(sim.keys) - sum(len(chain) for chain in todo)
+        context = RoundContext(sim, str(store.root.resolve()), store.run_id)
+        executor = LocalExecutor(workers, shared_cores=True)
+        count = executor.count()
+        if count > 1 and todo and jax.config.jax_compilation_cache_dir:  # the workers share compiled programs
+            todo = warm_ups(sim, count) + todo
+        with run_bar("design simulation", len(sim.keys), done=done, width=40, enabled=progress) as update:
+
+            def on_event(kind: str, item: Round | WarmUp) -> None:
+                if isinstance(item, WarmUp):
+                    update(f"compiling for {item.n_measured} measured")
+                elif kind == "start":
+                    update(f"{item.acquisition} repeat {item.repeat + 1}/{sim.config.repeats}")
+                else:
+                    update(advance=1)
+
+            try:
+                executor.run_chains(todo, compute_round, context, on_event)
+            except WorkerError as err:  # user code raised: its traceback goes to errors.log
+                raise store.log_error(err) from None
         return store.write_results(sim.keys)
     finally:
         store.release()
+
+
+def _unstored(chain: list[Round], store: RunStore) -> list[Round]:
+    """The chain's rounds from its first one not stored on: once a round is computed, the
+    later ones are recomputed too (never mixed with parts computed from another history)."""
+    first = next((k for k, item in enumerate(chain) if not store.has_part(item.key)), len(chain))
+    return chain[first:]

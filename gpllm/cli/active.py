@@ -26,6 +26,11 @@ def active_command(
     seed_size: int = typer.Option(None, help="Override the seed set size (default 50)."),
     batch_size: int = typer.Option(None, help="Override the batch size per round (default 50)."),
     budget: int = typer.Option(None, help="Override the budget: perturbations measured in the end (default 800)."),
+    workers: int = typer.Option(
+        1,
+        help="Worker processes the (acquisition, repeat) chains spread over (default 1: this process, whose fits "
+        "already keep two cores busy); each runs on all the cores, so the results do not depend on it.",
+    ),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     debug: bool = DEBUG,
 ) -> None:
@@ -38,6 +43,8 @@ def active_command(
     try:  # checked at once, before JAX and the data layers are loaded
         if config is not None and not config.is_file():
             raise InputError(f"config {config} does not exist")
+        if workers is not None and workers < 1:
+            raise InputError(f"--workers must be >= 1, got {workers}")
     except GPLLMError as err:
         raise fail(err) from err
     computing()  # float64 and the compilation cache, as every computing command
@@ -61,7 +68,7 @@ def active_command(
         if overrides:
             active_config = dataclasses.replace(active_config, **overrides)
         folder = writable_folder(out or Path("results") / f"active-{data_config.folder_name}", "--out")
-        run = run_active(data_config, active_config, folder, progress=not no_progress)
+        run = run_active(data_config, active_config, folder, progress=not no_progress, workers=workers)
     except GPLLMError as err:
         raise fail(err, debug) from err
     console = Console(width=None if sys.stdout.isatty() else 140)

@@ -293,7 +293,8 @@ def _over_datasets(one, args, batch_size: int, mesh=None):
 @partial(jax.jit, static_argnums=(0, 4, 5, 6))
 def _fit_batched_jit(kernel, Z, Y, params0, options, batch_size, mesh):
     def one(args):
-        return _fit_with_starts(kernel, *args, options)
+        Z_b, Y_b, params0_b = args
+        return _fit_with_starts(kernel, Z_b, Y_b, params0_b, options)
 
     return _over_datasets(one, (Z, Y, params0), batch_size, mesh)
 

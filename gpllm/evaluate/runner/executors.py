@@ -47,12 +47,18 @@ class Executor(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class LocalExecutor:
-    """This process (``workers`` = 1) or that many spawned worker processes (None: one per core);
-    ``at_once``: at most this many of them started (default all), each on the cores it would
-    have among ``workers``, so that its tasks round as they would with all running."""
+    """This process (``workers`` = 1) or that many spawned worker processes (None: one per core).
+
+    at_once: at most this many of them started (default all), each on the cores it would
+    have among ``workers``, so that its tasks round as they would with all running.
+    shared_cores: every worker runs on all the cores with this process's thread counts, so
+    its tasks round as they would in this process (the OS shares the cores); otherwise each
+    worker gets its own group of cores (:func:`~gpllm.evaluate.runner.workers.core_groups`).
+    """
 
     workers: int | None = 1
     at_once: int | None = None
+    shared_cores: bool = False
 
     @property
     def label(self) -> str:
@@ -62,7 +68,7 @@ class LocalExecutor:
         return f"{count} workers" if (self.at_once or count) >= count else f"{self.at_once} of {count} workers at once"
 
     def count(self) -> int:
-        """The worker processes it runs with (1: this process)."""
+        """How many processes run the chains (1: this one)."""
         from gpllm.evaluate.runner.workers import default_workers
 
         return self.workers if self.workers is not None else default_workers()
@@ -70,11 +76,19 @@ class LocalExecutor:
     def run_chains(self, chains, task, context, on_event):
         from gpllm.evaluate.runner.workers import run_chains
 
-        return run_chains(chains, task, context, workers=self.count(), on_event=on_event, at_once=self.at_once)
+        return run_chains(
+            chains,
+            task,
+            context,
+            workers=self.count(),
+            on_event=on_event,
+            at_once=self.at_once,
+            shared_cores=self.shared_cores,
+        )
 
     def numerics(self) -> TaskNumerics:
         """The numerical settings its tasks run with (:mod:`gpllm.evaluate.runner.numerics`)."""
-        return local_numerics(self.count())
+        return local_numerics(1 if self.shared_cores else self.count())
 
     def close(self) -> None:
         pass

@@ -111,14 +111,17 @@ def run_chains(
     workers: int = 1,
     on_event: Callable[[str, T], None] | None = None,
     at_once: int | None = None,
+    shared_cores: bool = False,
 ) -> list[list[R]]:
     """``task(item, context)`` for every item, in order within each chain; results per chain.
 
     ``workers`` = 1 runs everything in this process. Otherwise ``task`` must be
     a module-level function and ``context`` picklable (each worker gets a copy
     once). ``on_event("start" | "done", item)`` is called in this process.
-    ``at_once``: start at most this many of the workers (default all), each still
-    pinned to the cores it has among ``workers`` (e.g. when memory allows fewer).
+    ``at_once``: start at most this many of the workers (default all), each still on
+    the cores it has among ``workers`` (e.g. when memory allows fewer).
+    ``shared_cores``: every worker runs on all the cores (its thread counts, and so its
+    rounding, those of this process) instead of its own group of them.
     """
     for name, value in (("workers", workers), ("at_once", at_once)):
         if value is not None and value < 1:
@@ -128,7 +131,8 @@ def run_chains(
         return [_run_here(chain, task, context, on_event) for chain in chains]
     # Even one chain goes to a worker: the cores a task gets must not depend on how
     # many chains are left (a resumed run) or run at once, or its rounding would.
-    return _run_in_workers(chains, task, context, workers, on_event, at_once or workers)
+    groups = [tuple(available_cores())] * workers if shared_cores else core_groups(workers)
+    return _run_in_workers(chains, task, context, groups, on_event, at_once or workers)
 
 
 def _run_here(chain, task, context, on_event) -> list:
@@ -140,7 +144,7 @@ def _run_here(chain, task, context, on_event) -> list:
     return results
 
 
-def _run_in_workers(chains, task, context, workers, on_event, at_once) -> list[list]:
+def _run_in_workers(chains, task, context, groups, on_event, at_once) -> list[list]:
     import multiprocessing
     from multiprocessing.reduction import ForkingPickler
 
@@ -153,7 +157,7 @@ def _run_in_workers(chains, task, context, workers, on_event, at_once) -> list[l
     jobs, messages = ctx.Queue(), ctx.Queue()
     for index, chain in enumerate(chains):
         jobs.put((index, list(chain)))
-    groups = core_groups(workers)[: min(len(chains), at_once)]  # sized for ``workers``, however many start
+    groups = groups[: min(len(chains), at_once)]  # sized for every worker asked for, however many start
     for _ in groups:
         jobs.put(None)
     settings = jax_settings()
