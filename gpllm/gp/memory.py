@@ -55,6 +55,34 @@ def gp_peak_bytes(n: int, d: int, q: int, dtype, datasets: int = 1, *, per_outpu
     return int(np.dtype(dtype).itemsize) * datasets * (7 * n * n + 2 * n * r + n * d + n * q)
 
 
+#: The fit program's own buffers (XLA's ``memory_analysis``: temporaries, arguments and
+#: outputs) per dataset in flight, in values: FIT_SQUARES N^2 + FIT_ROWS N D. Measured on CPU,
+#: float32, for the L-BFGS fit with its three starts, the conditioning, the prediction and the
+#: leave-one-out pass in one program (``gpllm.gp.api.fit_predict_batched``), N = 1,000-7,816,
+#: D = 500-8,000, gram and direct paths, vmapped and looped: 17.2-25.4 N^2 in all, e.g. 3.91 GiB
+#: of temporaries at N = 7,816, D = 8,000; about twice the value + gradient's
+#: (:func:`gp_peak_bytes`), because the optimiser's state, the starts' loop and the
+#: leave-one-out inverse are alive beside it.
+FIT_SQUARES = 20
+FIT_ROWS = 3
+#: N x D arrays per fold that :meth:`gpllm.models.gp.GPModel.fit_predict_folds` stages around
+#: the program: the stacked Y, its device copy, the centred copy, the leave-one-out residuals.
+STAGED_ROWS = 4
+
+
+def fold_fits_peak_bytes(n: int, d: int, q: int, dtype, n_folds: int, at_once: int, *, per_output: bool = False) -> int:
+    """Estimated peak bytes of fitting, predicting and leaving one out on ``n_folds`` folds of
+    Z (N, Q), Y (N, D), ``at_once`` of them in flight: the program's buffers per fold in flight
+    (:data:`FIT_SQUARES`, :data:`FIT_ROWS`; R = D on the direct path, which per-output scales
+    take, adds 2 N (D - N) where D > N), plus every fold's staged copies (:data:`STAGED_ROWS`
+    N x D, two N x Q). Checked against the program's own memory analysis in the tests and
+    against the measured peak by ``python -m benchmarks.gp_memory``."""
+    direct_extra = 2 * n * max(d - n, 0) if per_output else 0
+    program = FIT_SQUARES * n * n + FIT_ROWS * n * d + direct_extra
+    staged = n_folds * n * (STAGED_ROWS * d + 2 * q)
+    return int(np.dtype(dtype).itemsize) * (at_once * program + staged)
+
+
 def device_budget(device: Device | None = None) -> Budget | None:
     """What ``device`` (default: the first) has free, or None when it cannot be told."""
     asked: Device = jax.devices()[0] if device is None else device

@@ -52,7 +52,7 @@ from gpllm.errors import InputError
 from gpllm.gp.api import default_batch_size
 from gpllm.gp.fit import FitOptions, FitResult, initial_params
 from gpllm.gp.kernels import RBF, Kernel
-from gpllm.gp.memory import gp_peak_bytes
+from gpllm.gp.memory import fold_fits_peak_bytes
 from gpllm.gp.objective import params_like, params_shapes, prepare_targets, values_of
 from gpllm.gp.posterior import Posterior, leave_one_out
 from gpllm.gp.sharding import dataset_mesh
@@ -154,16 +154,12 @@ class GPModel:
 
     def peak_bytes(self, n_train: int, n_genes: int, width: int, n_folds: int) -> int:
         """Estimated peak bytes of :meth:`fit_predict_folds` on ``n_folds`` folds of Z (N, Q = width),
-        Y (N, G), in the fit's dtype: the value + gradient of the datasets one batched fit holds at
-        once (:func:`gpllm.gp.memory.gp_peak_bytes`), their leave-one-out pass (an N x N inverse
-        factor each), and every fold's stacked inputs and leave-one-out residuals (N x (2G + Q))."""
+        Y (N, G), in the fit's dtype (:func:`gpllm.gp.memory.fold_fits_peak_bytes`)."""
         model = self._precision_for(n_train)
         dtype = np.dtype(model.dtype or jnp.result_type(float))
-        at_once = default_batch_size(n_folds)
         per_output = self.options.output_scales == "per_output"
-        fit = gp_peak_bytes(n_train, n_genes, width, dtype, at_once, per_output=per_output)
-        held = at_once * n_train * n_train + n_folds * n_train * (2 * n_genes + width)
-        return fit + dtype.itemsize * held
+        at_once = default_batch_size(n_folds)
+        return fold_fits_peak_bytes(n_train, n_genes, width, dtype, n_folds, at_once, per_output=per_output)
 
     def fit(self, Z_train, Y_train, params0: gp.GPParams | None = None) -> GPState:
         """Fit Z (N, Q), Y (N, G); raw ``params0`` warm-starts the optimiser (default: data-aware init)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -12,10 +14,11 @@ from gpllm.errors import InputError, MemoryLimitError
 from gpllm.evaluate.grid import Chunk, SweepConfig
 from gpllm.evaluate.runner import sweep
 from gpllm.evaluate.runner.executors import LocalExecutor
-from gpllm.evaluate.runner.memory_plan import Phase, plan_phases
+from gpllm.evaluate.runner.memory_plan import Phase, plan_phases, sweep_held_bytes
 from gpllm.evaluate.runner.store import RunStore
 from gpllm.evaluate.runner.workers import core_groups, run_chains
-from gpllm.gp.memory import ENV, GIB, Budget, gp_peak_bytes
+from gpllm.gp.api import default_batch_size
+from gpllm.gp.memory import ENV, FIT_ROWS, FIT_SQUARES, GIB, STAGED_ROWS, Budget, fold_fits_peak_bytes
 from gpllm.models.gp import GPModel
 from gpllm.models.gp_select import rbf_or_rbf_linear
 from gpllm.precision import float64_enabled
@@ -52,15 +55,16 @@ def test_an_unknown_budget_runs_everything_at_once():
     assert plan_phases([BIG, SMALL], PEAKS, None, workers=2) == [Phase(2, (BIG, SMALL))]
 
 
-def test_a_gps_estimate_is_its_fits_plus_the_stacked_folds():
-    """What GPModel.peak_bytes adds up, from gp_peak_bytes (which benchmarks.lml checks against
-    measured peaks): float64 below float64_below, the direct path for per-gene scales, one fold
-    in flight on CPU plus every fold's inputs and leave-one-out residuals."""
+def test_a_gps_estimate_is_its_fit_program_plus_the_staged_folds():
+    """What GPModel.peak_bytes adds up (gpllm.gp.memory.fold_fits_peak_bytes): float64 below
+    float64_below, the direct path's wider products for per-gene scales, one fold in flight on
+    CPU plus every fold's staged copies."""
     n, g, q, folds = 500, 2000, 50, 5
+    at_once = default_batch_size(folds)
 
     def expected(n, dtype, per_output=False):
-        held = n * n + folds * n * (2 * g + q)  # one fold's inverse factor; every fold's Y, Z, residuals
-        return gp_peak_bytes(n, g, q, dtype, per_output=per_output) + np.dtype(dtype).itemsize * held
+        program = FIT_SQUARES * n * n + FIT_ROWS * n * g + (2 * n * (g - n) if per_output else 0)
+        return np.dtype(dtype).itemsize * (at_once * program + folds * n * (STAGED_ROWS * g + 2 * q))
 
     shared = GPModel(dtype="float32")
     assert shared.peak_bytes(n, g, q, folds) == expected(n, "float32")
@@ -68,6 +72,33 @@ def test_a_gps_estimate_is_its_fits_plus_the_stacked_folds():
     assert scaled.peak_bytes(n, g, q, folds) == expected(n, "float32", per_output=True) > expected(n, "float32")
     small = "float64" if float64_enabled() else "float32"  # a float32 GP fits fewer than 300 points in float64
     assert shared.peak_bytes(100, g, q, folds) == expected(100, small)
+
+
+def test_the_gp_estimate_covers_its_compiled_programs_own_buffers():
+    """XLA's memory analysis of the very program GPModel runs (fit, condition, predict and leave
+    one out, folds looped as on CPU): its temporaries, arguments and outputs stay within the
+    estimate. (One compile, the sweep's shared scales, to keep the suite's time.)"""
+    from gpllm.gp import api
+    from gpllm.gp.fit import FitOptions
+    from gpllm.gp.kernels import RBF
+
+    n, d, q, m, folds = 300, 600, 20, 80, 2
+    spec = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)  # noqa: E731
+    options = FitOptions()
+    compiled = api._fit_predict_batched_jit.lower(
+        RBF(), spec(folds, n, q), spec(folds, n, d), None, spec(folds, m, q), options, True, "refitted_mean", 1, None
+    ).compile()
+    analysis = compiled.memory_analysis()
+    used = analysis.temp_size_in_bytes + analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+    estimate = fold_fits_peak_bytes(n, d, q, np.float32, folds, 1)
+    assert used <= estimate, (used, estimate)
+
+
+def test_every_chunk_counts_what_the_sweep_holds_around_its_model():
+    n, m, g, q, folds = 700, 355, 2000, 50, 5
+    folds_bytes = folds * (n * (g + q) + m * q)
+    fits_bytes = folds * 2 * (m + n) * g
+    assert sweep_held_bytes(n, m, g, q, folds) == 8 * (folds_bytes + fits_bytes + 2 * m * g)
 
 
 def test_the_sweep_refuses_before_the_first_chunk(monkeypatch, tmp_path):

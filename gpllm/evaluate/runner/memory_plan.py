@@ -1,9 +1,10 @@
 """How many chunks may run at once within the machine's memory, decided before the first one.
 
 Each chunk's peak is its model's estimate (the ``peak_bytes`` hook of
-:mod:`gpllm.models.base`: a GP's is :func:`gpllm.gp.memory.gp_peak_bytes` for the
-folds a batched fit holds at once, plus the stacked folds; models without the hook,
-whose arrays are a few copies of a fold's, count 0). Against what the device has
+:mod:`gpllm.models.base`: a GP's is :func:`gpllm.gp.memory.fold_fits_peak_bytes`, its
+fit program for the folds in flight plus its staged copies; models without the hook
+count 0) plus what the sweep holds around any model (:func:`sweep_held_bytes`: the
+folds' copies, the returned fits, scoring's test block). Against what the device has
 free when the sweep starts (:func:`gpllm.gp.memory.device_budget`), less what each
 worker holds of the inputs:
 
@@ -62,9 +63,24 @@ def chunk_peaks(context: SweepContext, chunks: Sequence[Chunk]) -> dict[Chunk, i
         width = 1 if emb is None else emb.Z.shape[1]
         if zero_padding_invariant(model):
             width = max(width, context.pad_widths[chunk.model])
-        folds = len(context.splits_by_size[chunk.size])
-        peaks[chunk] = peak_bytes_of(model, chunk.size, screen.n_genes, width, folds)
+        splits = context.splits_by_size[chunk.size]
+        n_test = max(len(s.test) for s in splits)
+        peaks[chunk] = peak_bytes_of(model, chunk.size, screen.n_genes, width, len(splits)) + sweep_held_bytes(
+            chunk.size, n_test, screen.n_genes, width, len(splits)
+        )
     return peaks
+
+
+def sweep_held_bytes(n_train: int, n_test: int, n_genes: int, width: int, n_folds: int) -> int:
+    """Bytes a chunk holds around any model's fits (float64, :func:`~gpllm.evaluate.runner.sweep.run_chunk`):
+    every fold's copies of its training rows Z (N, Q), Y (N, G) and test rows Z (M, Q); every
+    fold's returned fit, a mean and variance (M, G) and held-out residuals and variances (N, G)
+    (their upper bound: a variance may be one per row); one fold's test block as scoring pads and
+    casts it, the measured profiles and the mean (M, G) each."""
+    folds = n_folds * (n_train * (n_genes + width) + n_test * width)
+    fits = n_folds * 2 * (n_test + n_train) * n_genes
+    scoring = 2 * n_test * n_genes
+    return 8 * (folds + fits + scoring)
 
 
 def held_bytes(context: SweepContext) -> int:
