@@ -18,6 +18,10 @@ Optional hooks, each used when present (the functions below supply the default):
 - ``fit_predict_folds(folds, starts) -> list[FoldFit]``: several CV folds at
   once (e.g. one compiled, batched GP fit); ``starts`` holds each fold's
   record from the next smaller training size, a warm start.
+- ``batches_folds``: True when ``fit_predict_folds`` gains from seeing all
+  of a chunk's folds in one call (one compiled program over them, as the GP's).
+  Otherwise the sweep passes one fold at a time and scores it before building
+  the next, so that a chunk holds one fold's copies and fit, not all of them.
 - ``zero_padding_invariant``: True when appending zero columns to Z changes
   nothing, so that the sweep may pad embeddings of different widths to share
   compiled programs.
@@ -238,6 +242,12 @@ def peak_bytes_of(model: Model, n_train: int, n_genes: int, width: int, n_folds:
     """``model.peak_bytes(n_train, n_genes, width, n_folds)`` if the model has that hook, else 0."""
     hook: Callable[..., Any] | None = getattr(model, "peak_bytes", None)
     return int(hook(n_train, n_genes, width, n_folds)) if callable(hook) else 0
+
+
+def folds_per_call(model: Model, n_folds: int) -> int:
+    """How many of a chunk's ``n_folds`` folds one ``fit_predict_folds`` call gets: all of them
+    where the model ``batches_folds``, else one."""
+    return n_folds if getattr(model, "batches_folds", False) else 1
 
 
 def zero_padding_invariant(model: Model) -> bool:

@@ -136,6 +136,9 @@ class GPModel:
         if self.dtype not in (None, "float32", "float64"):
             raise InputError(f"GPModel dtype must be 'float32', 'float64' or None, got {self.dtype!r}")
 
+    #: Equal-size folds share one compiled program (:meth:`fit_predict_folds`).
+    batches_folds = True
+
     @property
     def zero_padding_invariant(self) -> bool:
         return self.kernel.zero_padding_invariant

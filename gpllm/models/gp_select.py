@@ -83,6 +83,9 @@ class LOOSelectedGP:
         if len(set(names)) != len(names):
             raise InputError(f"{self.name}: candidate names must be distinct, got {names}")
 
+    #: Each candidate's folds share one compiled program, as a GPModel's.
+    batches_folds = True
+
     @property
     def zero_padding_invariant(self) -> bool:
         return all(c.zero_padding_invariant for c in self.candidates)

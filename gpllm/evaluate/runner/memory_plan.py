@@ -28,7 +28,7 @@ from gpllm.errors import MemoryLimitError
 from gpllm.evaluate.grid import NO_EMBEDDING, Chunk
 from gpllm.evaluate.runner.context import SweepContext
 from gpllm.gp.memory import ENV, GIB, Budget, check_enabled
-from gpllm.models.base import peak_bytes_of, zero_padding_invariant
+from gpllm.models.base import folds_per_call, peak_bytes_of, zero_padding_invariant
 from gpllm.models.registry import BuildContext
 
 
@@ -65,18 +65,18 @@ def chunk_peaks(context: SweepContext, chunks: Sequence[Chunk]) -> dict[Chunk, i
             width = max(width, context.pad_widths[chunk.model])
         splits = context.splits_by_size[chunk.size]
         n_test = max(len(s.test) for s in splits)
-        peaks[chunk] = peak_bytes_of(model, chunk.size, screen.n_genes, width, len(splits)) + sweep_held_bytes(
-            chunk.size, n_test, screen.n_genes, width, len(splits)
-        )
+        held = sweep_held_bytes(chunk.size, n_test, screen.n_genes, width, folds_per_call(model, len(splits)))
+        peaks[chunk] = peak_bytes_of(model, chunk.size, screen.n_genes, width, len(splits)) + held
     return peaks
 
 
 def sweep_held_bytes(n_train: int, n_test: int, n_genes: int, width: int, n_folds: int) -> int:
-    """Bytes a chunk holds around any model's fits (float64, :func:`~gpllm.evaluate.runner.sweep.run_chunk`):
-    every fold's copies of its training rows Z (N, Q), Y (N, G) and test rows Z (M, Q); every
-    fold's returned fit, a mean and variance (M, G) and held-out residuals and variances (N, G)
-    (their upper bound: a variance may be one per row); one fold's test block as scoring pads and
-    casts it, the measured profiles and the mean (M, G) each."""
+    """Bytes a chunk holds around a model's call on ``n_folds`` folds (float64,
+    :func:`~gpllm.evaluate.runner.sweep.run_chunk`; one fold where the model does not
+    ``batches_folds``): each fold's copies of its training rows Z (N, Q), Y (N, G) and test
+    rows Z (M, Q); each fold's returned fit, a mean and variance (M, G) and held-out residuals
+    and variances (N, G) (their upper bound: a variance may be one per row); one fold's test
+    block as scoring pads and casts it, the measured profiles and the mean (M, G) each."""
     folds = n_folds * (n_train * (n_genes + width) + n_test * width)
     fits = n_folds * 2 * (n_test + n_train) * n_genes
     scoring = 2 * n_test * n_genes

@@ -47,7 +47,7 @@ from gpllm.evaluate.runner.store import RunStore, write_json
 from gpllm.evaluate.runner.workers import named_failures
 from gpllm.evaluate.splits import Split, make_plan
 from gpllm.gp.memory import device_budget
-from gpllm.models.base import Fold, fit_predict_folds, zero_padding_invariant
+from gpllm.models.base import Fold, fit_predict_folds, folds_per_call, zero_padding_invariant
 from gpllm.models.gp import GPModel
 from gpllm.models.registry import BuildContext, ModelSpec
 from gpllm.progress import run_bar
@@ -81,7 +81,6 @@ def run_chunk(
     one size share one compiled program.
     """
     records = records_by_fold(previous)
-    starts = [records.get(s.fold) for s in splits] if records else None
     spec = spec or ModelSpec(chunk.model)
     blocks = embedding.blocks if embedding is not None else ()
     with failures_named(chunk, [s.fold for s in splits]):
@@ -90,12 +89,16 @@ def run_chunk(
         Z = embedding.Z if embedding is not None else np.zeros((data.n_perts, 1))
         if zero_padding_invariant(model):
             Z = _pad_columns(Z, pad_width)
-        folds = [Fold(Z[s.train], data.Y[s.train], Z[s.test]) for s in splits]
-        fits = fit_predict_folds(model, folds, starts)
     rows = []
-    for split, fit in zip(splits, fits):
-        with failures_named(chunk, [split.fold]):
-            rows.append(fold_rows(chunk, data, split, fit))
+    per_call = folds_per_call(model, len(splits))
+    for start in range(0, len(splits), per_call):  # each group's copies and fits dropped before the next
+        group = splits[start : start + per_call]
+        with failures_named(chunk, [s.fold for s in group]):
+            folds = [Fold(Z[s.train], data.Y[s.train], Z[s.test]) for s in group]
+            fits = fit_predict_folds(model, folds, [records.get(s.fold) for s in group] if records else None)
+        for split, fit in zip(group, fits):
+            with failures_named(chunk, [split.fold]):
+                rows.append(fold_rows(chunk, data, split, fit))
     return pl.concat(rows, how="vertical")
 
 
