@@ -98,20 +98,17 @@ def triangular_times(T: jax.Array, X: jax.Array, *, lower: bool, trapezoidal: bo
     return _placed((n, r), X.dtype, blocks)
 
 
-def gram_of_upper(U: jax.Array, P: jax.Array | None = None) -> Blocks:
-    """The blocks on and below the diagonal of U P^T for upper-triangular U (N, N) and
-    P (N, N) (default P = U: U U^T = A^{-1} for U = L^{-T}): block (i, j) sums only
-    columns k >= e_i, where U's row block i is nonzero. For U P^T symmetric, e.g.
-    P = U M with M symmetric, these blocks determine it."""
-    P = U if P is None else P
+def gram_of_upper(U: jax.Array) -> Blocks:
+    """The blocks on and below the diagonal of U U^T for upper-triangular U (N, N)
+    (= A^{-1} for U = L^{-T}): block (i, j) sums only columns k >= e_i."""
     e = block_edges(U.shape[0])
     if len(e) == 2:
-        return {(0, 0): U @ P.T}
+        return {(0, 0): U @ U.T}
 
     def rows(i: int) -> slice:
         return slice(e[i], e[i + 1])
 
-    return {(i, j): U[rows(i), e[i] :] @ P[rows(j), e[i] :].T for i in range(len(e) - 1) for j in range(i + 1)}
+    return {(i, j): U[rows(i), e[i] :] @ U[rows(j), e[i] :].T for i in range(len(e) - 1) for j in range(i + 1)}
 
 
 def lower_blocks_of_product(W: jax.Array, *, trapezoidal: bool) -> Blocks:
