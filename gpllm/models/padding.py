@@ -39,6 +39,8 @@ def take_rows_on_device(x: np.ndarray, rows: np.ndarray) -> jax.Array:
     """
     buffer = _aligned_empty((len(rows), *x.shape[1:]), x.dtype)
     np.take(x, rows, axis=0, out=buffer)
+    if jax.default_backend() != "cpu":  # DLPack would give a CPU array; the accelerator takes a copy
+        return jax.device_put(buffer)
     return jax.dlpack.from_dlpack(buffer)
 
 
