@@ -177,9 +177,9 @@ class KNN:
 
     def fit_predict_folds(self, folds: Sequence[Fold], starts: Sequence[Record | None] | None = None) -> list[FoldFit]:
         """Each fold fitted, predicted, and its leave-one-out predictions (``heldout``) taken from
-        the fit's own neighbour pass (one distance matrix, one top-k and one weighted average of
-        the training profiles serve the tuning, s2_g and the held-out predictions); ``starts``
-        are not used (a fit depends on its fold's data only)."""
+        the fit's own neighbour pass (one distance matrix and one top-k serve the tuning, and one
+        pass of neighbour averages of Yc and Yc^2 serves s2_g and the held-out predictions);
+        ``starts`` are not used (a fit depends on its fold's data only)."""
         out = []
         for fold in folds:
             Z, Y = self._checked(fold.Z_train, fold.Y_train)
