@@ -4,16 +4,19 @@
 
 Both frames are sorted by the key columns (screen, model, embedding, size, fold,
 pert), so the order parts were merged in does not matter. For every float column it
-prints the largest absolute and relative difference (relative to max(|before|,
-|after|), NaN matching NaN), how many values are not bit-identical, and whether NaNs
-sit in the same places; for every other column whether it is equal. Exit status 1 if
-a non-float column differs or a float differs by more than ``--rtol`` (default 1e-12).
+prints the largest absolute difference, the normwise relative one (relative to the
+column's scale, max |value| over both frames: max |a - b| / max |column|), the largest
+elementwise relative one (relative to max(|before|, |after|)), NaN matching NaN, how
+many values are not bit-identical, and whether NaNs sit in the same places; for every
+other column whether it is equal. Exit status 1 if a non-float column differs or a
+float column's normwise difference exceeds ``--rtol`` (default 1e-12).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -21,15 +24,28 @@ import polars as pl
 KEYS = ("screen", "model", "embedding", "size", "fold", "pert")
 
 
-def float_differences(x: np.ndarray, y: np.ndarray) -> tuple[float, float, int, bool]:
-    """Largest |x - y|, largest |x - y| / max(|x|, |y|), count not bit-identical, NaNs in the same places."""
+class FloatDifferences(NamedTuple):
+    """How two float columns differ, over the entries that are numbers in both."""
+
+    abs_max: float  # max |x - y|
+    normwise: float  # max |x - y| / max |x, y| over the column (0 for an all-zero column)
+    rel_max: float  # max |x - y| / max(|x|, |y|) elementwise
+    not_identical: int  # entries not bit-identical (a NaN against a number counts)
+    same_nan: bool  # NaNs in the same places
+
+
+def float_differences(x: np.ndarray, y: np.ndarray) -> FloatDifferences:
+    """:class:`FloatDifferences` of columns x and y (n,)."""
     same_nan = bool(np.array_equal(np.isnan(x), np.isnan(y)))
     both = ~(np.isnan(x) | np.isnan(y))
     diff = np.abs(x[both] - y[both])
     scale = np.maximum(np.abs(x[both]), np.abs(y[both]))
     rel = np.divide(diff, scale, out=np.zeros_like(diff), where=scale > 0)
+    column_scale = scale.max(initial=0.0)
+    abs_max = float(diff.max(initial=0.0))
+    normwise = abs_max / column_scale if column_scale > 0 else 0.0
     differ = int(np.sum(x[both] != y[both])) + int(np.sum(np.isnan(x) != np.isnan(y)))
-    return (float(diff.max(initial=0.0)), float(rel.max(initial=0.0)), differ, same_nan)
+    return FloatDifferences(abs_max, float(normwise), float(rel.max(initial=0.0)), differ, same_nan)
 
 
 def compare(before: pl.DataFrame, after: pl.DataFrame, rtol: float) -> tuple[list[str], bool]:
@@ -51,11 +67,12 @@ def compare(before: pl.DataFrame, after: pl.DataFrame, rtol: float) -> tuple[lis
     for column, kind in before.schema.items():
         if kind.is_float():
             x, y = before[column].to_numpy(), after[column].to_numpy()
-            abs_diff, rel_diff, differ, same_nan = float_differences(x, y)
-            ok &= same_nan and rel_diff <= rtol
+            d = float_differences(x, y)
+            ok &= d.same_nan and d.normwise <= rtol
             lines.append(
-                f"{column:24s} float  max abs {abs_diff:.3g}  max rel {rel_diff:.3g}  "
-                f"not bit-identical {differ}/{len(x)}  NaNs {'same' if same_nan else 'DIFFER'}"
+                f"{column:24s} float  max abs {d.abs_max:.3g}  normwise {d.normwise:.3g}  "
+                f"elementwise rel {d.rel_max:.3g}  "
+                f"not bit-identical {d.not_identical}/{len(x)}  NaNs {'same' if d.same_nan else 'DIFFER'}"
             )
         else:
             equal = before[column].equals(after[column])
@@ -68,7 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("before")
     parser.add_argument("after")
-    parser.add_argument("--rtol", type=float, default=1e-12, help="largest relative difference allowed (default 1e-12)")
+    parser.add_argument(
+        "--rtol",
+        type=float,
+        default=1e-12,
+        help="largest normwise difference allowed, max |a - b| / max |column| (default 1e-12)",
+    )
     args = parser.parse_args(argv)
     lines, ok = compare(pl.read_parquet(args.before), pl.read_parquet(args.after), args.rtol)
     print("\n".join(lines))

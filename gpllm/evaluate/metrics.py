@@ -113,28 +113,38 @@ def unchecked_perturbation_metrics(
     """:func:`perturbation_metrics` on inputs already checked and cast to one float dtype;
     ``eps_true`` / ``eps_pred``: the unit roundoff of each delta's side (:func:`roundoff`)."""
     reference = jnp.broadcast_to(reference, Y_true.shape)
-    delta, delta_hat = Y_true - reference, Y_pred - reference
-    abs_err = jnp.abs(Y_pred - Y_true)
 
     def take(x):
         return jnp.take_along_axis(x, de, axis=1)
 
+    # The DE genes' metrics from the (M, K) gathered inputs: the same elementwise values as
+    # gathering the (M, G) deltas, and XLA fuses the two gene sets' programs ~3x faster so.
+    r_all, undef_all, mae_all, mse_all = _gene_set_metrics(Y_true, Y_pred, reference, eps_true, eps_pred)
+    r_de, undef_de, mae_de, mse_de = _gene_set_metrics(take(Y_true), take(Y_pred), take(reference), eps_true, eps_pred)
+    return PerturbationMetrics(
+        pearson_de=r_de,
+        pearson_all=r_all,
+        mae_de=mae_de,
+        mae_all=mae_all,
+        undefined_de=undef_de,
+        undefined_all=undef_all,
+        mse_de=mse_de,
+        mse_all=mse_all,
+    )
+
+
+def _gene_set_metrics(
+    Y_true: Array, Y_pred: Array, reference: Array, eps_true: float, eps_pred: float
+) -> tuple[Array, Array, Array, Array]:
+    """Pearson of the deltas, its undefined flag, MAE and MSE (each (M,)) of rows over one gene set:
+    Y_true, Y_pred, reference (M, K) the set's columns."""
+    abs_err = jnp.abs(Y_pred - Y_true)
     # Elementwise rounding scale of x - reference: a row whose spread is within
     # its max over the gene set is constant (see the module docstring).
     noise_hat = ROUNDING_ULPS * eps_pred * jnp.maximum(jnp.abs(Y_pred), jnp.abs(reference))
     noise = ROUNDING_ULPS * eps_true * jnp.maximum(jnp.abs(Y_true), jnp.abs(reference))
-    r_all, undef_all = pearson_rows(delta_hat, delta, noise_hat.max(axis=1), noise.max(axis=1))
-    r_de, undef_de = pearson_rows(take(delta_hat), take(delta), take(noise_hat).max(axis=1), take(noise).max(axis=1))
-    return PerturbationMetrics(
-        pearson_de=r_de,
-        pearson_all=r_all,
-        mae_de=take(abs_err).mean(axis=1),
-        mae_all=abs_err.mean(axis=1),
-        undefined_de=undef_de,
-        undefined_all=undef_all,
-        mse_de=take(abs_err**2).mean(axis=1),
-        mse_all=(abs_err**2).mean(axis=1),
-    )
+    r, undefined = pearson_rows(Y_pred - reference, Y_true - reference, noise_hat.max(axis=1), noise.max(axis=1))
+    return r, undefined, abs_err.mean(axis=1), (abs_err**2).mean(axis=1)
 
 
 def _check_metric_inputs(
@@ -283,10 +293,12 @@ def coverage_of(abs_z: Array, z_levels: Array) -> Array:
 def gaussian_crps(z: Array, sigma: Array) -> Array:
     """CRPS of N(mu, sigma^2) at x, from z = (x - mu) / sigma: elementwise, any shape.
 
-    CRPS = int (F(y) - 1{y >= x})^2 dy = sigma [z (2 Phi(z) - 1) + 2 phi(z) - 1 / sqrt(pi)].
+    CRPS = int (F(y) - 1{y >= x})^2 dy = sigma [z (2 Phi(z) - 1) + 2 phi(z) - 1 / sqrt(pi)],
+    with 2 Phi(z) - 1 = erf(z / sqrt(2)): one erf, where ``ndtr`` evaluates both erf and erfc in
+    float64 (~4x the time), and no cancellation near z = 0.
     """
     phi = jnp.exp(-0.5 * z * z) / jnp.sqrt(2 * jnp.pi)
-    return sigma * (z * (2 * jax.scipy.special.ndtr(z) - 1) + 2 * phi - 1 / jnp.sqrt(jnp.pi))
+    return sigma * (z * jax.lax.erf(z * np.sqrt(0.5)) + 2 * phi - 1 / jnp.sqrt(jnp.pi))
 
 
 def variance_scale(residual: ArrayLike, var: ArrayLike) -> float:

@@ -28,6 +28,7 @@ estimates made without point i, in closed form.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -118,7 +119,9 @@ class RandomPerturbation:
 
     def fit(self, Z_train: ArrayLike, Y_train: ArrayLike) -> RandomPerturbationState:
         """Z_train (N, Q), Y_train (N, G), N >= 2 -> the training profiles, the key, 2 s2."""
-        Z, Y = check_fit_inputs(Z_train, Y_train, min_rows=2)
+        return _compiled_fit(self, *check_fit_inputs(Z_train, Y_train, min_rows=2))
+
+    def _fit(self, Z: Array, Y: Array) -> RandomPerturbationState:
         return RandomPerturbationState(Y, jax.random.key(self.seed), Z.mean(axis=0), _floored(2.0 * _spread(Y), Y))
 
     def predict(self, state: RandomPerturbationState, Z_test: ArrayLike) -> Prediction:
@@ -137,6 +140,9 @@ class RandomPerturbation:
             return None
         others = _draws(jax.random.fold_in(state.key, _HELDOUT_STREAM), n, n - 1)
         index = others + (others >= np.arange(n))  # uniform over j != i (integers, on the host)
+        return _compiled_heldout(self, state, Y, index)
+
+    def _heldout(self, state: RandomPerturbationState, Y: Array, index: Array) -> HeldOut:
         return HeldOut(Y - Y[index], _floored(2.0 * _leave_one_out(Y).var, Y))
 
 
@@ -177,9 +183,10 @@ class NonControlMean:
     def fit(self, Z_train: ArrayLike, Y_train: ArrayLike) -> MeanState:
         """Z_train (N, Q), Y_train (N, G), N >= 2 -> MeanState(profile = mean of Y_train,
         var = s2 (1 + 1/N))."""
-        Z, Y = check_fit_inputs(Z_train, Y_train, min_rows=2)
-        n = Y.shape[0]
-        return MeanState(Y.mean(axis=0), Z.mean(axis=0), _floored(_spread(Y) * (1.0 + 1.0 / n), Y))
+        return _compiled_fit(self, *check_fit_inputs(Z_train, Y_train, min_rows=2))
+
+    def _fit(self, Z: Array, Y: Array) -> MeanState:
+        return MeanState(Y.mean(axis=0), Z.mean(axis=0), _floored(_spread(Y) * (1.0 + 1.0 / Y.shape[0]), Y))
 
     def predict(self, state: MeanState, Z_test: ArrayLike) -> Prediction:
         """Z_test (M, Q) -> Prediction(mean (M, G), every row the training mean; var (M, G))."""
@@ -191,8 +198,11 @@ class NonControlMean:
         n = Y.shape[0]
         if n < _MIN_HELDOUT:
             return None
+        return _compiled_heldout(self, state, Y, None)
+
+    def _heldout(self, state: MeanState, Y: Array, index: None) -> HeldOut:
         loo = _leave_one_out(Y)
-        return HeldOut(Y - loo.mean, _floored(loo.var * (1.0 + 1.0 / (n - 1)), Y))
+        return HeldOut(Y - loo.mean, _floored(loo.var * (1.0 + 1.0 / (Y.shape[0] - 1)), Y))
 
 
 @dataclass(frozen=True, eq=False)
@@ -230,6 +240,9 @@ class Control:
         Z, Y = check_fit_inputs(Z_train, Y_train)
         if Y.shape[1] != self.ctrl.shape[0]:
             raise ShapeError(f"Y_train {tuple(Y.shape)} has {Y.shape[1]} genes but ctrl has {self.ctrl.shape[0]}")
+        return _compiled_fit(self, Z, Y)
+
+    def _fit(self, Z: Array, Y: Array) -> MeanState:
         ctrl = jnp.asarray(self.ctrl, Y.dtype)
         return MeanState(ctrl, Z.mean(axis=0), _floored(jnp.mean((Y - ctrl) ** 2, axis=0), Y))
 
@@ -243,8 +256,28 @@ class Control:
         n = Y.shape[0]
         if n < 2:
             return None
+        return _compiled_heldout(self, state, Y, None)
+
+    def _heldout(self, state: MeanState, Y: Array, index: None) -> HeldOut:
         sq = (Y - state.profile) ** 2
-        return HeldOut(Y - state.profile, _floored((jnp.sum(sq, axis=0) - sq) / (n - 1.0), Y))
+        return HeldOut(Y - state.profile, _floored((jnp.sum(sq, axis=0) - sq) / (Y.shape[0] - 1.0), Y))
+
+
+Baseline = RandomPerturbation | NonControlMean | Control
+
+
+# One compiled program per training size for each of fit and heldout: run op by op, the
+# baselines' few dozen small operations were a compile each per size (~1 s cold per chunk).
+@partial(jax.jit, static_argnums=0)
+def _compiled_fit(model: Baseline, Z: Array, Y: Array) -> RandomPerturbationState | MeanState:
+    """``model._fit`` on checked Z (N, Q), Y (N, G)."""
+    return model._fit(Z, Y)
+
+
+@partial(jax.jit, static_argnums=0)
+def _compiled_heldout(model: Baseline, state, Y: Array, index: Array | None) -> HeldOut:
+    """``model._heldout`` on its training profiles Y (N, G); index (N,) the held-out draws, if any."""
+    return model._heldout(state, Y, index)
 
 
 def _rows_of(values: Array, m: int) -> Array | np.ndarray:

@@ -180,7 +180,7 @@ def _fit(model: Ridge, Z: Array, Y: Array) -> RidgeState:
     n, q = Z.shape
     z_bar, y_bar = Z.mean(axis=0), Y.mean(axis=0)
     Zc, Yc = Z - z_bar, Y - y_bar
-    U, s, Vt = jnp.linalg.svd(Zc, full_matrices=False)
+    U, s, Vt = _thin_svd(Zc)
     # Singular values below lstsq's default cutoff count as zero: their
     # directions are rounding noise, and at lam = 0 dividing by them would blow up.
     keep = s > jnp.finfo(Z.dtype).eps * max(n, q) * s[0]
@@ -217,6 +217,21 @@ def _fit(model: Ridge, Z: Array, Y: Array) -> RidgeState:
         noise_var,
         one_minus_h,
     )
+
+
+def _thin_svd(A: Array) -> tuple[Array, Array, Array]:
+    """A (N, Q) = U diag(s) Vt with U (N, r), s (r,), Vt (r, Q), r = min(N, Q).
+
+    For N > Q through a QR first, A = Q_ R, and the SVD of the small R = U_R diag(s) Vt,
+    U = Q_ U_R: the same factors up to rounding (and the signs of singular pairs), and on CPU
+    several times cheaper than LAPACK's SVD of the tall matrix itself.
+    """
+    n, q = A.shape
+    if n <= q:
+        return jnp.linalg.svd(A, full_matrices=False)
+    Q_, R = jnp.linalg.qr(A)
+    U_R, s, Vt = jnp.linalg.svd(R)
+    return Q_ @ U_R, s, Vt
 
 
 def _leverage_tol(dtype) -> float:

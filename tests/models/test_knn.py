@@ -144,20 +144,23 @@ def test_tuning_needs_two_points_and_a_usable_grid():
         KNN(k="tune", k_grid=(5,)).fit(np.ones((3, 2)), np.ones((3, 4)))
 
 
-def test_one_neighbour_is_gathered_to_the_same_values_as_the_weighted_product():
-    """k = 1 takes each row's nearest training row instead of a one-hot (M, N) x (N, G)
-    product: bit for bit the product's values (and k > 1 still is that product)."""
+def test_neighbour_averages_are_the_means_of_the_first_k_neighbours():
+    """Each row's average over its first k neighbours, against NumPy: exactly the nearest row for
+    k = 1 (a gather), the mean of the k rows up to rounding for k > 1 (k traced, below kmax)."""
     import jax.numpy as jnp
 
-    from gpllm.models.knn import _averages, _weights
+    from gpllm.models.knn import _averages
 
     rng = np.random.default_rng(4)
     Z, Zt = rng.normal(size=(30, 3)), rng.normal(size=(7, 3))
-    Y = jnp.asarray(rng.normal(size=(30, 5)))
+    Y = rng.normal(size=(30, 5))
     D = pairwise_distances(jnp.asarray(Zt), jnp.asarray(Z), "euclidean")
-    for kmax, k in ((1, 1), (3, 2)):
-        idx = nearest(D, kmax)
-        got = _averages(idx, D.shape[1], kmax, jnp.asarray(k), Y, Y * Y)
-        W = _weights(idx, D.shape[1], jnp.asarray(k), Y.dtype)
-        np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(W @ Y))
-        np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(W @ (Y * Y)))
+    for kmax, k in ((1, 1), (3, 2), (6, 5)):
+        idx = np.asarray(nearest(D, kmax))
+        got = _averages(jnp.asarray(idx), jnp.asarray(k), jnp.asarray(Y), jnp.asarray(Y * Y))
+        for X, average in zip((Y, Y * Y), got):
+            want = X[idx[:, :k]].mean(axis=1)
+            if k == 1:
+                np.testing.assert_array_equal(np.asarray(average), want)
+            else:
+                np.testing.assert_allclose(np.asarray(average), want, rtol=1e-13, atol=1e-15)
