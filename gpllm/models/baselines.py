@@ -275,8 +275,9 @@ def _compiled_fit(model: Baseline, Z: Array, Y: Array) -> RandomPerturbationStat
 
 
 @partial(jax.jit, static_argnums=0)
-def _compiled_heldout(model: Baseline, state, Y: Array, index: Array | None) -> HeldOut:
-    """``model._heldout`` on its training profiles Y (N, G); index (N,) the held-out draws, if any."""
+def _compiled_heldout(model: Baseline, state, Y: Array, index: Any) -> HeldOut:
+    """``model._heldout`` on its training profiles Y (N, G); index (N,) the held-out draws, or
+    None for the baselines that draw none (each ``_heldout`` types its own)."""
     return model._heldout(state, Y, index)
 
 

@@ -228,7 +228,8 @@ def _thin_svd(A: Array) -> tuple[Array, Array, Array]:
     """
     n, q = A.shape
     if n <= q:
-        return jnp.linalg.svd(A, full_matrices=False)
+        U, s, Vt = jnp.linalg.svd(A, full_matrices=False)
+        return U, s, Vt
     Q_, R = jnp.linalg.qr(A)
     U_R, s, Vt = jnp.linalg.svd(R)
     return Q_ @ U_R, s, Vt
