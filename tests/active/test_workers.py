@@ -19,26 +19,7 @@ from gpllm.active.run import load_configs, run_active
 from gpllm.cli import app
 from gpllm.evaluate.runner.executors import LocalExecutor
 from gpllm.evaluate.runner.numerics import current_numerics
-
-CONFIG = """
-name = "tiny"
-pca_k = 4
-[data]
-kind = "synthetic"
-seed = 0
-[data.overrides]
-n_perts = 60
-n_genes = 30
-text_dim = 16
-seq_dim = 16
-n_extra_genes = 5
-[active]
-acquisitions = ["random", "coreset", "variance_reduction", "checks.py:sees_the_gp", "checks.py:sees_no_gp"]
-repeats = 2
-seed_size = 6
-batch_size = 6
-budget = 18
-"""
+from tests.active.helpers import write_tiny_config
 
 PLUGIN = """
 import numpy as np
@@ -57,10 +38,8 @@ sees_no_gp.needs_gp = False
 
 @pytest.fixture(scope="module")
 def config_path(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("active_workers")
-    (root / "checks.py").write_text(PLUGIN)
-    (root / "tiny.toml").write_text(CONFIG)
-    return root / "tiny.toml"
+    acquisitions = ["random", "coreset", "variance_reduction", "checks.py:sees_the_gp", "checks.py:sees_no_gp"]
+    return write_tiny_config(tmp_path_factory.mktemp("active_workers"), acquisitions, {"checks.py": PLUGIN})
 
 
 @contextlib.contextmanager
