@@ -41,7 +41,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import threading
 import time
 from typing import NamedTuple
@@ -58,7 +57,7 @@ from gpllm.errors import GPLLMError, InputError, WorkerError
 from gpllm.evaluate.metrics import perturbation_metrics, predictive_scores
 from gpllm.evaluate.runner.executors import LocalExecutor
 from gpllm.evaluate.runner.store import RunStore
-from gpllm.evaluate.runner.workers import named_failures
+from gpllm.evaluate.runner.workers import default_workers, named_failures
 from gpllm.models.base import Fold, fit_predict_folds
 from gpllm.models.gp import GPModel
 from gpllm.models.registry import BuildContext, ModelSpec
@@ -407,8 +406,9 @@ def run_simulation(
     ``run``: what identifies the run (config, data) in the folder's run.json,
     so that a folder is only ever resumed with the same run. ``workers``: processes the
     chains spread over (1: this process; None: one per core), each on all the cores.
-    ``threads``: with one process, the chains it runs at once (None: one per core; one
-    chain's fits keep only part of the cores busy).
+    ``threads``: with one process, the chains it runs at once (None: one per available core,
+    as :func:`~gpllm.evaluate.runner.workers.default_workers`; one chain's fits and compiles
+    keep only part of the cores busy).
     """
     resumed = store.open(run)
     try:
@@ -418,7 +418,7 @@ def run_simulation(
         todo = [chain for chain in todo if chain]
         done = len(sim.keys) - sum(len(chain) for chain in todo)
         context = RoundContext(sim, str(store.root.resolve()), store.run_id)
-        executor = LocalExecutor(workers, shared_cores=True, threads=threads or os.cpu_count() or 1)
+        executor = LocalExecutor(workers, shared_cores=True, threads=threads or default_workers())
         count = executor.count()
         if count > 1 and todo and jax.config.jax_compilation_cache_dir:  # the workers share compiled programs
             todo = warm_ups(sim, count) + todo
