@@ -77,11 +77,13 @@ def run_active(
     *,
     progress: bool = True,
     workers: int | None = 1,
+    threads: int | None = None,
 ) -> ActiveRun:
     """Run (or resume) the design simulation into ``out_dir``; write its figure and table there.
 
     ``workers``: processes the chains spread over (1: this process; None: one per core);
-    the results do not depend on it (:mod:`gpllm.active.simulate`)."""
+    ``threads``: with one process, chains it runs at once (None: one per core); the results
+    depend on neither (:mod:`gpllm.active.simulate`)."""
     out = Path(out_dir)
     acquisitions = {name: load_acquisition(name, "[active] acquisitions") for name in config.acquisitions}
     spec = model_spec(data_config, config)
@@ -107,7 +109,7 @@ def run_active(
         "perts": list(perts),
         "code": {**plugins.code_fingerprint(config.acquisitions, "[active] acquisitions"), **spec.code()},
     }
-    results = run_simulation(sim, RunStore(out), run=run, progress=progress, workers=workers)
+    results = run_simulation(sim, RunStore(out), run=run, progress=progress, workers=workers, threads=threads)
     paths = {
         "results": out / "results.parquet",
         "figure": learning_curves_png(results, out / "learning_curves.png", title=f"{screen}, {emb_name}"),

@@ -21,8 +21,11 @@ pair up. A *chain* is one (acquisition, repeat); each of its rounds
 A round is one task (:func:`compute_round`) that reads what it needs (the
 perturbations measured so far, the previous fit's record) from the parts its
 chain stored before it, so a resumed chain computes exactly what an
-uninterrupted one would, and chains spread over worker processes through the
-sweep's executor (:class:`~gpllm.evaluate.runner.executors.LocalExecutor`).
+uninterrupted one would, and chains spread over threads of this process (one
+per core by default) or worker processes through the sweep's executor
+(:class:`~gpllm.evaluate.runner.executors.LocalExecutor`). Round 0 fits the
+repeat's seed set for every acquisition alike: the first acquisition's part
+serves the others (:func:`sibling_seed_round`).
 Each worker runs on all the cores, as this process would, so that its fits
 round as they would here: the results do not depend on the number of workers. Row columns: acquisition,
 repeat, round, n_measured, pearson_de, pearson_all, mae_de, mae_all, mse_de,
@@ -33,9 +36,12 @@ perturbations this round measured), record (the GP fit's record, JSON).
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import json
 import logging
+import threading
 import time
 from typing import NamedTuple
 
@@ -51,7 +57,7 @@ from gpllm.errors import GPLLMError, InputError, WorkerError
 from gpllm.evaluate.metrics import perturbation_metrics, predictive_scores
 from gpllm.evaluate.runner.executors import LocalExecutor
 from gpllm.evaluate.runner.store import RunStore
-from gpllm.evaluate.runner.workers import named_failures
+from gpllm.evaluate.runner.workers import default_workers, named_failures
 from gpllm.models.base import Fold, fit_predict_folds
 from gpllm.models.gp import GPModel
 from gpllm.models.registry import BuildContext, ModelSpec
@@ -187,7 +193,7 @@ def warm_up(sim: Simulation, n_measured: int) -> None:
     measured = np.arange(n_measured)
     train = split.pool[measured]
     base = sim.model()
-    model = dataclasses.replace(base, fresh_start_below=0)
+    model = round_model(base)
     try:
         fit = fit_predict_folds(model, [Fold(Z[train], data.Y[train], Z[split.test])], [None])[0]
         following = [b - a for a, b in zip(sim.config.rounds, sim.config.rounds[1:]) if a == n_measured]
@@ -200,6 +206,12 @@ def warm_up(sim: Simulation, n_measured: int) -> None:
         log.debug("warm-up at %d measured stopped: %s", n_measured, err)
 
 
+def round_model(base: GPModel) -> GPModel:
+    """The GP a round fits: from the fresh start unless warm-started (``fresh_start_below`` 0),
+    without the leave-one-out pass no result reads."""
+    return dataclasses.replace(base, fresh_start_below=0, leave_one_out=False)
+
+
 def compute_round(item: Round | WarmUp, context: RoundContext) -> None:
     """Run one round from its chain's stored earlier rounds, and store its row (or a warm-up)."""
     if isinstance(item, WarmUp):
@@ -207,9 +219,45 @@ def compute_round(item: Round | WarmUp, context: RoundContext) -> None:
         return
     started = time.perf_counter()
     store = RunStore(context.root, context.run_id)
-    row = run_round(context.sim, store, item)
-    store.write_part(item.key, _frame(row))
+    with _compiling_once(context.sim.config.rounds[item.round]):
+        frame = sibling_seed_round(context.sim, store, item)
+        if frame is None:
+            frame = _frame(run_round(context.sim, store, item))
+    store.write_part(item.key, frame)
     store.record_time(item.key, time.perf_counter() - started)
+
+
+def sibling_seed_round(sim: Simulation, store: RunStore, item: Round) -> pl.DataFrame | None:
+    """Round 0's part as another acquisition of the repeat stored it, relabelled; None if
+    none has, or ``item`` is a later round.
+
+    Why: round 0 fits the repeat's seed set, the same data from the same start for every
+    acquisition, so its row is the same but for the acquisition's name.
+    """
+    if item.round > 0:
+        return None
+    for other in sim.config.acquisitions:
+        key = part_key(other, item.repeat, 0)
+        if other != item.acquisition and store.has_part(key):
+            return store.read_part(key).with_columns(acquisition=pl.lit(item.acquisition))
+    return None
+
+
+#: One lock per training size: the first round at a size compiles its programs while
+#: the other chains in this process wait for them, instead of compiling them again.
+_SIZE_LOCKS: collections.defaultdict[int, threading.Lock] = collections.defaultdict(threading.Lock)
+_COMPILED_SIZES: set[int] = set()
+
+
+@contextlib.contextmanager
+def _compiling_once(n_measured: int):
+    """Inside: a round fitting ``n_measured`` perturbations, alone if it is this process's first at that size."""
+    if n_measured in _COMPILED_SIZES:
+        yield
+        return
+    with _SIZE_LOCKS[n_measured]:
+        yield
+        _COMPILED_SIZES.add(n_measured)
 
 
 class History(NamedTuple):
@@ -239,7 +287,7 @@ def run_round(sim: Simulation, store: RunStore, item: Round) -> dict:
     measured, record = stored_history(sim, store, split, item)
     n_measured = sim.config.rounds[round_]
     base = sim.model()
-    model, batch = dataclasses.replace(base, fresh_start_below=0), split.seed
+    model, batch = round_model(base), split.seed
     if round_ > 0:
         acquire = sim.acquisition(acquisition)
         needs_gp = getattr(acquire, "needs_gp", True)
@@ -345,13 +393,22 @@ def _frame(row: dict) -> pl.DataFrame:
 
 
 def run_simulation(
-    sim: Simulation, store: RunStore, *, run: dict, progress: bool = True, workers: int | None = 1
+    sim: Simulation,
+    store: RunStore,
+    *,
+    run: dict,
+    progress: bool = True,
+    workers: int | None = 1,
+    threads: int | None = None,
 ) -> pl.DataFrame:
     """Run (or resume) every chain into ``store``; the results of every round, in a fixed order.
 
     ``run``: what identifies the run (config, data) in the folder's run.json,
     so that a folder is only ever resumed with the same run. ``workers``: processes the
     chains spread over (1: this process; None: one per core), each on all the cores.
+    ``threads``: with one process, the chains it runs at once (None: one per available core,
+    as :func:`~gpllm.evaluate.runner.workers.default_workers`; one chain's fits and compiles
+    keep only part of the cores busy).
     """
     resumed = store.open(run)
     try:
@@ -361,7 +418,7 @@ def run_simulation(
         todo = [chain for chain in todo if chain]
         done = len(sim.keys) - sum(len(chain) for chain in todo)
         context = RoundContext(sim, str(store.root.resolve()), store.run_id)
-        executor = LocalExecutor(workers, shared_cores=True)
+        executor = LocalExecutor(workers, shared_cores=True, threads=threads or default_workers())
         count = executor.count()
         if count > 1 and todo and jax.config.jax_compilation_cache_dir:  # the workers share compiled programs
             todo = warm_ups(sim, count) + todo

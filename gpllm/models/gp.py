@@ -116,6 +116,9 @@ class GPModel:
         LML has several optima at 200-400 perturbations), so a table's row at 1000
         would change with the grid; from the fixed data-aware start every fit depends
         on its own fold's data only.
+    leave_one_out: :meth:`fit_predict_folds` also returns each fold's leave-one-out
+        predictions (the sweep scores them); off where nothing reads them (``gpllm active``),
+        which spares an N x N inverse factor per fit and its share of the compile.
     """
 
     kernel: Kernel = RBF()
@@ -127,6 +130,7 @@ class GPModel:
     float64_below: int = 300
     spread_folds: bool = True
     warm_start: bool = False
+    leave_one_out: bool = True
 
     def __post_init__(self):
         if not isinstance(self.kernel, Kernel):
@@ -247,15 +251,16 @@ class GPModel:
 
     def fit_predict_many(
         self, Z_train, Y_train, Z_test, params0: gp.GPParams | None = None
-    ) -> tuple[FitResult, list[Prediction], list[HeldOut]]:
+    ) -> tuple[FitResult, list[Prediction], list[HeldOut | None]]:
         """B equal-size datasets fitted, then each predicted at its own Z_test, in one
         compiled program: Z_train (B, N, Q), Y_train (B, N, G), Z_test (B, M, Q).
 
         Each dataset gets its own hyperparameters; raw ``params0`` (leaves with a
         leading B axis) warm-starts them. Returns the fits (NumPy leaves with a
         leading B axis), B predictions and B leave-one-out predictions on the training
-        points: the numbers B separate :meth:`fit`, :meth:`predict` and :meth:`heldout`
-        calls give, from one program per shape, fetched from the device at once.
+        points (None each without ``leave_one_out``): the numbers B separate :meth:`fit`,
+        :meth:`predict` and :meth:`heldout` calls give, from one program per shape, fetched
+        from the device at once.
         """
         Z, Y, Z_new = (jnp.asarray(a) for a in (Z_train, Y_train, Z_test))
         for z, y in zip(np.asarray(Z), np.asarray(Y)):  # host views: no slicing program per shape
@@ -264,7 +269,7 @@ class GPModel:
         offsets = jax.vmap(self._offset)(Y)
         devices = jax.local_devices()
         mesh = dataset_mesh(devices) if self.spread_folds and len(devices) > 1 else None
-        result, mean, var, loo = jax.device_get(
+        result, mean, var, *loo = jax.device_get(
             gp.fit_predict_batched(
                 self.kernel,
                 Z,
@@ -273,13 +278,14 @@ class GPModel:
                 params0=params0,
                 options=self.options,
                 include_noise=True,
-                leave_one_out="refitted_mean" if self.center else "zero_mean",
+                leave_one_out=("refitted_mean" if self.center else "zero_mean") if self.leave_one_out else None,
                 mesh=mesh,
             )
         )
         offsets = np.asarray(offsets)
         predictions = [Prediction(mean[b] + offsets[b], var[b]) for b in range(len(mean))]
-        return result, predictions, [HeldOut(loo.residual[b], loo.var[b]) for b in range(len(mean))]
+        heldouts = [HeldOut(loo[0].residual[b], loo[0].var[b]) if loo else None for b in range(len(mean))]
+        return result, predictions, heldouts
 
     def fit_predict_folds(self, folds: Sequence[Fold], starts: Sequence[Record | None] | None = None) -> list[FoldFit]:
         """Every fold fitted and predicted; equal-size folds in one compiled program.
@@ -297,7 +303,7 @@ class GPModel:
             for fold, start in zip(folds, starts):
                 params0 = self._warm_start(start, fold.Z_train)
                 state = self.fit(fold.Z_train, fold.Y_train, params0)
-                heldout = self.heldout(state, fold.Z_train, fold.Y_train)
+                heldout = self.heldout(state, fold.Z_train, fold.Y_train) if self.leave_one_out else None
                 out.append(FoldFit(self.predict(state, fold.Z_test), self.record(state), heldout))
             return out
         # Stacked straight in the fit's dtype, fold by fold (no float64 stack first): at N=1400 each

@@ -21,26 +21,7 @@ from gpllm.active.simulate import split_for
 from gpllm.cli import app
 from gpllm.errors import InputError
 from gpllm.evaluate.runner.store import RunStore
-
-CONFIG = """
-name = "tiny"
-pca_k = 4
-[data]
-kind = "synthetic"
-seed = 0
-[data.overrides]
-n_perts = 60
-n_genes = 30
-text_dim = 16
-seq_dim = 16
-n_extra_genes = 5
-[active]
-acquisitions = ["random", "max_variance", "my_acquisitions.py:first_free"]
-repeats = 2
-seed_size = 6
-batch_size = 6
-budget = 18
-"""
+from tests.active.helpers import write_tiny_config
 
 PLUGIN = """
 import os
@@ -62,10 +43,8 @@ def invoke(*args):
 
 @pytest.fixture(scope="module")
 def config_path(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("active_config")
-    (root / "my_acquisitions.py").write_text(PLUGIN)
-    (root / "tiny.toml").write_text(CONFIG)
-    return root / "tiny.toml"
+    acquisitions = ["random", "max_variance", "my_acquisitions.py:first_free"]
+    return write_tiny_config(tmp_path_factory.mktemp("active_config"), acquisitions, {"my_acquisitions.py": PLUGIN})
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,14 @@
 """The design simulation spread over worker processes: the same rows, bit for bit, as in one process.
 
 Each worker runs on all the cores with this process's thread counts, so its fits round
-as they would here. One tiny config (two repeats, three rounds) runs once in this
+as they would here. One tiny config (one repeat, two rounds) runs once in this
 process and once over two workers; a user's acquisition checks what its design holds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 
 import jax
@@ -19,26 +20,7 @@ from gpllm.active.run import load_configs, run_active
 from gpllm.cli import app
 from gpllm.evaluate.runner.executors import LocalExecutor
 from gpllm.evaluate.runner.numerics import current_numerics
-
-CONFIG = """
-name = "tiny"
-pca_k = 4
-[data]
-kind = "synthetic"
-seed = 0
-[data.overrides]
-n_perts = 60
-n_genes = 30
-text_dim = 16
-seq_dim = 16
-n_extra_genes = 5
-[active]
-acquisitions = ["random", "coreset", "variance_reduction", "checks.py:sees_the_gp", "checks.py:sees_no_gp"]
-repeats = 2
-seed_size = 6
-batch_size = 6
-budget = 18
-"""
+from tests.active.helpers import write_tiny_config
 
 PLUGIN = """
 import numpy as np
@@ -57,10 +39,8 @@ sees_no_gp.needs_gp = False
 
 @pytest.fixture(scope="module")
 def config_path(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("active_workers")
-    (root / "checks.py").write_text(PLUGIN)
-    (root / "tiny.toml").write_text(CONFIG)
-    return root / "tiny.toml"
+    acquisitions = ["random", "coreset", "variance_reduction", "checks.py:sees_the_gp", "checks.py:sees_no_gp"]
+    return write_tiny_config(tmp_path_factory.mktemp("active_workers"), acquisitions, {"checks.py": PLUGIN})
 
 
 @contextlib.contextmanager
@@ -80,12 +60,16 @@ def compilation_cache(folder: Path):
 
 @pytest.mark.slow
 def test_two_workers_give_the_rows_of_one_process(config_path, tmp_path):
-    """With the compilation cache on, the workers first share out the compiling (warm-ups)."""
-    here = run_active(*load_configs(config_path), tmp_path / "here", progress=False, workers=1)
+    """With the compilation cache on, the workers first share out the compiling (warm-ups).
+    One repeat of two rounds: its five chains keep both workers busy, and each worker
+    compiles one of the two training sizes (the test's cost is compiling, in each process)."""
+    data, config = load_configs(config_path)
+    config = dataclasses.replace(config, repeats=1, budget=12)
+    here = run_active(data, config, tmp_path / "here", progress=False, workers=1)
     with compilation_cache(tmp_path / "jax-cache"):
-        there = run_active(*load_configs(config_path), tmp_path / "there", progress=False, workers=2)
+        there = run_active(data, config, tmp_path / "there", progress=False, workers=2)
     assert any((tmp_path / "jax-cache").iterdir())
-    assert here.results.height == 5 * 2 * 3
+    assert here.results.height == 5 * 1 * 2
     assert there.results.equals(here.results)
     assert pl.read_parquet(tmp_path / "there" / "results.parquet").equals(here.results)
 

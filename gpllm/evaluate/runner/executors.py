@@ -54,11 +54,13 @@ class LocalExecutor:
     shared_cores: every worker runs on all the cores with this process's thread counts, so
     its tasks round as they would in this process (the OS shares the cores); otherwise each
     worker gets its own group of cores (:func:`~gpllm.evaluate.runner.workers.core_groups`).
+    threads: with one process, this many chains at once in it (:func:`run_chains_in_threads`).
     """
 
     workers: int | None = 1
     at_once: int | None = None
     shared_cores: bool = False
+    threads: int = 1
 
     @property
     def label(self) -> str:
@@ -76,6 +78,8 @@ class LocalExecutor:
     def run_chains(self, chains, task, context, on_event):
         from gpllm.evaluate.runner.workers import run_chains
 
+        if self.count() == 1 and self.threads > 1:
+            return run_chains_in_threads(chains, task, context, on_event, self.threads)
         return run_chains(
             chains,
             task,
@@ -92,6 +96,50 @@ class LocalExecutor:
 
     def close(self) -> None:
         pass
+
+
+def run_chains_in_threads(chains, task, context, on_event, threads: int) -> list[list[Any]]:
+    """``task(item, context)`` for every item, in order within each chain, ``threads`` chains at
+    once in this process; results per chain. The first error (in any chain) stops the others
+    from starting tasks and is raised once the running ones end.
+
+    Why threads: JAX computes and compiles without the GIL, and threads share this process's
+    compiled programs and XLA's one thread pool, so a task rounds as it would alone.
+    """
+    import concurrent.futures
+    import threading
+
+    failed = threading.Event()
+
+    def run(chain) -> list:
+        results = []
+        for item in chain:
+            if failed.is_set():
+                break
+            on_event("start", item)
+            try:
+                results.append(task(item, context))
+            except BaseException:
+                failed.set()
+                raise
+            on_event("done", item)
+        return results
+
+    with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="chain") as pool:
+        futures = [pool.submit(run, chain) for chain in chains]
+        try:
+            concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+        except BaseException:  # Ctrl-C while waiting: the running tasks end, no other starts
+            failed.set()
+            raise
+        errors = [future.exception() for future in futures if future.done() and future.exception()]
+        if errors:
+            failed.set()
+            for future in futures:
+                future.cancel()
+            concurrent.futures.wait(futures)
+            raise errors[0]
+        return [future.result() for future in futures]
 
 
 def check_executor(spec: str | None) -> str:
