@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,45 @@ def _cache_every_program() -> None:
     import jax
 
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+#: The modules that keep one worker busiest (seconds in the last quiet CI's ``--durations``, each
+#: over about 30 s), longest first. They start first: pytest-xdist hands a worker a whole module
+#: (``--dist loadscope``), and one of them picked up last would leave the other core idle for its
+#: whole length; the short modules that follow even out the two workers' ends.
+LONG_MODULES = (
+    "tests/evaluate/test_run_folder.py",
+    "tests/evaluate/test_reproduce.py",
+    "tests/models/test_protocol.py",
+    "tests/gp/test_fit.py",
+    "tests/pairs/test_combos.py",
+    "tests/test_extension.py",
+    "tests/docs/test_tutorials.py",
+    "tests/active/test_workers.py",
+    "tests/models/test_gp_model.py",
+    "tests/gp/test_output_scales.py",
+    "tests/robustness/test_start_outside_constraint.py",
+    "tests/evaluate/test_sweep.py",
+    "tests/evaluate/test_dask_executor.py",
+    "tests/docs/test_snippets.py",
+    "tests/active/test_simulate.py",
+    "tests/gp/test_sharding.py",
+    "tests/cli/test_fit_predict.py",
+    "tests/gp/test_objective.py",
+    "tests/models/test_gp_select.py",
+    "tests/gp/test_blocked.py",
+)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture scope
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest-first order for the workers' queue (pyproject's ``--no-loadscope-reorder`` keeps
+    it): the LONG_MODULES in their order, then the other modules with the most tests first, as
+    pytest-xdist would order them itself. A module's tests keep their order and stay together."""
+    module_of = {item: item.nodeid.split("::", 1)[0] for item in items}
+    tests_in = Counter(module_of.values())
+    rank = {module: place for place, module in enumerate(LONG_MODULES)}
+    items.sort(key=lambda item: (rank.get(module_of[item], len(rank)), -tests_in[module_of[item]], module_of[item]))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
