@@ -20,6 +20,7 @@ from gpllm.errors import InputError
 from gpllm.models.registry import ModelSpec, spec_from
 from gpllm.plugins import load_reference
 from gpllm.reproduce import ReproduceConfig, reproduce
+from tests._helpers import synthetic_config_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "experiments" / "projected_kernel.py"
@@ -234,21 +235,11 @@ def test_the_cli_takes_a_kernel_reference_in_models(tmp_path):
     config = _write(
         tmp_path,
         "c.toml",
-        """
-        name = "k"
-        embeddings = ["text+sequence"]
-        pca_k = 4
-        [data]
-        kind = "synthetic"
-        seed = 0
-        [data.overrides]
-        n_perts = 60
-        n_genes = 20
-        [sweep]
-        models = ["nonctrl_mean"]
-        sizes = [20]
-        n_folds = 2
-    """,
+        synthetic_config_toml(
+            {"n_perts": 60, "n_genes": 20},
+            top={"name": "k", "embeddings": ["text+sequence"], "pca_k": 4},
+            sweep={"models": ["nonctrl_mean"], "sizes": [20], "n_folds": 2},
+        ),
     )
     out = tmp_path / "run"
     args = [

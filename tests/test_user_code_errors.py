@@ -17,6 +17,7 @@ from gpllm.cli import app
 from gpllm.errors import InputError, ShapeError
 from gpllm.models.registry import BuildContext, ModelSpec
 from gpllm.plugins import load_reference
+from tests._helpers import synthetic_config_toml
 
 #: A user's file: kernels whose gram or diag return the wrong shape, and a factory written
 #: with three arguments (as the README once described it) instead of the one BuildContext.
@@ -51,21 +52,11 @@ def three_argument_factory(blocks, ctrl, seed):
     return gp.RBF()
 """
 
-CONFIG = """
-name = "plugin"
-embeddings = ["text"]
-pca_k = 4
-[data]
-kind = "synthetic"
-seed = 0
-[data.overrides]
-n_perts = 60
-n_genes = 20
-[sweep]
-models = ["nonctrl_mean"]
-sizes = [20]
-n_folds = 2
-"""
+CONFIG = synthetic_config_toml(
+    {"n_perts": 60, "n_genes": 20},
+    top={"name": "plugin", "embeddings": ["text"], "pca_k": 4},
+    sweep={"models": ["nonctrl_mean"], "sizes": [20], "n_folds": 2},
+)
 
 
 @pytest.fixture

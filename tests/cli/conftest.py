@@ -27,6 +27,10 @@ class Files(NamedTuple):
     test_names: tuple[str, ...]  # the other screen perturbations
     data: object  # the SyntheticScreens they came from
 
+    def text_and_train(self) -> tuple:
+        """The options ``--text TEXT --train TRAIN`` that ``gpllm fit`` and ``gpllm predict`` share."""
+        return ("--text", self.text, "--train", self.train)
+
 
 @pytest.fixture(scope="session")
 def files(tmp_path_factory) -> Files:

@@ -3,6 +3,8 @@ condition names and ``predict`` keys, and its DE lists in ``uns`` (``--de-key``)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -104,22 +106,25 @@ def test_de_metrics_use_gears_lists_and_gears_names(gears_file, tmp_path, key):
     assert f"the first 20 of GEARS' uns['{key}']" in result.stdout
 
 
-def test_without_de_key_the_truths_own_de_genes_are_named(gears_file, tmp_path):
-    path, adata = gears_file
-    file = tmp_path / "pred.h5ad"
+def _one_row_prediction(folder) -> Path:
+    """pred.h5ad in ``folder``: one perturbation, G1, predicted as all ones over GENES (1 x 40)."""
+    file = folder / "pred.h5ad"
     ad.AnnData(X=np.ones((1, len(GENES))), obs=pd.DataFrame(index=["G1"]), var=pd.DataFrame(index=GENES)).write_h5ad(
         file
     )
+    return file
+
+
+def test_without_de_key_the_truths_own_de_genes_are_named(gears_file, tmp_path):
+    path, adata = gears_file
+    file = _one_row_prediction(tmp_path)
     result = ok("evaluate", file, "--truth", path, "--preset", "gears")
     assert "DE genes (pearson_de, mae_de, mse_de): the truth's own top 20" in result.stdout
 
 
 def test_a_missing_de_key_names_what_the_file_has(gears_file, tmp_path):
     path, _ = gears_file
-    file = tmp_path / "pred.h5ad"
-    ad.AnnData(X=np.ones((1, len(GENES))), obs=pd.DataFrame(index=["G1"]), var=pd.DataFrame(index=GENES)).write_h5ad(
-        file
-    )
+    file = _one_row_prediction(tmp_path)
     fails(
         "evaluate",
         file,
@@ -271,10 +276,7 @@ def test_a_de_list_repeating_a_gene_names_the_file_key_and_condition(tmp_path):
     lists["K562_G1+ctrl_1+1"] = [IDS[0], IDS[0], *IDS[2:]]
     adata.uns["rank_genes_groups_cov_all"] = lists
     adata.write_h5ad(path)
-    file = tmp_path / "pred.h5ad"
-    ad.AnnData(X=np.ones((1, len(GENES))), obs=pd.DataFrame(index=["G1"]), var=pd.DataFrame(index=GENES)).write_h5ad(
-        file
-    )
+    file = _one_row_prediction(tmp_path)
     fails(
         "evaluate",
         file,

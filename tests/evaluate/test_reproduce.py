@@ -16,6 +16,7 @@ from gpllm.inputs import load_inputs
 from gpllm.report.tables import summarize
 from gpllm.reproduce import reproduce
 from gpllm.run_config import ReproduceConfig
+from tests._helpers import synthetic_config_toml
 
 SMALL = {"kind": "synthetic", "seed": 0, "overrides": {"n_perts": 90, "n_genes": 50}}
 
@@ -108,16 +109,24 @@ def test_an_unreadable_config_file_is_named(tmp_path):
 
 @pytest.mark.slow
 def test_cli_runs_the_grid_writes_the_report_and_prints_table_1(tmp_path):
-    # test_sweep.py's shapes (60 x 40, k = 5, sizes 12 and 24, 3 folds): the session's cache may hold its programs
+    # test_sweep.py's shapes (60 x 40, k = 5, sizes 12 and 24, 3 folds): the session's cache may hold its programs.
+    # One process (--workers 1): worker processes each import JAX and compile every program again; they
+    # are tested by test_sweep.py (same table) and test_run_folder.py (kills), the default count elsewhere.
     config = tmp_path / "small.toml"
     config.write_text(
-        'name = "small"\nembeddings = ["text", "text+sequence"]\npca_k = 5\n'
-        '[data]\nkind = "synthetic"\nseed = 0\n[data.overrides]\nn_perts = 60\nn_genes = 40\n'
-        '[sweep]\nmodels = ["gp", "knn_k1", "ridge", "random_perturbation", "nonctrl_mean"]\n'
-        "sizes = [12, 24]\nn_folds = 3\n"
+        synthetic_config_toml(
+            {"n_perts": 60, "n_genes": 40},
+            top={"name": "small", "embeddings": ["text", "text+sequence"], "pca_k": 5},
+            sweep={
+                "models": ["gp", "knn_k1", "ridge", "random_perturbation", "nonctrl_mean"],
+                "sizes": [12, 24],
+                "n_folds": 3,
+            },
+        )
     )
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["reproduce", "--config", str(config), "--out", str(out), "--no-progress"])
+    command = ["reproduce", "--config", str(config), "--out", str(out), "--no-progress", "--workers", "1"]
+    result = CliRunner().invoke(app, command)
     assert result.exit_code == 0, result.output
     assert "GP+LLM (text + sequence)" in result.output and "non-ctrl mean" in result.output
     results = pl.read_parquet(out / "results.parquet")
@@ -132,7 +141,7 @@ def test_cli_runs_the_grid_writes_the_report_and_prints_table_1(tmp_path):
         "by_size/table_RPE1_n24.md",
     ):
         assert (out / "report" / name).stat().st_size > 0
-    again = CliRunner().invoke(app, ["reproduce", "--config", str(config), "--out", str(out), "--no-progress"])
+    again = CliRunner().invoke(app, command)
     assert again.exit_code == 0 and pl.read_parquet(out / "results.parquet").equals(results)
 
 

@@ -21,6 +21,7 @@ from gpllm.errors import DataError
 from gpllm.evaluate.grid import SweepConfig
 from gpllm.evaluate.runner.store import RunBusyError, RunStore
 from gpllm.evaluate.runner.sweep import run_sweep
+from tests._helpers import synthetic_config_toml
 
 CONFIG = SweepConfig(models=("knn_k1", "ridge", "nonctrl_mean"), embeddings=("text",), sizes=(12, 24), n_folds=3)
 
@@ -132,21 +133,11 @@ def test_written_files_follow_the_umask(inputs, tmp_path):
 
 # ------------------------------------------------------------ killing the command
 
-SMALL_TOML = """
-name = "kill"
-embeddings = ["text"]
-pca_k = 4
-[data]
-kind = "synthetic"
-seed = 0
-[data.overrides]
-n_perts = 60
-n_genes = 30
-[sweep]
-models = ["gp", "knn_k1", "ridge", "nonctrl_mean"]
-sizes = [12, 24]
-n_folds = 3
-"""
+SMALL_TOML = synthetic_config_toml(
+    {"n_perts": 60, "n_genes": 30},
+    top={"name": "kill", "embeddings": ["text"], "pca_k": 4},
+    sweep={"models": ["gp", "knn_k1", "ridge", "nonctrl_mean"], "sizes": [12, 24], "n_folds": 3},
+)
 # Two sizes keep a warm-start chain (the GP at 24 starts from its fit at 12) and 16 chunks, enough
 # that two workers are still busy when the first part lands; a third size only lengthened every run.
 

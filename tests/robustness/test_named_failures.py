@@ -7,6 +7,7 @@ import pytest
 
 from gpllm.data.embeddings.files import write_genept_pickle
 from gpllm.data.synthetic.screens import make_screens
+from tests._helpers import synthetic_config_toml
 from tests.cli.conftest import fails, invoke
 
 MODELS = """
@@ -50,27 +51,19 @@ class NaNGram(RBF):
 nan_gram = NaNGram()
 """
 
-CONFIG = """
-embeddings = ["text"]
-pca_k = 4
-[data]
-kind = "synthetic"
-seed = 0
-[data.overrides]
-n_perts = 40
-n_genes = 20
-text_dim = 8
-seq_dim = 8
-[sweep]
-models = ["models.py:{model}"]
-sizes = [16]
-n_folds = 2
-"""
+
+def _config(model: str) -> str:
+    """A sweep of the user's ``model`` from models.py on a 40 x 20 synthetic screen, 2 folds at size 16."""
+    return synthetic_config_toml(
+        {"n_perts": 40, "n_genes": 20, "text_dim": 8, "seq_dim": 8},
+        top={"embeddings": ["text"], "pca_k": 4},
+        sweep={"models": [f"models.py:{model}"], "sizes": [16], "n_folds": 2},
+    )
 
 
 def _reproduce(tmp_path, model, *options):
     (tmp_path / "models.py").write_text(MODELS)
-    (tmp_path / f"{model}.toml").write_text(CONFIG.format(model=model))
+    (tmp_path / f"{model}.toml").write_text(_config(model))
     args = ("reproduce", "--config", tmp_path / f"{model}.toml", "--out", tmp_path / "run", "--no-progress", *options)
     return args
 
