@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from tests._helpers import synthetic_config_toml
+
 #: 60 perturbations x 30 genes, two repeats of three rounds (6, 12, 18 measured): seconds a run.
-TINY_CONFIG = """
-name = "tiny"
-pca_k = 4
-[data]
-kind = "synthetic"
-seed = 0
-[data.overrides]
-n_perts = 60
-n_genes = 30
-text_dim = 16
-seq_dim = 16
-n_extra_genes = 5
-[active]
-acquisitions = {acquisitions}
-repeats = 2
-seed_size = 6
-batch_size = 6
-budget = 18
-"""
+TINY_SCREEN = {"n_perts": 60, "n_genes": 30, "text_dim": 16, "seq_dim": 16, "n_extra_genes": 5}
+TINY_DESIGN = {"repeats": 2, "seed_size": 6, "batch_size": 6, "budget": 18}
 
 
 def write_tiny_config(folder: Path, acquisitions: list[str], plugins: dict[str, str]) -> Path:
@@ -33,5 +17,6 @@ def write_tiny_config(folder: Path, acquisitions: list[str], plugins: dict[str, 
     for name, source in plugins.items():
         (folder / name).write_text(source)
     path = folder / "tiny.toml"
-    path.write_text(TINY_CONFIG.format(acquisitions=json.dumps(acquisitions)))
+    top = {"name": "tiny", "pca_k": 4}
+    path.write_text(synthetic_config_toml(TINY_SCREEN, top=top, active={"acquisitions": acquisitions, **TINY_DESIGN}))
     return path
