@@ -77,12 +77,12 @@ def run_active(
     *,
     progress: bool = True,
     workers: int | None = 1,
-    threads: int | None = None,
+    threads: int = 1,
 ) -> ActiveRun:
     """Run (or resume) the design simulation into ``out_dir``; write its figure and table there.
 
     ``workers``: processes the chains spread over (1: this process; None: one per core);
-    ``threads``: with one process, chains it runs at once (None: one per core); the results
+    ``threads``: with one process, chains it runs at once on threads (default 1); the results
     depend on neither (:mod:`gpllm.active.simulate`)."""
     out = Path(out_dir)
     acquisitions = {name: load_acquisition(name, "[active] acquisitions") for name in config.acquisitions}

@@ -28,8 +28,8 @@ def active_command(
     budget: int = typer.Option(None, help="Override the budget: perturbations measured in the end (default 800)."),
     workers: int = typer.Option(
         1,
-        help="Worker processes the (acquisition, repeat) chains spread over (default 1: this process, running one "
-        "chain per core on threads); each runs on all the cores, so the results do not depend on it.",
+        help="Worker processes the (acquisition, repeat) chains spread over (default 1: this process); "
+        "each runs on all the cores, so the results do not depend on it.",
     ),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     debug: bool = DEBUG,
