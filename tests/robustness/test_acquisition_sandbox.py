@@ -7,7 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from gpllm.cli import app
-from tests.active.test_simulate import CONFIG, PLUGIN
+from tests.active.helpers import CONFIG
+from tests.active.test_simulate import PLUGIN
 
 MISBEHAVING = (
     PLUGIN

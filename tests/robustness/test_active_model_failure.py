@@ -3,7 +3,7 @@ in one line, with the traceback in the run folder's errors.log and on --debug.""
 
 from __future__ import annotations
 
-from tests.active.test_simulate import CONFIG
+from tests.active.helpers import CONFIG
 from tests.cli.conftest import fails, invoke
 
 KERNEL = """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.active.test_simulate import CONFIG
+from tests.active.helpers import CONFIG
 from tests.cli.conftest import fails
 from tests.robustness.conftest import fill_up
 

@@ -70,7 +70,7 @@ def _reproduce(tmp_path, model, *options):
 
 def test_a_models_own_exception_is_one_line_naming_it_with_the_traceback_in_errors_log(tmp_path):
     line = fails(*_reproduce(tmp_path, "Boom", "--workers", "1"), naming="RuntimeError: boom in fit")
-    assert line.startswith("error: model 'Boom' (screen K562, embedding text, size 16, folds [0, 1]): "), line
+    assert line.startswith("error: model 'Boom' (screen K562, embedding text, size 16, fold 0): "), line
     assert f"(traceback in {tmp_path / 'run' / 'errors.log'})" in line
     log = (tmp_path / "run" / "errors.log").read_text()
     assert "Traceback (most recent call last)" in log and 'raise RuntimeError("boom in fit")' in log
@@ -86,7 +86,7 @@ def test_debug_prints_the_models_traceback(tmp_path):
 @pytest.mark.slow
 def test_worker_processes_give_the_same_line(tmp_path):
     line = fails(*_reproduce(tmp_path, "Boom", "--workers", "2"), naming="RuntimeError: boom in fit")
-    assert line.startswith("error: model 'Boom' (screen K562, embedding text, size 16, folds [0, 1]): "), line
+    assert line.startswith("error: model 'Boom' (screen K562, embedding text, size 16, fold 0): "), line
     assert 'raise RuntimeError("boom in fit")' in (tmp_path / "run" / "errors.log").read_text()
 
 

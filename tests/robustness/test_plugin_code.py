@@ -12,7 +12,8 @@ from gpllm.active.run import load_configs, run_active
 from gpllm.errors import DataError
 from gpllm.plugins import changed_code, code_fingerprint
 from gpllm.reproduce import ReproduceConfig, reproduce
-from tests.active.test_simulate import CONFIG, PLUGIN
+from tests.active.helpers import CONFIG
+from tests.active.test_simulate import PLUGIN
 
 SMALL = {"kind": "synthetic", "seed": 0, "overrides": {"n_perts": 40, "n_genes": 20, "text_dim": 8, "seq_dim": 8}}
 
