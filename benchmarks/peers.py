@@ -58,7 +58,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
-import tinygp
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
@@ -341,6 +340,8 @@ def make_tinygp(Z, Y, variance, lengthscale, noise, dtype=np.float64) -> PeerCas
     (N,) mean (and when D == N silently returns a wrong number), so the GP is built once per
     evaluation (its Cholesky lives in the solver) and log_probability vmapped over columns.
     """
+    import tinygp  # the bench extra's: imported here so that the rest of this module needs only the test extra
+
     _require_x64_for(dtype)
     as_dtype = functools.partial(jnp.asarray, dtype=dtype)
     params = {
